@@ -1,0 +1,118 @@
+// npm run bench: medians and ratios from one run, side by side. Never timed assertions in tests.
+//   1. in-process detection of the largest shared snapshot (target: <= 15 ms median)
+//   2. wall time of `kvmstrap detect --json` against a bare `node -e 0` (target: within 60 ms)
+//   3. detection of this host against systeminformation's cpu + mem + networkInterfaces +
+//      blockDevices + diskLayout (target: >= 5x faster)
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..");
+const { detectHost } = await import(path.join(root, "dist/detect/index.js"));
+const { RootedHostFs } = await import(path.join(root, "dist/host/fs.js"));
+const { ExecaRunner } = await import(path.join(root, "dist/host/commands.js"));
+const { runChecks } = await import(path.join(root, "dist/checks/index.js"));
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ms = (x) => `${x.toFixed(2)} ms`;
+async function time(fn, n) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+const rows = [];
+const row = (name, value, target, ok) => rows.push({ name, value, target, ok });
+
+// 1. Largest shared snapshot, in process.
+const shared = path.resolve(root, "../shared/fixtures/hosts");
+if (existsSync(shared)) {
+  const sizes = readdirSync(shared).map((f) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kvmstrap-bench-"));
+    execFileSync("tar", ["-xzf", path.join(shared, f), "-C", dir]);
+    const count = Number(
+      execFileSync("sh", ["-c", `find "${dir}" | wc -l`])
+        .toString()
+        .trim(),
+    );
+    return { f, dir, count };
+  });
+  const largest = sizes.sort((a, b) => b.count - a.count)[0];
+  const detectOnce = () => detectHost({ fs: new RootedHostFs(largest.dir) });
+  await time(detectOnce, 10); // warm up the JIT and pci.ids cache
+  const t = median(await time(detectOnce, 60));
+  row(`detect ${largest.f} (${largest.count} entries), in process`, ms(t), "<= 15 ms", t <= 15);
+  const checks = await detectOnce().then((r) => time(async () => runChecks(r), 200));
+  row("checks over that report", ms(median(checks)), "-", true);
+} else {
+  row("detect largest shared snapshot", "skipped: ../shared/fixtures/hosts not found", "<= 15 ms", null);
+}
+
+// 2. CLI wall time against a bare node, interleaved so both see the same machine state.
+const bin = path.join(root, "bin/kvmstrap.js");
+spawnSync(process.execPath, [bin, "detect", "--json"], { stdio: "ignore" }); // fills this boot's probe cache
+const bare = [];
+const cliCached = [];
+const cliNoProbe = [];
+for (let i = 0; i < 15; i++) {
+  for (const [list, args] of [
+    [bare, ["-e", "0"]],
+    [cliCached, [bin, "detect", "--json"]],
+    [cliNoProbe, [bin, "detect", "--json", "--probe", "never"]],
+  ]) {
+    const t = performance.now();
+    spawnSync(process.execPath, args, { stdio: "ignore" });
+    list.push(performance.now() - t);
+  }
+}
+const b = median(bare);
+const c = median(cliCached);
+const n = median(cliNoProbe);
+row("node -e 0", ms(b), "-", true);
+row(
+  "kvmstrap detect --json (probe cached this boot)",
+  `${ms(c)} (+${ms(c - b)})`,
+  "within 60 ms",
+  c - b <= 60,
+);
+row("kvmstrap detect --json --probe never", `${ms(n)} (+${ms(n - b)})`, "within 60 ms", n - b <= 60);
+
+// 3. Against systeminformation on this host.
+const si = await import("systeminformation");
+const siOnce = () =>
+  Promise.all([si.cpu(), si.mem(), si.networkInterfaces(), si.blockDevices(), si.diskLayout()]);
+const oursOnce = () =>
+  detectHost({ fs: new RootedHostFs("/"), runner: new ExecaRunner(), probe: { mode: "auto" } });
+await siOnce();
+await oursOnce();
+const siTimes = [];
+const ourTimes = [];
+for (let i = 0; i < 7; i++) {
+  siTimes.push(...(await time(siOnce, 1)));
+  ourTimes.push(...(await time(oursOnce, 1)));
+}
+const s = median(siTimes);
+const o = median(ourTimes);
+row("systeminformation cpu+mem+networkInterfaces+blockDevices+diskLayout", ms(s), "-", true);
+row(
+  "kvmstrap detectHost (live, probe cached)",
+  `${ms(o)} (${(s / o).toFixed(1)}x faster)`,
+  ">= 5x",
+  s / o >= 5,
+);
+
+const w = Math.max(...rows.map((r) => r.name.length));
+console.log(`kvmstrap bench (medians), node ${process.version}, ${new Date().toISOString()}`);
+for (const r of rows) {
+  const mark = r.ok === null ? "SKIP" : r.ok ? " ok " : "MISS";
+  console.log(`[${mark}] ${r.name.padEnd(w)}  ${r.value}${r.target !== "-" ? `  (target ${r.target})` : ""}`);
+}

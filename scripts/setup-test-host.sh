@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what kvmstrap's tests need on a fresh Debian 12 machine (run as root): Debian packages,
+# the npm dependencies, and a stock Debian cloud kernel that the functional KVM probe boots.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+apt_packages=(
+  qemu-system-x86 qemu-utils seabios ipxe-qemu # the KVM probe and, later, guests
+  pci.ids                                      # PCI vendor/device names
+  binutils                                     # re-assembles the probe boot sector in its test
+  iproute2 tmux curl ca-certificates
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A stock kernel for the probe's "linux-boot" stage, unpacked (not installed) from Debian's package.
+kernel_dir=/var/cache/kvmstrap/probe-kernel
+if [ ! -s "$kernel_dir/vmlinuz" ]; then
+  echo "setup: fetching a Debian cloud kernel for the KVM probe"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  [ -n "$(apt-cache policy linux-image-cloud-amd64 | grep Candidate)" ] || apt-get update -qq
+  pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+  (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1)
+  dpkg-deb -x "$work"/"$pkg"_*.deb "$work/x"
+  mkdir -p "$kernel_dir"
+  cp "$work"/x/boot/vmlinuz-* "$kernel_dir/vmlinuz.tmp" && mv "$kernel_dir/vmlinuz.tmp" "$kernel_dir/vmlinuz"
+fi
+
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi

@@ -1,0 +1,119 @@
+// Checks for the IOMMU: firmware (DMAR/IVRS), kernel (command line, groups), interrupt remapping, and
+// how finely the groups isolate devices, which decides what can be passed through on its own.
+import type { HostReport, PciDevice } from "../detect/types.js";
+import { type Check, check } from "./types.js";
+
+const isBridge = (d: PciDevice) =>
+  (d.classId ?? "").startsWith("0604") || (d.classId ?? "").startsWith("0600");
+
+export function iommuChecks(r: HostReport): Check[] {
+  const { iommu, cpu } = r;
+  const intel = cpu.vendor === "GenuineIntel";
+  const facts = Object.values(iommu.sources);
+  const out: Check[] = [];
+  const param = intel ? "intel_iommu=on iommu=pt" : "amd_iommu=on iommu=pt";
+  const biosName = intel
+    ? '"VT-d" (also "Intel Virtualization Technology for Directed I/O")'
+    : '"IOMMU" (also "AMD-Vi")';
+
+  if (iommu.groupsPopulated) {
+    out.push(
+      check({
+        id: "iommu.enabled",
+        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        facts,
+        level: "pass",
+        state: "ok",
+        reason: `the kernel uses the IOMMU: ${iommu.groups.length} IOMMU groups`,
+      }),
+    );
+  } else if (iommu.acpiTable) {
+    const explicitOff = /^(off|0)$/.test(
+      iommu.cmdlineParams.intel_iommu ?? iommu.cmdlineParams.amd_iommu ?? "",
+    );
+    out.push(
+      check({
+        id: "iommu.enabled",
+        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        facts,
+        level: "warn",
+        state: "disabled-in-kernel",
+        reason: `the firmware reports an IOMMU (ACPI ${iommu.acpiTable}) but the kernel ${explicitOff ? "has it switched off on its command line" : "has not enabled it"}: no IOMMU groups`,
+        remediation: `Add "${param}" to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub; or /etc/kernel/cmdline with systemd-boot) and reboot.`,
+        reboot: true,
+      }),
+    );
+  } else if (iommu.acpiTablesReadable) {
+    out.push(
+      check({
+        id: "iommu.enabled",
+        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        facts,
+        level: "warn",
+        state: cpu.hypervisor ? "unsupported" : "disabled-in-firmware",
+        reason: cpu.hypervisor
+          ? "no IOMMU: this machine is a guest and its hypervisor exposes no virtual IOMMU"
+          : "no IOMMU: the firmware publishes no DMAR/IVRS table (disabled in the BIOS, or unsupported by the platform)",
+        remediation: cpu.hypervisor
+          ? "Give this VM a virtual IOMMU (intel-iommu device with caching-mode=on) if passthrough is needed."
+          : `Enable ${biosName} in the BIOS/UEFI setup, then add "${param}" to the kernel command line.`,
+        reboot: true,
+      }),
+    );
+  } else {
+    out.push(
+      check({
+        id: "iommu.enabled",
+        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        facts,
+        level: "warn",
+        state: "unknown",
+        reason: "no IOMMU groups, and the ACPI tables were not readable to tell firmware from kernel",
+        remediation: `Check the BIOS for ${biosName}; add "${param}" to the kernel command line.`,
+        reboot: true,
+      }),
+    );
+  }
+
+  if (iommu.groupsPopulated && iommu.interruptRemapping === "no") {
+    out.push(
+      check({
+        id: "iommu.interrupt-remapping",
+        title: "IOMMU interrupt remapping",
+        facts,
+        level: "warn",
+        state: "unsupported",
+        reason: "interrupt remapping is off: VFIO refuses assignment unless unsafe interrupts are allowed",
+        remediation:
+          "Enable x2APIC/interrupt remapping in the BIOS, or (at your own risk) vfio_iommu_type1 allow_unsafe_interrupts=1.",
+      }),
+    );
+  }
+
+  if (iommu.groupsPopulated) {
+    const byAddr = new Map(r.pci.map((d) => [d.address, d]));
+    const shared = iommu.groups.filter(
+      (g) =>
+        g.devices.filter((a) => {
+          const d = byAddr.get(a);
+          return d && !isBridge(d);
+        }).length > 1,
+    );
+    out.push(
+      check({
+        id: "iommu.isolation",
+        title: "IOMMU group isolation",
+        facts,
+        level: "note",
+        state: "info",
+        reason: shared.length
+          ? `${shared.length} of ${iommu.groups.length} groups hold more than one endpoint (they pass through together): ${shared
+              .slice(0, 4)
+              .map((g) => `group ${g.id} [${g.devices.join(" ")}]`)
+              .join("; ")}${shared.length > 4 ? "; ..." : ""}`
+          : "every endpoint has an IOMMU group of its own",
+      }),
+    );
+  }
+  return out;
+}

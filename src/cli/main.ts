@@ -1,0 +1,66 @@
+// cli: the command-line front end. It parses arguments, calls the engine, renders events and
+// reports, and maps errors to exit codes (0 ok, 1 a failing check, 2 usage or input errors). It
+// holds no logic of its own; subcommands load lazily so `kvmstrap detect` starts fast.
+import { EXIT, InputError, UsageError } from "./errors.js";
+
+const VERSION = "0.1.0";
+
+export const HELP = `kvmstrap ${VERSION}: bare-metal provisioning for KVM hosts
+
+Usage: kvmstrap <command> [options]
+
+Commands:
+  detect              Inventory this machine and check it is ready for KVM
+  snapshot FILE       Capture what detection reads into FILE.tar.gz (for bug reports, offline work)
+
+Run "kvmstrap <command> --help" for a command's options.
+
+Global options:
+  --debug             Print stack traces on errors
+  --version           Print the version
+  -h, --help          Print this help
+
+Exit codes: 0 success, 1 a fail-level check failed, 2 usage or input error.
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  detect: async () => (await import("./detect.js")).detectCommand,
+  snapshot: async () => (await import("./snapshot-command.js")).snapshotCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes("--debug");
+  const args = argv.filter((a) => a !== "--debug");
+  try {
+    const [name, ...rest] = args;
+    if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+      process.stdout.write(HELP);
+      return name === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (name === "--version" || name === "-V") {
+      process.stdout.write(`${VERSION}\n`);
+      return EXIT.ok;
+    }
+    const load = COMMANDS[name];
+    if (!load) throw new UsageError(`unknown command "${name}"`);
+    return await (await load())(rest);
+  } catch (e) {
+    return reportError(e, debug);
+  }
+}
+
+export function reportError(e: unknown, debug: boolean): number {
+  const err = e instanceof Error ? e : new Error(String(e));
+  if (err instanceof UsageError) {
+    process.stderr.write(`kvmstrap: ${err.message}\nRun "kvmstrap --help" for usage.\n`);
+  } else if (err instanceof InputError) {
+    process.stderr.write(`kvmstrap: ${err.message}\n`);
+  } else {
+    process.stderr.write(`kvmstrap: internal error: ${err.message}\n`);
+    if (!debug) process.stderr.write("Re-run with --debug for details.\n");
+  }
+  if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+  return err instanceof UsageError || err instanceof InputError ? EXIT.usage : EXIT.failed;
+}

@@ -1,0 +1,87 @@
+// detect: read-only facts about one machine, from /proc, /sys, /dev and the ACPI tables, through the
+// HostFs port. It owns the HostReport type and the detectors; it never writes and never decides
+// (verdicts belong to checks/). The functional KVM probe is the one detector that runs a program,
+// and it does so through the CommandRunner port.
+import type { CommandRunner } from "../host/commands.js";
+import type { HostFs } from "../host/fs.js";
+import { detectCgroups } from "./cgroups.js";
+import { detectCpu } from "./cpu.js";
+import { detectFirmware } from "./firmware.js";
+import { detectIommu } from "./iommu.js";
+import { detectKvm, type ProbeOptions } from "./kvm.js";
+import { detectMemory } from "./memory.js";
+import { detectNics } from "./nic.js";
+import { detectPci } from "./pci.js";
+import { loadPciIds, type PciIds } from "./pciids.js";
+import { detectDisks } from "./storage.js";
+import type { DetectContext } from "./sysfs.js";
+import type { HostReport } from "./types.js";
+
+export type { HostReport } from "./types.js";
+
+export interface DetectOptions {
+  fs: HostFs;
+  /** Runs the functional KVM probe; absent means the probe is not run. */
+  runner?: CommandRunner;
+  probe?: ProbeOptions;
+  /** pci.ids of the machine running kvmstrap (names are looked up, never required). */
+  pciIds?: PciIds | null;
+}
+
+export async function detectHost(options: DetectOptions): Promise<HostReport> {
+  const { fs } = options;
+  const ctx: DetectContext = { fs, warnings: [] };
+  const live = fs.root === "/";
+  const idsPromise = options.pciIds !== undefined ? Promise.resolve(options.pciIds) : loadPciIds();
+
+  const kvmPromise = detectKvm(ctx, { live, runner: options.runner, ...options.probe });
+  const [hostname, kernel, cpu, memory, firmware, cgroups, pci] = await Promise.all([
+    fs.readText("/proc/sys/kernel/hostname"),
+    fs.readText("/proc/sys/kernel/osrelease"),
+    detectCpu(ctx),
+    detectMemory(ctx),
+    detectFirmware(ctx),
+    detectCgroups(ctx),
+    idsPromise.then((ids) => detectPci(ctx, ids)),
+  ]);
+  const [iommu, nics, disks, kvm] = await Promise.all([
+    detectIommu(ctx, pci),
+    detectNics(ctx, pci),
+    detectDisks(ctx, pci),
+    kvmPromise,
+  ]);
+
+  for (const p of fs.problems) {
+    ctx.warnings.push({
+      path: p.path,
+      message: p.reason === "dangling" ? p.detail : `cannot read (${p.detail})`,
+    });
+  }
+  return {
+    schema: "kvmstrap.host-report/1",
+    root: fs.root,
+    live,
+    hostname: hostname?.trim() || null,
+    kernel: kernel?.trim() || null,
+    cpu,
+    kvm,
+    iommu,
+    pci,
+    nics,
+    disks,
+    memory,
+    firmware,
+    cgroups,
+    warnings: dedupeWarnings(ctx.warnings),
+  };
+}
+
+function dedupeWarnings(ws: HostReport["warnings"]): HostReport["warnings"] {
+  const seen = new Set<string>();
+  return ws.filter((w) => {
+    const k = `${w.path}\0${w.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

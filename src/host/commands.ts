@@ -1,0 +1,50 @@
+// CommandRunner: the port through which kvmstrap runs programs. The default adapter uses execa
+// (never a synchronous child process), with LC_ALL=C so output parses the same on every locale.
+export type CommandResult = {
+  exitCode: number | undefined;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+};
+export type CommandOptions = { timeoutMs?: number; input?: string; env?: Record<string, string> };
+
+export interface CommandRunner {
+  run(file: string, args: readonly string[], options?: CommandOptions): Promise<CommandResult>;
+  /** Absolute path of a program on PATH, or null. */
+  which(program: string): Promise<string | null>;
+}
+
+export class ExecaRunner implements CommandRunner {
+  async run(file: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
+    const { execa } = await import("execa");
+    const r = await execa(file, args, {
+      reject: false,
+      timeout: options.timeoutMs,
+      input: options.input,
+      env: { LC_ALL: "C", ...options.env },
+      stripFinalNewline: false,
+      killSignal: "SIGKILL",
+    });
+    return {
+      exitCode: r.exitCode,
+      stdout: String(r.stdout ?? ""),
+      stderr: String(r.stderr ?? ""),
+      timedOut: Boolean(r.timedOut),
+    };
+  }
+
+  async which(program: string): Promise<string | null> {
+    const { access } = await import("node:fs/promises");
+    const { constants } = await import("node:fs");
+    for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+      const candidate = `${dir}/${program}`;
+      try {
+        await access(candidate, constants.X_OK);
+        return candidate;
+      } catch {
+        /* next */
+      }
+    }
+    return null;
+  }
+}

@@ -1,0 +1,113 @@
+// Drives the built CLI (bin/kvmstrap.js -> dist/) as a user would: exit codes, JSON, errors.
+import { execFile } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { projectRoot, SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/shared-hosts.js";
+
+const bin = path.join(projectRoot, "bin/kvmstrap.js");
+const run = async (args: string[], env: Record<string, string> = {}) => {
+  try {
+    const r = await promisify(execFile)(process.execPath, [bin, ...args], {
+      env: { ...process.env, NO_COLOR: "1", ...env },
+      maxBuffer: 64 << 20,
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+
+describe("kvmstrap CLI basics", () => {
+  it("prints help that lists detect and snapshot, exit 0", async () => {
+    const r = await run(["--help"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/detect\s+Inventory/);
+    expect(r.stdout).toMatch(/snapshot FILE/);
+  });
+  it("rejects an unknown command and an unknown flag with exit 2 and one clear line, no stack", async () => {
+    for (const args of [["frobnicate"], ["detect", "--frob"], ["detect", "--probe", "maybe"]]) {
+      const r = await run(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^kvmstrap: /);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+  it("refuses an unreadable or non-machine --root with exit 2", async () => {
+    const missing = await run(["detect", "--root", "/nonexistent/dir"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("no such directory");
+    const empty = mkdtempSync(path.join(tmpdir(), "kvmstrap-empty-"));
+    const notMachine = await run(["detect", "--root", empty]);
+    expect(notMachine.code).toBe(2);
+    expect(notMachine.stderr).toContain("neither proc/ nor sys/");
+    const locked = mkdtempSync(path.join(tmpdir(), "kvmstrap-locked-"));
+    chmodSync(locked, 0o000);
+    // root bypasses permissions, so only assert when the directory really is unreadable.
+    if (process.getuid?.() !== 0) expect((await run(["detect", "--root", locked])).code).toBe(2);
+  });
+});
+
+describe.skipIf(!sharedHostsAvailable)("kvmstrap detect --root on the shared snapshots", () => {
+  it("gives the laptop's report as JSON with its IOMMU groups and an exit code that matches the verdict", async () => {
+    const r = await run(["detect", "--json", "--root", sharedHostRoot("intel-i7-1270p-laptop")]);
+    const out = JSON.parse(r.stdout);
+    expect(out.report.live).toBe(false);
+    expect(out.report.cpu.virt).toBe("vmx");
+    expect(out.report.iommu.groupsPopulated).toBe(true);
+    expect(out.checks.find((c: { id: string }) => c.id === "iommu.enabled").level).toBe("pass");
+    expect(out.report.kvm.probe.verdict).toBe("not-run");
+    expect(r.code).toBe(out.verdict === "not-ready" ? 1 : 0);
+  });
+  it("renders a human report naming the NICs with PCI addresses, and the checks", async () => {
+    const r = await run(["detect", "--root", sharedHostRoot("amd-ryzen-1600-desktop")]);
+    expect(r.stdout).toContain("AMD Ryzen 5 1600");
+    expect(r.stdout).toMatch(/enp6s0f0\s+0000:06:00\.0/);
+    expect(r.stdout).toMatch(/\[PASS\] cpu\.virt/);
+    expect(r.stdout.includes("\u001b[")).toBe(false); // NO_COLOR and not a TTY
+  });
+});
+it.skipIf(sharedHostsAvailable)(`CLI on snapshots: ${SKIP_REASON}`, () => {});
+
+describe("kvmstrap detect on this live machine", () => {
+  it("reports the CPU flags, /dev/kvm and IOMMU exactly as the kernel shows them", async () => {
+    const r = await run(["detect", "--json"]);
+    expect([0, 1]).toContain(r.code);
+    const { report, checks } = JSON.parse(r.stdout);
+    const flags = /^flags\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.split(" ") ?? [];
+    const expectedVirt = flags.includes("vmx") ? "vmx" : flags.includes("svm") ? "svm" : null;
+    expect(report.live).toBe(true);
+    expect(report.cpu.virt).toBe(expectedVirt);
+    expect(report.kvm.devKvm.present).toBe(existsSync("/dev/kvm"));
+    const groups = existsSync("/sys/kernel/iommu_groups")
+      ? (await import("node:fs")).readdirSync("/sys/kernel/iommu_groups").length
+      : 0;
+    expect(report.iommu.groups.length).toBe(groups);
+    const byId = Object.fromEntries(checks.map((c: { id: string }) => [c.id, c]));
+    if (expectedVirt === null) expect(byId["cpu.virt"].level).toBe("fail");
+    if (groups === 0) expect(byId["iommu.enabled"].level).toBe("warn");
+    // This machine kind: no vmx/svm, /dev/kvm present but unusable, no IOMMU (the brief's facts).
+    if (existsSync("/sys/module/kvm_pvm") && existsSync("/var/cache/kvmstrap/probe-kernel/vmlinuz")) {
+      expect(report.cpu.virt).toBeNull();
+      expect(report.kvm.devKvm.present).toBe(true);
+      expect(report.kvm.probe.verdict).toBe("unusable");
+      expect(byId["kvm.functional"]).toMatchObject({ level: "fail", state: "present-but-unusable" });
+      expect(report.iommu.groupsPopulated).toBe(false);
+      expect(r.code).toBe(1);
+    }
+  }, 60_000);
+});
+
+describe("bad snapshot input", () => {
+  it("answers a corrupt --snapshot file with exit 2 and no stack trace", async () => {
+    const f = path.join(mkdtempSync(path.join(tmpdir(), "kvmstrap-bad-")), "bad.tar.gz");
+    writeFileSync(f, "this is not a tarball");
+    const r = await run(["detect", "--snapshot", f]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^kvmstrap: --snapshot .*bad\.tar\.gz/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});

@@ -46,13 +46,18 @@ if (existsSync(shared)) {
     );
     return { f, dir, count };
   });
-  const largest = sizes.sort((a, b) => b.count - a.count)[0];
-  const detectOnce = () => detectHost({ fs: new RootedHostFs(largest.dir) });
-  await time(detectOnce, 10); // warm up the JIT and pci.ids cache
-  const t = median(await time(detectOnce, 60));
-  row(`detect ${largest.f} (${largest.count} entries), in process`, ms(t), "<= 15 ms", t <= 15);
-  const checks = await detectOnce().then((r) => time(async () => runChecks(r), 200));
-  row("checks over that report", ms(median(checks)), "-", true);
+  // Every snapshot is measured; the target applies to the largest (by entries) and is shown for all.
+  sizes.sort((a, b) => b.count - a.count);
+  let lastReport = null;
+  for (const snap of sizes) {
+    const detectOnce = () => detectHost({ fs: new RootedHostFs(snap.dir) });
+    await time(detectOnce, 10); // warm up the JIT and the pci.ids cache
+    const t = median(await time(detectOnce, 60));
+    row(`detect ${snap.f} (${snap.count} entries), in process`, ms(t), "<= 15 ms", t <= 15);
+    lastReport ??= await detectOnce();
+  }
+  const checks = await time(async () => runChecks(lastReport), 200);
+  row("checks over the largest report", ms(median(checks)), "-", true);
 } else {
   row("detect largest shared snapshot", "skipped: ../shared/fixtures/hosts not found", "<= 15 ms", null);
 }

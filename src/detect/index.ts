@@ -11,7 +11,7 @@ import { detectIommu } from "./iommu.js";
 import { detectKvm, type ProbeOptions } from "./kvm.js";
 import { detectMemory } from "./memory.js";
 import { detectNics } from "./nic.js";
-import { detectPci } from "./pci.js";
+import { detectPci, nameDevices } from "./pci.js";
 import { loadPciIds, type PciIds } from "./pciids.js";
 import { detectDisks } from "./storage.js";
 import type { DetectContext } from "./sysfs.js";
@@ -34,20 +34,25 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   const live = fs.root === "/";
   const idsPromise = options.pciIds !== undefined ? Promise.resolve(options.pciIds) : loadPciIds();
 
+  // Everything starts at once; only the detectors that cross-reference PCI functions wait for them.
   const kvmPromise = detectKvm(ctx, { live, runner: options.runner, ...options.probe });
-  const [hostname, kernel, cpu, memory, firmware, cgroups, pci] = await Promise.all([
+  const disksPromise = detectDisks(ctx);
+  const pciPromise = detectPci(ctx, null);
+  const [hostname, kernel, cpu, memory, firmware, cgroups, pci, ids] = await Promise.all([
     fs.readText("/proc/sys/kernel/hostname"),
     fs.readText("/proc/sys/kernel/osrelease"),
     detectCpu(ctx),
     detectMemory(ctx),
     detectFirmware(ctx),
     detectCgroups(ctx),
-    idsPromise.then((ids) => detectPci(ctx, ids)),
+    pciPromise,
+    idsPromise,
   ]);
+  nameDevices(pci, ids);
   const [iommu, nics, disks, kvm] = await Promise.all([
     detectIommu(ctx, pci),
     detectNics(ctx, pci),
-    detectDisks(ctx, pci),
+    disksPromise,
     kvmPromise,
   ]);
 

@@ -5,6 +5,7 @@
 import { PCI_ADDRESS } from "./pci.js";
 import {
   basename,
+  compareNatural,
   type DetectContext,
   intOrWarn,
   parseIntStrict,
@@ -54,7 +55,7 @@ export async function detectNics(ctx: DetectContext, pci: PciDevice[]): Promise<
   return [...named, ...unnamed];
 }
 
-const collate = (a: string, b: string) => a.localeCompare(b, "en", { numeric: true });
+const collate = compareNatural;
 
 async function readNetdev(
   ctx: DetectContext,

@@ -3,18 +3,29 @@
 // iommu_group links, modalias without subsystem files), so every attribute is optional: what cannot be
 // read is null, what is malformed is null plus a warning naming the file. Nothing here throws.
 import type { PciIds } from "./pciids.js";
-import { basename, type DetectContext, hexId, intOrWarn, readAttr } from "./sysfs.js";
+import { basename, compareText, type DetectContext, hexId, intOrWarn, readAttr } from "./sysfs.js";
 import type { PciDevice, Sources, SriovInfo } from "./types.js";
 
 export const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 const PCI_DEVICES = "/sys/bus/pci/devices";
+
+/** Fills vendor, device and class names from pci.ids (kept apart so sysfs reads need not wait for it). */
+export function nameDevices(devices: PciDevice[], ids: PciIds | null): PciDevice[] {
+  if (!ids) return devices;
+  for (const d of devices) {
+    d.vendorName = d.vendorId ? ids.vendor(d.vendorId) : null;
+    d.deviceName = d.vendorId && d.deviceId ? ids.device(d.vendorId, d.deviceId) : null;
+    d.className = d.classId ? ids.className(d.classId) : null;
+  }
+  return devices;
+}
 
 export async function detectPci(ctx: DetectContext, ids: PciIds | null): Promise<PciDevice[]> {
   const found = await listPciFunctions(ctx);
   const devices = await Promise.all(
     found.map(({ address, path }) => readPciFunction(ctx, ids, address, path)),
   );
-  return devices.sort((a, b) => a.address.localeCompare(b.address));
+  return devices.sort((a, b) => compareText(a.address, b.address));
 }
 
 /** Address and resolved /sys/devices path of every PCI function. */
@@ -88,31 +99,35 @@ async function readPciFunction(
     has.has(file) ? readAttr(ctx, sources, field, `${dev}/${file}`) : Promise.resolve(null);
   const link = (file: string) => (has.has(file) ? ctx.fs.readLink(`${dev}/${file}`) : Promise.resolve(null));
 
-  const [vendorText, deviceText, subVText, subDText, classText, modaliasText] = await Promise.all([
-    attr("vendorId", "vendor"),
-    attr("deviceId", "device"),
-    attr("subsystemVendorId", "subsystem_vendor"),
-    attr("subsystemDeviceId", "subsystem_device"),
-    attr("classId", "class"),
-    has.has("modalias") ? ctx.fs.readText(`${dev}/modalias`) : Promise.resolve(null),
-  ]);
-  const [overrideText, numaText, bootVgaText, resetText, totalVfsText, numVfsText] = await Promise.all([
-    attr("driverOverride", "driver_override"),
-    attr("numaNode", "numa_node"),
-    attr("bootVga", "boot_vga"),
-    attr("resetMethods", "reset_method"),
-    attr("sriov.totalVfs", "sriov_totalvfs"),
-    attr("sriov.numVfs", "sriov_numvfs"),
-  ]);
-  const [driverLink, groupLink, physfnLink] = await Promise.all([
-    link("driver"),
-    link("iommu_group"),
-    link("physfn"),
-  ]);
-
+  // One batch: every read of this function at once (each sequential await is a thread-pool round trip).
+  // modalias carries vendor, device, subsystem and class in one file; the separate id files are read
+  // only when it is missing or malformed, which halves the reads on a large host.
+  const [modaliasText, [overrideText, numaText, bootVgaText, resetText, totalVfsText, numVfsText], links] =
+    await Promise.all([
+      has.has("modalias") ? ctx.fs.readText(`${dev}/modalias`) : Promise.resolve(null),
+      Promise.all([
+        attr("driverOverride", "driver_override"),
+        attr("numaNode", "numa_node"),
+        attr("bootVga", "boot_vga"),
+        attr("resetMethods", "reset_method"),
+        attr("sriov.totalVfs", "sriov_totalvfs"),
+        attr("sriov.numVfs", "sriov_numvfs"),
+      ]),
+      Promise.all([link("driver"), link("iommu_group"), link("physfn")]),
+    ]);
+  const [driverLink, groupLink, physfnLink] = links;
   const modalias = parseModalias(modaliasText);
   if (modaliasText !== null && modalias === null)
     warn(ctx, `${dev}/modalias`, "not a PCI modalias", modaliasText);
+  const [vendorText, deviceText, subVText, subDText, classText] = modalias
+    ? [null, null, null, null, null]
+    : await Promise.all([
+        attr("vendorId", "vendor"),
+        attr("deviceId", "device"),
+        attr("subsystemVendorId", "subsystem_vendor"),
+        attr("subsystemDeviceId", "subsystem_device"),
+        attr("classId", "class"),
+      ]);
 
   /** A hex id from its own file, else from modalias (recording that source), else null with a warning. */
   const pick = (

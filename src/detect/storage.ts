@@ -5,8 +5,8 @@
 // disk only through facts (kernel names, dm names, links); when the tie is missing the disk's role stays
 // unknown and a warning says so, because guessing here could let a wipe hit the running system.
 import type { HostFs } from "../host/fs.js";
-import { basename, type DetectContext, intOrWarn, parseMounts } from "./sysfs.js";
-import type { DiskReport, Partition, PciDevice, Sources } from "./types.js";
+import { basename, compareText, type DetectContext, intOrWarn, parseMounts } from "./sysfs.js";
+import type { DiskReport, Partition, Sources } from "./types.js";
 
 type Role = DiskReport["roles"][number];
 
@@ -30,7 +30,7 @@ const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
 const BOOT_MEDIUM_MOUNTS = new Set(["/run/live/medium", "/lib/live/mount/medium", "/cdrom"]);
 const MOUNT_FILES = ["/proc/self/mounts", "/proc/mounts", "/etc/mtab"];
 
-export async function detectDisks(ctx: DetectContext, _pci: PciDevice[]): Promise<DiskReport[]> {
+export async function detectDisks(ctx: DetectContext): Promise<DiskReport[]> {
   const names = (await ctx.fs.readDir("/sys/block")) ?? [];
   const inspected = await Promise.all(names.map((n) => inspectBlock(ctx, n)));
   const nodes = new Map<string, BlockNode>();
@@ -94,8 +94,10 @@ export async function detectDisks(ctx: DetectContext, _pci: PciDevice[]): Promis
   }
   const resolve = (dev: string) => resolveDevice(ctx.fs, dev, nodes, dmNames);
   if (mountsFile) {
-    for (const m of parseMounts(mountsFile.text)) {
-      const name = await resolve(m.device);
+    const mounts = parseMounts(mountsFile.text);
+    const names = await Promise.all(mounts.map((m) => resolve(m.device)));
+    for (const [i, m] of mounts.entries()) {
+      const name = names[i];
       if (name) {
         const list = direct.get(name) ?? [];
         list.push({ mountpoint: m.mountpoint, fstype: m.fstype });
@@ -109,12 +111,11 @@ export async function detectDisks(ctx: DetectContext, _pci: PciDevice[]): Promis
     }
   }
   const swapsText = await ctx.fs.readText("/proc/swaps");
-  for (const line of swapsText?.split("\n").slice(1) ?? []) {
-    const [file, type] = line.trim().split(/\s+/);
-    if (!file || type !== "partition") continue;
-    const name = await resolve(file.replace(/\\040/g, " "));
-    if (name) swaps.add(name);
-  }
+  const swapFiles = (swapsText?.split("\n").slice(1) ?? [])
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([file, type]) => file && type === "partition")
+    .map(([file]) => (file as string).replace(/\\040/g, " "));
+  for (const name of await Promise.all(swapFiles.map(resolve))) if (name) swaps.add(name);
 
   // Filesystem type from the mount when udev did not say.
   for (const [name, uses] of direct) {
@@ -212,15 +213,6 @@ async function inspectBlock(ctx: DetectContext, name: string): Promise<BlockNode
   };
   const link = await fs.readLink(entry);
   const base = link ?? entry;
-  if (!(await fs.exists(base))) {
-    ctx.warnings.push({
-      path: entry,
-      message: link ? `link to ${link} leads nowhere: the disk's facts are unknown` : "is not readable",
-    });
-    return [{ name, disk, partition: null, base: null, majMin: null, udev: {}, udevPath: null }];
-  }
-  if (link) disk.virtual = link.startsWith("/sys/devices/virtual/");
-
   const read = (p: string) => fs.readText(p);
   const [sizeText, rotText, remText, roText, devText] = await Promise.all([
     read(`${base}/size`),
@@ -229,6 +221,15 @@ async function inspectBlock(ctx: DetectContext, name: string): Promise<BlockNode
     read(`${base}/ro`),
     read(`${base}/dev`),
   ]);
+  // Nothing readable: only then pay for the check that tells a dangling link from an empty device.
+  if ([sizeText, rotText, remText, roText, devText].every((t) => t === null) && !(await fs.exists(base))) {
+    ctx.warnings.push({
+      path: entry,
+      message: link ? `link to ${link} leads nowhere: the disk's facts are unknown` : "is not readable",
+    });
+    return [{ name, disk, partition: null, base: null, majMin: null, udev: {}, udevPath: null }];
+  }
+  if (link) disk.virtual = link.startsWith("/sys/devices/virtual/");
   const sectors = intOrWarn(ctx, `${base}/size`, sizeText);
   if (name.startsWith("loop") && sectors === 0) return null;
   disk.sizeBytes = sectors === null ? null : sectors * 512;
@@ -238,18 +239,19 @@ async function inspectBlock(ctx: DetectContext, name: string): Promise<BlockNode
   disk.readOnly = flag(ctx, sources, "readOnly", `${base}/ro`, roText);
 
   const majMin = parseDev(ctx, `${base}/dev`, devText);
-  const { udev, udevPath } = await readUdev(fs, majMin);
-
   // NVMe namespaces live under their controller (.../nvme/nvme0/nvme0n1); model and serial are there.
   const parent = base.slice(0, base.lastIndexOf("/"));
   const ctrl = /^nvme\d+$/.test(basename(parent)) ? parent : null;
-  disk.model = await firstAttr(ctx, sources, "model", [`${base}/device/model`, ctrl && `${ctrl}/model`]);
-  disk.serial = await firstAttr(ctx, sources, "serial", [
-    `${base}/device/serial`,
-    `${base}/serial`,
-    ctrl && `${ctrl}/serial`,
+  const [{ udev, udevPath }, model, serial, wwn, children] = await Promise.all([
+    readUdev(fs, majMin),
+    firstAttr(ctx, sources, "model", [`${base}/device/model`, ctrl && `${ctrl}/model`]),
+    firstAttr(ctx, sources, "serial", [`${base}/device/serial`, `${base}/serial`, ctrl && `${ctrl}/serial`]),
+    firstAttr(ctx, sources, "wwn", [`${base}/wwid`, `${base}/device/wwid`]),
+    fs.readDir(base),
   ]);
-  disk.wwn = await firstAttr(ctx, sources, "wwn", [`${base}/wwid`, `${base}/device/wwid`]);
+  disk.model = model;
+  disk.serial = serial;
+  disk.wwn = wwn;
   if (udevPath) {
     const model = udev.ID_MODEL_ENC ? decodeUdev(udev.ID_MODEL_ENC).trim() : udev.ID_MODEL?.trim();
     const fill = (field: "model" | "serial" | "wwn", value: string | undefined) => {
@@ -275,32 +277,37 @@ async function inspectBlock(ctx: DetectContext, name: string): Promise<BlockNode
   }
 
   const nodes: BlockNode[] = [{ name, disk, partition: null, base, majMin, udev, udevPath }];
-  const children = (await fs.readDir(base)) ?? [];
   const parts = await Promise.all(
-    children.map(async (child) => {
-      const pbase = `${base}/${child}`;
-      const numText = await fs.readText(`${pbase}/partition`);
-      if (numText === null) return null;
-      const [psize, pdev] = await Promise.all([read(`${pbase}/size`), read(`${pbase}/dev`)]);
-      const psectors = intOrWarn(ctx, `${pbase}/size`, psize);
-      const pmajMin = parseDev(ctx, `${pbase}/dev`, pdev);
-      const pu = await readUdev(fs, pmajMin);
-      const fstype = pu.udev.ID_FS_TYPE?.trim() || null;
-      const partition: Partition = {
-        name: child,
-        sizeBytes: psectors === null ? null : psectors * 512,
-        mountpoints: [],
-        holders: [],
-        fstype,
-        byId: [],
-      };
-      const node: BlockNode = { name: child, disk, partition, base: pbase, ...pu, majMin: pmajMin };
-      return { node, num: parseIntOr(numText) };
-    }),
+    // Partitions are the children named after the disk (sda1, nvme0n1p2) that carry a `partition` file.
+    (children ?? [])
+      .filter((child) => child.startsWith(name) && child !== name)
+      .map(async (child) => {
+        const pbase = `${base}/${child}`;
+        const [numText, psize, pdev] = await Promise.all([
+          fs.readText(`${pbase}/partition`),
+          read(`${pbase}/size`),
+          read(`${pbase}/dev`),
+        ]);
+        if (numText === null) return null;
+        const psectors = intOrWarn(ctx, `${pbase}/size`, psize);
+        const pmajMin = parseDev(ctx, `${pbase}/dev`, pdev);
+        const pu = await readUdev(fs, pmajMin);
+        const fstype = pu.udev.ID_FS_TYPE?.trim() || null;
+        const partition: Partition = {
+          name: child,
+          sizeBytes: psectors === null ? null : psectors * 512,
+          mountpoints: [],
+          holders: [],
+          fstype,
+          byId: [],
+        };
+        const node: BlockNode = { name: child, disk, partition, base: pbase, ...pu, majMin: pmajMin };
+        return { node, num: parseIntOr(numText) };
+      }),
   );
   const found = parts
     .filter((p) => p !== null)
-    .sort((a, b) => a.num - b.num || a.node.name.localeCompare(b.node.name));
+    .sort((a, b) => a.num - b.num || compareText(a.node.name, b.node.name));
   for (const { node } of found) {
     disk.partitions.push(node.partition as Partition);
     nodes.push(node);
@@ -352,9 +359,11 @@ async function firstAttr(
   field: string,
   paths: (string | null)[],
 ): Promise<string | null> {
-  for (const p of paths) {
-    if (!p) continue;
-    const v = (await ctx.fs.readText(p))?.trim();
+  // Read every candidate at once: sequential awaits cost a thread-pool round trip each.
+  const present = paths.filter((p): p is string => Boolean(p));
+  const values = await Promise.all(present.map((p) => ctx.fs.readText(p)));
+  for (const [i, p] of present.entries()) {
+    const v = values[i]?.trim();
     if (v) {
       sources[field] = p;
       return v;
@@ -433,9 +442,10 @@ async function readDmNames(ctx: DetectContext, nodes: Map<string, BlockNode>): P
     }),
   );
   const byId = (await ctx.fs.readDir("/dev/disk/by-id")) ?? [];
-  for (const e of byId) {
-    if (!e.startsWith("dm-name-")) continue;
-    const target = await ctx.fs.readLink(`/dev/disk/by-id/${e}`);
+  const dmLinks = byId.filter((e) => e.startsWith("dm-name-"));
+  const targets = await Promise.all(dmLinks.map((e) => ctx.fs.readLink(`/dev/disk/by-id/${e}`)));
+  for (const [i, e] of dmLinks.entries()) {
+    const target = targets[i];
     const kname = target ? basename(target) : null;
     if (kname && nodes.has(kname) && !out.has(e.slice(8))) out.set(e.slice(8), kname);
   }

@@ -59,25 +59,23 @@ export async function devKvmAccessible(): Promise<boolean> {
 
 type CacheEntry = { key: string; probe: KvmProbe };
 
-async function cacheKey(qemu: string, kernel: string | null): Promise<string> {
-  const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "")).trim();
-  return JSON.stringify({ bootId, qemu, kernel });
-}
-
 export async function runKvmProbe(options: KvmProbeOptions): Promise<KvmProbe> {
   const { runner } = options;
   const mode = options.mode ?? "auto";
   if (mode === "never") return notRun("not run (--probe never)");
-  const qemu = await runner.which("qemu-system-x86_64");
-  if (!qemu) return unavailable("qemu-system-x86_64 is not installed, so no guest could be started");
-  if (!(await devKvmAccessible())) return unavailable("/dev/kvm is missing or not read-write for this user");
-  const kernel = await findProbeKernel(options.kernel);
   const cacheFile = options.cacheFile ?? DEFAULT_CACHE_FILE;
-  const key = await cacheKey(qemu, kernel);
+  const requested = options.kernel ?? process.env.KVMSTRAP_PROBE_KERNEL ?? null;
+  const bootId = (await readFile("/proc/sys/kernel/random/boot_id", "utf8").catch(() => "")).trim();
+  // The cache answers first: only a reboot (a new boot id) or another requested kernel changes it.
+  const key = JSON.stringify({ bootId, requested });
   if (mode === "auto") {
     const cached = await readCache(cacheFile, key);
     if (cached) return { ...cached, cached: true };
   }
+  const qemu = await runner.which("qemu-system-x86_64");
+  if (!qemu) return unavailable("qemu-system-x86_64 is not installed, so no guest could be started");
+  if (!(await devKvmAccessible())) return unavailable("/dev/kvm is missing or not read-write for this user");
+  const kernel = await findProbeKernel(options.kernel);
   const timeoutMs = options.timeoutMs ?? 6000;
   const work = await mkdtemp(path.join(tmpdir(), "kvmstrap-probe-"));
   try {

@@ -159,7 +159,7 @@ export async function collectRecorded(rec: RecordingHostFs): Promise<SnapshotEnt
     return { type: "file", path: p, content: Buffer.alloc(0) };
   };
 
-  for (const [hostPath, records] of [...rec.records].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [hostPath, records] of [...rec.records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     for (const r of records) {
       if (r.kind === "link" || r.kind === "attempt") {
         await walk(hostPath, false);

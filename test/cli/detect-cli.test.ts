@@ -111,3 +111,23 @@ describe("bad snapshot input", () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 });
+
+describe.skipIf(!sharedHostsAvailable)("kvmstrap snapshot, then detect --snapshot", () => {
+  it("reproduces the laptop's report from a snapshot file, and --mask hides its MACs", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kvmstrap-snapcli-"));
+    const root = sharedHostRoot("intel-i7-1270p-laptop");
+    const made = await run(["snapshot", `${dir}/laptop.tar.gz`, "--root", root]);
+    expect(made.code).toBe(0);
+    expect(made.stderr).toMatch(/wrote .*laptop\.tar\.gz: \d+ entries/);
+    const direct = JSON.parse((await run(["detect", "--json", "--root", root])).stdout);
+    const viaFile = JSON.parse((await run(["detect", "--json", "--snapshot", `${dir}/laptop.tar.gz`])).stdout);
+    const strip = (o: { report: Record<string, unknown> }) => ({ ...o, report: { ...o.report, root: "" } });
+    expect(strip(viaFile)).toEqual(strip(direct));
+    expect(viaFile.report.pci.length).toBe(23);
+  });
+  it("refuses a snapshot without an output file, with exit 2", async () => {
+    const r = await run(["snapshot"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("snapshot needs an output file");
+  });
+});

@@ -37,7 +37,7 @@ async function facts(fs: HostFs) {
   const nets = (await fs.readDir("/sys/class/net")) ?? [];
   const macs: Record<string, string | null> = {};
   for (const n of nets) macs[n] = (await fs.readText(`/sys/class/net/${n}/address`))?.trim() ?? null;
-  const disks = await detectDisks(ctx, []);
+  const disks = await detectDisks(ctx);
   const hostname = (await fs.readText("/proc/sys/kernel/hostname"))?.trim() ?? null;
   return { models, nets, macs, disks, hostname, warnings: ctx.warnings };
 }

@@ -216,16 +216,43 @@ describe("PCI detection on synthetic sysfs trees", () => {
     expect(paths).toContain(`${dev}/sriov_totalvfs`);
   });
 
-  it("malformed vendor file: falls back to modalias and warns about the file", async () => {
+  it("takes ids from modalias when it parses, without reading the separate id files", async () => {
     const fx = build((f) =>
       f.pci({ address: "0000:00:06.0", vendor: "8086", device: "1521", class: "020000" }),
+    );
+    const dev = fx.pciPath("0000:00:06.0");
+    fx.file(`${dev}/vendor`, "intel\n"); // never read: modalias is the kernel's summary of the same ids
+    const ctx: DetectContext = { fs: fx.fs(), warnings: [] };
+    const [d] = await detectPci(ctx, null);
+    expect(d?.vendorId).toBe("8086");
+    expect(d?.classId).toBe("020000");
+    expect(d?.sources.vendorId).toBe(`${dev}/modalias`);
+    expect(ctx.warnings).toEqual([]);
+  });
+
+  it("malformed modalias: warns about it and falls back to the id files", async () => {
+    const fx = build((f) =>
+      f.pci({ address: "0000:00:06.0", vendor: "8086", device: "1521", class: "020000" }),
+    );
+    const dev = fx.pciPath("0000:00:06.0");
+    fx.file(`${dev}/modalias`, "garbage\n");
+    const ctx: DetectContext = { fs: fx.fs(), warnings: [] };
+    const [d] = await detectPci(ctx, null);
+    expect(d?.vendorId).toBe("8086");
+    expect(d?.sources.vendorId).toBe(`${dev}/vendor`);
+    expect(ctx.warnings.map((w) => w.path)).toEqual([`${dev}/modalias`]);
+  });
+
+  it("malformed vendor file and no modalias: vendor unknown, with a warning naming the file", async () => {
+    const fx = build((f) =>
+      f.pci({ address: "0000:00:06.0", vendor: "8086", device: "1521", class: "020000", noModalias: true }),
     );
     const dev = fx.pciPath("0000:00:06.0");
     fx.file(`${dev}/vendor`, "intel\n");
     const ctx: DetectContext = { fs: fx.fs(), warnings: [] };
     const [d] = await detectPci(ctx, null);
-    expect(d?.vendorId).toBe("8086");
-    expect(d?.sources.vendorId).toBe(`${dev}/modalias`);
+    expect(d?.vendorId).toBeNull();
+    expect(d?.deviceId).toBe("1521");
     expect(ctx.warnings.map((w) => w.path)).toEqual([`${dev}/vendor`]);
   });
 

@@ -10,7 +10,7 @@ import { SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/sh
 
 async function detect(root: string): Promise<{ disks: DiskReport[]; ctx: DetectContext }> {
   const ctx: DetectContext = { fs: new RootedHostFs(root), warnings: [] };
-  return { disks: await detectDisks(ctx, []), ctx };
+  return { disks: await detectDisks(ctx), ctx };
 }
 
 const byName = (disks: DiskReport[], name: string): DiskReport => {

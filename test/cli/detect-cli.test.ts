@@ -120,7 +120,9 @@ describe.skipIf(!sharedHostsAvailable)("kvmstrap snapshot, then detect --snapsho
     expect(made.code).toBe(0);
     expect(made.stderr).toMatch(/wrote .*laptop\.tar\.gz: \d+ entries/);
     const direct = JSON.parse((await run(["detect", "--json", "--root", root])).stdout);
-    const viaFile = JSON.parse((await run(["detect", "--json", "--snapshot", `${dir}/laptop.tar.gz`])).stdout);
+    const viaFile = JSON.parse(
+      (await run(["detect", "--json", "--snapshot", `${dir}/laptop.tar.gz`])).stdout,
+    );
     const strip = (o: { report: Record<string, unknown> }) => ({ ...o, report: { ...o.report, root: "" } });
     expect(strip(viaFile)).toEqual(strip(direct));
     expect(viaFile.report.pci.length).toBe(23);

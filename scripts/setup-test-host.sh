@@ -10,6 +10,9 @@ apt_packages=(
   pci.ids                                      # PCI vendor/device names
   binutils                                     # re-assembles the probe boot sector in its test
   iproute2 tmux curl ca-certificates
+  netplan.io ifupdown2 kmod systemd            # renderer tests: netplan generate, ifquery/ifup -s, modprobe -C, systemd-analyze
+  libvirt-clients libxml2-utils                # virt-xml-validate (needs xmllint) for pool/network XML
+  network-manager                              # nmcli --offline verifies keyfiles (daemon kept from starting)
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -18,7 +21,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
+  # These packages are for their tools only: keep their daemons (NetworkManager, libvirtd...) from
+  # starting on the test host, where they could take over its network.
+  guard=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$guard" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # A stock kernel for the probe's "linux-boot" stage, unpacked (not installed) from Debian's package.

@@ -160,7 +160,7 @@ export function firmwareCheck(r: HostReport): Check {
       f.mode === "unknown"
         ? "UEFI or BIOS could not be told (no /sys/firmware)"
         : f.mode === "bios"
-          ? "legacy BIOS boot (OVMF guests and UEFI-only tooling still work; the host boots through GRUB)"
+          ? "legacy BIOS boot (no /sys/firmware/efi); guests can still use OVMF"
           : `UEFI boot, Secure Boot ${f.secureBoot === "yes" ? "on (out-of-tree modules must be signed)" : f.secureBoot === "no" ? "off" : "unknown"}`,
   });
 }

@@ -12,6 +12,13 @@ Usage: kvmstrap <command> [options]
 Commands:
   detect              Inventory this machine and check it is ready for KVM
   snapshot FILE       Capture what detection reads into FILE.tar.gz (for bug reports, offline work)
+  answer validate F   Check an answer file against the schema and this (or a captured) machine
+  answer explain F    Show every candidate each match rule saw, and why it matched or not
+  answer schema       Print the answer file's JSON Schema (for editors)
+  plan FILE           Show, as a diff, what applying the answer file would change
+  apply FILE          Apply it (--dry-run, --yes for unattended runs, --resume after a reboot)
+  undo                Revert the last apply
+  confirm             Keep a network change (otherwise it reverts when its timer runs out)
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -28,6 +35,11 @@ type Command = (argv: string[]) => Promise<number>;
 const COMMANDS: Record<string, () => Promise<Command>> = {
   detect: async () => (await import("./detect.js")).detectCommand,
   snapshot: async () => (await import("./snapshot-command.js")).snapshotCommand,
+  answer: async () => (await import("./answer-command.js")).answerCommand,
+  plan: async () => (await import("./plan-command.js")).planCommand,
+  apply: async () => (await import("./apply-command.js")).applyCommand,
+  undo: async () => (await import("./apply-command.js")).undoCommand,
+  confirm: async () => (await import("./apply-command.js")).confirmCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

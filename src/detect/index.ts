@@ -15,6 +15,7 @@ import { detectPci, nameDevices } from "./pci.js";
 import { loadPciIds, type PciIds } from "./pciids.js";
 import { detectDisks } from "./storage.js";
 import type { DetectContext } from "./sysfs.js";
+import { detectSystem } from "./system.js";
 import type { HostReport } from "./types.js";
 
 export type { HostReport } from "./types.js";
@@ -38,13 +39,14 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   const kvmPromise = detectKvm(ctx, { live, runner: options.runner, ...options.probe });
   const disksPromise = detectDisks(ctx);
   const pciPromise = detectPci(ctx, null);
-  const [hostname, kernel, cpu, memory, firmware, cgroups, pci, ids] = await Promise.all([
+  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, ids] = await Promise.all([
     fs.readText("/proc/sys/kernel/hostname"),
     fs.readText("/proc/sys/kernel/osrelease"),
     detectCpu(ctx),
     detectMemory(ctx),
     detectFirmware(ctx),
     detectCgroups(ctx),
+    detectSystem(ctx),
     pciPromise,
     idsPromise,
   ]);
@@ -77,6 +79,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     memory,
     firmware,
     cgroups,
+    system,
     warnings: dedupeWarnings(ctx.warnings),
   };
 }

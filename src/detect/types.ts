@@ -170,6 +170,16 @@ export interface CgroupReport {
   sources: Sources;
 }
 
+export interface SystemReport {
+  bootloader: "grub" | "systemd-boot" | "unknown";
+  networkStack: "netplan" | "ifupdown2" | "ifupdown" | "networkd" | "networkmanager" | "unknown";
+  /** The running kernel's command line, to verify a plan's parameters after the reboot. */
+  cmdline: string | null;
+  /** The zfs module is loaded: ZFS pools can be offered. */
+  zfs: boolean;
+  sources: Sources;
+}
+
 export interface HostReport {
   schema: "kvmstrap.host-report/1";
   root: string;
@@ -185,5 +195,6 @@ export interface HostReport {
   memory: MemoryReport;
   firmware: FirmwareReport;
   cgroups: CgroupReport;
+  system: SystemReport;
   warnings: Warning[];
 }

@@ -128,4 +128,4 @@ describe.skipIf(!sharedHostsAvailable)("checks on the shared real-machine snapsh
     expect(c.get("cpu.offline")?.reason).toContain("2-3");
   });
 });
-it.skipIf(sharedHostsAvailable)(`checks on snapshots: ${SKIP_REASON}`, () => {});
+if (!sharedHostsAvailable) it.skip(`checks on snapshots: ${SKIP_REASON}`, () => {});

@@ -1,0 +1,250 @@
+// The answer file: the one definition of what an operator wants. The TypeScript types, the JSON
+// Schema (`kvmstrap answer schema`) and the validation all come from this zod schema, and the TUI
+// builds the same object. Every object is strict: an unknown key is an error, never ignored
+// (the typos that pass silently are what the anchors' users complain about most).
+import { z } from "zod";
+
+const hex4 = z.string().regex(/^[0-9a-fA-F]{4}$/, "a 4-digit hex id such as 8086");
+const pciAddress = z
+  .string()
+  .regex(/^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/, "a PCI address such as 0000:01:00.0");
+const mac = z
+  .string()
+  .regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, "a MAC address such as 52:54:00:12:34:56");
+const ifname = z
+  .string()
+  .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1-15 letters, digits, '.', '-' or '_'");
+const cidr = z
+  .string()
+  .regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, "an address with prefix length such as 192.0.2.10/24");
+const ip = z.string().regex(/^[0-9a-fA-F:.]+$/, "an IP address");
+/** Sizes as operators write them: 512G, 2T, 1.5TiB, or a number of bytes. */
+export const size = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(/^\d+(\.\d+)?\s*([KMGTP]i?B?|B)?$/i, "a size such as 500G, 2T or 1.5TiB"),
+]);
+const pick = z.enum(["first", "last", "largest", "smallest", "fastest"]);
+const level = z.enum(["fail", "warn"]);
+
+/** Picks NICs on machines that differ: every given criterion must hold. */
+export const nicMatch = z.strictObject({
+  name: z.string().optional().describe("interface name or glob (eno*, enp1s0f?)"),
+  mac: mac.optional(),
+  driver: z.string().optional(),
+  pci: pciAddress.optional(),
+  vendor: hex4.optional(),
+  minSpeedMbps: z.number().int().positive().optional(),
+  uplink: z.literal(true).optional().describe("the NIC carrying the default route (the management NIC)"),
+  pick: pick.optional().describe("how to choose when several match; without it, ambiguity is an error"),
+});
+
+export const diskMatch = z.strictObject({
+  byId: z.string().optional().describe("a /dev/disk/by-id name, with or without the directory"),
+  serial: z.string().optional(),
+  model: z.string().optional().describe("model or glob"),
+  minSize: size.optional(),
+  maxSize: size.optional(),
+  rotational: z.boolean().optional(),
+  largest: z.literal(true).optional(),
+  pick: pick.optional(),
+});
+
+export const pciMatch = z.strictObject({
+  address: pciAddress.optional(),
+  id: z
+    .string()
+    .regex(/^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$/, "vendor:device such as 10de:1b80")
+    .optional(),
+  class: z
+    .string()
+    .regex(/^(0x)?[0-9a-fA-F]{2,6}$/, "a class prefix such as 03 (display) or 0200 (ethernet)")
+    .optional(),
+  pick: pick.optional(),
+});
+
+const addressing = {
+  addresses: z.union([z.literal("dhcp"), z.array(cidr).min(1)]).optional(),
+  gateway: ip.optional(),
+  dns: z
+    .strictObject({ servers: z.array(ip).default([]), search: z.array(z.string()).default([]) })
+    .optional(),
+  mtu: z.number().int().min(576).max(9216).optional(),
+  routes: z
+    .array(z.strictObject({ to: z.string(), via: ip, metric: z.number().int().nonnegative().optional() }))
+    .optional(),
+};
+
+export const bridge = z.strictObject({
+  name: ifname,
+  uplink: nicMatch
+    .optional()
+    .describe("the NIC enslaved to the bridge; it hands the bridge its MAC and IP configuration"),
+  ports: z.array(z.union([nicMatch, z.strictObject({ bond: ifname })])).optional(),
+  stp: z.boolean().default(false),
+  vlanAware: z.boolean().default(false),
+  ...addressing,
+});
+
+export const bond = z.strictObject({
+  name: ifname,
+  interfaces: z.array(nicMatch).min(1),
+  mode: z.enum([
+    "active-backup",
+    "802.3ad",
+    "balance-rr",
+    "balance-xor",
+    "balance-tlb",
+    "balance-alb",
+    "broadcast",
+  ]),
+  ...addressing,
+});
+
+export const vlan = z.strictObject({
+  name: ifname,
+  id: z.number().int().min(1).max(4094),
+  link: z.union([ifname, nicMatch]).describe("a bridge or bond named in this file, or a NIC match"),
+  ...addressing,
+});
+
+export const user = z
+  .strictObject({
+    name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "a POSIX user name"),
+    passwordHash: z
+      .string()
+      .regex(/^\$(1|5|6|y|2[aby]|7)\$/, "a crypt(3) hash such as the output of mkpasswd -m sha-512")
+      .optional(),
+    password: z
+      .never({ error: "plaintext passwords are refused: give passwordHash (mkpasswd -m sha-512)" })
+      .optional(),
+    sshKeys: z.array(z.string().regex(/^(ssh-|ecdsa-|sk-)/, "an OpenSSH public key")).default([]),
+    sudo: z.boolean().default(false),
+    groups: z.array(z.string()).default([]),
+  })
+  .describe("a login on the host");
+
+export const pool = z.strictObject({
+  name: z.string().regex(/^[a-zA-Z0-9_.-]+$/),
+  type: z.enum(["dir", "lvm-thin", "zfs"]),
+  path: z.string().startsWith("/").optional().describe("dir pools: the directory"),
+  disks: z.array(diskMatch).optional().describe("lvm-thin and zfs pools: the disks to use"),
+  wipe: z
+    .boolean()
+    .default(false)
+    .describe("erase the disks first; unattended runs wipe only disks named by byId or serial"),
+  autostart: z.boolean().default(true),
+});
+
+export const answerSchema = z.strictObject({
+  version: z.literal(1),
+  host: z
+    .strictObject({
+      hostname: z
+        .string()
+        .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9-]+)*$/, "a host name")
+        .optional(),
+      timezone: z.string().optional(),
+      users: z.array(user).default([]),
+    })
+    .optional(),
+  kvm: z
+    .strictObject({
+      modules: z
+        .array(z.enum(["kvm", "kvm_intel", "kvm_amd", "vhost_net", "vfio", "vfio_pci", "vfio_iommu_type1"]))
+        .optional(),
+      nested: z.boolean().optional(),
+      hugepages: z
+        .strictObject({
+          pages2M: z.number().int().nonnegative().optional(),
+          pages1G: z.number().int().nonnegative().optional(),
+        })
+        .optional(),
+      ksm: z.boolean().optional(),
+    })
+    .optional(),
+  iommu: z
+    .strictObject({
+      enabled: z.boolean(),
+      passthroughMode: z
+        .boolean()
+        .default(true)
+        .describe("iommu=pt: DMA remapping only for assigned devices"),
+    })
+    .optional(),
+  network: z
+    .strictObject({
+      stack: z.enum(["auto", "netplan", "ifupdown2", "networkd", "networkmanager"]).default("auto"),
+      confirmTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
+      bridges: z.array(bridge).default([]),
+      bonds: z.array(bond).default([]),
+      vlans: z.array(vlan).default([]),
+    })
+    .optional(),
+  sriov: z
+    .array(
+      z.strictObject({
+        pf: nicMatch,
+        numVfs: z.number().int().min(0).max(256),
+        vfs: z
+          .array(
+            z.strictObject({
+              index: z.number().int().nonnegative(),
+              mac: mac.optional(),
+              vlan: z.number().int().min(0).max(4094).optional(),
+              trust: z.boolean().optional(),
+              spoofchk: z.boolean().optional(),
+            }),
+          )
+          .default([]),
+        hostdevNetwork: z
+          .string()
+          .optional()
+          .describe("name of the libvirt hostdev network for this PF's VFs"),
+      }),
+    )
+    .default([]),
+  passthrough: z.array(z.strictObject({ device: pciMatch, note: z.string().optional() })).default([]),
+  storage: z.strictObject({ pools: z.array(pool).default([]) }).optional(),
+  vms: z.array(z.record(z.string(), z.unknown())).default([]).describe("reserved: VM deployment"),
+  requires: z
+    .strictObject({
+      checks: z
+        .record(z.string().regex(/^[a-z]+\.[a-z-]+$/, "a check id such as cpu.virt"), level)
+        .default({}),
+      minNics: z
+        .strictObject({
+          count: z.number().int().positive(),
+          minSpeedMbps: z.number().int().positive().optional(),
+          level,
+        })
+        .optional(),
+      minMemoryGiB: z.strictObject({ value: z.number().positive(), level }).optional(),
+      minVfs: z.strictObject({ count: z.number().int().positive(), level }).optional(),
+    })
+    .optional(),
+  report: z
+    .strictObject({
+      webhook: z.url({ protocol: /^https?$/ }).optional(),
+      headers: z.record(z.string(), z.string()).default({}),
+      secretHeaders: z
+        .array(z.string())
+        .default(["authorization"])
+        .describe("header names whose values are redacted in logs"),
+    })
+    .optional(),
+});
+
+export type Answer = z.infer<typeof answerSchema>;
+export type AnswerInput = z.input<typeof answerSchema>;
+export type NicMatch = z.infer<typeof nicMatch>;
+export type DiskMatch = z.infer<typeof diskMatch>;
+export type PciMatch = z.infer<typeof pciMatch>;
+export type Bridge = z.infer<typeof bridge>;
+export type Bond = z.infer<typeof bond>;
+export type Vlan = z.infer<typeof vlan>;
+export type Pool = z.infer<typeof pool>;
+
+/** The JSON Schema editors use (yaml-language-server, VS Code). */
+export function answerJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(answerSchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+}

@@ -1,0 +1,243 @@
+// events: the one typed stream apply (and undo) reports through. The TUI, the CLI (human lines or
+// --events JSON lines), webhooks and the log on disk all subscribe to the same bus; none of them can
+// fail the apply: a sink that throws or rejects is reported to the bus's error hook and ignored.
+import { appendFile, mkdir } from "node:fs/promises";
+import path from "node:path";
+import type { Writable } from "node:stream";
+
+export type RunPhase = "STARTED" | "SUCCEEDED" | "FAILED";
+export type StepPhase = "started" | "progress" | "finished" | "skipped" | "failed";
+
+export type ApplyEvent =
+  | {
+      type: "run";
+      phase: RunPhase;
+      runId: string;
+      time: string;
+      /** "apply" (default) or "undo". */
+      operation?: "apply" | "undo";
+      planDigest?: string;
+      actions?: number;
+      dryRun?: boolean;
+      resumed?: boolean;
+      durationMs?: number;
+      counts?: { done: number; skipped: number; failed: number };
+      error?: string;
+      remediation?: string;
+    }
+  | {
+      type: "step";
+      phase: StepPhase;
+      id: string;
+      summary: string;
+      time: string;
+      runId?: string;
+      /** What the step does or did, e.g. "write /etc/modprobe.d/kvm.conf (34 bytes)". */
+      detail?: string;
+      durationMs?: number;
+      error?: string;
+      remediation?: string;
+      dryRun?: boolean;
+    }
+  | { type: "reboot-required"; ids: string[]; time: string; runId?: string }
+  | {
+      type: "confirm-required";
+      deadline: string;
+      timeoutSeconds: number;
+      ids: string[];
+      time: string;
+      runId?: string;
+    }
+  | { type: "reverted"; reason: string; ids: string[]; time: string; runId?: string };
+
+export type EventSink = (event: ApplyEvent) => void | Promise<void>;
+
+export class EventBus {
+  private readonly sinks = new Set<EventSink>();
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly onSinkError: (error: unknown) => void = () => {}) {}
+
+  subscribe(sink: EventSink): () => void {
+    this.sinks.add(sink);
+    return () => this.sinks.delete(sink);
+  }
+
+  emit(event: ApplyEvent): void {
+    for (const sink of this.sinks) {
+      try {
+        const r = sink(event);
+        if (r && typeof (r as Promise<void>).then === "function") {
+          const p: Promise<void> = (r as Promise<void>).then(
+            () => {},
+            (e) => this.onSinkError(e),
+          );
+          this.pending.add(p);
+          void p.finally(() => this.pending.delete(p));
+        }
+      } catch (e) {
+        this.onSinkError(e);
+      }
+    }
+  }
+
+  /** Waits for asynchronous sinks (webhooks, log files) to finish, at most timeoutMs. */
+  async drain(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.pending]),
+        new Promise((r) => {
+          timer = setTimeout(r, Math.max(0, deadline - Date.now()));
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+}
+
+export const now = () => new Date().toISOString();
+
+const SECRET_KEY = /pass(word|wd|phrase)?|token|secret|api[-_]?key|authorization|credential/i;
+export const REDACTED = "[redacted]";
+
+/** A deep copy with every field named like a password, token or secret replaced by "[redacted]". */
+export function redact<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(redact) as T;
+  if (value && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      out[k] = SECRET_KEY.test(k) && v !== null && v !== undefined ? REDACTED : redact(v);
+    }
+    return out as T;
+  }
+  return value;
+}
+
+/** One JSON object per line (for --events FILE|-). Writes stay in order; backpressure is buffered. */
+export function jsonLinesSink(stream: Writable): EventSink {
+  return (event) => {
+    stream.write(`${JSON.stringify(event)}\n`);
+  };
+}
+
+/**
+ * Appends events as JSON lines to <dir>/<file> (default apply-events.jsonl), so failures stay on disk
+ * after the console is gone. Secrets are redacted. Appends are chained so lines never interleave.
+ */
+export function fileLogSink(dir = "/var/lib/kvmstrap/log", file = "apply-events.jsonl"): EventSink {
+  const target = path.join(dir, file);
+  let chain: Promise<void> = mkdir(dir, { recursive: true }).then(() => {});
+  return (event) => {
+    const line = `${JSON.stringify(redact(event))}\n`;
+    chain = chain.then(() => appendFile(target, line, { mode: 0o640 }));
+    return chain;
+  };
+}
+
+export interface WebhookOptions {
+  headers?: Record<string, string>;
+  /** Headers whose values are secrets (e.g. Authorization): sent, but never written to a log. */
+  secretHeaders?: Record<string, string>;
+  /** Per attempt (default 3000 ms). */
+  timeoutMs?: number;
+  /** Further attempts after a network error or a 5xx/429 answer (default 2). */
+  retries?: number;
+  backoffMs?: number;
+  /** Where delivery problems (and, with verbose, deliveries) are logged; secrets redacted. */
+  log?: (line: string) => void;
+  verbose?: boolean;
+}
+
+/**
+ * POSTs every event as JSON to `url`, in order. Never throws into the apply: a failed delivery is
+ * logged (with secret header values and secret-named fields redacted) and dropped after the retries.
+ */
+export function webhookSink(url: string, options: WebhookOptions = {}): EventSink {
+  const { timeoutMs = 3000, retries = 2, backoffMs = 200, verbose = false } = options;
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const headers = { "content-type": "application/json", ...options.headers, ...options.secretHeaders };
+  const shown = {
+    ...options.headers,
+    ...Object.fromEntries(Object.keys(options.secretHeaders ?? {}).map((k) => [k, REDACTED])),
+  };
+  const scrub = (text: string) => {
+    let out = text;
+    for (const v of Object.values(options.secretHeaders ?? {})) if (v) out = out.split(v).join(REDACTED);
+    return out;
+  };
+  const say = (line: string) => {
+    try {
+      log(scrub(line));
+    } catch {
+      /* a broken logger must not break the apply either */
+    }
+  };
+  let chain: Promise<void> = Promise.resolve();
+
+  const deliver = async (event: ApplyEvent) => {
+    const body = JSON.stringify(event);
+    const what = `${event.type}${"phase" in event ? ` ${event.phase}` : ""}`;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      let problem: string;
+      try {
+        const res = await fetch(url, {
+          method: "POST",
+          headers,
+          body,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.ok) {
+          if (verbose) say(`webhook: POST ${url} ${what} -> ${res.status} headers=${JSON.stringify(shown)}`);
+          return;
+        }
+        problem = `HTTP ${res.status}`;
+        if (res.status < 500 && res.status !== 429) attempt = retries; // a client error will not heal
+      } catch (e) {
+        const err = e as Error & { cause?: { code?: string } };
+        problem =
+          err.name === "TimeoutError" ? `timed out after ${timeoutMs} ms` : (err.cause?.code ?? err.message);
+      }
+      say(
+        `webhook: POST ${url} ${what} failed (attempt ${attempt + 1}/${retries + 1}): ${problem}; ` +
+          `headers=${JSON.stringify(shown)} event=${JSON.stringify(redact(event))}`,
+      );
+      if (attempt < retries) await new Promise((r) => setTimeout(r, backoffMs * (attempt + 1)));
+    }
+  };
+
+  return (event) => {
+    chain = chain.then(() => deliver(event)).catch(() => {});
+    return chain;
+  };
+}
+
+/** One short human line per event, for the CLI's stderr. */
+export function formatEvent(e: ApplyEvent): string | null {
+  switch (e.type) {
+    case "run": {
+      const took = e.durationMs !== undefined ? ` in ${(e.durationMs / 1000).toFixed(1)} s` : "";
+      const c = e.counts
+        ? ` (${e.counts.done} changed, ${e.counts.skipped} unchanged, ${e.counts.failed} failed)`
+        : "";
+      const op = e.operation === "undo" ? "undo" : e.dryRun ? "dry run" : "apply";
+      if (e.phase === "STARTED") return `${op} ${e.runId}: started${e.resumed ? " (resumed)" : ""}`;
+      if (e.phase === "SUCCEEDED") return `${op} ${e.runId}: succeeded${took}${c}`;
+      return `${op} ${e.runId}: FAILED${took}: ${e.error ?? "see above"}${e.remediation ? `\n  fix: ${e.remediation}` : ""}`;
+    }
+    case "step": {
+      if (e.phase === "started" || e.phase === "progress") return null;
+      const mark = { finished: "done", skipped: e.dryRun ? "would" : "ok  ", failed: "FAIL" }[e.phase];
+      const tail = e.error ? `: ${e.error}${e.remediation ? `\n  fix: ${e.remediation}` : ""}` : "";
+      return `  [${mark}] ${e.id}: ${e.detail ?? e.summary}${tail}`;
+    }
+    case "reboot-required":
+      return `reboot required for: ${e.ids.join(", ")}; after the reboot run "kvmstrap apply --resume"`;
+    case "confirm-required":
+      return `network changed (${e.ids.join(", ")}): run "kvmstrap confirm" before ${e.deadline} (${e.timeoutSeconds} s) or it is reverted`;
+    case "reverted":
+      return `reverted ${e.ids.join(", ")}: ${e.reason}`;
+  }
+}

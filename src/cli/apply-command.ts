@@ -1,0 +1,313 @@
+// `kvmstrap apply`, `kvmstrap undo`, `kvmstrap confirm`: the CLI face of the apply engine. Progress
+// goes to stderr as one line per step; --events adds the JSON-lines stream (to a file or stdout) and
+// every run is also logged on disk under <state-dir>/log.
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { createInterface } from "node:readline/promises";
+import type { Writable } from "node:stream";
+import { type ApplyResult, applyPlan, confirmRun, resumeAfterReboot, undoLastRun } from "../apply/engine.js";
+import { EventBus, fileLogSink, formatEvent, jsonLinesSink } from "../apply/events.js";
+import { Journal, StateError } from "../apply/journal.js";
+import { validatePlan } from "../apply/plan-file.js";
+import { ExecaRunner } from "../host/commands.js";
+import { RootedTargetFs } from "../host/target.js";
+import type { Plan } from "../plan/actions.js";
+import { parse } from "./args.js";
+import { EXIT, InputError, UsageError } from "./errors.js";
+
+export const APPLY_HELP = `Usage: kvmstrap apply (FILE | --plan PLAN.json) [options]
+       kvmstrap apply --resume
+
+Carry out a plan: from the answer file FILE (planned against this machine now) or from PLAN.json
+(what "kvmstrap plan FILE --json" prints). Every change is journaled under --state-dir, files are
+replaced atomically, and "kvmstrap undo" puts everything back. Running apply again changes nothing
+once the machine is in the planned state; after an interruption it completes the plan.
+
+Network changes run on a timer: unless "kvmstrap confirm" (or "yes" at the prompt) arrives within
+--confirm-timeout seconds, they are reverted, so a bad bridge cannot lock you out. Changes that need
+a reboot stop the run; after the reboot "kvmstrap apply --resume" (a first-boot unit) goes on.
+
+Options:
+  --plan PLAN.json       Apply this plan (JSON) instead of planning an answer file
+  --dry-run              Show every operation it would carry out; change nothing
+  --yes                  Do not ask before applying (required when there is no terminal)
+  --resume               Continue the last run (after a reboot or an interruption)
+  --events FILE|-        Also write the event stream as JSON lines to FILE, or stdout with -
+  --root DIR             Apply to the machine root DIR (default /). Commands still run on this
+                         machine, with KVMSTRAP_ROOT=DIR in their environment
+  --state-dir DIR        Journal and logs (default <root>/var/lib/kvmstrap)
+  --confirm-timeout S    Seconds to confirm a network change before it reverts (default 120)
+  -h, --help             Print this help
+
+Exit: 0 applied (or waiting for the reboot), 1 a step failed or a network change was reverted,
+2 usage or input error.
+`;
+
+export const UNDO_HELP = `Usage: kvmstrap undo [options]
+
+Revert the last apply that changed something, newest change first: files get their previous content
+back (or are removed if they did not exist), sysfs attributes their previous value, and commands run
+their undo command. Run it again to undo the run before that.
+
+Options:
+  --dry-run              Show what it would put back; change nothing
+  --yes                  Do not ask first (required when there is no terminal)
+  --events FILE|-        Also write the event stream as JSON lines to FILE, or stdout with -
+  --root DIR             The machine root (default /)
+  --state-dir DIR        Journal directory (default <root>/var/lib/kvmstrap)
+  -h, --help             Print this help
+`;
+
+export const CONFIRM_HELP = `Usage: kvmstrap confirm [RUN-ID] [options]
+
+Keep the network changes of the running apply (default: the latest run, which must be waiting for
+confirmation). Without it the changes are reverted when the timer runs out. Run it from a new
+connection: if you can run it, the new network works.
+
+Options:
+  --root DIR             The machine root (default /)
+  --state-dir DIR        Journal directory (default <root>/var/lib/kvmstrap)
+  -h, --help             Print this help
+`;
+
+const stateDirOf = (root: string, stateDir: string | undefined) =>
+  stateDir ?? path.join(path.resolve(root), "var/lib/kvmstrap");
+const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
+
+async function ask(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await rl.question(question)).trim().toLowerCase();
+  } finally {
+    rl.close();
+  }
+}
+
+/** The bus with the human stderr lines, --events, and the on-disk log. */
+function makeBus(
+  events: string | undefined,
+  logDir: string | null,
+): { bus: EventBus; close: () => Promise<void> } {
+  const bus = new EventBus((e) => process.stderr.write(`kvmstrap: event sink: ${(e as Error).message}\n`));
+  bus.subscribe((e) => {
+    const line = formatEvent(e);
+    if (line) process.stderr.write(`${line}\n`);
+  });
+  let stream: Writable | null = null;
+  if (events === "-") bus.subscribe(jsonLinesSink(process.stdout));
+  else if (events) {
+    stream = createWriteStream(events, { flags: "a" });
+    stream.on("error", (e) => process.stderr.write(`kvmstrap: --events ${events}: ${e.message}\n`));
+    bus.subscribe(jsonLinesSink(stream));
+  }
+  if (logDir) bus.subscribe(fileLogSink(logDir));
+  const close = async () => {
+    await bus.drain(15_000);
+    if (stream) await new Promise<void>((r) => stream?.end(r));
+  };
+  return { bus, close };
+}
+
+async function loadPlanFile(file: string): Promise<Plan> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`--plan ${file}: ${code === "ENOENT" ? "no such file" : `cannot read (${code})`}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`--plan ${file}: not JSON (${(e as Error).message})`);
+  }
+  return validatePlan(data, file);
+}
+
+/** Plans an answer file against the target, if the planner is there (loaded lazily). */
+async function planFromAnswer(file: string, root: string): Promise<Plan> {
+  const planModule = "../plan/index.js";
+  const mod = (await import(planModule).catch(() => null)) as { buildPlan?: unknown } | null;
+  if (typeof mod?.buildPlan !== "function") {
+    throw new InputError(
+      `planning an answer file is not available in this build; run "kvmstrap plan ${file} --json > plan.json" ` +
+        `on a build that has it and use --plan plan.json`,
+    );
+  }
+  const { preparePlan } = (await import("./plan-command.js")) as {
+    preparePlan: (f: string, r: string) => Promise<{ plan: Plan }>;
+  };
+  return (await preparePlan(file, root)).plan;
+}
+
+function exitOf(r: ApplyResult): number {
+  if (r.status === "awaiting-reboot") {
+    process.stderr.write(
+      'kvmstrap: reboot now; then run "kvmstrap apply --resume" (or let the first-boot unit do it)\n',
+    );
+  }
+  return r.status === "failed" || r.status === "reverted" ? EXIT.failed : EXIT.ok;
+}
+
+export async function applyCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    plan: { type: "string" },
+    "dry-run": { type: "boolean" },
+    yes: { type: "boolean" },
+    resume: { type: "boolean" },
+    events: { type: "string" },
+    root: { type: "string" },
+    "state-dir": { type: "string" },
+    "confirm-timeout": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    process.stdout.write(APPLY_HELP);
+    return EXIT.ok;
+  }
+  const [file, extra] = positionals;
+  if (extra) throw new UsageError(`unexpected argument "${extra}"`);
+  if (file && values.plan) throw new UsageError("give either an answer FILE or --plan PLAN.json, not both");
+  if (!file && !values.plan && !values.resume) {
+    throw new UsageError("apply needs an answer file or --plan PLAN.json (or --resume)");
+  }
+  const dryRun = Boolean(values["dry-run"]);
+  if (dryRun && values.resume) throw new UsageError("--dry-run and --resume do not go together");
+  let timeoutSeconds = 120;
+  if (values["confirm-timeout"] !== undefined) {
+    timeoutSeconds = Number(values["confirm-timeout"]);
+    if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 86_400) {
+      throw new UsageError(
+        `--confirm-timeout must be whole seconds from 1 to 86400, not "${values["confirm-timeout"]}"`,
+      );
+    }
+  }
+  const root = values.root ?? "/";
+  const stateDir = stateDirOf(root, values["state-dir"]);
+  const tty = interactive();
+  if (!dryRun && !values.yes && !tty)
+    throw new UsageError("no terminal to ask on: use --yes for unattended runs");
+
+  let plan: Plan | null = null;
+  if (values.plan) plan = await loadPlanFile(values.plan);
+  else if (file) plan = await planFromAnswer(file, root);
+  if (plan && plan.refusals.length > 0) {
+    const lines = plan.refusals.map((r) => `  ${r.path}: ${r.reason}`).join("\n");
+    throw new InputError(
+      `the plan refused ${plan.refusals.length} item(s); fix the answer file first:\n${lines}`,
+    );
+  }
+  const journal = new Journal(stateDir);
+  const latest = values.resume ? await journal.latestRun() : null;
+  if (values.resume && !plan) {
+    if (!latest || latest.phase === "done" || latest.phase === "undone") {
+      throw new InputError(
+        latest ? `nothing to resume: the last run ${latest.runId} is ${latest.phase}` : "nothing to resume",
+      );
+    }
+    plan = latest.plan;
+  }
+  if (!plan) throw new UsageError("no plan");
+  if (!dryRun && !values.yes) {
+    const where = path.resolve(root) === "/" ? "this machine" : path.resolve(root);
+    const answer = await ask(`Apply ${plan.actions.length} action(s) to ${where}? [y/N] `);
+    if (answer !== "y" && answer !== "yes") {
+      process.stderr.write("kvmstrap: nothing changed\n");
+      return EXIT.ok;
+    }
+  }
+  const { bus, close } = makeBus(values.events, dryRun ? null : path.join(stateDir, "log"));
+  const options = {
+    target: new RootedTargetFs(root),
+    runner: new ExecaRunner(),
+    stateDir,
+    bus,
+    dryRun,
+    resume: Boolean(values.resume),
+    confirm: {
+      timeoutSeconds,
+      // At a terminal, "yes" at the prompt confirms too; if the change cut the session, nobody types.
+      waitForConfirm:
+        tty && !values.yes
+          ? async () => ["y", "yes"].includes(await ask("Network changed. Keep it? Type yes to keep: "))
+          : undefined,
+    },
+  };
+  try {
+    const result =
+      values.resume && latest?.phase === "awaiting-reboot"
+        ? await resumeAfterReboot(options)
+        : await applyPlan(plan, options);
+    return exitOf(result);
+  } catch (e) {
+    if (e instanceof StateError) throw new InputError(e.message);
+    throw e;
+  } finally {
+    await close();
+  }
+}
+
+export async function undoCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    "dry-run": { type: "boolean" },
+    yes: { type: "boolean" },
+    events: { type: "string" },
+    root: { type: "string" },
+    "state-dir": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    process.stdout.write(UNDO_HELP);
+    return EXIT.ok;
+  }
+  if (positionals[0]) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const root = values.root ?? "/";
+  const stateDir = stateDirOf(root, values["state-dir"]);
+  const dryRun = Boolean(values["dry-run"]);
+  if (!dryRun && !values.yes) {
+    if (!interactive()) throw new UsageError("no terminal to ask on: use --yes for unattended runs");
+    const answer = await ask(`Undo the last apply under ${stateDir}? [y/N] `);
+    if (answer !== "y" && answer !== "yes") return EXIT.ok;
+  }
+  const { bus, close } = makeBus(values.events, dryRun ? null : path.join(stateDir, "log"));
+  try {
+    const r = await undoLastRun({
+      target: new RootedTargetFs(root),
+      runner: new ExecaRunner(),
+      stateDir,
+      bus,
+      dryRun,
+    });
+    return r.status === "failed" ? EXIT.failed : EXIT.ok;
+  } catch (e) {
+    if (e instanceof StateError) throw new InputError(e.message);
+    throw e;
+  } finally {
+    await close();
+  }
+}
+
+export async function confirmCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    root: { type: "string" },
+    "state-dir": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    process.stdout.write(CONFIRM_HELP);
+    return EXIT.ok;
+  }
+  const [runId, extra] = positionals;
+  if (extra) throw new UsageError(`unexpected argument "${extra}"`);
+  const stateDir = stateDirOf(values.root ?? "/", values["state-dir"]);
+  try {
+    const id = await confirmRun(stateDir, runId);
+    process.stderr.write(`kvmstrap: confirmed the network changes of run ${id}\n`);
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof StateError) throw new InputError(e.message);
+    throw e;
+  }
+}

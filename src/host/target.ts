@@ -1,0 +1,240 @@
+// TargetFs: the write side of the host ports, rooted at a directory ("/" for the real host, a
+// temporary directory in tests and for rendering). Paths are host paths ("/etc/modprobe.d/kvm.conf").
+//
+// Files are replaced atomically: the content goes to "<path>.kvmstrap-tmp-<pid>", is fsynced, renamed
+// over the path, and the directory is fsynced, so a crash at any instant leaves either the old or the
+// new file, never half of one. The first time kvmstrap replaces or removes a file it keeps the
+// original next to it as "<path>.kvmstrap-orig". sysfs attributes cannot be renamed over: they are
+// written in place.
+import * as fs from "node:fs/promises";
+import path from "node:path";
+
+export const TMP_MARK = ".kvmstrap-tmp-";
+export const ORIG_SUFFIX = ".kvmstrap-orig";
+
+export interface WriteOptions {
+  /** Keep the file being replaced as <path>.kvmstrap-orig when none exists yet (default true). */
+  keepOriginal?: boolean;
+}
+
+export interface TargetFs {
+  readonly root: string;
+  /** Text of a file, or null when it does not exist. */
+  read(hostPath: string): Promise<string | null>;
+  /** Permission bits of a file, or null when it does not exist. */
+  mode(hostPath: string): Promise<number | null>;
+  writeAtomic(hostPath: string, content: string, mode: number, options?: WriteOptions): Promise<void>;
+  /** Removes a file (absent is fine); keeps it as <path>.kvmstrap-orig unless told otherwise. */
+  remove(hostPath: string, options?: WriteOptions): Promise<void>;
+  /** Removes a directory if it is empty; returns whether it did. */
+  removeEmptyDir(hostPath: string): Promise<boolean>;
+  writeSysfs(hostPath: string, value: string): Promise<void>;
+  exists(hostPath: string): Promise<boolean>;
+  /** Removes temporary files a killed writer left next to hostPath; returns how many. */
+  cleanStale(hostPath: string): Promise<number>;
+  /** The real path under the root. */
+  real(hostPath: string): string;
+}
+
+const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+
+/** Writes a real path atomically (tmp + fsync + rename + directory fsync); creates parent dirs. */
+export async function writeFileAtomic(
+  realPath: string,
+  content: string | Buffer,
+  mode = 0o644,
+): Promise<void> {
+  const dir = path.dirname(realPath);
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = `${realPath}${TMP_MARK}${process.pid}`;
+  const handle = await fs.open(tmp, "w", mode);
+  try {
+    await handle.writeFile(content);
+    await handle.chmod(mode); // open's mode is filtered by the umask
+    await handle.sync();
+  } catch (e) {
+    await handle.close();
+    await fs.rm(tmp, { force: true });
+    throw e;
+  }
+  await handle.close();
+  await fs.rename(tmp, realPath);
+  await syncDir(dir);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await fs.open(dir, "r");
+  try {
+    await d.sync();
+  } catch {
+    /* some filesystems refuse fsync on directories; the rename is still atomic */
+  } finally {
+    await d.close();
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return false; // our own leftovers are stale by definition between writes
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return code(e) === "EPERM";
+  }
+}
+
+/** Removes "<base>.kvmstrap-tmp-<pid>" files next to realPath whose writer is gone. */
+export async function cleanStaleTemps(realPath: string): Promise<number> {
+  const dir = path.dirname(realPath);
+  const prefix = `${path.basename(realPath)}${TMP_MARK}`;
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+    await fs.rm(path.join(dir, name), { force: true });
+    removed++;
+  }
+  if (removed) await syncDir(dir);
+  return removed;
+}
+
+export class RootedTargetFs implements TargetFs {
+  readonly root: string;
+  private readonly live: boolean;
+
+  constructor(root = "/") {
+    this.root = path.resolve(root);
+    this.live = this.root === "/";
+  }
+
+  real(hostPath: string): string {
+    const normal = path.posix.resolve("/", hostPath);
+    return this.live ? normal : path.join(this.root, normal);
+  }
+
+  /** Under a root, refuses a path whose existing directories lead outside it through a symlink. */
+  private async inside(hostPath: string): Promise<string> {
+    const at = this.real(hostPath);
+    if (this.live) return at;
+    let dir = path.dirname(at);
+    for (;;) {
+      try {
+        const resolved = await fs.realpath(dir);
+        const rootReal = await fs.realpath(this.root);
+        if (resolved === rootReal || resolved.startsWith(`${rootReal}/`)) return at;
+        throw new Error(`${hostPath}: a symlink leads outside the target root ${this.root}`);
+      } catch (e) {
+        if (code(e) !== "ENOENT") throw e;
+        const up = path.dirname(dir);
+        if (up === dir) return at;
+        dir = up;
+      }
+    }
+  }
+
+  async read(hostPath: string): Promise<string | null> {
+    try {
+      return await fs.readFile(await this.inside(hostPath), "utf8");
+    } catch (e) {
+      if (code(e) === "ENOENT" || code(e) === "ENOTDIR") return null;
+      throw e;
+    }
+  }
+
+  async mode(hostPath: string): Promise<number | null> {
+    try {
+      return (await fs.stat(await this.inside(hostPath))).mode & 0o7777;
+    } catch (e) {
+      if (code(e) === "ENOENT" || code(e) === "ENOTDIR") return null;
+      throw e;
+    }
+  }
+
+  async exists(hostPath: string): Promise<boolean> {
+    try {
+      await fs.lstat(await this.inside(hostPath));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async writeAtomic(hostPath: string, content: string, mode: number, options: WriteOptions = {}) {
+    const at = await this.inside(hostPath);
+    await cleanStaleTemps(at);
+    if (options.keepOriginal !== false) await this.keepOriginal(at, false);
+    await writeFileAtomic(at, content, mode);
+  }
+
+  async remove(hostPath: string, options: WriteOptions = {}): Promise<void> {
+    const at = await this.inside(hostPath);
+    if (options.keepOriginal !== false && (await this.keepOriginal(at, true))) return;
+    try {
+      await fs.unlink(at);
+    } catch (e) {
+      if (code(e) !== "ENOENT") throw e;
+      return;
+    }
+    await syncDir(path.dirname(at));
+  }
+
+  /** Saves the file at `at` as .kvmstrap-orig if none exists; by rename when the file is going away. */
+  private async keepOriginal(at: string, moving: boolean): Promise<boolean> {
+    const orig = `${at}${ORIG_SUFFIX}`;
+    try {
+      await fs.lstat(orig);
+      return false;
+    } catch (e) {
+      if (code(e) !== "ENOENT") throw e;
+    }
+    let st: Awaited<ReturnType<typeof fs.lstat>>;
+    try {
+      st = await fs.lstat(at);
+    } catch (e) {
+      if (code(e) === "ENOENT" || code(e) === "ENOTDIR") return false;
+      throw e;
+    }
+    if (!st.isFile()) return false;
+    if (moving) {
+      await fs.rename(at, orig);
+      await syncDir(path.dirname(at));
+    } else {
+      await writeFileAtomic(orig, await fs.readFile(at), st.mode & 0o7777);
+    }
+    return true;
+  }
+
+  async removeEmptyDir(hostPath: string): Promise<boolean> {
+    const at = await this.inside(hostPath);
+    if (at === this.root || at === "/") return false;
+    try {
+      await fs.rmdir(at);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async writeSysfs(hostPath: string, value: string): Promise<void> {
+    const at = await this.inside(hostPath);
+    // No O_CREAT and no O_TRUNC: sysfs attributes exist already; a missing one is an error.
+    const handle = await fs.open(at, "r+");
+    try {
+      await handle.write(value.endsWith("\n") ? value : `${value}\n`, 0);
+      if (!this.live) await handle.truncate((value.endsWith("\n") ? value : `${value}\n`).length);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async cleanStale(hostPath: string): Promise<number> {
+    return cleanStaleTemps(await this.inside(hostPath));
+  }
+}

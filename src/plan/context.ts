@@ -1,0 +1,72 @@
+// The planner's working state: the facts, the desired answer, what the target's managed files hold
+// now, and the actions collected so far. Helpers here keep every section planner honest: a file is
+// planned only when its content changes, and each action records the prior state it would undo to.
+import type { Answer } from "../answer/schema.js";
+import type { HostReport } from "../detect/types.js";
+import type { Action, Effect } from "./actions.js";
+
+export interface PlanContext {
+  report: HostReport;
+  answer: Answer;
+  /** Current content of every file the plan may touch (null: absent). */
+  current: ReadonlyMap<string, string | null>;
+  actions: Action[];
+  refusals: { path: string; reason: string }[];
+}
+
+export function currentOf(ctx: PlanContext, path: string): string | null {
+  return ctx.current.get(path) ?? null;
+}
+
+export function planFile(
+  ctx: PlanContext,
+  a: { id: string; path: string; content: string; mode?: number; effect: Effect; summary: string },
+): boolean {
+  const previous = currentOf(ctx, a.path);
+  if (previous === a.content) return false;
+  ctx.actions.push({
+    kind: "write-file",
+    id: a.id,
+    path: a.path,
+    content: a.content,
+    mode: a.mode ?? 0o644,
+    previous,
+    effect: a.effect,
+    summary: a.summary,
+  });
+  return true;
+}
+
+export function planCommand(
+  ctx: PlanContext,
+  a: {
+    id: string;
+    argv: string[];
+    undo?: string[] | null;
+    check?: string[] | null;
+    effect: Effect;
+    summary: string;
+  },
+): void {
+  ctx.actions.push({
+    kind: "run-command",
+    id: a.id,
+    argv: a.argv,
+    undo: a.undo ?? null,
+    check: a.check ?? null,
+    effect: a.effect,
+    summary: a.summary,
+  });
+}
+
+export function planSysfs(
+  ctx: PlanContext,
+  a: { id: string; path: string; value: string; previous: string | null; effect: Effect; summary: string },
+): void {
+  if (a.previous !== null && a.previous.trim() === a.value.trim()) return;
+  ctx.actions.push({ kind: "write-sysfs", ...a });
+}
+
+export function refuse(ctx: PlanContext, path: string, reason: string): void {
+  ctx.refusals.push({ path, reason });
+}

@@ -1,0 +1,69 @@
+// plan: a pure function from (host report, answer, current content of the managed files) to an
+// ordered list of actions, each carrying its inverse and what it needs afterwards. No I/O: the CLI
+// reads the current files through the port and hands them in; apply/ carries the actions out.
+// Order matters: modules and VFIO before SR-IOV and storage, networking last so the confirm timer
+// covers only what can cut the operator off.
+import { createHash } from "node:crypto";
+import type { Answer } from "../answer/schema.js";
+import type { HostReport } from "../detect/types.js";
+import type { Plan } from "./actions.js";
+import type { PlanContext } from "./context.js";
+import { planHost } from "./host-plan.js";
+import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
+import { networkPaths, planNetwork } from "./network-plan.js";
+import { planPassthrough } from "./passthrough-plan.js";
+import { planSriov } from "./sriov-plan.js";
+import { planStorage } from "./storage-plan.js";
+
+export type { Action, Effect, Plan } from "./actions.js";
+
+export function buildPlan(
+  report: HostReport,
+  answer: Answer,
+  current: ReadonlyMap<string, string | null> = new Map(),
+): Plan {
+  const ctx: PlanContext = { report, answer, current, actions: [], refusals: [] };
+  planHost(ctx);
+  const vfio = planPassthrough(ctx);
+  planKernel(ctx, vfio.softdeps, vfio.devices.length ? ["vfio", "vfio_iommu_type1", "vfio_pci"] : []);
+  planSriov(ctx);
+  planStorage(ctx);
+  planNetwork(ctx);
+  return {
+    schema: "kvmstrap.plan/1",
+    answerDigest: answerDigest(answer),
+    actions: ctx.actions,
+    refusals: ctx.refusals,
+    needsReboot: ctx.actions.some((a) => a.effect === "reboot"),
+  };
+}
+
+/** Every file a plan for this answer may read or write: read them before planning for real. */
+export function planFiles(report: HostReport, answer: Answer): string[] {
+  const dry = buildPlan(report, answer, new Map());
+  const paths = dry.actions.flatMap((a) =>
+    a.kind === "write-file" || a.kind === "remove-file" ? [a.path] : [],
+  );
+  return [...new Set([...paths, PATHS.grub, PATHS.kernelCmdline, ...networkPaths()])];
+}
+
+/** What the post-reboot check compares with /proc/cmdline and the vfio-pci bindings. */
+export function expectations(report: HostReport, answer: Answer): { cmdline: string[]; vfio: string[] } {
+  const ctx: PlanContext = { report, answer, current: new Map(), actions: [], refusals: [] };
+  return { cmdline: wantedCmdline(ctx), vfio: planPassthrough(ctx).devices.map((d) => d.address) };
+}
+
+export function answerDigest(answer: Answer): string {
+  return createHash("sha256").update(canonicalJson(answer)).digest("hex");
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}

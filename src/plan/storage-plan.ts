@@ -1,0 +1,162 @@
+// libvirt storage pools: a directory, an LVM thin pool on chosen disks, or ZFS where the host has
+// it. A disk is wiped only when the answer names it by by-id or serial and asks for the wipe, and
+// never when it holds /, /boot or the boot medium, is mounted or has holders. wipefs leaves ZFS
+// labels behind (util-linux#1177), so zpool labelclear runs first where a zfs_member is seen.
+import { matchDisks } from "../answer/match.js";
+import type { Pool } from "../answer/schema.js";
+import { diskExclusion } from "../checks/resources.js";
+import type { DiskReport } from "../detect/types.js";
+import type { PlanContext } from "./context.js";
+import { planCommand, planFile, refuse } from "./context.js";
+import { renderPoolXml } from "./render/libvirt-xml.js";
+
+export const poolXmlPath = (name: string) => `/etc/kvmstrap/libvirt/pool-${name}.xml`;
+
+const devPath = (d: DiskReport) => d.byId[0] ?? d.path;
+
+function resolveDisks(ctx: PlanContext, pool: Pool, at: string): DiskReport[] | null {
+  const out: DiskReport[] = [];
+  for (const [j, rule] of (pool.disks ?? []).entries()) {
+    const m = matchDisks(rule, ctx.report);
+    if (m.error) {
+      refuse(ctx, `${at}.disks[${j}]`, m.error);
+      return null;
+    }
+    for (const d of m.chosen) {
+      const why = diskExclusion(d);
+      if (why) {
+        refuse(ctx, `${at}.disks[${j}]`, `${d.name} cannot be used: ${why}`);
+        return null;
+      }
+      if (pool.wipe && !rule.byId && !rule.serial) {
+        refuse(
+          ctx,
+          `${at}.disks[${j}]`,
+          `${d.name} would be wiped but the rule does not name it by byId or serial`,
+        );
+        return null;
+      }
+      out.push(d);
+    }
+  }
+  if (out.length === 0) refuse(ctx, `${at}.disks`, `a ${pool.type} pool needs at least one disk`);
+  return out.length ? out : null;
+}
+
+function planWipe(ctx: PlanContext, pool: Pool, disks: DiskReport[]): void {
+  if (!pool.wipe) return;
+  for (const d of disks) {
+    if (d.signatures.includes("zfs_member")) {
+      planCommand(ctx, {
+        id: `storage.${pool.name}.zfs-labelclear.${d.name}`,
+        argv: ["zpool", "labelclear", "-f", devPath(d)],
+        effect: "none",
+        summary: `clear ZFS labels on ${d.name} (${d.serial ?? "no serial"}) — wipefs leaves them`,
+      });
+    }
+    planCommand(ctx, {
+      id: `storage.${pool.name}.wipe.${d.name}`,
+      argv: ["wipefs", "--all", devPath(d)],
+      effect: "none",
+      summary: `ERASE signatures on ${d.name} (${d.model ?? "disk"}, serial ${d.serial ?? "unknown"})`,
+    });
+  }
+}
+
+export function planStorage(ctx: PlanContext): void {
+  for (const [i, pool] of (ctx.answer.storage?.pools ?? []).entries()) {
+    const at = `storage.pools[${i}]`;
+    let xml: string;
+    if (pool.type === "dir") {
+      if (!pool.path) {
+        refuse(ctx, `${at}.path`, "a dir pool needs a path");
+        continue;
+      }
+      xml = renderPoolXml({ name: pool.name, type: "dir", path: pool.path });
+    } else {
+      if (pool.type === "zfs" && !ctx.report.system.zfs) {
+        refuse(ctx, at, "this host has no ZFS (the zfs module is not loaded): use dir or lvm-thin");
+        continue;
+      }
+      const disks = resolveDisks(ctx, pool, at);
+      if (!disks) continue;
+      planWipe(ctx, pool, disks);
+      const devices = disks.map(devPath);
+      if (pool.type === "lvm-thin") {
+        const vg = `vg-${pool.name}`;
+        planCommand(ctx, {
+          id: `storage.${pool.name}.vgcreate`,
+          argv: ["vgcreate", vg, ...devices],
+          undo: ["vgremove", "--force", vg],
+          check: ["vgs", vg],
+          effect: "none",
+          summary: `LVM volume group ${vg} on ${disks.map((d) => d.name).join(", ")}`,
+        });
+        planCommand(ctx, {
+          id: `storage.${pool.name}.thinpool`,
+          argv: ["lvcreate", "--type", "thin-pool", "--extents", "95%FREE", "--name", "thin", vg],
+          undo: ["lvremove", "--force", `${vg}/thin`],
+          check: ["lvs", `${vg}/thin`],
+          effect: "none",
+          summary: `thin pool ${vg}/thin`,
+        });
+        xml = renderPoolXml({ name: pool.name, type: "logical", vgName: vg, sourceDevices: devices });
+      } else {
+        planCommand(ctx, {
+          id: `storage.${pool.name}.zpool`,
+          argv: ["zpool", "create", "-o", "ashift=12", pool.name, ...devices],
+          undo: ["zpool", "destroy", pool.name],
+          check: ["zpool", "list", pool.name],
+          effect: "none",
+          summary: `ZFS pool ${pool.name} on ${disks.map((d) => d.name).join(", ")}`,
+        });
+        xml = renderPoolXml({ name: pool.name, type: "zfs", sourceDevices: devices });
+      }
+    }
+    const path = poolXmlPath(pool.name);
+    planFile(ctx, {
+      id: `storage.${pool.name}.xml`,
+      path,
+      content: xml,
+      effect: "none",
+      summary: `libvirt pool ${pool.name} (${pool.type})`,
+    });
+    const virsh = (
+      id: string,
+      args: string[],
+      undo: string[] | null,
+      summary: string,
+      check: string[] | null = null,
+    ) =>
+      planCommand(ctx, {
+        id: `storage.${pool.name}.${id}`,
+        argv: ["virsh", ...args],
+        undo,
+        check,
+        effect: "none",
+        summary,
+      });
+    virsh(
+      "define",
+      ["pool-define", path],
+      ["virsh", "pool-undefine", pool.name],
+      `define pool ${pool.name}`,
+      ["virsh", "pool-info", pool.name],
+    );
+    if (pool.type === "dir") virsh("build", ["pool-build", pool.name], null, `create ${pool.path}`);
+    virsh(
+      "start",
+      ["pool-start", pool.name],
+      ["virsh", "pool-destroy", pool.name],
+      `start pool ${pool.name}`,
+    );
+    if (pool.autostart) {
+      virsh(
+        "autostart",
+        ["pool-autostart", pool.name],
+        ["virsh", "pool-autostart", "--disable", pool.name],
+        `autostart pool ${pool.name}`,
+      );
+    }
+  }
+}

@@ -115,10 +115,18 @@ export function redact<T>(value: T): T {
   return value;
 }
 
-/** One JSON object per line (for --events FILE|-). Writes stay in order; backpressure is buffered. */
-export function jsonLinesSink(stream: Writable): EventSink {
+/**
+ * One JSON object per line (for --events FILE|-). A stream that fails (a closed pipe: `| head`) is
+ * reported once through onError and written no more: a reader going away never stops the apply.
+ */
+export function jsonLinesSink(stream: Writable, onError: (e: Error) => void = () => {}): EventSink {
+  let broken = false;
+  stream.on("error", (e) => {
+    if (!broken) onError(e);
+    broken = true;
+  });
   return (event) => {
-    stream.write(`${JSON.stringify(event)}\n`);
+    if (!broken && !stream.destroyed) stream.write(`${JSON.stringify(event)}\n`);
   };
 }
 
@@ -137,9 +145,6 @@ export function fileLogSink(dir = "/var/lib/kvmstrap/log", file = "apply-events.
 }
 
 export interface WebhookOptions {
-  headers?: Record<string, string>;
-  /** Headers whose values are secrets (e.g. Authorization): sent, but never written to a log. */
-  secretHeaders?: Record<string, string>;
   /** Per attempt (default 3000 ms). */
   timeoutMs?: number;
   /** Further attempts after a network error or a 5xx/429 answer (default 2). */
@@ -151,20 +156,23 @@ export interface WebhookOptions {
 }
 
 /**
- * POSTs every event as JSON to `url`, in order. Never throws into the apply: a failed delivery is
- * logged (with secret header values and secret-named fields redacted) and dropped after the retries.
+ * POSTs every event as JSON to `url`, in order, with `headers` and `secretHeaders` (e.g.
+ * Authorization: sent, but never written to a log). Never throws into the apply: a failed delivery
+ * is logged (secret header values and secret-named fields redacted) and dropped after the retries.
  */
-export function webhookSink(url: string, options: WebhookOptions = {}): EventSink {
+export function webhookSink(
+  url: string,
+  headers: Record<string, string> = {},
+  secretHeaders: Record<string, string> = {},
+  options: WebhookOptions = {},
+): EventSink {
   const { timeoutMs = 3000, retries = 2, backoffMs = 200, verbose = false } = options;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const headers = { "content-type": "application/json", ...options.headers, ...options.secretHeaders };
-  const shown = {
-    ...options.headers,
-    ...Object.fromEntries(Object.keys(options.secretHeaders ?? {}).map((k) => [k, REDACTED])),
-  };
+  const sent = { "content-type": "application/json", ...headers, ...secretHeaders };
+  const shown = { ...headers, ...Object.fromEntries(Object.keys(secretHeaders).map((k) => [k, REDACTED])) };
   const scrub = (text: string) => {
     let out = text;
-    for (const v of Object.values(options.secretHeaders ?? {})) if (v) out = out.split(v).join(REDACTED);
+    for (const v of Object.values(secretHeaders)) if (v) out = out.split(v).join(REDACTED);
     return out;
   };
   const say = (line: string) => {
@@ -184,7 +192,7 @@ export function webhookSink(url: string, options: WebhookOptions = {}): EventSin
       try {
         const res = await fetch(url, {
           method: "POST",
-          headers,
+          headers: sent,
           body,
           signal: AbortSignal.timeout(timeoutMs),
         });
@@ -219,9 +227,11 @@ export function formatEvent(e: ApplyEvent): string | null {
   switch (e.type) {
     case "run": {
       const took = e.durationMs !== undefined ? ` in ${(e.durationMs / 1000).toFixed(1)} s` : "";
-      const c = e.counts
-        ? ` (${e.counts.done} changed, ${e.counts.skipped} unchanged, ${e.counts.failed} failed)`
-        : "";
+      const c = !e.counts
+        ? ""
+        : e.dryRun
+          ? ` (${(e.actions ?? 0) - e.counts.skipped} to change, ${e.counts.skipped} already applied)`
+          : ` (${e.counts.done} changed, ${e.counts.skipped} unchanged, ${e.counts.failed} failed)`;
       const op = e.operation === "undo" ? "undo" : e.dryRun ? "dry run" : "apply";
       if (e.phase === "STARTED") return `${op} ${e.runId}: started${e.resumed ? " (resumed)" : ""}`;
       if (e.phase === "SUCCEEDED") return `${op} ${e.runId}: succeeded${took}${c}`;
@@ -229,7 +239,7 @@ export function formatEvent(e: ApplyEvent): string | null {
     }
     case "step": {
       if (e.phase === "started" || e.phase === "progress") return null;
-      const mark = { finished: "done", skipped: e.dryRun ? "would" : "ok  ", failed: "FAIL" }[e.phase];
+      const mark = { finished: "done", skipped: e.dryRun ? "dry " : "ok  ", failed: "FAIL" }[e.phase];
       const tail = e.error ? `: ${e.error}${e.remediation ? `\n  fix: ${e.remediation}` : ""}` : "";
       return `  [${mark}] ${e.id}: ${e.detail ?? e.summary}${tail}`;
     }

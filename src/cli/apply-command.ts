@@ -6,11 +6,12 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline/promises";
 import type { Writable } from "node:stream";
+import type { Answer } from "../answer/schema.js";
 import { type ApplyResult, applyPlan, confirmRun, resumeAfterReboot, undoLastRun } from "../apply/engine.js";
-import { EventBus, fileLogSink, formatEvent, jsonLinesSink } from "../apply/events.js";
+import { EventBus, fileLogSink, formatEvent, jsonLinesSink, webhookSink } from "../apply/events.js";
 import { Journal, StateError } from "../apply/journal.js";
 import { validatePlan } from "../apply/plan-file.js";
-import { ExecaRunner } from "../host/commands.js";
+import { ChrootRunner, type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { RootedTargetFs } from "../host/target.js";
 import type { Plan } from "../plan/actions.js";
 import { parse } from "./args.js";
@@ -34,8 +35,8 @@ Options:
   --yes                  Do not ask before applying (required when there is no terminal)
   --resume               Continue the last run (after a reboot or an interruption)
   --events FILE|-        Also write the event stream as JSON lines to FILE, or stdout with -
-  --root DIR             Apply to the machine root DIR (default /). Commands still run on this
-                         machine, with KVMSTRAP_ROOT=DIR in their environment
+  --root DIR             Apply to the machine root DIR (default /): files and sysfs writes go under
+                         DIR and commands run inside it with chroot (an installer's target)
   --state-dir DIR        Journal and logs (default <root>/var/lib/kvmstrap)
   --confirm-timeout S    Seconds to confirm a network change before it reverts (default 120)
   -h, --help             Print this help
@@ -95,11 +96,12 @@ function makeBus(
     if (line) process.stderr.write(`${line}\n`);
   });
   let stream: Writable | null = null;
-  if (events === "-") bus.subscribe(jsonLinesSink(process.stdout));
+  const lost = (e: Error) =>
+    process.stderr.write(`kvmstrap: --events ${events}: ${e.message}; the events stay in the log on disk\n`);
+  if (events === "-") bus.subscribe(jsonLinesSink(process.stdout, lost));
   else if (events) {
     stream = createWriteStream(events, { flags: "a" });
-    stream.on("error", (e) => process.stderr.write(`kvmstrap: --events ${events}: ${e.message}\n`));
-    bus.subscribe(jsonLinesSink(stream));
+    bus.subscribe(jsonLinesSink(stream, lost));
   }
   if (logDir) bus.subscribe(fileLogSink(logDir));
   const close = async () => {
@@ -126,20 +128,25 @@ async function loadPlanFile(file: string): Promise<Plan> {
   return validatePlan(data, file);
 }
 
-/** Plans an answer file against the target, if the planner is there (loaded lazily). */
-async function planFromAnswer(file: string, root: string): Promise<Plan> {
-  const planModule = "../plan/index.js";
-  const mod = (await import(planModule).catch(() => null)) as { buildPlan?: unknown } | null;
-  if (typeof mod?.buildPlan !== "function") {
-    throw new InputError(
-      `planning an answer file is not available in this build; run "kvmstrap plan ${file} --json > plan.json" ` +
-        `on a build that has it and use --plan plan.json`,
-    );
-  }
-  const { preparePlan } = (await import("./plan-command.js")) as {
-    preparePlan: (f: string, r: string) => Promise<{ plan: Plan }>;
-  };
-  return (await preparePlan(file, root)).plan;
+/** Plans an answer file against the target; the answer also names the webhook to report to. */
+async function planFromAnswer(file: string, root: string): Promise<{ plan: Plan; answer: Answer }> {
+  const { preparePlan } = await import("./plan-command.js");
+  return preparePlan(file, root);
+}
+
+const runnerFor = (root: string): CommandRunner =>
+  path.resolve(root) === "/" ? new ExecaRunner() : new ChrootRunner(path.resolve(root));
+
+/** After the reboot: the running kernel's command line and vfio-pci bindings against the plan. */
+async function verifyTarget(root: string, plan: Plan): Promise<string[]> {
+  if (!plan.expect) return [];
+  const { detectHost } = await import("../detect/index.js");
+  const { RootedHostFs } = await import("../host/fs.js");
+  const report = await detectHost({ fs: new RootedHostFs(root), probe: { mode: "never" } });
+  const { verifyAfterReboot } = await import("../apply/verify.js");
+  return verifyAfterReboot(plan.expect, report).map(
+    (m) => `${m.item}: expected ${m.expected}, found ${m.actual}`,
+  );
 }
 
 function exitOf(r: ApplyResult): number {
@@ -191,8 +198,13 @@ export async function applyCommand(argv: string[]): Promise<number> {
     throw new UsageError("no terminal to ask on: use --yes for unattended runs");
 
   let plan: Plan | null = null;
+  let reporting: Answer["report"];
   if (values.plan) plan = await loadPlanFile(values.plan);
-  else if (file) plan = await planFromAnswer(file, root);
+  else if (file)
+    ({
+      plan,
+      answer: { report: reporting },
+    } = await planFromAnswer(file, root));
   if (plan && plan.refusals.length > 0) {
     const lines = plan.refusals.map((r) => `  ${r.path}: ${r.reason}`).join("\n");
     throw new InputError(
@@ -219,9 +231,18 @@ export async function applyCommand(argv: string[]): Promise<number> {
     }
   }
   const { bus, close } = makeBus(values.events, dryRun ? null : path.join(stateDir, "log"));
+  if (reporting?.webhook && !dryRun) {
+    const secret = new Set(reporting.secretHeaders.map((h) => h.toLowerCase()));
+    const pick = (isSecret: boolean) =>
+      Object.fromEntries(
+        Object.entries(reporting.headers).filter(([k]) => secret.has(k.toLowerCase()) === isSecret),
+      );
+    bus.subscribe(webhookSink(reporting.webhook, pick(false), pick(true)));
+  }
+  const resumePlan = plan;
   const options = {
     target: new RootedTargetFs(root),
-    runner: new ExecaRunner(),
+    runner: runnerFor(root),
     stateDir,
     bus,
     dryRun,
@@ -238,7 +259,7 @@ export async function applyCommand(argv: string[]): Promise<number> {
   try {
     const result =
       values.resume && latest?.phase === "awaiting-reboot"
-        ? await resumeAfterReboot(options)
+        ? await resumeAfterReboot({ ...options, verify: () => verifyTarget(root, resumePlan) })
         : await applyPlan(plan, options);
     return exitOf(result);
   } catch (e) {
@@ -275,7 +296,7 @@ export async function undoCommand(argv: string[]): Promise<number> {
   try {
     const r = await undoLastRun({
       target: new RootedTargetFs(root),
-      runner: new ExecaRunner(),
+      runner: runnerFor(root),
       stateDir,
       bus,
       dryRun,

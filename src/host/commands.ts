@@ -48,3 +48,31 @@ export class ExecaRunner implements CommandRunner {
     return null;
   }
 }
+
+/**
+ * Runs commands inside another machine root (an installer's target, mounted at ROOT) with chroot,
+ * so update-grub, systemctl enable or useradd act on that system, never on the one running kvmstrap.
+ */
+export class ChrootRunner implements CommandRunner {
+  constructor(
+    private readonly root: string,
+    private readonly inner: CommandRunner = new ExecaRunner(),
+  ) {}
+
+  run(file: string, args: readonly string[], options?: CommandOptions): Promise<CommandResult> {
+    return this.inner.run("chroot", [this.root, file, ...args], options);
+  }
+
+  async which(program: string): Promise<string | null> {
+    const { access } = await import("node:fs/promises");
+    for (const dir of ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {
+      try {
+        await access(`${this.root}${dir}/${program}`);
+        return `${dir}/${program}`;
+      } catch {
+        /* next */
+      }
+    }
+    return null;
+  }
+}

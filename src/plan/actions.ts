@@ -56,4 +56,6 @@ export interface Plan {
   /** Reasons the plan refused something, each with the answer path it concerns. */
   refusals: { path: string; reason: string }[];
   needsReboot: boolean;
+  /** What must hold after the reboot: kernel parameters in /proc/cmdline, devices on vfio-pci. */
+  expect?: { cmdlineParams: string[]; vfio: string[] };
 }

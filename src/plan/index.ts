@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { Answer } from "../answer/schema.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
-import type { PlanContext } from "./context.js";
+import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHost } from "./host-plan.js";
 import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
 import { networkPaths, planNetwork } from "./network-plan.js";
@@ -29,13 +29,56 @@ export function buildPlan(
   planSriov(ctx);
   planStorage(ctx);
   planNetwork(ctx);
+  // Everything that needs the reboot goes last, after the unit that resumes the run once it is
+  // over: the engine stops at the end of a reboot group, so nothing is left waiting behind it.
+  const reboot = ctx.actions.filter((a) => a.effect === "reboot");
+  const needsReboot = reboot.length > 0;
+  ctx.actions = ctx.actions.filter((a) => a.effect !== "reboot");
+  if (needsReboot) planResumeUnit(ctx);
+  ctx.actions.push(...reboot);
   return {
     schema: "kvmstrap.plan/1",
     answerDigest: answerDigest(answer),
     actions: ctx.actions,
     refusals: ctx.refusals,
-    needsReboot: ctx.actions.some((a) => a.effect === "reboot"),
+    needsReboot,
+    expect: { cmdlineParams: wantedCmdline(ctx), vfio: vfio.devices.map((d) => d.address) },
   };
+}
+
+export const RESUME_UNIT_PATH = "/etc/systemd/system/kvmstrap-resume.service";
+
+/** The first-boot unit that resumes the run after its reboot, verifies it, then disables itself. */
+function planResumeUnit(ctx: PlanContext): void {
+  planFile(ctx, {
+    id: "resume.unit",
+    path: RESUME_UNIT_PATH,
+    content: [
+      "# Managed by kvmstrap: resumes an apply after the reboot it needed, then disables itself.",
+      "[Unit]",
+      "Description=kvmstrap: resume the apply after its reboot",
+      "After=network-online.target libvirtd.service kvmstrap-vfio-bind.service",
+      "Wants=network-online.target",
+      "",
+      "[Service]",
+      "Type=oneshot",
+      "ExecStart=/usr/bin/env kvmstrap apply --resume --yes --events /var/lib/kvmstrap/log/resume.jsonl",
+      "ExecStartPost=/bin/systemctl disable kvmstrap-resume.service",
+      "",
+      "[Install]",
+      "WantedBy=multi-user.target",
+      "",
+    ].join("\n"),
+    effect: "none",
+    summary: "first-boot unit: resume and verify this apply after the reboot",
+  });
+  planCommand(ctx, {
+    id: "resume.enable",
+    argv: ["systemctl", "enable", "kvmstrap-resume.service"],
+    undo: ["systemctl", "disable", "kvmstrap-resume.service"],
+    effect: "none",
+    summary: "enable the resume unit for the next boot",
+  });
 }
 
 /** Every file a plan for this answer may read or write: read them before planning for real. */

@@ -34,15 +34,18 @@ export function planPassthrough(ctx: PlanContext): { devices: PciDevice[]; softd
   const entries = ctx.answer.passthrough;
   if (entries.length === 0) return { devices: [], softdeps: [] };
   const chosen = new Map<string, PciDevice>();
-  entries.forEach((e, i) => {
+  for (const [i, e] of entries.entries()) {
     const m = matchPci(e.device, ctx.report);
-    if (m.error) return refuse(ctx, `passthrough[${i}].device`, m.error);
+    if (m.error) {
+      refuse(ctx, `passthrough[${i}].device`, m.error);
+      continue;
+    }
     for (const d of m.chosen) {
       const obstacle = passthroughObstacle(ctx, d);
       if (obstacle) refuse(ctx, `passthrough[${i}].device`, obstacle);
       else chosen.set(d.address, d);
     }
-  });
+  }
 
   const { iommu } = ctx.report;
   if (!iommu.groupsPopulated && !ctx.answer.iommu?.enabled) {

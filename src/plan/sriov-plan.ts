@@ -15,21 +15,29 @@ export const SRIOV_PATHS = {
 
 export function planSriov(ctx: PlanContext): void {
   const pfs: Parameters<typeof renderSriovScript>[0] = [];
-  ctx.answer.sriov.forEach((entry, i) => {
+  for (const [i, entry] of ctx.answer.sriov.entries()) {
     const m = matchNics(entry.pf, ctx.report);
     const nic = m.chosen[0];
-    if (m.error || !nic) return refuse(ctx, `sriov[${i}].pf`, m.error ?? "no NIC matched");
-    if (nic.management)
-      return refuse(ctx, `sriov[${i}].pf`, `${nic.name} is the management NIC: its VF count is not changed`);
+    if (m.error || !nic) {
+      refuse(ctx, `sriov[${i}].pf`, m.error ?? "no NIC matched");
+      continue;
+    }
+    if (nic.management) {
+      refuse(ctx, `sriov[${i}].pf`, `${nic.name} is the management NIC: its VF count is not changed`);
+      continue;
+    }
     const pci = ctx.report.pci.find((d) => d.address === nic.pciAddress);
-    if (!nic.name || !pci?.sriov)
-      return refuse(ctx, `sriov[${i}].pf`, `${nic.name ?? nic.pciAddress} has no SR-IOV capability`);
+    if (!nic.name || !pci?.sriov) {
+      refuse(ctx, `sriov[${i}].pf`, `${nic.name ?? nic.pciAddress} has no SR-IOV capability`);
+      continue;
+    }
     if (entry.numVfs > pci.sriov.totalVfs) {
-      return refuse(
+      refuse(
         ctx,
         `sriov[${i}].numVfs`,
         `${nic.name} supports at most ${pci.sriov.totalVfs} VFs (asked ${entry.numVfs})`,
       );
+      continue;
     }
     pfs.push({ pfName: nic.name, pciAddress: pci.address, numVfs: entry.numVfs, vfs: entry.vfs });
     planSysfs(ctx, {
@@ -65,7 +73,7 @@ export function planSriov(ctx: PlanContext): void {
         summary: `autostart libvirt network ${netName}`,
       });
     }
-  });
+  }
   if (pfs.length === 0) return;
   planFile(ctx, {
     id: "sriov.script",

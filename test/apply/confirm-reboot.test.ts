@@ -101,6 +101,35 @@ describe("confirm-or-revert timer for network actions", () => {
     expect(again.some((e) => e.type === "confirm-required")).toBe(false);
   });
 
+  it("a run killed while awaiting confirmation is reverted by the next apply once its deadline passed", async () => {
+    const { root, stateDir, plan, target } = await networkSetup();
+    const before = await tree(root);
+    const confirming = new EventBus();
+    confirming.subscribe((e) => {
+      if (e.type === "confirm-required") void confirmRun(stateDir);
+    });
+    const confirm = { timeoutSeconds: 5, pollMs: 20 };
+    expect((await applyPlan(plan, { target, runner, stateDir, bus: confirming, confirm })).status).toBe(
+      "succeeded",
+    );
+    // Rewind the journal to what a kill -9 during the wait leaves: awaiting-confirm, deadline passed.
+    const journal = new Journal(stateDir);
+    const run = await journal.latestRun();
+    if (!run) throw new Error("no run");
+    run.actions[1] = { ...(run.actions[1] ?? { id: "net.uplink" }), status: "done" };
+    await journal.setPhase(run, "awaiting-confirm", {
+      deadline: new Date(Date.now() - 1000).toISOString(),
+      confirmIds: ["net.uplink", "net.bridge"],
+      pendingGate: 2,
+    });
+    const { events, bus } = collect();
+    const r = await applyPlan(plan, { target, runner, stateDir, bus });
+    expect(r.status).toBe("reverted");
+    expect(r.runId).toBe(run.runId);
+    expect(events.find((e) => e.type === "reverted")).toMatchObject({ ids: ["net.bridge", "net.uplink"] });
+    expect((await tree(root))["etc/netplan/01-uplink.yaml"]).toBe(before["etc/netplan/01-uplink.yaml"]);
+  });
+
   it("reverts at once when the interactive confirmation says no, and ignores a stale confirm file", async () => {
     const { root, stateDir, plan, target } = await networkSetup();
     const before = await tree(root);

@@ -1,5 +1,6 @@
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, symlink } from "node:fs/promises";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { applyPlan, undoLastRun } from "../../src/apply/engine.js";
@@ -217,6 +218,36 @@ describe("applyPlan into a temporary root", () => {
     // The fresh run took over from the failed one: undo removes a.conf too.
     await undoLastRun({ target, runner, stateDir });
     expect(await tree(root)).toEqual({ "etc/": "d 755", "etc/ready": "f 644 " });
+  });
+
+  it("sweeps temporary files a killed writer left, even next to files that need no change", async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir("kvmstrap-state-");
+    const dead = spawnSync("true").pid ?? 999_999; // exited: its pid names a dead writer
+    await populate(root, {
+      "etc/a.conf": "a\n",
+      [`etc/a.conf.kvmstrap-tmp-${dead}`]: "half",
+      [`etc/b.conf.kvmstrap-tmp-${dead}`]: "half",
+    });
+    const plan = planOf([
+      writeFileAction("a", "/etc/a.conf", "a\n"),
+      writeFileAction("b", "/etc/b.conf", "b\n"),
+    ]);
+    const r = await applyPlan(plan, { target: new RootedTargetFs(root), runner, stateDir });
+    expect(r.counts).toEqual({ done: 1, skipped: 1, failed: 0 });
+    expect(Object.keys(await tree(root)).sort()).toEqual(["etc/", "etc/a.conf", "etc/b.conf"]);
+  });
+
+  it("refuses a path that leads outside the target root through a symlink", async () => {
+    const root = await tempDir();
+    const outside = await tempDir("kvmstrap-outside-");
+    await populate(root, { "etc/.keep": "" });
+    await symlink(outside, path.join(root, "etc/escape"));
+    const target = new RootedTargetFs(root);
+    await expect(target.writeAtomic("/etc/escape/x.conf", "x", 0o644)).rejects.toThrow(
+      /outside the target root/,
+    );
+    expect(await tree(outside)).toEqual({});
   });
 
   it("reads sysfs choice attributes by their bracketed value", () => {

@@ -82,12 +82,12 @@ describe("event sinks", () => {
       all.push(e);
     });
     bus.subscribe(
-      webhookSink(url, {
-        headers: { "x-kvmstrap-node": "rack1-n1" },
-        secretHeaders: { authorization: SECRET },
-        verbose: true,
-        log: (l) => logs.push(l),
-      }),
+      webhookSink(
+        url,
+        { "x-kvmstrap-node": "rack1-n1" },
+        { authorization: SECRET },
+        { verbose: true, log: (l) => logs.push(l) },
+      ),
     );
     await applyWith(bus);
     await bus.drain(5000);
@@ -105,12 +105,7 @@ describe("event sinks", () => {
     const logs: string[] = [];
     const bus = new EventBus();
     bus.subscribe(
-      webhookSink(url, {
-        secretHeaders: { authorization: SECRET },
-        retries: 1,
-        backoffMs: 5,
-        log: (l) => logs.push(l),
-      }),
+      webhookSink(url, {}, { authorization: SECRET }, { retries: 1, backoffMs: 5, log: (l) => logs.push(l) }),
     );
     const r = await applyWith(bus);
     expect(r.status).toBe("succeeded");
@@ -129,13 +124,18 @@ describe("event sinks", () => {
     const logs: string[] = [];
     const bus = new EventBus();
     bus.subscribe(
-      webhookSink(`http://127.0.0.1:${port}/`, { retries: 1, backoffMs: 5, log: (l) => logs.push(l) }),
+      webhookSink(
+        `http://127.0.0.1:${port}/`,
+        {},
+        {},
+        { retries: 1, backoffMs: 5, log: (l) => logs.push(l) },
+      ),
     );
     const hanging = createServer(() => {}); // accepts, never answers
     servers.push(hanging);
     await new Promise<void>((r) => hanging.listen(0, "127.0.0.1", r));
     const hangUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`;
-    bus.subscribe(webhookSink(hangUrl, { retries: 0, timeoutMs: 100, log: (l) => logs.push(l) }));
+    bus.subscribe(webhookSink(hangUrl, {}, {}, { retries: 0, timeoutMs: 100, log: (l) => logs.push(l) }));
     const t0 = Date.now();
     const r = await applyWith(bus);
     expect(r.status).toBe("succeeded");
@@ -173,6 +173,16 @@ describe("event sinks", () => {
     expect(lines.length).toBe(7);
     expect(JSON.parse(lines[0] ?? "")).toMatchObject({ id: "x", token: "[redacted]" });
     expect(JSON.parse(lines.at(-1) ?? "")).toMatchObject({ type: "run", phase: "SUCCEEDED" });
+  });
+
+  it("a JSON-lines reader that goes away (EPIPE) is reported once and never breaks the apply", async () => {
+    const stream = new PassThrough();
+    const problems: Error[] = [];
+    const bus = new EventBus();
+    bus.subscribe(jsonLinesSink(stream, (e) => problems.push(e)));
+    stream.destroy(Object.assign(new Error("write EPIPE"), { code: "EPIPE" }));
+    expect((await applyWith(bus)).status).toBe("succeeded");
+    expect(problems.map((e) => e.message)).toEqual(["write EPIPE"]);
   });
 
   it("a sink that throws does not break the apply", async () => {

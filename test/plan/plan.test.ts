@@ -51,9 +51,12 @@ describe("plan: KVM modules, hugepages and the kernel command line", () => {
       "kvm.modules-load",
       "kvm.hugepages-2m",
       "kvm.hugepages-2m-live",
+      "resume.unit",
+      "resume.enable",
       "boot.cmdline",
       "boot.update-grub",
     ]);
+    expect(p.expect).toEqual({ cmdlineParams: ["intel_iommu=on", "iommu=pt"], vfio: [] });
     const grub = p.actions.find((a) => a.id === "boot.cmdline");
     expect(grub).toMatchObject({
       kind: "write-file",

@@ -1,0 +1,302 @@
+// The run loop behind applyPlan and resumeAfterReboot: action by action, journaled before and after
+// each side effect, with the confirm-or-revert gate after a network group and the reboot gate after a
+// reboot group. Also the options and result types of the engine.
+import type { Action } from "../plan/actions.js";
+import { awaitConfirmation } from "./confirm.js";
+import { type ApplyEvent, EventBus, now } from "./events.js";
+import type { Journal, JournalRun } from "./journal.js";
+import {
+  captureBefore,
+  describe,
+  isApplied,
+  type Operation,
+  operationOf,
+  perform,
+  revert,
+  type StepContext,
+} from "./steps.js";
+
+export const STEP_DELAY_ENV = "KVMSTRAP_TEST_STEP_DELAY_MS";
+export const DEFAULT_CONFIRM_SECONDS = 120;
+
+export interface ConfirmOptions {
+  timeoutSeconds: number;
+  /** Another way to confirm (a TUI button, a prompt): true keeps the change, false reverts now. */
+  waitForConfirm?: () => Promise<boolean>;
+  /** How often the confirm file is polled (default 200 ms). */
+  pollMs?: number;
+}
+
+export interface ApplyOptions extends StepContext {
+  /** Where the journal lives (real path), normally <root>/var/lib/kvmstrap. */
+  stateDir: string;
+  dryRun?: boolean;
+  bus?: EventBus;
+  /** Continue the latest run of the same plan instead of starting a new one. */
+  resume?: boolean;
+  confirm?: ConfirmOptions;
+}
+
+export type ApplyStatus = "succeeded" | "failed" | "reverted" | "awaiting-reboot" | "dry-run";
+
+export interface ApplyResult {
+  runId: string;
+  status: ApplyStatus;
+  /** Dry run: every operation with its state. Otherwise: the operations carried out. */
+  operations: Operation[];
+  counts: { done: number; skipped: number; failed: number };
+  durationMs: number;
+  error?: string;
+  failedId?: string;
+  remediation?: string;
+  rebootIds?: string[];
+}
+
+export const BOOT_ID = "/proc/sys/kernel/random/boot_id";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function testDelay(): Promise<void> {
+  const ms = Number(process.env[STEP_DELAY_ENV] ?? 0);
+  if (ms > 0) await sleep(ms);
+}
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const isFileAction = (a: Action) => a.kind === "write-file" || a.kind === "remove-file";
+
+/** Command ids a previous, not undone run of the same plan carried out (for commands without check). */
+async function commandsDoneBefore(journal: Journal, run: JournalRun): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const id of await journal.runIds()) {
+    if (id === run.runId) continue;
+    const other = await journal.load(id);
+    if (!other || other.planDigest !== run.planDigest || other.phase === "undone") continue;
+    for (const a of other.actions) if (a.status === "done") out.add(a.id);
+  }
+  return out;
+}
+
+/** Indices of the contiguous group of actions with the same effect that ends at `end`. */
+function groupEndingAt(actions: Action[], end: number): number[] {
+  const effect = actions[end]?.effect;
+  const out: number[] = [];
+  for (let j = end; j >= 0 && actions[j]?.effect === effect; j--) out.unshift(j);
+  return out;
+}
+
+export async function execute(run: JournalRun, journal: Journal, options: ApplyOptions, resumed: boolean) {
+  const bus = options.bus ?? new EventBus();
+  const t0 = Date.now();
+  const actions = run.plan.actions;
+  const { runId } = run;
+  const counts = { done: 0, skipped: 0, failed: 0 };
+  const operations: Operation[] = [];
+  const result = (status: ApplyStatus, extra: Partial<ApplyResult> = {}): ApplyResult => ({
+    runId,
+    status,
+    operations,
+    counts,
+    durationMs: Date.now() - t0,
+    ...extra,
+  });
+  const emit = (e: ApplyEvent) => bus.emit(e);
+  const fail = async (error: string, extra: Partial<ApplyResult> = {}, status: ApplyStatus = "failed") => {
+    await journal.setPhase(run, "failed", { error });
+    const durationMs = Date.now() - t0;
+    emit({ type: "run", phase: "FAILED", runId, time: now(), error, durationMs, counts, ...pick(extra) });
+    return result(status, { error, ...extra });
+  };
+
+  emit({
+    type: "run",
+    phase: "STARTED",
+    runId,
+    time: now(),
+    planDigest: run.planDigest,
+    actions: actions.length,
+    resumed,
+  });
+  for (const a of actions) if (isFileAction(a)) await options.target.cleanStale((a as { path: string }).path);
+  run.gates ??= [];
+
+  const networkGate = async (end: number, ids: string[]): Promise<boolean> => {
+    const timeoutSeconds = options.confirm?.timeoutSeconds ?? DEFAULT_CONFIRM_SECONDS;
+    const deadline =
+      run.phase === "awaiting-confirm" && run.deadline
+        ? new Date(run.deadline)
+        : new Date(Date.now() + timeoutSeconds * 1000);
+    await journal.setPhase(run, "awaiting-confirm", {
+      deadline: deadline.toISOString(),
+      confirmIds: ids,
+      pendingGate: end,
+    });
+    const left = Math.max(0, Math.round((deadline.getTime() - Date.now()) / 1000));
+    emit({
+      type: "confirm-required",
+      deadline: deadline.toISOString(),
+      timeoutSeconds: left,
+      ids,
+      time: now(),
+      runId,
+    });
+    const outcome = await awaitConfirmation({
+      stateDir: options.stateDir,
+      runId,
+      deadline,
+      waitForConfirm: options.confirm?.waitForConfirm,
+      pollMs: options.confirm?.pollMs,
+    });
+    if (outcome === "confirmed") {
+      run.gates?.push(end);
+      delete run.pendingGate;
+      await journal.setPhase(run, "running");
+      return true;
+    }
+    const reason =
+      outcome === "declined"
+        ? "the network change was declined"
+        : `no confirmation within ${timeoutSeconds} s`;
+    await revertNetwork(reason);
+    return false;
+  };
+
+  const revertNetwork = async (reason: string) => {
+    const reverted: string[] = [];
+    for (let j = actions.length - 1; j >= 0; j--) {
+      const a = actions[j];
+      const entry = run.actions[j];
+      if (!a || !entry || a.effect !== "network" || (entry.status !== "done" && entry.status !== "started"))
+        continue;
+      try {
+        await revert(a, entry.before, options);
+        await journal.markReverted(run, a.id);
+        reverted.push(a.id);
+      } catch (e) {
+        emit({
+          type: "step",
+          phase: "failed",
+          id: a.id,
+          summary: a.summary,
+          error: `revert: ${message(e)}`,
+          runId,
+          time: now(),
+        });
+      }
+    }
+    emit({ type: "reverted", reason, ids: reverted, time: now(), runId });
+  };
+
+  if (run.phase === "awaiting-confirm" && run.pendingGate !== undefined) {
+    if (!(await networkGate(run.pendingGate, run.confirmIds ?? []))) {
+      return fail("network changes reverted: not confirmed", {}, "reverted");
+    }
+  }
+  for (const entry of run.actions)
+    if (entry.status === "failed" || entry.status === "reverted") entry.status = "pending";
+  delete run.error;
+  await journal.setPhase(run, "running");
+
+  const doneBefore = await commandsDoneBefore(journal, run);
+  let changedSoFar = run.actions.some((e) => e.status === "done");
+
+  for (let i = 0; i < actions.length; i++) {
+    const a = actions[i] as Action;
+    const entry = run.actions[i];
+    if (!entry || entry.id !== a.id) return fail(`journal ${runId} does not match its plan at action ${i}`);
+    if (entry.status !== "done" && entry.status !== "skipped") {
+      const ts = Date.now();
+      emit({
+        type: "step",
+        phase: "started",
+        id: a.id,
+        summary: a.summary,
+        detail: describe(a),
+        runId,
+        time: now(),
+      });
+      try {
+        const wasStarted = entry.status === "started";
+        let applied = await isApplied(a, options, true);
+        if (applied === null) applied = !wasStarted && !changedSoFar && doneBefore.has(a.id);
+        if (applied && !wasStarted) {
+          await journal.markSkipped(run, a.id);
+          counts.skipped++;
+          emit({
+            type: "step",
+            phase: "skipped",
+            id: a.id,
+            summary: a.summary,
+            detail: `already applied: ${describe(a)}`,
+            runId,
+            time: now(),
+          });
+        } else {
+          if (!applied) {
+            await journal.markStarted(run, a.id, entry.before ?? (await captureBefore(a, options.target)));
+            await testDelay();
+            await perform(a, options);
+            operations.push(operationOf(a, "change"));
+          }
+          await journal.markDone(run, a.id);
+          counts.done++;
+          changedSoFar = true;
+          const durationMs = Date.now() - ts;
+          emit({
+            type: "step",
+            phase: "finished",
+            id: a.id,
+            summary: a.summary,
+            detail: describe(a),
+            durationMs,
+            runId,
+            time: now(),
+          });
+        }
+      } catch (e) {
+        const error = message(e);
+        counts.failed++;
+        await journal.markFailed(run, a.id, error);
+        const durationMs = Date.now() - ts;
+        const remediation = a.remediation;
+        emit({
+          type: "step",
+          phase: "failed",
+          id: a.id,
+          summary: a.summary,
+          error,
+          remediation,
+          durationMs,
+          runId,
+          time: now(),
+        });
+        if (a.effect === "network") await revertNetwork(`network step ${a.id} failed`);
+        return fail(`${a.id}: ${error}`, { failedId: a.id, remediation });
+      }
+      await testDelay();
+    }
+    // Gates at the end of a network or reboot group that changed something.
+    const next = actions[i + 1];
+    if (
+      (a.effect === "network" || a.effect === "reboot") &&
+      next?.effect !== a.effect &&
+      !run.gates.includes(i)
+    ) {
+      const changed = groupEndingAt(actions, i).filter((j) => run.actions[j]?.status === "done");
+      const ids = changed.map((j) => actions[j]?.id ?? "");
+      if (changed.length > 0 && a.effect === "network" && !(await networkGate(i, ids))) {
+        return fail("network changes reverted: not confirmed", {}, "reverted");
+      }
+      if (changed.length > 0 && a.effect === "reboot") {
+        const bootId = (await options.target.read(BOOT_ID).catch(() => null))?.trim() || null;
+        await journal.setPhase(run, "awaiting-reboot", { bootId, rebootIds: ids, pendingGate: i });
+        emit({ type: "reboot-required", ids, time: now(), runId });
+        return result("awaiting-reboot", { rebootIds: ids });
+      }
+    }
+  }
+  await journal.setPhase(run, "done");
+  emit({ type: "run", phase: "SUCCEEDED", runId, time: now(), durationMs: Date.now() - t0, counts });
+  return result("succeeded");
+}
+
+function pick(extra: Partial<ApplyResult>): { remediation?: string } {
+  return extra.remediation ? { remediation: extra.remediation } : {};
+}

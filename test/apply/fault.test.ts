@@ -1,0 +1,175 @@
+// Fault injection: kill -9 a real apply (a child process running the built engine) at random points,
+// then re-run it (fresh or --resume) and check the tree equals an uninterrupted run's, that no
+// temporary file is left, and that undo still restores the original tree.
+// Reproduce a failure with KVMSTRAP_FAULT_SEED=<the seed printed in the assertion message>.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { undoLastRun } from "../../src/apply/engine.js";
+import { Journal } from "../../src/apply/journal.js";
+import { ExecaRunner } from "../../src/host/commands.js";
+import { RootedTargetFs } from "../../src/host/target.js";
+import type { Action } from "../../src/plan/actions.js";
+import { planOf, populate, tempDir, tree, writeFileAction } from "./helpers.js";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const child = path.join(repo, "test/apply/fixtures/apply-child.mjs");
+const DELAY_MS = 8;
+const KILLS_WANTED = 12;
+
+/** dist/ must hold an engine at least as new as its sources (npm test builds first; a lone run may not). */
+beforeAll(() => {
+  const sources = ["src/apply", "src/host"].flatMap((d) =>
+    spawnSync("find", [path.join(repo, d), "-name", "*.ts"], { encoding: "utf8" })
+      .stdout.split("\n")
+      .filter(Boolean),
+  );
+  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
+  const built = path.join(repo, "dist/apply/engine.js");
+  if (!existsSync(built) || statSync(built).mtimeMs < newest) {
+    // Others' in-progress type errors make tsc exit non-zero but it still emits; only the output counts.
+    spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repo, encoding: "utf8" });
+  }
+  expect(existsSync(built), "dist/apply/engine.js could not be built").toBe(true);
+}, 120_000);
+
+function mulberry32(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const initialFiles: Record<string, string> = {};
+for (let i = 0; i < 10; i++) initialFiles[`etc/conf.d/file-${i}.conf`] = `original ${i}\n`;
+initialFiles["etc/old-0.conf"] = "old 0\n";
+initialFiles["etc/old-1.conf"] = "old 1\n";
+
+function faultPlan() {
+  const actions: Action[] = [];
+  for (let i = 0; i < 10; i++) {
+    actions.push(
+      writeFileAction(`overwrite.${i}`, `/etc/conf.d/file-${i}.conf`, `replaced ${i}\n${"x".repeat(4000)}\n`),
+    );
+  }
+  for (let i = 0; i < 10; i++)
+    actions.push(writeFileAction(`newdir.${i}`, `/etc/new-${i}/sub/file.conf`, `new dir ${i}\n`));
+  for (let i = 0; i < 8; i++)
+    actions.push(writeFileAction(`new.${i}`, `/etc/conf.d/new-${i}.conf`, `new ${i}\n`));
+  for (let i = 0; i < 2; i++) {
+    actions.push({
+      kind: "remove-file",
+      id: `remove.${i}`,
+      summary: "remove",
+      effect: "none",
+      path: `/etc/old-${i}.conf`,
+      previous: `old ${i}\n`,
+    });
+  }
+  return planOf(actions);
+}
+
+type Outcome = { code: number | null; signal: NodeJS.Signals | null; steps: number };
+
+function runChild(
+  args: string[],
+  delayMs: number,
+  kill?: { afterSteps: number; extraMs: number },
+): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [child, ...args], {
+      env: { ...process.env, KVMSTRAP_TEST_STEP_DELAY_MS: String(delayMs) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let steps = 0;
+    let stderr = "";
+    p.stderr.on("data", (c) => {
+      stderr += c;
+    });
+    createInterface({ input: p.stdout }).on("line", (line) => {
+      const e = JSON.parse(line);
+      if (e.type === "step" && e.phase === "started" && ++steps === kill?.afterSteps) {
+        setTimeout(() => p.kill("SIGKILL"), kill.extraMs);
+      }
+    });
+    p.on("error", reject);
+    p.on("close", (code, signal) => {
+      if (code !== 0 && signal === null) reject(new Error(`child failed (${code}): ${stderr}`));
+      else resolve({ code, signal, steps });
+    });
+  });
+}
+
+function tempLeftovers(t: Record<string, string>): string[] {
+  return Object.keys(t).filter((k) => k.includes(".kvmstrap-tmp-"));
+}
+
+async function journalState(stateDir: string): Promise<{ done: number; started: number }> {
+  const run = await new Journal(stateDir).latestRun();
+  const count = (s: string) => run?.actions.filter((a) => a.status === s).length ?? 0;
+  return { done: count("done"), started: count("started") };
+}
+
+describe("kill -9 at random points, then re-run", () => {
+  it(`ends in the uninterrupted run's tree after at least ${KILLS_WANTED} kills`, async () => {
+    const seed = Number(process.env.KVMSTRAP_FAULT_SEED ?? Date.now() % 2 ** 31);
+    const rnd = mulberry32(seed);
+    const plan = faultPlan();
+    const planFile = path.join(await tempDir("kvmstrap-plan-"), "plan.json");
+    await writeFile(planFile, JSON.stringify(plan));
+
+    const refRoot = await tempDir();
+    await populate(refRoot, initialFiles);
+    const initial = await tree(refRoot);
+    const ref = await runChild([refRoot, await tempDir("kvmstrap-state-"), planFile, "fresh"], 0);
+    expect(ref.code).toBe(0);
+    const expected = await tree(refRoot);
+    expect(expected["etc/conf.d/file-3.conf.kvmstrap-orig"]).toBe("f 644 original 3\n");
+
+    const kills: string[] = [];
+    const stats = { midAction: 0, tempLeft: 0, points: new Set<string>() };
+    for (let attempt = 0; kills.length < KILLS_WANTED && attempt < 40; attempt++) {
+      const root = await tempDir();
+      const stateDir = await tempDir("kvmstrap-state-");
+      await populate(root, initialFiles);
+      const afterSteps = 1 + Math.floor(rnd() * plan.actions.length);
+      const extraMs = Math.floor(rnd() * (2 * DELAY_MS + 6));
+      const killed = await runChild([root, stateDir, planFile, "fresh"], DELAY_MS, { afterSteps, extraMs });
+      if (killed.signal !== "SIGKILL") continue; // finished before the kill landed
+      const afterKill = await journalState(stateDir);
+      stats.midAction += afterKill.started;
+      stats.tempLeft += tempLeftovers(await tree(root)).length > 0 ? 1 : 0;
+      stats.points.add(`${afterKill.done}/${afterKill.started}`);
+      const mode = kills.length % 2 === 0 ? "resume" : "fresh";
+      const where = `seed ${seed}, kill #${kills.length + 1} after step ${afterSteps} + ${extraMs} ms, re-run ${mode}`;
+      kills.push(where);
+
+      const rerun = await runChild([root, stateDir, planFile, mode], 0);
+      expect(rerun.code, where).toBe(0);
+      const final = await tree(root);
+      expect(tempLeftovers(final), where).toEqual([]);
+      expect(tempLeftovers(await tree(stateDir)), where).toEqual([]);
+      expect(final, where).toEqual(expected);
+      expect((await new Journal(stateDir).latestRun())?.phase, where).toBe("done");
+
+      // What the interrupted run found before is kept: undo restores the original tree.
+      await undoLastRun({ target: new RootedTargetFs(root), runner: new ExecaRunner(), stateDir });
+      expect(await tree(root), where).toEqual(initial);
+    }
+    expect(kills.length, `seed ${seed}: only ${kills.length} kills landed mid-run`).toBeGreaterThanOrEqual(
+      KILLS_WANTED,
+    );
+    console.log(
+      `fault injection (seed ${seed}): ${kills.length} kills at ${stats.points.size} distinct journal states ` +
+        `(done/started); ${stats.midAction} inside an action, ${stats.tempLeft} left a temporary file behind`,
+    );
+  }, 180_000);
+});

@@ -15,6 +15,10 @@ const { detectHost } = await import(path.join(root, "dist/detect/index.js"));
 const { RootedHostFs } = await import(path.join(root, "dist/host/fs.js"));
 const { ExecaRunner } = await import(path.join(root, "dist/host/commands.js"));
 const { runChecks } = await import(path.join(root, "dist/checks/index.js"));
+const { buildPlan, planFiles } = await import(path.join(root, "dist/plan/index.js"));
+const { parseAnswerText } = await import(path.join(root, "dist/answer/load.js"));
+const { validateAnswer } = await import(path.join(root, "dist/answer/validate.js"));
+const { readFileSync } = await import("node:fs");
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -58,6 +62,17 @@ if (existsSync(shared)) {
   }
   const checks = await time(async () => runChecks(lastReport), 200);
   row("checks over the largest report", ms(median(checks)), "-", true);
+
+  // The configuration engine on the same report, with the complete example answer file.
+  const exampleFile = path.join(root, "templates/answer.example.yaml");
+  const exampleText = readFileSync(exampleFile, "utf8");
+  const answer = parseAnswerText(exampleText, exampleFile);
+  const current = new Map(planFiles(lastReport, answer).map((p) => [p, null]));
+  const plans = await time(async () => buildPlan(lastReport, answer, current), 100);
+  row("plan the example answer for the largest snapshot", ms(median(plans)), "<= 20 ms", median(plans) <= 20);
+  const validations = await time(async () => validateAnswer(parseAnswerText(exampleText, exampleFile), lastReport), 100);
+  const v = median(validations);
+  row("parse + validate the example answer against it", ms(v), "<= 50 ms", v <= 50);
 } else {
   row("detect largest shared snapshot", "skipped: ../shared/fixtures/hosts not found", "<= 15 ms", null);
 }

@@ -9,6 +9,7 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { cleanStaleTemps, writeFileAtomic } from "../host/target.js";
 import type { Plan } from "../plan/actions.js";
+import { canonicalJson } from "../plan/canonical-json.js";
 
 export type RunStatePhase = "running" | "awaiting-confirm" | "awaiting-reboot" | "done" | "failed" | "undone";
 /** "started" is journaled before the side effect (with `before`); "reverted" after undo/revert. */
@@ -63,17 +64,6 @@ export interface JournalRun {
 /** The journal's state forbids what was asked (nothing to undo, a run awaits confirmation...). */
 export class StateError extends Error {
   override name = "StateError";
-}
-
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v && typeof v === "object") {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
-  }
-  return JSON.stringify(v);
 }
 
 /** sha256 of the plan's canonical JSON: a resumed apply knows it runs the same plan. */

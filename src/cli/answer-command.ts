@@ -114,23 +114,14 @@ async function hostReport(values: {
   report?: string;
 }): Promise<HostReport> {
   if (values.report) return readReport(values.report);
-  const [{ detectHost }, { RootedHostFs }, { assertMachineRoot }] = await Promise.all([
+  const [{ detectHost }, { RootedHostFs }, { withMachineRoot }] = await Promise.all([
     import("../detect/index.js"),
     import("../host/fs.js"),
-    import("./detect.js"),
+    import("./machine-root.js"),
   ]);
-  let root = values.root ?? "/";
-  let cleanup: (() => Promise<void>) | undefined;
-  if (values.snapshot) {
-    const { openSnapshot } = await import("./snapshot-command.js");
-    ({ root, cleanup } = await openSnapshot(values.snapshot));
-  }
-  try {
-    await assertMachineRoot(root);
-    return await detectHost({ fs: new RootedHostFs(root), probe: { mode: "never" } });
-  } finally {
-    await cleanup?.();
-  }
+  return withMachineRoot(values, (root) =>
+    detectHost({ fs: new RootedHostFs(root), probe: { mode: "never" } }),
+  );
 }
 
 /** A report from `kvmstrap detect --json`: the whole {report, checks, verdict} object or the bare report. */

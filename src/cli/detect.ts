@@ -1,12 +1,10 @@
-// `kvmstrap detect`: the host report and readiness checks, for people or (--json) for scripts.
-import { constants } from "node:fs";
-import { access, stat } from "node:fs/promises";
 import { runChecks, verdict } from "../checks/index.js";
 import { detectHost } from "../detect/index.js";
 import { ExecaRunner } from "../host/commands.js";
 import { RootedHostFs } from "../host/fs.js";
 import { parse } from "./args.js";
-import { EXIT, InputError, UsageError } from "./errors.js";
+import { EXIT, UsageError } from "./errors.js";
+import { withMachineRoot } from "./machine-root.js";
 import { renderReport } from "./render-report.js";
 import { makeStyle } from "./style.js";
 
@@ -46,16 +44,7 @@ export async function detectCommand(argv: string[]): Promise<number> {
   if (probe !== "auto" && probe !== "always" && probe !== "never") {
     throw new UsageError(`--probe must be auto, always or never (got "${probe}")`);
   }
-  if (values.root && values.snapshot) throw new UsageError("--root and --snapshot cannot be combined");
-
-  let root = values.root ?? "/";
-  let cleanup: (() => Promise<void>) | undefined;
-  if (values.snapshot) {
-    const { openSnapshot } = await import("./snapshot-command.js");
-    ({ root, cleanup } = await openSnapshot(values.snapshot));
-  }
-  try {
-    await assertMachineRoot(root);
+  return withMachineRoot(values, async (root) => {
     const report = await detectHost({
       fs: new RootedHostFs(root),
       runner: new ExecaRunner(),
@@ -71,26 +60,7 @@ export async function detectCommand(argv: string[]): Promise<number> {
       process.stdout.write(`\nVerdict: ${v}\n`);
     }
     return v === "not-ready" ? EXIT.failed : EXIT.ok;
-  } finally {
-    await cleanup?.();
-  }
+  });
 }
 
-/** A root must be a readable directory holding proc/ or sys/; anything else is an input error. */
-export async function assertMachineRoot(root: string): Promise<void> {
-  try {
-    const st = await stat(root);
-    if (!st.isDirectory()) throw new InputError(`--root ${root}: not a directory`);
-    await access(root, constants.R_OK | constants.X_OK);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(`--root ${root}: cannot read (${code === "ENOENT" ? "no such directory" : code})`);
-  }
-  const fs = new RootedHostFs(root);
-  if (!(await fs.exists("/proc")) && !(await fs.exists("/sys"))) {
-    throw new InputError(
-      `--root ${root}: holds neither proc/ nor sys/, so it is not a machine root or snapshot`,
-    );
-  }
-}
+export { assertMachineRoot } from "./machine-root.js";

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import type { Answer } from "../answer/schema.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
+import { canonicalJson } from "./canonical-json.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHost } from "./host-plan.js";
 import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
@@ -90,23 +91,6 @@ export function planFiles(report: HostReport, answer: Answer): string[] {
   return [...new Set([...paths, PATHS.grub, PATHS.kernelCmdline, ...networkPaths()])];
 }
 
-/** What the post-reboot check compares with /proc/cmdline and the vfio-pci bindings. */
-export function expectations(report: HostReport, answer: Answer): { cmdline: string[]; vfio: string[] } {
-  const ctx: PlanContext = { report, answer, current: new Map(), actions: [], refusals: [] };
-  return { cmdline: wantedCmdline(ctx), vfio: planPassthrough(ctx).devices.map((d) => d.address) };
-}
-
 export function answerDigest(answer: Answer): string {
   return createHash("sha256").update(canonicalJson(answer)).digest("hex");
-}
-
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v && typeof v === "object") {
-    const entries = Object.entries(v as Record<string, unknown>)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
-  }
-  return JSON.stringify(v);
 }

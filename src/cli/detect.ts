@@ -56,7 +56,8 @@ export async function detectCommand(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify({ report, checks, verdict: v }, null, 2)}\n`);
     } else {
       const style = makeStyle(process.stdout, process.env, values["no-color"] ? false : undefined);
-      process.stdout.write(renderReport(report, checks, style));
+      const width = process.stdout.isTTY ? (process.stdout.columns ?? 80) - 1 : 0;
+      process.stdout.write(renderReport(report, checks, style, width));
       process.stdout.write(`\nVerdict: ${v}\n`);
     }
     return v === "not-ready" ? EXIT.failed : EXIT.ok;

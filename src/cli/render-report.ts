@@ -31,7 +31,24 @@ export function renderLevel(level: Check["level"], s: Style): string {
   }
 }
 
-export function renderReport(r: HostReport, checks: Check[], s: Style): string {
+/** Word-wraps text to width, keeping its leading spaces and indenting continuation lines. */
+export function wrap(text: string, width: number, indent: number): string {
+  if (width <= 0 || text.length <= width) return text;
+  const lead = /^ */.exec(text)?.[0] ?? "";
+  const out: string[] = [];
+  let line = lead;
+  for (const word of text.slice(lead.length).split(" ")) {
+    if (line.trim() && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = " ".repeat(indent) + word;
+    } else line = line.trim() ? `${line} ${word}` : `${line}${word}`;
+  }
+  out.push(line);
+  return out.join("\n");
+}
+
+/** width: the terminal's columns for people (serial consoles are 80 wide); 0 for no wrapping. */
+export function renderReport(r: HostReport, checks: Check[], s: Style, width = 0): string {
   const L: string[] = [];
   const head = (t: string) => L.push("", s.bold(t));
   const kv = (k: string, v: string) => L.push(`  ${k.padEnd(14)} ${v}`);
@@ -99,9 +116,11 @@ export function renderReport(r: HostReport, checks: Check[], s: Style): string {
 
   head("Checks");
   for (const c of checks) {
-    L.push(`  ${renderLevel(c.level, s)} ${c.id}: ${c.reason}`);
+    // The level tag is 6 visible characters whatever its colour codes; wrap on the plain text.
+    const head = wrap(`  [${c.level.toUpperCase()}] ${c.id}: ${c.reason}`, width, 9);
+    L.push(head.replace(`[${c.level.toUpperCase()}]`, renderLevel(c.level, s)));
     if (c.remediation && c.level !== "pass")
-      L.push(`         fix${c.reboot ? " (reboot)" : ""}: ${c.remediation}`);
+      L.push(wrap(`         fix${c.reboot ? " (reboot)" : ""}: ${c.remediation}`, width, 14));
   }
   if (r.warnings.length) {
     head(`Warnings (${r.warnings.length})`);

@@ -77,6 +77,14 @@ if (existsSync(shared)) {
   row("detect largest shared snapshot", "skipped: ../shared/fixtures/hosts not found", "<= 15 ms", null);
 }
 
+// Building a NoCloud seed (render + ISO9660 + atomic write).
+const { benchSeedBuild } = await import(path.join(root, "dist/vm/seed-iso.js"));
+const seed = await benchSeedBuild(
+  { hostname: "bench-vm", user: { name: "ops", sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKeyOnly ops@bench"], sudo: true } },
+  50,
+);
+row("build a cloud-init seed ISO", ms(seed.medianMs), "<= 10 ms", seed.medianMs <= 10);
+
 // 2. CLI wall time against a bare node, interleaved so both see the same machine state.
 const bin = path.join(root, "bin/kvmstrap.js");
 spawnSync(process.execPath, [bin, "detect", "--json"], { stdio: "ignore" }); // fills this boot's probe cache

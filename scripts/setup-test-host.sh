@@ -13,6 +13,7 @@ apt_packages=(
   netplan.io ifupdown2 kmod systemd            # renderer tests: netplan generate, ifquery/ifup -s, modprobe -C, systemd-analyze
   libvirt-clients libxml2-utils                # virt-xml-validate (needs xmllint) for pool/network XML
   network-manager                              # nmcli --offline verifies keyfiles (daemon kept from starting)
+  cloud-init xorriso genisoimage               # cloud-init schema for seeds; xorriso/isoinfo read seed ISOs back
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -19,6 +19,8 @@ Commands:
   apply FILE          Apply it (--dry-run, --yes for unattended runs, --resume after a reboot)
   undo                Revert the last apply
   confirm             Keep a network change (otherwise it reverts when its timer runs out)
+  image pull|import|list
+                      Cloud images: download and verify, import offline, list the cache
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -40,6 +42,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   apply: async () => (await import("./apply-command.js")).applyCommand,
   undo: async () => (await import("./apply-command.js")).undoCommand,
   confirm: async () => (await import("./apply-command.js")).confirmCommand,
+  image: async () => (await import("./image-command.js")).imageCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -70,7 +70,10 @@ if (existsSync(shared)) {
   const current = new Map(planFiles(lastReport, answer).map((p) => [p, null]));
   const plans = await time(async () => buildPlan(lastReport, answer, current), 100);
   row("plan the example answer for the largest snapshot", ms(median(plans)), "<= 20 ms", median(plans) <= 20);
-  const validations = await time(async () => validateAnswer(parseAnswerText(exampleText, exampleFile), lastReport), 100);
+  const validations = await time(
+    async () => validateAnswer(parseAnswerText(exampleText, exampleFile), lastReport),
+    100,
+  );
   const v = median(validations);
   row("parse + validate the example answer against it", ms(v), "<= 50 ms", v <= 50);
 } else {
@@ -80,7 +83,14 @@ if (existsSync(shared)) {
 // Building a NoCloud seed (render + ISO9660 + atomic write).
 const { benchSeedBuild } = await import(path.join(root, "dist/vm/seed-iso.js"));
 const seed = await benchSeedBuild(
-  { hostname: "bench-vm", user: { name: "ops", sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKeyOnly ops@bench"], sudo: true } },
+  {
+    hostname: "bench-vm",
+    user: {
+      name: "ops",
+      sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKeyOnly ops@bench"],
+      sudo: true,
+    },
+  },
   50,
 );
 row("build a cloud-init seed ISO", ms(seed.medianMs), "<= 10 ms", seed.medianMs <= 10);

@@ -13,6 +13,8 @@ apt_packages=(
   netplan.io ifupdown2 kmod systemd            # renderer tests: netplan generate, ifquery/ifup -s, modprobe -C, systemd-analyze
   libvirt-clients libxml2-utils                # virt-xml-validate (needs xmllint) for pool/network XML
   network-manager                              # nmcli --offline verifies keyfiles (daemon kept from starting)
+  libvirt-daemon-system dnsmasq-base iptables  # the e2e tier's private libvirtd (test/e2e/libvirtd.ts)
+  mmdebstrap e2fsprogs ovmf                    # the e2e guest image (mmdebstrap, mke2fs -d); UEFI firmware
   cloud-init xorriso genisoimage               # cloud-init schema for seeds; xorriso/isoinfo read seed ISOs back
 )
 missing=()

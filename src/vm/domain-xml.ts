@@ -106,11 +106,13 @@ export function renderDomainXml(s: DomainSpec): string {
     "    </disk>",
   );
   if (s.seed) {
+    // A read-only virtio disk rather than a SATA cdrom: cloud images' kernels always carry virtio_blk,
+    // and cloud-init finds the seed by its "cidata" label on any block device.
     L.push(
-      '    <disk type="file" device="cdrom">',
+      '    <disk type="file" device="disk">',
       '      <driver name="qemu" type="raw"/>',
       `      <source file="${attr(s.seed.path)}"/>`,
-      '      <target dev="sda" bus="sata"/>',
+      '      <target dev="vdb" bus="virtio"/>',
       "      <readonly/>",
       "    </disk>",
     );

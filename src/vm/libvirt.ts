@@ -1,0 +1,95 @@
+// The libvirt port: everything kvmstrap asks of libvirt (domains, storage pools and volumes,
+// networks and their DHCP leases, the guest agent) as one typed interface. The default adapter,
+// VirshLibvirt (virsh-libvirt.ts), drives `virsh`; tests can substitute a fake. Every failure
+// surfaces as a LibvirtError with a stable code, never as a raw process error.
+
+export type DomainState =
+  | "running"
+  | "idle"
+  | "paused"
+  | "in shutdown"
+  | "shut off"
+  | "crashed"
+  | "pmsuspended"
+  | "no state"
+  | (string & {});
+
+export type LibvirtVersion = {
+  /** Version of the libvirt library virsh uses, e.g. "9.0.0". */
+  library: string;
+  /** The hypervisor behind the connection, e.g. { name: "QEMU", version: "7.2.22" }, if it reports one. */
+  hypervisor?: { name: string; version: string };
+};
+
+export type IpAddress = { family: "ipv4" | "ipv6"; address: string; prefix: number };
+export type DomainInterface = { iface: string; mac: string; addrs: IpAddress[] };
+export type NetworkInfo = { name: string; active: boolean; autostart: boolean; persistent: boolean };
+export type DhcpLease = {
+  expiry: string;
+  mac: string;
+  family: "ipv4" | "ipv6";
+  address: string;
+  prefix: number;
+  hostname: string | null;
+  clientId: string | null;
+};
+export type Volume = { name: string; path: string };
+export type AgentExecResult = {
+  exitCode: number | null;
+  signal: number | null;
+  stdout: string;
+  stderr: string;
+};
+export type AgentExecOptions = { input?: string; timeoutMs?: number };
+
+export interface Libvirt {
+  readonly uri: string;
+  version(): Promise<LibvirtVersion>;
+
+  /** Defines (or redefines) a persistent domain from XML; returns its name. */
+  defineDomain(xml: string): Promise<string>;
+  undefineDomain(name: string, options?: { nvram?: boolean }): Promise<void>;
+  start(name: string): Promise<void>;
+  /** Hard power-off. */
+  destroy(name: string): Promise<void>;
+  /** ACPI shutdown request; returns at once. */
+  shutdown(name: string): Promise<void>;
+  domainState(name: string): Promise<DomainState>;
+  listDomains(): Promise<{ name: string; state: DomainState }[]>;
+  domainXml(name: string): Promise<string>;
+  domainExists(name: string): Promise<boolean>;
+  ifAddresses(name: string, source: "lease" | "agent"): Promise<DomainInterface[]>;
+
+  /** Sends one raw QEMU guest agent command and returns its parsed "return" value. */
+  agentCommand(name: string, command: string, args?: object, timeoutSeconds?: number): Promise<unknown>;
+  /** True when the guest agent answers guest-ping. */
+  agentPing(name: string): Promise<boolean>;
+  /** Runs a program in the guest (guest-exec), waits for it and decodes its output. */
+  agentExec(
+    name: string,
+    path: string,
+    args?: readonly string[],
+    options?: AgentExecOptions,
+  ): Promise<AgentExecResult>;
+  agentHostname(name: string): Promise<string>;
+
+  poolDefine(xml: string): Promise<string>;
+  poolBuild(name: string): Promise<void>;
+  poolStart(name: string): Promise<void>;
+  poolRefresh(name: string): Promise<void>;
+  poolDestroy(name: string): Promise<void>;
+  poolUndefine(name: string): Promise<void>;
+  poolExists(name: string): Promise<boolean>;
+  volList(pool: string): Promise<Volume[]>;
+  volPath(pool: string, volume: string): Promise<string>;
+
+  netDefine(xml: string): Promise<string>;
+  netStart(name: string): Promise<void>;
+  netDestroy(name: string): Promise<void>;
+  netUndefine(name: string): Promise<void>;
+  netList(): Promise<NetworkInfo[]>;
+  netDhcpLeases(network: string): Promise<DhcpLease[]>;
+}
+
+export { LibvirtError, type LibvirtErrorCode } from "./libvirt-error.js";
+export { VirshLibvirt } from "./virsh-libvirt.js";

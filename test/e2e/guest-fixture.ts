@@ -1,7 +1,6 @@
 // Builds what one e2e guest needs: an ssh key, the NoCloud seed ISO and the domain XML (both from the
 // product's own code in src/vm), a qcow2 overlay on the cached base image, and the test network.
 import { generateKeyPairSync } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { renderSeed } from "../../src/vm/cloud-init.js";

@@ -128,6 +128,7 @@ describe("renderSeed", () => {
         "manage_etc_hosts",
         "packages",
         "runcmd",
+        "ssh_genkeytypes",
         "ssh_pwauth",
         "users",
         "write_files",

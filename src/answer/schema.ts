@@ -175,6 +175,18 @@ export const answerSchema = z.strictObject({
     .strictObject({
       stack: z.enum(["auto", "netplan", "ifupdown2", "networkd", "networkmanager"]).default("auto"),
       confirmTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
+      libvirtNat: z
+        .strictObject({
+          name: z
+            .string()
+            .regex(/^[a-zA-Z0-9_.-]+$/)
+            .default("default"),
+          bridge: ifname.default("virbr0"),
+          subnet: cidr.default("192.168.122.1/24"),
+          dhcpRange: z.tuple([ip, ip]).optional(),
+        })
+        .optional()
+        .describe("a libvirt NAT network for guests (libvirt's usual 'default' on virbr0)"),
       bridges: z.array(bridge).default([]),
       bonds: z.array(bond).default([]),
       vlans: z.array(vlan).default([]),

@@ -10,6 +10,7 @@ export const HELP = `kvmstrap ${VERSION}: bare-metal provisioning for KVM hosts
 Usage: kvmstrap <command> [options]
 
 Commands:
+  tui                 The interactive installer (also: kvmstrap with no arguments on a terminal)
   detect              Inventory this machine and check it is ready for KVM
   snapshot FILE       Capture what detection reads into FILE.tar.gz (for bug reports, offline work)
   answer validate F   Check an answer file against the schema and this (or a captured) machine
@@ -43,6 +44,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   undo: async () => (await import("./apply-command.js")).undoCommand,
   confirm: async () => (await import("./apply-command.js")).confirmCommand,
   image: async () => (await import("./image-command.js")).imageCommand,
+  tui: async () => (await import("./tui-command.js")).tuiCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -50,6 +52,9 @@ export async function main(argv: string[]): Promise<number> {
   const args = argv.filter((a) => a !== "--debug");
   try {
     const [name, ...rest] = args;
+    if (name === undefined && process.stdin.isTTY && process.stdout.isTTY) {
+      return await (await import("./tui-command.js")).tuiCommand([]);
+    }
     if (name === undefined || name === "-h" || name === "--help" || name === "help") {
       process.stdout.write(HELP);
       return name === undefined ? EXIT.usage : EXIT.ok;

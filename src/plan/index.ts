@@ -14,7 +14,7 @@ import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
 import { networkPaths, planNetwork } from "./network-plan.js";
 import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
-import { planStorage } from "./storage-plan.js";
+import { planLibvirtNat, planStorage } from "./storage-plan.js";
 
 export type { Action, Effect, Plan } from "./actions.js";
 
@@ -29,6 +29,7 @@ export function buildPlan(
   planKernel(ctx, vfio.softdeps, vfio.devices.length ? ["vfio", "vfio_iommu_type1", "vfio_pci"] : []);
   planSriov(ctx);
   planStorage(ctx);
+  planLibvirtNat(ctx);
   planNetwork(ctx);
   // Everything that needs the reboot goes last, after the unit that resumes the run once it is
   // over: the engine stops at the end of a reboot group, so nothing is left waiting behind it.

@@ -52,6 +52,20 @@ export function planKernel(ctx: PlanContext, vfioSoftdeps: string[], extraModule
       effect: "module-reload",
       summary: `module options for ${vendor}${kvm?.nested !== undefined ? ` (nested=${kvm.nested ? 1 : 0})` : ""}`,
     });
+    // Drivers in the initramfs would claim a passthrough device before vfio-pci: the softdeps must
+    // be in the initramfs too.
+    if (
+      vfioSoftdeps.length &&
+      currentOf(ctx, PATHS.modprobe) !==
+        renderModprobeConf({ vendorModule: vendor, nested: kvm?.nested, vfioSoftdeps })
+    ) {
+      planCommand(ctx, {
+        id: "kvm.update-initramfs",
+        argv: ["update-initramfs", "-u", "-k", "all"],
+        effect: "reboot",
+        summary: `rebuild the initramfs so vfio-pci loads before ${vfioSoftdeps.join(", ")}`,
+      });
+    }
     const modules = [...new Set([...(kvm?.modules ?? ["kvm", vendor, "vhost_net"]), ...extraModules])];
     planFile(ctx, {
       id: "kvm.modules-load",

@@ -8,7 +8,7 @@ import { diskExclusion } from "../checks/resources.js";
 import type { DiskReport } from "../detect/types.js";
 import type { PlanContext } from "./context.js";
 import { planCommand, planFile, refuse } from "./context.js";
-import { renderPoolXml } from "./render/libvirt-xml.js";
+import { renderDefaultNetworkXml, renderPoolXml } from "./render/libvirt-xml.js";
 
 export const poolXmlPath = (name: string) => `/etc/kvmstrap/libvirt/pool-${name}.xml`;
 
@@ -159,4 +159,37 @@ export function planStorage(ctx: PlanContext): void {
       );
     }
   }
+}
+
+export const natNetworkXmlPath = (name: string) => `/etc/kvmstrap/libvirt/network-${name}.xml`;
+
+/** The libvirt NAT network guests start on (what libvirt's packages call "default"). */
+export function planLibvirtNat(ctx: PlanContext): void {
+  const nat = ctx.answer.network?.libvirtNat;
+  if (!nat) return;
+  const path = natNetworkXmlPath(nat.name);
+  const changed = planFile(ctx, {
+    id: `libvirt.network.${nat.name}`,
+    path,
+    content: renderDefaultNetworkXml(nat),
+    effect: "none",
+    summary: `libvirt NAT network ${nat.name} on ${nat.bridge} (${nat.subnet})`,
+  });
+  if (!changed) return;
+  const virsh = (id: string, args: string[], undo: string[] | null, summary: string) =>
+    planCommand(ctx, {
+      id: `libvirt.network.${nat.name}.${id}`,
+      argv: ["virsh", ...args],
+      undo,
+      effect: "none",
+      summary,
+    });
+  virsh("define", ["net-define", path], ["virsh", "net-undefine", nat.name], `define network ${nat.name}`);
+  virsh(
+    "autostart",
+    ["net-autostart", nat.name],
+    ["virsh", "net-autostart", "--disable", nat.name],
+    `autostart network ${nat.name}`,
+  );
+  virsh("start", ["net-start", nat.name], ["virsh", "net-destroy", nat.name], `start network ${nat.name}`);
 }

@@ -150,6 +150,45 @@ describe("plan: VFIO passthrough refuses unsafe picks", () => {
   });
 });
 
+describe("plan: VFIO for devices a host driver holds now", () => {
+  it("adds softdeps so vfio-pci loads first, and rebuilds the initramfs where those drivers live", async () => {
+    const fx = buildVfioGpuHost();
+    fx.bindDriver(VFIO.gpu, "nouveau").bindDriver(VFIO.audio, "snd_hda_intel");
+    const report = await hostOf(fx);
+    const p = planFor(
+      report,
+      answer({
+        version: 1,
+        iommu: { enabled: true },
+        passthrough: [{ device: { address: VFIO.gpu } }, { device: { address: VFIO.audio } }],
+      }),
+    );
+    const conf = p.actions.find((a) => a.id === "kvm.modprobe-conf");
+    expect(conf?.kind === "write-file" && conf.content).toContain("softdep nouveau pre: vfio-pci");
+    expect(conf?.kind === "write-file" && conf.content).toContain("softdep snd_hda_intel pre: vfio-pci");
+    expect(p.actions.find((a) => a.id === "kvm.update-initramfs")).toMatchObject({
+      argv: ["update-initramfs", "-u", "-k", "all"],
+      effect: "reboot",
+    });
+  });
+});
+
+describe("plan: the libvirt NAT network", () => {
+  it("writes the network XML and defines, autostarts and starts it, each with its inverse", async () => {
+    const report = await hostOf(buildSriovHost());
+    const p = planFor(report, answer({ version: 1, network: { libvirtNat: {} } }));
+    expect(ids(p)).toEqual([
+      "libvirt.network.default",
+      "libvirt.network.default.define",
+      "libvirt.network.default.autostart",
+      "libvirt.network.default.start",
+    ]);
+    const xml = p.actions[0];
+    expect(xml?.kind === "write-file" && xml.content).toContain('<bridge name="virbr0"');
+    expect(p.actions[1]).toMatchObject({ undo: ["virsh", "net-undefine", "default"] });
+  });
+});
+
 describe("plan: SR-IOV", () => {
   it("sets the VF count live and at boot, with a libvirt hostdev network per PF", async () => {
     const report = await hostOf(buildSriovHost());

@@ -1,0 +1,76 @@
+// `kvmstrap tui` (and `kvmstrap` alone on a terminal): the interactive installer. It only starts the
+// Ink app; detection, checks, the answer schema, the plan and apply are the engine's.
+import { parse } from "./args.js";
+import { EXIT, UsageError } from "./errors.js";
+
+export const TUI_HELP = `Usage: kvmstrap tui [options]
+
+The interactive installer: inventory, readiness checks, network, SR-IOV, passthrough, storage,
+then the plan as a diff, the answer file (s saves it) and a live apply (a dry run unless root).
+
+Options:
+  --root DIR        Explore the machine whose root is DIR (demo mode when not /)
+  --snapshot FILE   Explore a captured machine (kvmstrap snapshot FILE.tar.gz): demo mode
+  --answer FILE     Pre-fill every screen from this answer file
+  -h, --help        Print this help
+
+Needs a terminal. Without one, use "kvmstrap detect" and "kvmstrap apply FILE".
+`;
+
+export const NO_TTY = `kvmstrap: the installer needs a terminal (stdin and stdout must be a TTY).
+Without one:
+  kvmstrap detect              inventory and readiness checks (--json for scripts)
+  kvmstrap answer validate F   check an answer file against this machine
+  kvmstrap apply F --yes       apply an answer file unattended
+`;
+
+export async function tuiCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    root: { type: "string" },
+    snapshot: { type: "string" },
+    answer: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    process.stdout.write(TUI_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length) throw new UsageError(`tui takes no arguments (got "${positionals[0]}")`);
+  if (values.root && values.snapshot) throw new UsageError("--root and --snapshot cannot be combined");
+  if (!process.stdin.isTTY || !process.stdout.isTTY) {
+    process.stderr.write(NO_TTY);
+    return EXIT.usage;
+  }
+  const ui = Promise.all([import("../tui/run.js"), import("../tui/session.js"), import("../tui/draft.js")]);
+  ui.catch(() => {}); // awaited below; loading Ink starts now, in parallel with the rest
+  const [{ detectHost }, { RootedHostFs }, { ExecaRunner }, { assertMachineRoot }] = await Promise.all([
+    import("../detect/index.js"),
+    import("../host/fs.js"),
+    import("../host/commands.js"),
+    import("./detect.js"),
+  ]);
+  let root = values.root ?? "/";
+  let cleanup: (() => Promise<void>) | undefined;
+  if (values.snapshot) {
+    const { openSnapshot } = await import("./snapshot-command.js");
+    ({ root, cleanup } = await openSnapshot(values.snapshot));
+  }
+  try {
+    await assertMachineRoot(root);
+    const answer = values.answer
+      ? await (await import("../answer/load.js")).loadAnswerFile(values.answer)
+      : null;
+    const [{ runTui }, { makeSession }, { draftFrom }] = await ui;
+    const fs = new RootedHostFs(root);
+    const report = detectHost({ fs, runner: new ExecaRunner(), probe: { mode: "auto" } });
+    const session = makeSession({
+      root,
+      fs,
+      demo: Boolean(values.snapshot) || (values.root !== undefined && values.root !== "/"),
+      answerFile: values.answer ?? null,
+    });
+    return await runTui({ report, session, initial: draftFrom(answer) });
+  } finally {
+    await cleanup?.();
+  }
+}

@@ -1,0 +1,115 @@
+// The wizard's screens in order, with the keys each adds to the footer and its help text.
+import type { ReactNode } from "react";
+import { Apply } from "./screens/Apply.js";
+import { Done } from "./screens/Done.js";
+import { Hardware } from "./screens/Hardware.js";
+import { Network } from "./screens/Network.js";
+import { Passthrough } from "./screens/Passthrough.js";
+import { Review } from "./screens/Review.js";
+import { Sriov } from "./screens/Sriov.js";
+import { Storage } from "./screens/Storage.js";
+import { Vms } from "./screens/Vms.js";
+import { Welcome } from "./screens/Welcome.js";
+import type { ScreenProps } from "./types.js";
+
+export interface ScreenDef {
+  id: string;
+  title: string;
+  keys: string;
+  help: string[];
+  Component: (p: ScreenProps) => ReactNode;
+}
+
+export const SCREENS: ScreenDef[] = [
+  {
+    id: "welcome",
+    title: "Welcome",
+    keys: "Enter continue",
+    help: ["The host summary and the readiness verdict from the checks."],
+    Component: Welcome,
+  },
+  {
+    id: "hardware",
+    title: "Hardware",
+    keys: "Tab category  Enter details",
+    help: [
+      "CPU/KVM, IOMMU, NICs, PCI, disks and every check.",
+      "Enter shows an item's sources and remediation; Esc closes it.",
+    ],
+    Component: Hardware,
+  },
+  {
+    id: "network",
+    title: "Network",
+    keys: "Enter pick/edit  Tab settings",
+    help: [
+      "Pick the uplink: a bridge over it takes over its MAC and addressing.",
+      "The management NIC (default route) is marked; network changes ask to be confirmed or revert.",
+    ],
+    Component: Network,
+  },
+  {
+    id: "sriov",
+    title: "SR-IOV",
+    keys: "+/- count  Enter type  x reset",
+    help: [
+      "VF counts per physical function, at most sriov_totalvfs.",
+      "The management NIC is locked: a VF change resets its link.",
+    ],
+    Component: Sriov,
+  },
+  {
+    id: "passthrough",
+    title: "Passthrough",
+    keys: "Enter pick group  i IOMMU",
+    help: [
+      "Devices by IOMMU group; a group passes through whole.",
+      "Unsafe picks are refused with the reason (boot VGA, management NIC, boot disk controller).",
+    ],
+    Component: Passthrough,
+  },
+  {
+    id: "storage",
+    title: "Storage",
+    keys: "Enter change  Tab disks",
+    help: [
+      "One storage pool: a directory, LVM thin or ZFS.",
+      "Disks show why they cannot be used; a wipe asks for each disk's serial, typed.",
+    ],
+    Component: Storage,
+  },
+  {
+    id: "vms",
+    title: "VMs",
+    keys: "",
+    help: ["Reserved: VM deployment is not planned by this version."],
+    Component: Vms,
+  },
+  {
+    id: "review",
+    title: "Review",
+    keys: "Tab plan/answer  s save",
+    help: [
+      "The plan as kvmstrap plan shows it, and the answer file.",
+      "s saves the answer file; kvmstrap apply FILE runs the same plan unattended.",
+    ],
+    Component: Review,
+  },
+  {
+    id: "apply",
+    title: "Apply",
+    keys: "Enter dry run  A apply",
+    help: [
+      "Enter runs a dry run. A applies for real: only as root on a live machine, after typing yes.",
+      "Network changes: y keeps them, r reverts, or they revert when the timer runs out.",
+    ],
+    Component: Apply,
+  },
+  {
+    id: "done",
+    title: "Done",
+    keys: "",
+    help: ["What changed, where the log and the answer file are."],
+    Component: Done,
+  },
+];

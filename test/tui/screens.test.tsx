@@ -1,0 +1,186 @@
+// Each screen renders its data: synthetic hosts built from the kernel's sysfs layout, and a shared
+// snapshot of a real laptop (skipped visibly when the snapshots are absent).
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { DiskReport } from "../../src/detect/types.js";
+import { SCREENS } from "../../src/tui/screens.js";
+import { SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/shared-hosts.js";
+import {
+  buildDmarBridgeHost,
+  buildSriovHost,
+  buildVfioGpuHost,
+  SRIOV,
+  VFIO,
+} from "../helpers/sysfs-fixture.js";
+import { drive, KEY, reportOf } from "./helpers.js";
+
+const at = (id: string) => SCREENS.findIndex((s) => s.id === id);
+const sriov = buildSriovHost();
+const vfio = buildVfioGpuHost();
+const dmar = buildDmarBridgeHost();
+afterAll(() => {
+  for (const fx of [sriov, vfio, dmar]) fx.cleanup();
+});
+
+describe("tui screens on synthetic hosts", () => {
+  it("Welcome shows the host summary and the verdict", async () => {
+    const d = await drive(vfio.root);
+    expect(d.frame()).toMatch(/Verdict: (READY|NOT READY)/);
+    expect(d.frame()).toContain("PCI");
+    expect(d.frame()).toMatch(/^\+-+\+$/m);
+    d.unmount();
+  });
+
+  it("Hardware lists PCI devices and drills into one", async () => {
+    const d = await drive(vfio.root, { start: at("hardware") });
+    const pci = await d.press(KEY.tab, KEY.tab, KEY.tab);
+    expect(pci).toContain("[PCI]");
+    expect(pci).toContain(VFIO.gpu);
+    const idx = pci
+      .split("\n")
+      .filter((l) => /\d{4}:\d\d:\d\d\.\d/.test(l))
+      .findIndex((l) => l.includes(VFIO.gpu));
+    for (let i = 0; i < idx; i++) await d.press(KEY.down);
+    const detail = await d.press(KEY.enter);
+    expect(detail).toContain(`IOMMU group ${VFIO.group}`);
+    expect(detail).toContain("Esc closes");
+    expect(await d.press(KEY.esc)).toContain("[PCI]");
+    d.unmount();
+  });
+
+  it("Network marks the management NIC", async () => {
+    const d = await drive(dmar.root, { start: at("network") });
+    expect(d.frame()).toMatch(/eno1.*\(management\)/);
+    expect(d.frame()).toContain("enp2s0");
+    d.unmount();
+  });
+
+  it("SR-IOV shows the PF and refuses more VFs than sriov_totalvfs", async () => {
+    const d = await drive(sriov.root, { start: at("sriov") });
+    expect(d.frame()).toContain(`${SRIOV.pfName}`);
+    expect(d.frame()).toContain("now 2/7");
+    await d.press("+", "+", "+", "+", "+");
+    expect(d.frame()).toContain("-> 7 VFs");
+    expect(await d.press("+")).toContain("refused");
+    expect(d.state.draft?.sriov).toEqual([{ pf: { name: SRIOV.pfName }, numVfs: 7 }]);
+    d.unmount();
+  });
+
+  it("Passthrough groups devices, refuses the boot VGA and picks a whole group", async () => {
+    const d = await drive(vfio.root, { start: at("passthrough") });
+    expect(d.frame()).toContain(`IOMMU group ${VFIO.group}`);
+    expect(d.frame()).toContain("boot VGA");
+    const refused = await d.press(KEY.down, KEY.enter); // the iGPU line in group 0
+    expect(refused).toMatch(/refused: .*boot VGA/);
+    const lines = d.frame().split("\n");
+    const from = lines.findIndex((l) => l.includes(">"));
+    const to = lines.findIndex((l) => l.includes(`IOMMU group ${VFIO.group}`));
+    for (let i = from; i < to; i++) await d.press(KEY.down);
+    const picked = await d.press(KEY.enter);
+    expect(picked).toContain(`picked ${VFIO.gpu}, ${VFIO.audio}`);
+    expect(d.state.draft?.passthrough).toEqual([
+      { device: { address: VFIO.gpu } },
+      { device: { address: VFIO.audio } },
+    ]);
+    d.unmount();
+  });
+
+  it("Storage shows why a disk cannot be used and asks for the serial before a wipe", async () => {
+    const report = await reportOf(sriov.root);
+    const disk = (name: string, extra: Partial<DiskReport>): DiskReport => ({
+      name,
+      path: `/dev/${name}`,
+      sizeBytes: 500e9,
+      model: "TESTDISK",
+      serial: `SER-${name}`,
+      wwn: null,
+      byId: [`/dev/disk/by-id/ata-TESTDISK_SER-${name}`],
+      rotational: false,
+      removable: false,
+      readOnly: false,
+      transport: "sata",
+      pciAddress: null,
+      virtual: false,
+      partitions: [],
+      holders: [],
+      mountpoints: [],
+      signatures: [],
+      roles: [],
+      sources: {},
+      ...extra,
+    });
+    report.disks = [disk("sda", { roles: ["root"] }), disk("sdb", {})];
+    const d = await drive(sriov.root, { report, start: at("storage") });
+    expect(d.frame()).toContain("sda 500 GB TESTDISK: holds root");
+    await d.press(KEY.enter, KEY.enter); // none -> dir -> lvm-thin
+    expect(d.frame()).toContain("lvm-thin");
+    expect(await d.press(KEY.tab, KEY.enter)).toContain("refused: sda holds root");
+    await d.press(KEY.down, KEY.enter);
+    expect(d.frame()).toMatch(/\[x\] sdb/);
+    await d.press(KEY.tab, KEY.down, KEY.down, KEY.enter); // wipe disks
+    expect(d.frame()).toContain("WIPE sdb? type its serial");
+    await d.type("WRONG");
+    expect(await d.press(KEY.enter)).toContain("not its serial; nothing will be wiped");
+    await d.press(KEY.enter);
+    await d.type("SER-sdb");
+    expect(await d.press(KEY.enter)).toContain("wipe disks  YES");
+    expect(d.state.draft?.storage?.pools?.[0]).toMatchObject({
+      type: "lvm-thin",
+      wipe: true,
+      disks: [{ byId: "ata-TESTDISK_SER-sdb" }],
+    });
+    d.unmount();
+  });
+
+  it("VMs shows the reserved section", async () => {
+    const d = await drive(sriov.root, { start: at("vms") });
+    expect(d.frame()).toContain("reserved");
+    d.unmount();
+  });
+
+  it("Review shows the plan and the answer file; Apply dry-runs it; Done summarises", async () => {
+    const target = mkdtempSync(path.join(tmpdir(), "kvmstrap-tui-apply-"));
+    const d = await drive(sriov.root, {
+      start: at("review"),
+      draft: { version: 1, sriov: [{ pf: { name: SRIOV.pfName }, numVfs: 4 }] },
+      session: { stateDir: path.join(target, "state") },
+    });
+    await d.waitFor(/\d+ actions, 0 refused, 0 errors/);
+    expect(d.frame()).toContain("sriov_numvfs");
+    expect(await d.press(KEY.tab)).toContain("version: 1");
+    expect(d.frame()).toContain("numVfs: 4");
+    await d.press("n", KEY.enter);
+    await d.waitFor("Dry run finished: dry-run");
+    expect(d.frame()).toMatch(/sriov/);
+    const done = await d.press(KEY.enter);
+    expect(done).toMatch(/Dry run dry-run-\S+: dry-run/);
+    expect(done).toContain("answer file: not saved");
+    d.unmount();
+  });
+
+  it("? opens the help; q asks before quitting once something changed", async () => {
+    const d = await drive(sriov.root, { start: at("sriov") });
+    expect(await d.press("?")).toContain("Help (any key closes)");
+    expect(await d.press("x")).toContain("now 2/7");
+    await d.press("+");
+    expect(await d.press("q")).toContain("Quit without saving");
+    expect(await d.press("n")).not.toContain("Quit without saving");
+    d.unmount();
+  });
+});
+
+describe.skipIf(!sharedHostsAvailable)("tui screens on a shared snapshot", () => {
+  it("every screen renders the laptop within 80 columns", async () => {
+    const root = sharedHostRoot("intel-i7-1270p-laptop");
+    const d = await drive(root);
+    expect(d.frame()).toContain("i7-1270P");
+    for (const s of SCREENS.slice(1)) {
+      const f = await d.press("n");
+      expect(f).toContain(s.title);
+    }
+    d.unmount();
+  });
+});
+if (!sharedHostsAvailable) it.skip(`tui screens on a shared snapshot: ${SKIP_REASON}`, () => {});

@@ -7,10 +7,12 @@ export interface RebootExpectations {
   cmdlineParams: string[];
   /** PCI addresses that must be bound to vfio-pci. */
   vfio: string[];
+  /** The plan turned the IOMMU on: the kernel must have built IOMMU groups. */
+  iommuGroups?: boolean;
 }
 
 export interface Mismatch {
-  kind: "cmdline" | "vfio";
+  kind: "cmdline" | "vfio" | "iommu";
   item: string;
   expected: string;
   actual: string;
@@ -51,6 +53,14 @@ export function verifyAfterReboot(expected: RebootExpectations, report: HostRepo
               : "absent",
       });
     }
+  }
+  if (expected.iommuGroups && !report.iommu.groupsPopulated) {
+    mismatches.push({
+      kind: "iommu",
+      item: "/sys/kernel/iommu_groups",
+      expected: "IOMMU groups",
+      actual: "none: the IOMMU is still off (firmware setting, or the parameter did not reach the kernel)",
+    });
   }
   for (const address of expected.vfio) {
     const dev = report.pci.find((d) => d.address === address);

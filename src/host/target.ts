@@ -168,7 +168,7 @@ export class RootedTargetFs implements TargetFs {
 
   async writeAtomic(hostPath: string, content: string, mode: number, options: WriteOptions = {}) {
     const at = await this.inside(hostPath);
-    await cleanStaleTemps(at);
+    await this.cleanStaleAt(at);
     if (options.keepOriginal !== false) await this.keepOriginal(at, false);
     await writeFileAtomic(at, content, mode);
   }
@@ -235,6 +235,11 @@ export class RootedTargetFs implements TargetFs {
   }
 
   async cleanStale(hostPath: string): Promise<number> {
-    return cleanStaleTemps(await this.inside(hostPath));
+    return this.cleanStaleAt(await this.inside(hostPath));
+  }
+
+  /** A writer killed while copying the original leaves "<path>.kvmstrap-orig.kvmstrap-tmp-N" too. */
+  private async cleanStaleAt(at: string): Promise<number> {
+    return (await cleanStaleTemps(at)) + (await cleanStaleTemps(`${at}${ORIG_SUFFIX}`));
   }
 }

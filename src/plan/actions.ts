@@ -57,5 +57,5 @@ export interface Plan {
   refusals: { path: string; reason: string }[];
   needsReboot: boolean;
   /** What must hold after the reboot: kernel parameters in /proc/cmdline, devices on vfio-pci. */
-  expect?: { cmdlineParams: string[]; vfio: string[] };
+  expect?: { cmdlineParams: string[]; vfio: string[]; iommuGroups?: boolean };
 }

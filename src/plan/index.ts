@@ -44,7 +44,11 @@ export function buildPlan(
     actions: ctx.actions,
     refusals: ctx.refusals,
     needsReboot,
-    expect: { cmdlineParams: wantedCmdline(ctx), vfio: vfio.devices.map((d) => d.address) },
+    expect: {
+      cmdlineParams: wantedCmdline(ctx),
+      vfio: vfio.devices.map((d) => d.address),
+      iommuGroups: answer.iommu?.enabled === true,
+    },
   };
 }
 

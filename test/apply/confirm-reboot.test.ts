@@ -240,4 +240,18 @@ describe("reboot and resume", () => {
       { kind: "vfio", item: "0000:03:00.0", expected: "bound to vfio-pci", actual: "device not present" },
     ]);
   });
+
+  it("verifyAfterReboot reports an IOMMU the plan enabled that the kernel still lacks", () => {
+    const report = (groups: boolean) =>
+      ({
+        system: { cmdline: "intel_iommu=on" },
+        iommu: { cmdline: null, groupsPopulated: groups },
+        pci: [],
+      }) as unknown as HostReport;
+    const expected = { cmdlineParams: ["intel_iommu=on"], vfio: [], iommuGroups: true };
+    expect(verifyAfterReboot(expected, report(true))).toEqual([]);
+    expect(verifyAfterReboot(expected, report(false))).toEqual([
+      expect.objectContaining({ kind: "iommu", item: "/sys/kernel/iommu_groups", expected: "IOMMU groups" }),
+    ]);
+  });
 });

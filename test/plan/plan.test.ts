@@ -56,7 +56,7 @@ describe("plan: KVM modules, hugepages and the kernel command line", () => {
       "boot.cmdline",
       "boot.update-grub",
     ]);
-    expect(p.expect).toEqual({ cmdlineParams: ["intel_iommu=on", "iommu=pt"], vfio: [] });
+    expect(p.expect).toEqual({ cmdlineParams: ["intel_iommu=on", "iommu=pt"], vfio: [], iommuGroups: true });
     const grub = p.actions.find((a) => a.id === "boot.cmdline");
     expect(grub).toMatchObject({
       kind: "write-file",

@@ -38,6 +38,8 @@ export interface Driven {
   waitFor: (pattern: RegExp | string, ms?: number) => Promise<string>;
   /** The latest review/save/apply state and draft the app reported. */
   state: { shared: Shared | null; draft: Draft | null };
+  /** Waits (polling, bounded) until the app has reported a draft for which `ok` holds. */
+  draftWhere: (ok: (d: Draft) => boolean, ms?: number) => Promise<Draft>;
 }
 
 export async function drive(
@@ -75,11 +77,21 @@ export async function drive(
       await tick(20);
     }
   };
+  const draftWhere = async (ok: (d: Draft) => boolean, ms = 3000) => {
+    const t0 = Date.now();
+    for (;;) {
+      if (state.draft && ok(state.draft)) return state.draft;
+      if (Date.now() - t0 > ms)
+        throw new Error(`timed out waiting for the draft; last: ${JSON.stringify(state.draft)}`);
+      await tick(20);
+    }
+  };
   return {
     frame,
     session,
     state,
     waitFor,
+    draftWhere,
     unmount: () => r.unmount(),
     press: async (...keys) => {
       for (const k of keys) {

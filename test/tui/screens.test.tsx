@@ -64,7 +64,9 @@ describe("tui screens on synthetic hosts", () => {
     await d.press("+", "+", "+", "+", "+");
     expect(d.frame()).toContain("-> 7 VFs");
     expect(await d.press("+")).toContain("refused");
-    expect(d.state.draft?.sriov).toEqual([{ pf: { name: SRIOV.pfName }, numVfs: 7 }]);
+    expect((await d.draftWhere((x) => Boolean(x.sriov?.length))).sriov).toEqual([
+      { pf: { name: SRIOV.pfName }, numVfs: 7 },
+    ]);
     d.unmount();
   });
 
@@ -80,7 +82,7 @@ describe("tui screens on synthetic hosts", () => {
     for (let i = from; i < to; i++) await d.press(KEY.down);
     const picked = await d.press(KEY.enter);
     expect(picked).toContain(`picked ${VFIO.gpu}, ${VFIO.audio}`);
-    expect(d.state.draft?.passthrough).toEqual([
+    expect((await d.draftWhere((x) => (x.passthrough?.length ?? 0) >= 2)).passthrough).toEqual([
       { device: { address: VFIO.gpu } },
       { device: { address: VFIO.audio } },
     ]);
@@ -126,7 +128,7 @@ describe("tui screens on synthetic hosts", () => {
     await d.press(KEY.enter);
     await d.type("SER-sdb");
     expect(await d.press(KEY.enter)).toContain("wipe disks  YES");
-    expect(d.state.draft?.storage?.pools?.[0]).toMatchObject({
+    expect((await d.draftWhere((x) => Boolean(x.storage?.pools?.length))).storage?.pools?.[0]).toMatchObject({
       type: "lvm-thin",
       wipe: true,
       disks: [{ byId: "ata-TESTDISK_SER-sdb" }],

@@ -22,6 +22,8 @@ Commands:
   confirm             Keep a network change (otherwise it reverts when its timer runs out)
   image pull|import|list
                       Cloud images: download and verify, import offline, list the cache
+  vm deploy|list|show|start|stop|delete|console
+                      VMs from a cached image and a cloud-init seed, with a readiness timeline
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   confirm: async () => (await import("./apply-command.js")).confirmCommand,
   image: async () => (await import("./image-command.js")).imageCommand,
   tui: async () => (await import("./tui-command.js")).tuiCommand,
+  vm: async () => (await import("./vm-command.js")).vmCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

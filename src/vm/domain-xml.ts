@@ -120,12 +120,12 @@ export function renderDomainXml(s: DomainSpec): string {
   for (const n of s.nics) L.push(nicXml(n, s.vcpus));
   for (const h of s.hostdevs ?? []) L.push(hostdevXml(h));
   L.push(
-    '    <serial type="file">',
-    `      <source path="${attr(s.serialLog)}"/>`,
+    // A pty that `virsh console` can attach to, logged to a file for readiness and post-mortems.
+    '    <serial type="pty">',
+    `      <log file="${attr(s.serialLog)}" append="off"/>`,
     '      <target port="0"/>',
     "    </serial>",
-    '    <console type="file">',
-    `      <source path="${attr(s.serialLog)}"/>`,
+    '    <console type="pty">',
     '      <target type="serial" port="0"/>',
     "    </console>",
     '    <channel type="unix">',

@@ -148,6 +148,23 @@ row(
   s / o >= 5,
 );
 
+// 4. The TUI in a real terminal.
+const { benchTui } = await import(path.join(here, "tui.mjs"));
+const tui = await benchTui(root);
+if (tui) {
+  const fp = median(tui.firstPaint);
+  row(`tui: first screen painted (${tui.snapshot}, tmux 80x24)`, ms(fp), "<= 500 ms", fp <= 500);
+  const k = median(tui.keys);
+  row(
+    "tui: keypress to repainted pane (median of 20)",
+    `${ms(k)} (max ${ms(Math.max(...tui.keys))})`,
+    "<= 50 ms",
+    k <= 50,
+  );
+} else {
+  row("tui", "skipped: tmux or ../shared/fixtures/hosts missing", "-", null);
+}
+
 const w = Math.max(...rows.map((r) => r.name.length));
 console.log(`kvmstrap bench (medians), node ${process.version}, ${new Date().toISOString()}`);
 for (const r of rows) {

@@ -41,7 +41,7 @@ export async function tuiCommand(argv: string[]): Promise<number> {
     process.stderr.write(NO_TTY);
     return EXIT.usage;
   }
-  const ui = Promise.all([import("../tui/run.js"), import("../tui/session.js"), import("../tui/draft.js")]);
+  const ui = loadUi();
   ui.catch(() => {}); // awaited below; loading Ink starts now, in parallel with the rest
   const [{ detectHost }, { RootedHostFs }, { ExecaRunner }, { assertMachineRoot }] = await Promise.all([
     import("../detect/index.js"),
@@ -60,7 +60,7 @@ export async function tuiCommand(argv: string[]): Promise<number> {
     const answer = values.answer
       ? await (await import("../answer/load.js")).loadAnswerFile(values.answer)
       : null;
-    const [{ runTui }, { makeSession }, { draftFrom }] = await ui;
+    const { runTui, makeSession, draftFrom } = await ui;
     const fs = new RootedHostFs(root);
     const report = detectHost({ fs, runner: new ExecaRunner(), probe: { mode: "auto" } });
     const session = makeSession({
@@ -72,5 +72,18 @@ export async function tuiCommand(argv: string[]): Promise<number> {
     return await runTui({ report, session, initial: draftFrom(answer) });
   } finally {
     await cleanup?.();
+  }
+}
+
+type TuiModule = typeof import("../tui/entry.js");
+
+/** The bundled TUI (fast to load) when the build made it, else the modules themselves. */
+async function loadUi(): Promise<TuiModule> {
+  const bundle = new URL("../tui-bundle.mjs", import.meta.url).href;
+  try {
+    return (await import(bundle)) as TuiModule;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw e;
+    return import("../tui/entry.js");
   }
 }

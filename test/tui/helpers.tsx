@@ -93,10 +93,16 @@ export async function drive(
     waitFor,
     draftWhere,
     unmount: () => r.unmount(),
+    // Each key waits until the frame changes (or 250 ms pass, for keys that change nothing), so
+    // a loaded machine slows the tests down instead of making them read a stale frame.
     press: async (...keys) => {
       for (const k of keys) {
+        const before = frame();
         r.stdin.write(k);
-        await tick();
+        const t0 = Date.now();
+        do await tick(10);
+        while (frame() === before && Date.now() - t0 < 250);
+        await tick(10);
       }
       return frame();
     },

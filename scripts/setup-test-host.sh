@@ -16,6 +16,7 @@ apt_packages=(
   libvirt-daemon-system dnsmasq-base iptables  # the e2e tier's private libvirtd (test/e2e/libvirtd.ts)
   mmdebstrap e2fsprogs ovmf                    # the e2e guest image (mmdebstrap, mke2fs -d); UEFI firmware
   cloud-init xorriso genisoimage               # cloud-init schema for seeds; xorriso/isoinfo read seed ISOs back
+  virtinst                                     # npm run bench:vm compares against virt-install --import --cloud-init
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -135,14 +135,82 @@ export const pool = z.strictObject({
   autostart: z.boolean().default(true),
 });
 
+/** A VM name: also its directory name and, by default, the guest's host name (VM_NAME in src/vm). */
+const vmName = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, "a VM name: 1-63 lower-case letters, digits and '-'");
+const hostname = z
+  .string()
+  .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9-]+)*$/, "a host name");
+
+/** One VM NIC: a libvirt network, a host bridge, a VF of an SR-IOV PF, or macvtap on a host NIC. */
+export const vmNic = z.union([
+  z.strictObject({
+    network: z.string().regex(/^[a-zA-Z0-9_.-]+$/, "a libvirt network name"),
+    mac: mac.optional(),
+  }),
+  z.strictObject({
+    bridge: ifname.describe("a bridge in network.bridges or one that exists on the host"),
+    mac: mac.optional(),
+  }),
+  z.strictObject({
+    sriov: nicMatch.describe(
+      "the PF (it needs an entry in sriov:): the VM gets a VF from the PF's libvirt hostdev network",
+    ),
+    mac: mac.optional(),
+  }),
+  z.strictObject({
+    macvtap: nicMatch.describe("the host NIC the macvtap device sits on"),
+    mode: z.enum(["bridge", "vepa", "private", "passthrough"]).default("bridge"),
+    mac: mac.optional(),
+  }),
+]);
+
+export const vmEntry = z
+  .strictObject({
+    name: vmName,
+    image: z
+      .string()
+      .regex(
+        /^(\/.+|[A-Za-z0-9][A-Za-z0-9._-]*)$/,
+        "a cached image name (kvmstrap image list) or an absolute path to a base image",
+      ),
+    vcpus: z.number().int().min(1).max(512),
+    memoryMiB: z.number().int().min(64),
+    diskGiB: z.number().positive().describe("the overlay's size; never smaller than the image"),
+    template: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "a directory of cloud-init templates (user-data.yaml, meta-data.yaml, network-config.yaml), " +
+          "absolute or relative to the answer file; default templates/cloud-init",
+      ),
+    user: user
+      .pick({ name: true, sshKeys: true, passwordHash: true, password: true, sudo: true })
+      .describe("the login cloud-init creates in the guest"),
+    hostname: hostname.optional().describe("the guest's host name (default: the VM name)"),
+    nics: z
+      .array(vmNic)
+      .min(1)
+      .default([{ network: "default" }]),
+    passthrough: z.array(pciMatch).optional().describe("PCI devices handed to this VM (vfio-pci)"),
+    uefi: z.boolean().optional().describe("boot with OVMF instead of SeaBIOS"),
+    hugepages: z.boolean().optional(),
+    pin: z
+      .boolean()
+      .optional()
+      .describe("pin vCPUs and memory to the NUMA node nearest its passthrough devices or VFs"),
+    packages: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+:~_=-]*$/, "a package name")).optional(),
+    runcmd: z.array(z.union([z.string().min(1), z.array(z.string()).min(1)])).optional(),
+  })
+  .describe("a VM deployed from a cloud-init template (kvmstrap vm deploy --answer)");
+
 export const answerSchema = z.strictObject({
   version: z.literal(1),
   host: z
     .strictObject({
-      hostname: z
-        .string()
-        .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9-]+)*$/, "a host name")
-        .optional(),
+      hostname: hostname.optional(),
       timezone: z.string().optional(),
       users: z.array(user).default([]),
     })
@@ -217,7 +285,7 @@ export const answerSchema = z.strictObject({
     .default([]),
   passthrough: z.array(z.strictObject({ device: pciMatch, note: z.string().optional() })).default([]),
   storage: z.strictObject({ pools: z.array(pool).default([]) }).optional(),
-  vms: z.array(z.record(z.string(), z.unknown())).default([]).describe("reserved: VM deployment"),
+  vms: z.array(vmEntry).default([]).describe("VMs deployed by kvmstrap vm deploy --answer"),
   requires: z
     .strictObject({
       checks: z
@@ -255,6 +323,8 @@ export type Bridge = z.infer<typeof bridge>;
 export type Bond = z.infer<typeof bond>;
 export type Vlan = z.infer<typeof vlan>;
 export type Pool = z.infer<typeof pool>;
+export type VmEntry = z.infer<typeof vmEntry>;
+export type VmNicEntry = z.infer<typeof vmNic>;
 
 /** The JSON Schema editors use (yaml-language-server, VS Code). */
 export function answerJsonSchema(): Record<string, unknown> {

@@ -1,11 +1,15 @@
 // Semantic validation: a schema-valid answer file checked against one machine's host report. Pure and
 // fast (one pass of matching, checks run once): errors block an install, warnings are shown.
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
 import { runChecks } from "../checks/index.js";
 import { diskExclusion } from "../checks/resources.js";
 import type { DiskReport, HostReport, NicReport, PciDevice } from "../detect/types.js";
+import { hostdevNetworkName } from "../plan/sriov-plan.js";
+import { DEFAULT_TEMPLATE_DIR } from "../vm/cloud-init.js";
 import { matchDisks, matchNics, matchPci, nicCandidates, nicLabel, pciLabel } from "./match.js";
 import { formatPath } from "./positions.js";
-import type { Answer } from "./schema.js";
+import type { Answer, VmEntry } from "./schema.js";
 import { validateNetwork } from "./validate-network.js";
 
 export interface Issue {
@@ -17,6 +21,8 @@ export interface Issue {
 export interface ValidateOptions {
   /** An unattended run: wipe only disks that the file names by byId or serial. */
   unattended?: boolean;
+  /** Where relative paths in the file (a VM's template) start: the answer file's directory (default: cwd). */
+  baseDir?: string;
 }
 
 export interface ValidationResult {
@@ -35,6 +41,7 @@ export function validateAnswer(
   validatePassthrough(answer, report, out);
   validateStorage(answer, report, out, options.unattended === true);
   validateRequires(answer, report, out);
+  validateVms(answer, report, out, options);
   return out;
 }
 
@@ -247,4 +254,123 @@ function validateRequires(answer: Answer, report: HostReport, out: ValidationRes
     if (total < count)
       push(level, "requires.minVfs", `${count} SR-IOV VFs required, this host supports ${total}`);
   }
+}
+
+// ---- VMs ----------------------------------------------------------------------------------------
+
+const TEMPLATE_FILES = ["user-data.yaml", "meta-data.yaml", "network-config.yaml"] as const;
+
+/** The cloud-init template directory of a VM entry: its template (relative to baseDir), or the default. */
+export function vmTemplateDir(vm: VmEntry, baseDir: string = process.cwd()): string {
+  return vm.template === undefined ? DEFAULT_TEMPLATE_DIR : path.resolve(baseDir, vm.template);
+}
+
+function templateProblem(dir: string): string | null {
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    return `unknown template: ${dir} does not exist`;
+  }
+  if (!isDir) return `unknown template: ${dir} is not a directory`;
+  const missing = TEMPLATE_FILES.filter((f) => !existsSync(path.join(dir, f)));
+  if (missing.length) return `${dir} is not a cloud-init template directory: it has no ${missing.join(", ")}`;
+  return null;
+}
+
+const sameNic = (a: NicReport, b: NicReport) =>
+  a.name !== null ? a.name === b.name : a.pciAddress !== null && a.pciAddress === b.pciAddress;
+
+/** The sriov entry whose PF is `pf`, with its index and the hostdev network the planner defines for it. */
+export function sriovEntryFor(
+  answer: Answer,
+  report: HostReport,
+  pf: NicReport,
+): { index: number; network: string } | null {
+  for (const [index, entry] of answer.sriov.entries()) {
+    const nic = matchNics(entry.pf, report).chosen[0];
+    if (nic && sameNic(nic, pf)) return { index, network: hostdevNetworkName(entry, nicLabel(pf)) };
+  }
+  return null;
+}
+
+/**
+ * The vms section: unique names, template directories that exist, NICs that resolve (bridges defined
+ * here or present on the host, SR-IOV PFs with an sriov entry), and each passthrough device in one VM.
+ */
+export function validateVms(
+  answer: Answer,
+  report: HostReport,
+  out: ValidationResult,
+  options: ValidateOptions = {},
+): void {
+  if (!answer.vms.length) return;
+  const names = new Map<string, number>();
+  const hostBridges = report.nics.flatMap((n) => (n.kind === "bridge" && n.name ? [n.name] : []));
+  const bridges = new Set([...(answer.network?.bridges ?? []).map((b) => b.name), ...hostBridges]);
+  const hostPassthrough = new Set(
+    answer.passthrough.flatMap((p) => matchPci(p.device, report).chosen.map((d) => d.address)),
+  );
+  const claimed = new Map<string, { vm: number; path: string }>();
+  answer.vms.forEach((vm, i) => {
+    const path = `vms[${i}]`;
+    const prior = names.get(vm.name);
+    if (prior !== undefined)
+      out.errors.push({
+        path: `${path}.name`,
+        message: `duplicate VM name "${vm.name}" (also vms[${prior}])`,
+      });
+    else names.set(vm.name, i);
+    const problem = templateProblem(vmTemplateDir(vm, options.baseDir));
+    if (problem) out.errors.push({ path: `${path}.template`, message: problem });
+    vm.nics.forEach((nic, j) => {
+      const npath = `${path}.nics[${j}]`;
+      if ("bridge" in nic) {
+        if (!bridges.has(nic.bridge))
+          out.errors.push({
+            path: `${npath}.bridge`,
+            message: `bridge ${nic.bridge} is neither defined in network.bridges nor present on this host (${hostBridges.length ? `it has ${hostBridges.join(", ")}` : "it has no bridges"})`,
+          });
+      } else if ("sriov" in nic) {
+        const m = matchNics(nic.sriov, report);
+        const pf = m.chosen[0];
+        if (m.error || !pf) out.errors.push({ path: `${npath}.sriov`, message: m.error ?? "no NIC" });
+        else if (!sriovEntryFor(answer, report, pf))
+          out.errors.push({
+            path: `${npath}.sriov`,
+            message: `${nicLabel(pf)} has no entry in sriov: (add one with a pf rule matching it and numVfs), so it has no VFs and no hostdev network to take one from`,
+          });
+      } else if ("macvtap" in nic) {
+        const m = matchNics(nic.macvtap, report);
+        const dev = m.chosen[0];
+        if (m.error || !dev) out.errors.push({ path: `${npath}.macvtap`, message: m.error ?? "no NIC" });
+        else if (!dev.name)
+          out.errors.push({ path: `${npath}.macvtap`, message: `${nicLabel(dev)} has no network interface` });
+      }
+    });
+    vm.passthrough?.forEach((rule, j) => {
+      const ppath = `${path}.passthrough[${j}]`;
+      const m = matchPci(rule, report);
+      const dev = m.chosen[0];
+      if (m.error || !dev) {
+        out.errors.push({ path: ppath, message: m.error ?? "no device" });
+        return;
+      }
+      const first = claimed.get(dev.address);
+      if (first) {
+        const other = first.vm === i ? "this VM" : `VM ${answer.vms[first.vm]?.name} (${first.path})`;
+        out.errors.push({
+          path: ppath,
+          message: `${dev.address} is also passed through to ${other}: a device goes to one VM only`,
+        });
+        return;
+      }
+      claimed.set(dev.address, { vm: i, path: ppath });
+      if (!hostPassthrough.has(dev.address))
+        out.warnings.push({
+          path: ppath,
+          message: `${pciLabel(dev)} is not in passthrough: (which binds it to vfio-pci at boot); libvirt detaches it from its host driver when the VM starts`,
+        });
+    });
+  });
 }

@@ -2,6 +2,7 @@
 // report or this host; explain its match rules; print its JSON Schema. Malformed files and semantic
 // errors both exit 2 with one file:line:col: path: message line per problem.
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import { explainAnswer, explainAnswerData } from "../answer/explain.js";
 import {
   AnswerError,
@@ -82,7 +83,10 @@ export async function answerCommand(argv: string[]): Promise<number> {
     );
     return EXIT.ok;
   }
-  const result = validateAnswer(source.answer, report, { unattended: Boolean(values.unattended) });
+  const result = validateAnswer(source.answer, report, {
+    unattended: Boolean(values.unattended),
+    baseDir: path.dirname(path.resolve(file)),
+  });
   const place = (issues: Issue[]) => issues.map((i) => locateIssue(source, i));
   return printIssues(place(result.errors), place(result.warnings), file, Boolean(values.json));
 }

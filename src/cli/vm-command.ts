@@ -3,15 +3,20 @@
 // or an unreachable libvirtd exits 1. Progress goes to stderr, or as JSON lines with --json.
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { AnswerError, type AnswerSource, readAnswerSource } from "../answer/load.js";
+import { parsePath } from "../answer/positions.js";
 import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
 import { detectHost } from "../detect/index.js";
+import type { HostReport } from "../detect/types.js";
 import { ExecaRunner } from "../host/commands.js";
 import { RootedHostFs } from "../host/fs.js";
 import { DEFAULT_VM_DIR, deployVm, libvirtDown, type VmSpec } from "../vm/deploy.js";
 import type { VmNic } from "../vm/domain-xml.js";
+import { vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
-import { VirshLibvirt } from "../vm/libvirt.js";
-import { deleteVm, listVms, showVm, startVm, stopVm } from "../vm/manage.js";
+import { type Libvirt, VirshLibvirt } from "../vm/libvirt.js";
+import { deleteVm, deployMany, listVms, showVm, startVm, stopVm } from "../vm/manage.js";
 import { ReadinessError, waitReady } from "../vm/readiness.js";
 import { DeployError, INPUT_CODES } from "../vm/vm-state.js";
 import { parse } from "./args.js";
@@ -24,6 +29,9 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   deploy --name N --image I   Deploy a VM: a qcow2 overlay on the base image (never a copy), a
                               cloud-init NoCloud seed, a q35 domain; started at once. Deploying the
                               same spec again converges (starts it if stopped), never duplicates.
+  deploy --answer FILE        Deploy every VM in the answer file's vms: section, --concurrency at a
+                              time. Its match rules resolve on this host; errors name file:line:col.
+                              Deploying the same file again converges, never duplicates.
   list                        The domains on the connection, and which kvmstrap deployed
   show NAME                   State, addresses, files and backing image of one VM
   start NAME | stop NAME      Start; ACPI shutdown (--force: power off)
@@ -43,6 +51,11 @@ Deploy options:
   --hostname H      Guest host name (default: the VM name)
   --pin             Pin vCPUs and memory to one NUMA node (nearest its passthrough devices)
   --wait SECONDS    Then wait until ready: running, an address, cloud-init done (default: no wait)
+
+Deploy from an answer file (instead of the flags above):
+  --answer FILE     The answer file; every entry of its vms: section is deployed
+  --concurrency N   Deploys in flight at once (default 2)
+  --wait SECONDS    Then wait until each is ready (as above)
 
 Common options:
   --connect URI     libvirt URI (default ${DEFAULT_URI})
@@ -79,8 +92,28 @@ async function readKeys(files: string[]): Promise<string[]> {
   return keys;
 }
 
-export async function vmCommand(argv: string[]): Promise<number> {
+/** Replacements for the real libvirt connection and host detection (tests). */
+export type VmCommandDeps = { libvirt?: Libvirt; report?: HostReport; sysClassNet?: string };
+
+/** Flags that describe one VM, which --answer replaces. */
+const SPEC_FLAGS = [
+  "name",
+  "image",
+  "vcpus",
+  "memory",
+  "disk",
+  "network",
+  "bridge",
+  "ssh-key",
+  "user",
+  "hostname",
+  "pin",
+] as const;
+
+export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Promise<number> {
   const { values, positionals } = parse(argv, {
+    answer: { type: "string" },
+    concurrency: { type: "string" },
     name: { type: "string" },
     image: { type: "string" },
     vcpus: { type: "string" },
@@ -108,16 +141,60 @@ export async function vmCommand(argv: string[]): Promise<number> {
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const uri = values.connect ?? DEFAULT_URI;
   const dir = values.dir ?? DEFAULT_VM_DIR;
-  const libvirt = new VirshLibvirt(uri);
+  const libvirt = inject.libvirt ?? new VirshLibvirt(uri);
   const json = Boolean(values.json);
   const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
   const needName = () => {
     if (!arg) throw new UsageError(`vm ${sub} needs a VM NAME`);
     return arg;
   };
+  const progress = () => {
+    const bus = new EventBus();
+    bus.subscribe(
+      json
+        ? jsonLinesSink(process.stdout)
+        : (e) => {
+            const line = formatEvent(e);
+            if (line) process.stderr.write(`${line}\n`);
+          },
+    );
+    return bus;
+  };
+  const hostReport = async (): Promise<HostReport> => {
+    // Fail fast (and clearly) on a dead libvirtd before detection runs the KVM probe.
+    await libvirt.version().catch((e: unknown) => {
+      throw libvirtDown(e, uri);
+    });
+    return (
+      inject.report ??
+      (await detectHost({ fs: new RootedHostFs("/"), runner: new ExecaRunner(), probe: { mode: "auto" } }))
+    );
+  };
   try {
     switch (sub) {
       case "deploy": {
+        if (values.answer !== undefined) {
+          if (arg) throw new UsageError(`vm deploy --answer takes no NAME (got "${arg}")`);
+          const clash = SPEC_FLAGS.find((f) => values[f] !== undefined);
+          if (clash)
+            throw new UsageError(`--answer and --${clash} cannot be combined: the file names the VMs`);
+          const concurrency = intFlag(values.concurrency, "--concurrency", 2);
+          const waitS = values.wait === undefined ? undefined : intFlag(values.wait, "--wait", 0);
+          // The file first: a schema error needs neither libvirtd nor detection.
+          const source = await readAnswerSource(values.answer);
+          return await deployAnswer(source, {
+            concurrency,
+            waitS,
+            libvirt,
+            dir,
+            cache: values.cache,
+            json,
+            bus: progress(),
+            report: await hostReport(),
+            sysClassNet: inject.sysClassNet,
+          });
+        }
+        if (values.concurrency !== undefined) throw new UsageError("--concurrency applies to --answer only");
         if (arg) throw new UsageError(`vm deploy takes --name, not "${arg}"`);
         if (!values.name) throw new UsageError("vm deploy needs --name N");
         if (!values.image) throw new UsageError("vm deploy needs --image I (a cached image name or a path)");
@@ -141,25 +218,16 @@ export async function vmCommand(argv: string[]): Promise<number> {
           nics,
           pin: Boolean(values.pin),
         };
-        const bus = new EventBus();
-        bus.subscribe(
-          json
-            ? jsonLinesSink(process.stdout)
-            : (e) => {
-                const line = formatEvent(e);
-                if (line) process.stderr.write(`${line}\n`);
-              },
-        );
-        // Fail fast (and clearly) on a dead libvirtd before detection runs the KVM probe.
-        await libvirt.version().catch((e: unknown) => {
-          throw libvirtDown(e, uri);
+        const bus = progress();
+        const report = await hostReport();
+        const r = await deployVm(spec, {
+          libvirt,
+          report,
+          dir,
+          imageCache: values.cache,
+          bus,
+          ...(inject.sysClassNet ? { sysClassNet: inject.sysClassNet } : {}),
         });
-        const report = await detectHost({
-          fs: new RootedHostFs("/"),
-          runner: new ExecaRunner(),
-          probe: { mode: "auto" },
-        });
-        const r = await deployVm(spec, { libvirt, report, dir, imageCache: values.cache, bus });
         for (const w of r.warnings) process.stderr.write(`kvmstrap: warning: ${w}\n`);
         let ready: Awaited<ReturnType<typeof waitReady>> | undefined;
         if (values.wait) {
@@ -280,4 +348,111 @@ export async function vmCommand(argv: string[]): Promise<number> {
     }
     throw e;
   }
+}
+
+type AnswerDeploy = {
+  concurrency: number;
+  waitS: number | undefined;
+  libvirt: Libvirt;
+  dir: string;
+  cache: string | undefined;
+  json: boolean;
+  bus: EventBus;
+  report: HostReport;
+  sysClassNet: string | undefined;
+};
+
+/**
+ * `vm deploy --answer FILE`: every VM of the vms: section, at most `concurrency` at once. Entries that
+ * do not resolve on this host stop the run before anything is created (file:line:col, exit 2); a
+ * deploy that fails does not stop the others. Exit 0 when all are deployed (or converged).
+ */
+async function deployAnswer(source: AnswerSource, o: AnswerDeploy): Promise<number> {
+  const file = source.file;
+  const { specs, errors } = vmSpecsFromAnswer(source.answer, o.report, {
+    cacheDir: o.cache ?? DEFAULT_CACHE_DIR,
+    baseDir: path.dirname(path.resolve(file)),
+  });
+  if (errors.length) {
+    throw new AnswerError(
+      errors.map((e) => {
+        const pos = source.map.locate(parsePath(e.path));
+        return { file, line: pos?.line ?? null, column: pos?.column ?? null, ...e };
+      }),
+    );
+  }
+  if (specs.length === 0) {
+    if (o.json) process.stdout.write(`${JSON.stringify({ type: "result", file, deploys: [] })}\n`);
+    else process.stdout.write(`${file}: no VMs in the vms: section\n`);
+    return EXIT.ok;
+  }
+  const deps = {
+    libvirt: o.libvirt,
+    report: o.report,
+    dir: o.dir,
+    imageCache: o.cache,
+    bus: o.bus,
+    ...(o.sysClassNet ? { sysClassNet: o.sysClassNet } : {}),
+  };
+  const results = await deployMany(specs, deps, { concurrency: o.concurrency });
+  const ready = new Map<string, Awaited<ReturnType<typeof waitReady>> | Error>();
+  const waitS = o.waitS;
+  if (waitS !== undefined) {
+    await Promise.all(
+      results.map(async (r) => {
+        if (!r.ok) return;
+        ready.set(
+          r.name,
+          await waitReady(
+            r.name,
+            { libvirt: o.libvirt, dir: o.dir, bus: o.bus },
+            { timeoutMs: waitS * 1000 },
+          ).catch((e: unknown) => e as Error),
+        );
+      }),
+    );
+  }
+  await o.bus.drain(5000);
+  const failed = results.filter((r) => !r.ok || ready.get(r.name) instanceof Error);
+  if (o.json) {
+    const deploys = results.map((r) => {
+      const w = ready.get(r.name);
+      return r.ok
+        ? {
+            name: r.name,
+            ok: !(w instanceof Error),
+            deploy: r.result,
+            ...(w instanceof Error ? { error: w.message } : w ? { ready: w } : {}),
+          }
+        : { name: r.name, ok: false, error: r.error.message };
+    });
+    process.stdout.write(`${JSON.stringify({ type: "result", file, deploys }, null, 2)}\n`);
+  } else {
+    for (const r of results) {
+      if (!r.ok) {
+        const fix =
+          r.error instanceof DeployError && r.error.remediation ? ` (fix: ${r.error.remediation})` : "";
+        process.stderr.write(`kvmstrap: ${r.name}: FAILED: ${r.error.message}${fix}\n`);
+        continue;
+      }
+      for (const w of r.result.warnings) process.stderr.write(`kvmstrap: warning: ${r.name}: ${w}\n`);
+      process.stdout.write(
+        `${r.name}: ${r.result.converged ? "already deployed from this spec (converged)" : "deployed and started"}` +
+          ` (${r.result.domainType})\n`,
+      );
+      const w = ready.get(r.name);
+      if (w instanceof Error) process.stdout.write(`  not ready: ${w.message}\n`);
+      else
+        for (const t of w?.timeline ?? [])
+          process.stdout.write(
+            `  ${t.stage.padEnd(10)} +${(t.durationMs / 1000).toFixed(1)} s ${t.detail ?? ""}\n`,
+          );
+    }
+    process.stdout.write(`${file}: ${results.length - failed.length} of ${results.length} VMs deployed\n`);
+  }
+  if (!failed.length) return EXIT.ok;
+  const input = results.every(
+    (r) => r.ok || (r.error instanceof DeployError && INPUT_CODES.has(r.error.code)),
+  );
+  return input && results.every((r) => !(ready.get(r.name) instanceof Error)) ? EXIT.usage : EXIT.failed;
 }

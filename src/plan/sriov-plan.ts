@@ -13,6 +13,11 @@ export const SRIOV_PATHS = {
   networkXml: (name: string) => `/etc/kvmstrap/libvirt/network-${name}.xml`,
 } as const;
 
+/** The libvirt hostdev network for a PF's VFs: the entry's hostdevNetwork, else `${pfName}-vfs`. */
+export function hostdevNetworkName(entry: { hostdevNetwork?: string | undefined }, pfName: string): string {
+  return entry.hostdevNetwork ?? `${pfName}-vfs`;
+}
+
 export function planSriov(ctx: PlanContext): void {
   const pfs: Parameters<typeof renderSriovScript>[0] = [];
   for (const [i, entry] of ctx.answer.sriov.entries()) {
@@ -48,7 +53,7 @@ export function planSriov(ctx: PlanContext): void {
       effect: "none",
       summary: `${nic.name}: ${pci.sriov.numVfs} -> ${entry.numVfs} VFs now`,
     });
-    const netName = entry.hostdevNetwork ?? `${nic.name}-vfs`;
+    const netName = hostdevNetworkName(entry, nic.name);
     const xmlPath = SRIOV_PATHS.networkXml(netName);
     const changed = planFile(ctx, {
       id: `sriov.network.${netName}`,

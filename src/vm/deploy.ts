@@ -10,7 +10,7 @@ import path from "node:path";
 import type { ApplyEvent, EventBus } from "../apply/events.js";
 import type { HostReport } from "../detect/types.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
-import { renderSeed } from "./cloud-init.js";
+import { loadSeedTemplates, renderSeed, type SeedTemplates } from "./cloud-init.js";
 import { renderDomainXml, type VmNic } from "./domain-xml.js";
 import { DEFAULT_CACHE_DIR, listImages } from "./images.js";
 import { type Libvirt, LibvirtError } from "./libvirt.js";
@@ -39,6 +39,8 @@ export type VmSpec = {
   memoryMiB: number;
   diskGiB: number;
   user: VmUser;
+  /** A directory of cloud-init templates (user-data.yaml, meta-data.yaml, network-config.yaml). */
+  template?: string;
   hostname?: string;
   nics: VmNic[];
   hostdevs?: string[];
@@ -250,6 +252,19 @@ function validateSpec(spec: VmSpec): void {
   if (spec.nics.length === 0) bad("at least one NIC (--network or --bridge)");
 }
 
+/** The spec's cloud-init templates (the default set without a template), as a clear error when unusable. */
+function seedTemplates(spec: VmSpec): SeedTemplates {
+  try {
+    return loadSeedTemplates(spec.template);
+  } catch (e) {
+    throw new DeployError(
+      "invalid",
+      `VM ${spec.name}: unknown or unusable template ${spec.template ?? "(default)"}: ${(e as Error).message}`,
+      "a template is a directory with user-data.yaml, meta-data.yaml and network-config.yaml",
+    );
+  }
+}
+
 async function checkNics(spec: VmSpec, deps: DeployDeps): Promise<string> {
   const sysNet = deps.sysClassNet ?? "/sys/class/net";
   const networks = spec.nics.some((n) => n.kind === "network" || n.kind === "hostdev-network")
@@ -397,6 +412,7 @@ export async function deployVm(spec: VmSpec, deps: DeployDeps): Promise<DeployRe
   const undo = new Undo();
   try {
     validateSpec(spec);
+    const templates = seedTemplates(spec);
     const exists = await step("name", `check the name ${spec.name} is free`, () =>
       lv.domainExists(spec.name),
     );
@@ -446,14 +462,17 @@ export async function deployVm(spec: VmSpec, deps: DeployDeps): Promise<DeployRe
       () => `${p.overlay} (${spec.diskGiB} GiB, backing ${base.path})`,
     );
 
-    const seed = renderSeed({
-      hostname: spec.hostname ?? spec.name,
-      user: spec.user,
-      packages: spec.packages ?? [],
-      runcmd: spec.runcmd ?? [],
-      ...(deps.phoneHome ? { phoneHomeUrl: deps.phoneHome.url } : {}),
-      // No network-config: cloud-init's fallback (DHCP on the first NIC) works on every renderer.
-    });
+    const seed = renderSeed(
+      {
+        hostname: spec.hostname ?? spec.name,
+        user: spec.user,
+        packages: spec.packages ?? [],
+        runcmd: spec.runcmd ?? [],
+        ...(deps.phoneHome ? { phoneHomeUrl: deps.phoneHome.url } : {}),
+        // No network-config: cloud-init's fallback (DHCP on the first NIC) works on every renderer.
+      },
+      templates,
+    );
     result.instanceId = seed.instanceId;
     await step(
       "seed",

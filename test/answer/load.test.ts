@@ -269,7 +269,8 @@ describe("loadAnswerFile and the CLI on the corpus", () => {
     expect(answer.version).toBe(1);
     expect(answer.host?.users[0]?.passwordHash).toMatch(/^\$6\$/);
     expect(answer.network?.bridges[0]?.uplink).toEqual({ uplink: true });
-    expect(answer.vms).toEqual([]);
+    expect(answer.vms.map((v) => v.name)).toEqual(["render01"]);
+    expect(answer.vms[0]?.nics).toEqual([{ bridge: "br0" }, { sriov: { driver: "igb", name: "enp*s0f0" } }]);
   });
 
   it("exports a JSON Schema that is strict", () => {

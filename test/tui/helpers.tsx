@@ -6,6 +6,9 @@ import type { HostReport } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
 import { App } from "../../src/tui/App.js";
 import { type Draft, emptyDraft } from "../../src/tui/draft.js";
+
+export { emptyDraft };
+
 import { makeSession, type Session } from "../../src/tui/session.js";
 import { makeTheme } from "../../src/tui/theme.js";
 import type { Shared } from "../../src/tui/types.js";

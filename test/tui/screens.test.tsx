@@ -14,7 +14,7 @@ import {
   SRIOV,
   VFIO,
 } from "../helpers/sysfs-fixture.js";
-import { drive, KEY, reportOf } from "./helpers.js";
+import { drive, emptyDraft, KEY, reportOf } from "./helpers.js";
 
 const at = (id: string) => SCREENS.findIndex((s) => s.id === id);
 const sriov = buildSriovHost();
@@ -136,9 +136,26 @@ describe("tui screens on synthetic hosts", () => {
     d.unmount();
   });
 
-  it("VMs shows the reserved section", async () => {
-    const d = await drive(sriov.root, { start: at("vms") });
-    expect(d.frame()).toContain("reserved");
+  it("VMs lists the answer's VM entries, or says there are none", async () => {
+    const empty = await drive(sriov.root, { start: at("vms") });
+    expect(empty.frame()).toContain("No VMs in the answer file");
+    empty.unmount();
+    const draft = {
+      ...emptyDraft(),
+      vms: [
+        {
+          name: "web-1",
+          image: "debian-12",
+          vcpus: 2,
+          memoryMiB: 2048,
+          diskGiB: 20,
+          user: { name: "ops" },
+          nics: [{ bridge: "br0" }],
+        },
+      ],
+    };
+    const d = await drive(sriov.root, { start: at("vms"), draft: draft as never });
+    expect(d.frame()).toContain("web-1: debian-12, 2 vCPU, 2048 MiB, 20 GiB; br br0");
     d.unmount();
   });
 

@@ -15,7 +15,7 @@ export function Done({ shared, session, theme, width, height }: ScreenProps): Re
           ? ["A reboot is needed; kvmstrap apply --resume runs after it and verifies the result."]
           : []),
         ...(o.dryRun ? [`To apply: kvmstrap apply ${shared.savedPath ?? session.savePath}`] : []),
-        "VM readiness: no VMs deployed (the vms section is reserved).",
+        "VMs: deploy the answer's vms: section with kvmstrap vm deploy --answer FILE --wait 600",
         "",
         `${o.dryRun ? "What would change" : "What changed"}:`,
       ]

@@ -1,5 +1,6 @@
-// VMs: reserved. The answer file keeps a `vms` section for VM deployment (template, image, size,
-// NICs, ssh keys); this version of the engine does not plan it yet, so the screen only shows it.
+// VMs: the answer file's `vms:` entries, as `kvmstrap vm deploy --answer FILE` will deploy them after
+// the host is applied. Read-only here for now: entries come from --answer; editing them is not yet
+// part of the wizard.
 import { Box } from "ink";
 import type { ReactNode } from "react";
 import type { ScreenProps } from "../types.js";
@@ -7,15 +8,20 @@ import { Line } from "../ui.js";
 
 export function Vms({ draft, theme, width }: ScreenProps): ReactNode {
   const vms = draft.vms ?? [];
+  const nic = (n: Record<string, unknown>) =>
+    "network" in n ? `net ${n.network}` : "bridge" in n ? `br ${n.bridge}` : "sriov" in n ? "VF" : "macvtap";
   const lines = [
-    "VM deployment (template, image, size, NICs, ssh keys) is reserved: the engine does not plan it yet.",
-    "",
     vms.length
-      ? `The answer file carries ${vms.length} VM entr${vms.length === 1 ? "y" : "ies"}; they are kept as they are:`
-      : "No VMs in the answer (vms: []).",
-    ...vms
-      .slice(0, 10)
-      .map((v, i) => `  ${i + 1}. ${typeof v.name === "string" ? v.name : JSON.stringify(v).slice(0, 60)}`),
+      ? `${vms.length} VM${vms.length === 1 ? "" : "s"} in the answer file (deployed after apply with kvmstrap vm deploy --answer):`
+      : "No VMs in the answer file. Start with --answer FILE to bring a vms: section (see templates/answer.example.yaml).",
+    "",
+    ...vms.slice(0, 12).map((v) => {
+      const e = v as Record<string, unknown>;
+      const nics = Array.isArray(e.nics)
+        ? (e.nics as Record<string, unknown>[]).map(nic).join(", ")
+        : "net default";
+      return `  ${String(e.name)}: ${String(e.image)}, ${String(e.vcpus)} vCPU, ${String(e.memoryMiB)} MiB, ${String(e.diskGiB)} GiB; ${nics}`;
+    }),
     "",
     "Press n to review the plan.",
   ];

@@ -1,0 +1,128 @@
+// The answer file's vms: section as deployable VmSpecs. Match rules resolve against the host report:
+// an sriov NIC takes a VF from the hostdev network the planner defines for its PF, a macvtap NIC sits
+// on the matched interface, passthrough rules become PCI addresses. The checks are validateVms' (the
+// same ones `kvmstrap answer validate` runs); an entry with an error yields no spec.
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { matchNics, matchPci } from "../answer/match.js";
+import type { Answer, VmEntry, VmNicEntry } from "../answer/schema.js";
+import {
+  type Issue,
+  sriovEntryFor,
+  type ValidationResult,
+  validateVms,
+  vmTemplateDir,
+} from "../answer/validate.js";
+import type { HostReport } from "../detect/types.js";
+import { loadSeedTemplates } from "./cloud-init.js";
+import type { VmSpec } from "./deploy.js";
+import type { VmNic } from "./domain-xml.js";
+
+/** OVMF as Debian's ovmf package installs it; libvirt creates the per-VM NVRAM from its VARS template. */
+export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+export const nvramPath = (name: string) => `/var/lib/libvirt/qemu/nvram/${name}_VARS.fd`;
+
+export interface FromAnswerOptions {
+  /** The image cache: when given, a VM's image must be in it (by name) or exist (by path). */
+  cacheDir?: string;
+  /** Where a relative template path starts: the answer file's directory (default: cwd). */
+  baseDir?: string;
+}
+
+export interface FromAnswerResult {
+  specs: VmSpec[];
+  errors: Issue[];
+}
+
+const vmIndex = (p: string) => Number(/^vms\[(\d+)\]/.exec(p)?.[1] ?? -1);
+
+export function vmSpecsFromAnswer(
+  answer: Answer,
+  report: HostReport,
+  options: FromAnswerOptions = {},
+): FromAnswerResult {
+  const out: ValidationResult = { errors: [], warnings: [] };
+  validateVms(answer, report, out, options);
+  if (options.cacheDir !== undefined) checkImages(answer, options.cacheDir, out);
+  const specs: VmSpec[] = [];
+  answer.vms.forEach((vm, i) => {
+    if (out.errors.some((e) => vmIndex(e.path) === i)) return;
+    const dir = vmTemplateDir(vm, options.baseDir);
+    try {
+      loadSeedTemplates(dir);
+    } catch (e) {
+      out.errors.push({ path: `vms[${i}].template`, message: `${dir}: ${(e as Error).message}` });
+      return;
+    }
+    specs.push(toSpec(vm, answer, report, vm.template === undefined ? undefined : dir));
+  });
+  out.errors.sort((a, b) => vmIndex(a.path) - vmIndex(b.path));
+  return { specs, errors: out.errors };
+}
+
+function checkImages(answer: Answer, cacheDir: string, out: ValidationResult): void {
+  let names: Set<string>;
+  try {
+    const index = JSON.parse(readFileSync(path.join(cacheDir, "index.json"), "utf8")) as {
+      images?: Record<string, unknown>;
+    };
+    names = new Set(Object.keys(index.images ?? {}));
+  } catch {
+    names = new Set();
+  }
+  answer.vms.forEach((vm, i) => {
+    const ok = vm.image.startsWith("/") ? existsSync(vm.image) : names.has(vm.image);
+    if (!ok)
+      out.errors.push({
+        path: `vms[${i}].image`,
+        message: vm.image.startsWith("/")
+          ? `unknown image: ${vm.image} does not exist`
+          : `unknown image "${vm.image}": not in the image cache ${cacheDir} (kvmstrap image list; image pull|import adds it)`,
+      });
+  });
+}
+
+/** One entry, already validated: every match resolves to exactly one device. */
+function toSpec(vm: VmEntry, answer: Answer, report: HostReport, template: string | undefined): VmSpec {
+  const nics = vm.nics.map((n) => toNic(n, answer, report));
+  const hostdevs = (vm.passthrough ?? []).flatMap((rule) =>
+    matchPci(rule, report).chosen.map((d) => d.address),
+  );
+  return {
+    name: vm.name,
+    image: vm.image,
+    vcpus: vm.vcpus,
+    memoryMiB: vm.memoryMiB,
+    diskGiB: vm.diskGiB,
+    user: {
+      name: vm.user.name,
+      sshKeys: vm.user.sshKeys,
+      ...(vm.user.passwordHash !== undefined ? { passwordHash: vm.user.passwordHash } : {}),
+      sudo: vm.user.sudo,
+    },
+    ...(template !== undefined ? { template } : {}),
+    ...(vm.hostname !== undefined ? { hostname: vm.hostname } : {}),
+    nics,
+    ...(hostdevs.length ? { hostdevs } : {}),
+    ...(vm.uefi ? { uefi: { loader: OVMF_CODE, nvram: nvramPath(vm.name) } } : {}),
+    ...(vm.hugepages !== undefined ? { hugepages: vm.hugepages } : {}),
+    ...(vm.pin !== undefined ? { pin: vm.pin } : {}),
+    ...(vm.packages !== undefined ? { packages: vm.packages } : {}),
+    ...(vm.runcmd !== undefined ? { runcmd: vm.runcmd } : {}),
+  };
+}
+
+function toNic(n: VmNicEntry, answer: Answer, report: HostReport): VmNic {
+  const mac = n.mac !== undefined ? { mac: n.mac } : {};
+  if ("network" in n) return { kind: "network", network: n.network, ...mac };
+  if ("bridge" in n) return { kind: "bridge", bridge: n.bridge, ...mac };
+  if ("sriov" in n) {
+    const pf = matchNics(n.sriov, report).chosen[0];
+    const entry = pf ? sriovEntryFor(answer, report, pf) : null;
+    if (!entry) throw new Error("vmSpecsFromAnswer: an unvalidated sriov NIC");
+    return { kind: "hostdev-network", network: entry.network, ...mac };
+  }
+  const dev = matchNics(n.macvtap, report).chosen[0]?.name;
+  if (!dev) throw new Error("vmSpecsFromAnswer: an unvalidated macvtap NIC");
+  return { kind: "macvtap", dev, mode: n.mode, ...mac };
+}

@@ -25,6 +25,8 @@ Options:
   --catalogue DIR  Image catalogue (default: the images/ shipped with kvmstrap)
   --cache DIR      Image cache (default ${DEFAULT_CACHE_DIR})
   --name N         import: the name to store FILE under
+  --connect URI    libvirt URI where pull/import keep the cache as the dir pool "kvmstrap-images"
+                   (default qemu:///system; skipped with a note when libvirtd is not reachable)
   --json           Print the result as JSON
   -h, --help       Print this help
 
@@ -82,6 +84,7 @@ export async function imageCommand(argv: string[]): Promise<number> {
     catalogue: { type: "string" },
     cache: { type: "string" },
     name: { type: "string" },
+    connect: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -100,6 +103,7 @@ export async function imageCommand(argv: string[]): Promise<number> {
         if (!arg) throw new UsageError("image pull needs an image name (see the images/ catalogue)");
         const entry = findEntry(await loadCatalogue(values.catalogue ?? DEFAULT_CATALOGUE_DIR), arg);
         const r = await pullImage(entry, { cacheDir, onProgress: progressPrinter(process.stderr) });
+        await registerPool(cacheDir, values.connect);
         if (json) print(r);
         else
           process.stdout.write(
@@ -111,6 +115,7 @@ export async function imageCommand(argv: string[]): Promise<number> {
         if (!arg) throw new UsageError("image import needs a FILE");
         if (!values.name) throw new UsageError("image import needs --name N");
         const r = await importImage(arg, values.name, { cacheDir });
+        await registerPool(cacheDir, values.connect);
         if (json) print(r);
         else
           process.stdout.write(`${r.name}: imported ${r.format} at ${r.path} (sha256 ${r.checksum.value})\n`);
@@ -157,4 +162,24 @@ function renderList(images: Awaited<ReturnType<typeof listImages>>): string {
         .trimEnd(),
     )
     .join("\n")}\n`;
+}
+
+/** Keeps the cache visible to libvirt as a dir pool; a daemon that is not running is only a note. */
+async function registerPool(cacheDir: string, uri = "qemu:///system"): Promise<void> {
+  const [{ VirshLibvirt, LibvirtError }, { ensureImagePool }] = await Promise.all([
+    import("../vm/libvirt.js"),
+    import("../vm/image-pool.js"),
+  ]);
+  // The image is cached either way: a libvirt that cannot take the pool is a note, not a failure.
+  try {
+    const r = await ensureImagePool(new VirshLibvirt(uri), cacheDir);
+    if (r.state === "unreachable") {
+      process.stderr.write(
+        `kvmstrap: note: libvirt (${uri}) not reachable, so the cache is not registered as pool ${r.pool} yet\n`,
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof LibvirtError)) throw e;
+    process.stderr.write(`kvmstrap: note: the cache was not registered as a libvirt pool: ${e.message}\n`);
+  }
 }

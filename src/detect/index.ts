@@ -35,28 +35,29 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   const live = fs.root === "/";
   const idsPromise = options.pciIds !== undefined ? Promise.resolve(options.pciIds) : loadPciIds();
 
-  // Everything starts at once; only the detectors that cross-reference PCI functions wait for them.
+  // Everything starts at once; only the detectors that cross-reference PCI functions wait for them,
+  // and the pci.ids names (CPU work) are filled in while their reads are in flight.
   const kvmPromise = detectKvm(ctx, { live, runner: options.runner, ...options.probe });
   const disksPromise = detectDisks(ctx);
   const pciPromise = detectPci(ctx, null);
-  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, ids] = await Promise.all([
-    fs.readText("/proc/sys/kernel/hostname"),
-    fs.readText("/proc/sys/kernel/osrelease"),
-    detectCpu(ctx),
-    detectMemory(ctx),
-    detectFirmware(ctx),
-    detectCgroups(ctx),
-    detectSystem(ctx),
-    pciPromise,
-    idsPromise,
-  ]);
-  nameDevices(pci, ids);
-  const [iommu, nics, disks, kvm] = await Promise.all([
-    detectIommu(ctx, pci),
-    detectNics(ctx, pci),
-    disksPromise,
-    kvmPromise,
-  ]);
+  const iommuPromise = pciPromise.then((pci) => detectIommu(ctx, pci));
+  const nicsPromise = pciPromise.then((pci) => detectNics(ctx, pci));
+  const namedPromise = Promise.all([pciPromise, idsPromise]).then(([pci, ids]) => nameDevices(pci, ids));
+  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, disks, kvm] =
+    await Promise.all([
+      fs.readText("/proc/sys/kernel/hostname"),
+      fs.readText("/proc/sys/kernel/osrelease"),
+      detectCpu(ctx),
+      detectMemory(ctx),
+      detectFirmware(ctx),
+      detectCgroups(ctx),
+      detectSystem(ctx),
+      namedPromise,
+      iommuPromise,
+      nicsPromise,
+      disksPromise,
+      kvmPromise,
+    ]);
 
   for (const p of fs.problems) {
     ctx.warnings.push({

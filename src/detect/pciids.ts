@@ -35,7 +35,9 @@ export class PciIdsText implements PciIds {
   constructor(data: string | Buffer) {
     this.bytes = typeof data === "string" ? null : data;
     this.text = typeof data === "string" ? data : data.toString("latin1");
-    const c = this.text.indexOf("\nC ");
+    // The class section is the last 200 lines of a 36,000-line file: find it from the end.
+    const last = this.text.lastIndexOf("\nC 00  ");
+    const c = last >= 0 ? last : this.text.indexOf("\nC ");
     this.classStart = c < 0 ? this.text.length : c;
   }
 

@@ -29,11 +29,15 @@ export async function benchTui(projectRoot) {
   };
   const firstPaint = [];
   const keys = [];
+  // A session of its own keeps the tmux server up between runs: killing the last session stops the
+  // server, and a new-session racing that shutdown fails silently.
+  const keeper = `${session}-keep`;
+  tmux("new-session", "-d", "-s", keeper, "sleep 600");
   try {
     for (let run = 0; run < 5; run++) {
       tmux("kill-session", "-t", session);
       const t0 = performance.now();
-      tmux(
+      const started = tmux(
         "new-session",
         "-d",
         "-s",
@@ -44,6 +48,7 @@ export async function benchTui(projectRoot) {
         "24",
         `cd ${projectRoot} && TERM=linux LANG=C node bin/kvmstrap.js tui --root ${dir}; sleep 60`,
       );
+      if (started.status !== 0) throw new Error(`tui bench: tmux new-session failed: ${started.stderr}`);
       await until((p) => p.includes("1/10 Welcome"));
       firstPaint.push(performance.now() - t0);
       if (run > 0) continue;
@@ -64,6 +69,7 @@ export async function benchTui(projectRoot) {
     }
   } finally {
     tmux("kill-session", "-t", session);
+    tmux("kill-session", "-t", keeper);
     rmSync(dir, { recursive: true, force: true });
   }
   return { firstPaint, keys, snapshot: largest };

@@ -12,6 +12,7 @@ import { detectKvm, type ProbeOptions } from "./kvm.js";
 import { detectMemory } from "./memory.js";
 import { detectNics } from "./nic.js";
 import { detectPci, nameDevices } from "./pci.js";
+import { cachedPciIds } from "./pci-names-cache.js";
 import { loadPciIds, type PciIds } from "./pciids.js";
 import { detectDisks } from "./storage.js";
 import type { DetectContext } from "./sysfs.js";
@@ -33,7 +34,6 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   const { fs } = options;
   const ctx: DetectContext = { fs, warnings: [] };
   const live = fs.root === "/";
-  const idsPromise = options.pciIds !== undefined ? Promise.resolve(options.pciIds) : loadPciIds();
 
   // Everything starts at once; only the detectors that cross-reference PCI functions wait for them,
   // and the pci.ids names (CPU work) are filled in while their reads are in flight.
@@ -42,7 +42,12 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   const pciPromise = detectPci(ctx, null);
   const iommuPromise = pciPromise.then((pci) => detectIommu(ctx, pci));
   const nicsPromise = pciPromise.then((pci) => detectNics(ctx, pci));
-  const namedPromise = Promise.all([pciPromise, idsPromise]).then(([pci, ids]) => nameDevices(pci, ids));
+  const namedPromise = pciPromise.then(async (pci) => {
+    if (options.pciIds !== undefined) return nameDevices(pci, options.pciIds);
+    // Live runs keep this boot's names in /run/kvmstrap; other roots read pci.ids directly.
+    const ids = live ? await cachedPciIds((i) => nameDevices(pci, i)) : await loadPciIds();
+    return nameDevices(pci, ids);
+  });
   const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, disks, kvm] =
     await Promise.all([
       fs.readText("/proc/sys/kernel/hostname"),

@@ -5,36 +5,18 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { reportError } from "../../src/cli/main.js";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type VmCommandDeps, vmCommand } from "../../src/cli/vm-command.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { labReport } from "../answer/hosts.js";
+import { captureCli } from "../helpers/capture-cli.js";
 import { SRIOV } from "../helpers/sysfs-fixture.js";
 import { FakeLibvirt } from "./fake-libvirt.js";
 
 const hasQemuImg = spawnSync("qemu-img", ["--version"]).status === 0;
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@kvmstrap";
 
-async function cli(args: string[], deps: VmCommandDeps) {
-  let stdout = "";
-  let stderr = "";
-  const o = vi.spyOn(process.stdout, "write").mockImplementation((s) => {
-    stdout += String(s);
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, "write").mockImplementation((s) => {
-    stderr += String(s);
-    return true;
-  });
-  try {
-    const code = await vmCommand(args, deps).catch((err: unknown) => reportError(err, false));
-    return { code, stdout, stderr };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = (args: string[], deps: VmCommandDeps) => captureCli(() => vmCommand(args, deps));
 
 describe.skipIf(!hasQemuImg)("kvmstrap vm deploy --answer (fake libvirt, real qemu-img)", () => {
   let root: string;

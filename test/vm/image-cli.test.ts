@@ -4,9 +4,9 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatProgress, IMAGE_HELP, imageCommand, progressPrinter } from "../../src/cli/image-command.js";
-import { reportError } from "../../src/cli/main.js";
+import { captureCli } from "../helpers/capture-cli.js";
 import { type ImageServer, startImageServer } from "./image-server.js";
 
 let srv: ImageServer;
@@ -33,26 +33,7 @@ beforeAll(async () => {
 });
 afterAll(() => srv.close());
 
-/** Runs imageCommand like main() does, capturing stdout/stderr and the exit code. */
-async function cli(args: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const o = vi.spyOn(process.stdout, "write").mockImplementation((s) => {
-    stdout += String(s);
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, "write").mockImplementation((s) => {
-    stderr += String(s);
-    return true;
-  });
-  try {
-    const code = await imageCommand(args).catch((err: unknown) => reportError(err, false));
-    return { code, stdout, stderr };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = (args: string[]) => captureCli(() => imageCommand(args));
 
 describe("kvmstrap image", () => {
   it("prints help", async () => {

@@ -1,32 +1,14 @@
 // `kvmstrap vm` in process: help, usage errors (exit 2), and an unreachable libvirtd (exit 1, one
 // clear line). Deploys through a real libvirtd are the e2e tier's (test/e2e/deploy.e2e.test.ts).
 import { spawnSync } from "node:child_process";
-import { describe, expect, it, vi } from "vitest";
-import { reportError } from "../../src/cli/main.js";
+import { describe, expect, it } from "vitest";
 import { VM_HELP, vmCommand } from "../../src/cli/vm-command.js";
+import { captureCli } from "../helpers/capture-cli.js";
 
 const hasVirsh = spawnSync("virsh", ["--version"]).status === 0;
 const DEAD = "qemu+unix:///system?socket=/nonexistent/kvmstrap-test-sock";
 
-async function cli(args: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const o = vi.spyOn(process.stdout, "write").mockImplementation((s) => {
-    stdout += String(s);
-    return true;
-  });
-  const e = vi.spyOn(process.stderr, "write").mockImplementation((s) => {
-    stderr += String(s);
-    return true;
-  });
-  try {
-    const code = await vmCommand(args).catch((err: unknown) => reportError(err, false));
-    return { code, stdout, stderr };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = (args: string[]) => captureCli(() => vmCommand(args));
 
 describe("kvmstrap vm", () => {
   it("prints help; no subcommand is a usage error", async () => {

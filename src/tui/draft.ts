@@ -11,6 +11,9 @@ export type Draft = AnswerInput;
 export type BridgeInput = NonNullable<NonNullable<Draft["network"]>["bridges"]>[number];
 export type PoolInput = NonNullable<NonNullable<Draft["storage"]>["pools"]>[number];
 export type SriovInput = NonNullable<Draft["sriov"]>[number];
+export type VlanInput = NonNullable<NonNullable<Draft["network"]>["vlans"]>[number];
+export type BondInput = NonNullable<NonNullable<Draft["network"]>["bonds"]>[number];
+export type VmInput = NonNullable<Draft["vms"]>[number];
 
 export const emptyDraft = (): Draft => ({ version: 1 });
 
@@ -20,11 +23,30 @@ export const draftFrom = (answer: Answer | null): Draft =>
 
 export const bridgeOf = (d: Draft): BridgeInput | null => d.network?.bridges?.[0] ?? null;
 
+/** Sets (or drops) the first bridge; VLANs on it follow a rename and go with it when it goes. */
 export function withBridge(d: Draft, b: BridgeInput | null): Draft {
   const rest = d.network?.bridges?.slice(1) ?? [];
   const bridges = b ? [b, ...rest] : rest;
-  return { ...d, network: { ...d.network, bridges } };
+  const old = bridgeOf(d)?.name;
+  let vlans = d.network?.vlans;
+  if (old && vlans && old !== b?.name)
+    vlans = b
+      ? vlans.map((v) => (v.link === old ? { ...v, link: b.name } : v))
+      : vlans.filter((v) => v.link !== old);
+  return { ...d, network: { ...d.network, bridges, ...(vlans ? { vlans } : {}) } };
 }
+
+export const withVlans = (d: Draft, vlans: VlanInput[]): Draft => ({
+  ...d,
+  network: { ...d.network, vlans },
+});
+
+export const withBonds = (d: Draft, bonds: BondInput[]): Draft => ({
+  ...d,
+  network: { ...d.network, bonds },
+});
+
+export const withVms = (d: Draft, vms: VmInput[]): Draft => ({ ...d, vms });
 
 export const poolOf = (d: Draft): PoolInput | null => d.storage?.pools?.[0] ?? null;
 

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { cachedPciIds } from "../../src/detect/pci-names-cache.js";
+import { cachedPciIds } from "../../src/host/pci-names-cache.js";
 
 const DB = "/usr/share/misc/pci.ids";
 

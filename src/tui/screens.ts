@@ -41,9 +41,12 @@ export const SCREENS: ScreenDef[] = [
   {
     id: "network",
     title: "Network",
-    keys: "Enter pick/edit  Tab settings",
+    keys: "Enter pick/edit  Tab settings  v VLAN  b bond  x remove",
     help: [
       "Pick the uplink: a bridge over it takes over its MAC and addressing.",
+      "v adds a VLAN on the bridge: id 1-4094, name, DHCP or address/len.",
+      "b builds a bond of 2+ NICs (not the management NIC); m picks its mode.",
+      "In the settings pane x removes the selected VLAN or bond.",
       "The management NIC (default route) is marked; network changes ask to be confirmed or revert.",
     ],
     Component: Network,
@@ -81,8 +84,12 @@ export const SCREENS: ScreenDef[] = [
   {
     id: "vms",
     title: "VMs",
-    keys: "",
-    help: ["Reserved: VM deployment is not planned by this version."],
+    keys: "a add  x remove",
+    help: [
+      "The answer's vms: entries; kvmstrap vm deploy --answer deploys them.",
+      "a adds one: name, image, vCPUs, memory, disk, NIC, login, ssh key.",
+      "x removes the selected one. An ssh key can be pasted into its prompt.",
+    ],
     Component: Vms,
   },
   {

@@ -9,10 +9,12 @@ import { loadAnswerFile } from "../../src/answer/load.js";
 import { answerSchema } from "../../src/answer/schema.js";
 import { validateAnswer } from "../../src/answer/validate.js";
 import { SCREENS } from "../../src/tui/screens.js";
+import { projectRoot } from "../helpers/shared-hosts.js";
 import { buildSriovHost, SRIOV, SysfsFixture } from "../helpers/sysfs-fixture.js";
 import { type Driven, drive, KEY, reportOf } from "./helpers.js";
 
 const at = (id: string) => SCREENS.findIndex((s) => s.id === id);
+const TEMPLATES = path.join(projectRoot, "templates/cloud-init");
 const out = mkdtempSync(path.join(tmpdir(), "kvmstrap-tui-netvm-"));
 const KEYTEXT = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtestkeytestkeytestkeytestkeytestkey ops@laptop";
 
@@ -161,13 +163,13 @@ describe("tui VMs: add and remove", () => {
   it("adds a VM from prompts checked by the schema, then removes it", async () => {
     const d = await drive(sriov.root, { start: at("vms") });
     await d.press("a");
-    expect(d.frame()).toContain("1/8 VM name: vm-1_");
+    expect(d.frame()).toContain("1/9 VM name: vm-1_");
     fits80(d.frame());
     await d.press(KEY.esc);
     // vcpus 0 is refused and asked again; the NIC falls back to libvirt's default network.
-    await addVm(d, ["web-1", "debian-12", "0"]);
+    await addVm(d, ["web-1", TEMPLATES, "debian-12", "0"]);
     expect(d.frame()).toContain("refused vCPUs");
-    expect(d.frame()).toContain("3/8 vCPUs");
+    expect(d.frame()).toContain("4/9 vCPUs");
     await d.type(KEY.backspace.repeat(4));
     await d.type("4");
     await d.press(KEY.enter);
@@ -178,7 +180,7 @@ describe("tui VMs: add and remove", () => {
       }
       await d.press(KEY.enter);
     }
-    expect(d.frame()).toContain("8/8 ssh public key");
+    expect(d.frame()).toContain("9/9 ssh public key");
     await d.type(KEYTEXT); // a paste arrives as one chunk in a real terminal; typed here
     const f = await d.press(KEY.enter);
     expect(f).toContain("web-1: debian-12, 4 vCPU, 4096 MiB, 30 GiB; net default");
@@ -187,6 +189,7 @@ describe("tui VMs: add and remove", () => {
     expect(draft.vms).toEqual([
       {
         name: "web-1",
+        template: TEMPLATES,
         image: "debian-12",
         vcpus: 4,
         memoryMiB: 4096,
@@ -216,7 +219,7 @@ describe("tui network + VMs: the round trip", () => {
       await d.waitFor(bond ? "bond bond0" : "VLAN vlan42");
       await d.press("n", "n", "n", "n"); // SR-IOV, Passthrough, Storage, VMs
       expect(d.frame()).toContain("No VMs in the answer file");
-      await addVm(d, ["db-1", null, null, null, null, null, null, KEYTEXT]);
+      await addVm(d, ["db-1", null, null, null, null, null, null, null, KEYTEXT]);
       expect(await d.waitFor("db-1: debian-12")).toContain("br br0");
       fits80(d.frame());
       await d.press("n");

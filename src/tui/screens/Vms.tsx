@@ -8,10 +8,11 @@ import { bridgeOf, type VmInput, withVms } from "../draft.js";
 import type { ScreenProps } from "../types.js";
 import { Line, ListView, move, Prompt, useHold, useKeys } from "../ui.js";
 
-type Step = "name" | "image" | "vcpus" | "memoryMiB" | "diskGiB" | "nic" | "user" | "sshKey";
-const STEPS: Step[] = ["name", "image", "vcpus", "memoryMiB", "diskGiB", "nic", "user", "sshKey"];
+type Step = "name" | "template" | "image" | "vcpus" | "memoryMiB" | "diskGiB" | "nic" | "user" | "sshKey";
+const STEPS: Step[] = ["name", "template", "image", "vcpus", "memoryMiB", "diskGiB", "nic", "user", "sshKey"];
 const LABELS: Record<Step, string> = {
   name: "VM name",
+  template: "cloud-init template dir (empty: built-in)",
   image: "image (cached name or /path)",
   vcpus: "vCPUs",
   memoryMiB: "memory MiB",
@@ -36,6 +37,8 @@ function parseStep(step: Step, v: string): Parsed {
   switch (step) {
     case "name":
       return fromZod(s.name.safeParse(v));
+    case "template":
+      return v ? fromZod(s.template.safeParse(v)) : { ok: true, value: undefined };
     case "image":
       return fromZod(s.image.safeParse(v));
     case "vcpus":
@@ -71,6 +74,7 @@ export function Vms({ draft, setDraft, theme, width, height, setHold }: ScreenPr
   const bridge = bridgeOf(draft);
   const defaults: Record<Step, string> = {
     name: `vm-${vms.length + 1}`,
+    template: "",
     image: "debian-12",
     vcpus: "2",
     memoryMiB: "2048",
@@ -86,6 +90,7 @@ export function Vms({ draft, setDraft, theme, width, height, setHold }: ScreenPr
     };
     const entry = {
       name: val("name"),
+      ...(val("template") ? { template: val("template") } : {}),
       image: val("image"),
       vcpus: val("vcpus"),
       memoryMiB: val("memoryMiB"),

@@ -70,3 +70,26 @@ export function planSysfs(
 export function refuse(ctx: PlanContext, path: string, reason: string): void {
   ctx.refusals.push({ path, reason });
 }
+
+/** A boot-time script, the oneshot unit that runs it, and `systemctl enable` of that unit. */
+export function planBootUnit(
+  ctx: PlanContext,
+  a: {
+    id: string;
+    effect: Effect;
+    script: { path: string; content: string; summary: string };
+    unit: { path: string; content: string; summary: string };
+  },
+): void {
+  planFile(ctx, { id: `${a.id}.script`, ...a.script, mode: 0o755, effect: a.effect });
+  planFile(ctx, { id: `${a.id}.unit`, ...a.unit, effect: a.effect });
+  const name = a.unit.path.slice(a.unit.path.lastIndexOf("/") + 1);
+  planCommand(ctx, {
+    id: `${a.id}.enable-unit`,
+    argv: ["systemctl", "enable", name],
+    undo: ["systemctl", "disable", name],
+    check: ["systemctl", "is-enabled", "--quiet", name],
+    effect: a.effect,
+    summary: `enable ${name}`,
+  });
+}

@@ -5,7 +5,7 @@
 import { matchPci } from "../answer/match.js";
 import type { PciDevice } from "../detect/types.js";
 import type { PlanContext } from "./context.js";
-import { planCommand, planFile, refuse } from "./context.js";
+import { planBootUnit, refuse } from "./context.js";
 import { renderVfioBindScript, renderVfioBindUnit } from "./render/vfio.js";
 
 export const VFIO_PATHS = {
@@ -71,30 +71,21 @@ export function planPassthrough(ctx: PlanContext): { devices: PciDevice[]; softd
   }
   const devices = [...chosen.values()].filter((d) => d.vendorId && d.deviceId);
   if (devices.length === 0) return { devices, softdeps: [] };
-  planFile(ctx, {
-    id: "vfio.bind-script",
-    path: VFIO_PATHS.script,
-    content: renderVfioBindScript(
-      devices.map((d) => ({ address: d.address, vendorId: d.vendorId ?? "", deviceId: d.deviceId ?? "" })),
-    ),
-    mode: 0o755,
+  planBootUnit(ctx, {
+    id: "vfio",
     effect: "reboot",
-    summary: `bind ${devices.map((d) => d.address).join(", ")} to vfio-pci at boot (ids re-checked)`,
-  });
-  planFile(ctx, {
-    id: "vfio.bind-unit",
-    path: VFIO_PATHS.unit,
-    content: renderVfioBindUnit(),
-    effect: "reboot",
-    summary: "systemd unit running the bind script before libvirtd",
-  });
-  planCommand(ctx, {
-    id: "vfio.enable-unit",
-    argv: ["systemctl", "enable", "kvmstrap-vfio-bind.service"],
-    undo: ["systemctl", "disable", "kvmstrap-vfio-bind.service"],
-    check: ["systemctl", "is-enabled", "--quiet", "kvmstrap-vfio-bind.service"],
-    effect: "reboot",
-    summary: "enable the VFIO bind unit",
+    script: {
+      path: VFIO_PATHS.script,
+      content: renderVfioBindScript(
+        devices.map((d) => ({ address: d.address, vendorId: d.vendorId ?? "", deviceId: d.deviceId ?? "" })),
+      ),
+      summary: `bind ${devices.map((d) => d.address).join(", ")} to vfio-pci at boot (ids re-checked)`,
+    },
+    unit: {
+      path: VFIO_PATHS.unit,
+      content: renderVfioBindUnit(),
+      summary: "systemd unit running the bind script before libvirtd",
+    },
   });
   // Host drivers that would claim the devices first must load after vfio-pci.
   const softdeps = [

@@ -3,7 +3,7 @@
 // changed: resetting sriov_numvfs bounces the PF and the operator's session with it.
 import { matchNics } from "../answer/match.js";
 import type { PlanContext } from "./context.js";
-import { planCommand, planFile, planSysfs, refuse } from "./context.js";
+import { planBootUnit, planCommand, planFile, planSysfs, refuse } from "./context.js";
 import { renderHostdevNetworkXml } from "./render/libvirt-xml.js";
 import { renderSriovScript, renderSriovUnit } from "./render/sriov.js";
 
@@ -80,27 +80,18 @@ export function planSriov(ctx: PlanContext): void {
     }
   }
   if (pfs.length === 0) return;
-  planFile(ctx, {
-    id: "sriov.script",
-    path: SRIOV_PATHS.script,
-    content: renderSriovScript(pfs),
-    mode: 0o755,
+  planBootUnit(ctx, {
+    id: "sriov",
     effect: "none",
-    summary: `create ${pfs.map((p) => `${p.numVfs} VFs on ${p.pfName}`).join(", ")} at every boot`,
-  });
-  planFile(ctx, {
-    id: "sriov.unit",
-    path: SRIOV_PATHS.unit,
-    content: renderSriovUnit(),
-    effect: "none",
-    summary: "systemd unit running the SR-IOV setup before networking and libvirtd",
-  });
-  planCommand(ctx, {
-    id: "sriov.enable-unit",
-    argv: ["systemctl", "enable", "kvmstrap-sriov.service"],
-    undo: ["systemctl", "disable", "kvmstrap-sriov.service"],
-    check: ["systemctl", "is-enabled", "--quiet", "kvmstrap-sriov.service"],
-    effect: "none",
-    summary: "enable the SR-IOV unit",
+    script: {
+      path: SRIOV_PATHS.script,
+      content: renderSriovScript(pfs),
+      summary: `create ${pfs.map((p) => `${p.numVfs} VFs on ${p.pfName}`).join(", ")} at every boot`,
+    },
+    unit: {
+      path: SRIOV_PATHS.unit,
+      content: renderSriovUnit(),
+      summary: "systemd unit running the SR-IOV setup before networking and libvirtd",
+    },
   });
 }

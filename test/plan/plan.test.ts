@@ -99,12 +99,12 @@ describe("plan: VFIO passthrough refuses unsafe picks", () => {
       }),
     );
     expect(p.refusals).toEqual([]);
-    const script = p.actions.find((a) => a.id === "vfio.bind-script");
+    const script = p.actions.find((a) => a.id === "vfio.script");
     expect(script?.kind === "write-file" && script.content).toContain(VFIO.gpu);
     expect(script?.kind === "write-file" && script.content).toContain(VFIO.audio);
     expect(script?.kind === "write-file" && script.content).not.toContain("vfio-pci.ids");
     expect(ids(p)).toEqual(
-      expect.arrayContaining(["vfio.bind-unit", "vfio.enable-unit", "kvm.modules-load"]),
+      expect.arrayContaining(["vfio.unit", "vfio.enable-unit", "kvm.modules-load"]),
     );
   });
   it("refuses the GPU alone: its audio function shares IOMMU group 13", async () => {
@@ -119,7 +119,7 @@ describe("plan: VFIO passthrough refuses unsafe picks", () => {
         reason: expect.stringContaining(`shares IOMMU group ${VFIO.group} with ${VFIO.audio}`),
       },
     ]);
-    expect(ids(p)).not.toContain("vfio.bind-script");
+    expect(ids(p)).not.toContain("vfio.script");
   });
   it("refuses the boot VGA", async () => {
     const report = await hostOf(buildVfioGpuHost());

@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { DiskReport } from "../../src/detect/types.js";
 import { SCREENS } from "../../src/tui/screens.js";
+import { disk as labDisk } from "../answer/hosts.js";
 import { SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/shared-hosts.js";
 import {
   buildDmarBridgeHost,
@@ -14,6 +15,7 @@ import {
   SRIOV,
   VFIO,
 } from "../helpers/sysfs-fixture.js";
+
 import { drive, emptyDraft, KEY, reportOf } from "./helpers.js";
 
 const at = (id: string) => SCREENS.findIndex((s) => s.id === id);
@@ -91,28 +93,16 @@ describe("tui screens on synthetic hosts", () => {
 
   it("Storage shows why a disk cannot be used and asks for the serial before a wipe", async () => {
     const report = await reportOf(sriov.root);
-    const disk = (name: string, extra: Partial<DiskReport>): DiskReport => ({
-      name,
-      path: `/dev/${name}`,
-      sizeBytes: 500e9,
-      model: "TESTDISK",
-      serial: `SER-${name}`,
-      wwn: null,
-      byId: [`/dev/disk/by-id/ata-TESTDISK_SER-${name}`],
-      rotational: false,
-      removable: false,
-      readOnly: false,
-      transport: "sata",
-      pciAddress: null,
-      virtual: false,
-      partitions: [],
-      holders: [],
-      mountpoints: [],
-      signatures: [],
-      roles: [],
-      sources: {},
-      ...extra,
-    });
+    // The answer tests' disk builder, with a model, serial and by-id link the Storage screen shows.
+    const disk = (name: string, extra: Partial<DiskReport>): DiskReport =>
+      labDisk({
+        name,
+        sizeBytes: 500e9,
+        model: "TESTDISK",
+        serial: `SER-${name}`,
+        byId: [`/dev/disk/by-id/ata-TESTDISK_SER-${name}`],
+        ...extra,
+      });
     report.disks = [disk("sda", { roles: ["root"] }), disk("sdb", {})];
     const d = await drive(sriov.root, { report, start: at("storage") });
     expect(d.frame()).toContain("sda 500 GB TESTDISK: holds root");

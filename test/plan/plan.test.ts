@@ -103,9 +103,7 @@ describe("plan: VFIO passthrough refuses unsafe picks", () => {
     expect(script?.kind === "write-file" && script.content).toContain(VFIO.gpu);
     expect(script?.kind === "write-file" && script.content).toContain(VFIO.audio);
     expect(script?.kind === "write-file" && script.content).not.toContain("vfio-pci.ids");
-    expect(ids(p)).toEqual(
-      expect.arrayContaining(["vfio.unit", "vfio.enable-unit", "kvm.modules-load"]),
-    );
+    expect(ids(p)).toEqual(expect.arrayContaining(["vfio.unit", "vfio.enable-unit", "kvm.modules-load"]));
   });
   it("refuses the GPU alone: its audio function shares IOMMU group 13", async () => {
     const report = await hostOf(buildVfioGpuHost());

@@ -53,6 +53,12 @@ async function readWhole(at: string, flags: number): Promise<string> {
   }
 }
 
+/** Where a host path ("/sys/...") lives on this machine when the machine's root is `root`. */
+export function underRoot(root: string, hostPath: string): string {
+  const normal = path.posix.resolve("/", hostPath);
+  return root === "/" ? normal : path.join(root, normal);
+}
+
 export class RootedHostFs implements HostFs {
   readonly problems: ReadProblem[] = [];
   readonly root: string;
@@ -67,8 +73,7 @@ export class RootedHostFs implements HostFs {
 
   /** Maps a host path to the real path under the root, without resolving links. */
   real(hostPath: string): string {
-    const normal = path.posix.resolve("/", hostPath);
-    return this.live ? normal : path.join(this.root, normal);
+    return underRoot(this.root, hostPath);
   }
 
   /** The real path to open: the directory resolved inside the root, the last component as is. */

@@ -8,6 +8,7 @@
 // written in place.
 import * as fs from "node:fs/promises";
 import path from "node:path";
+import { underRoot } from "./fs.js";
 
 export const TMP_MARK = ".kvmstrap-tmp-";
 export const ORIG_SUFFIX = ".kvmstrap-orig";
@@ -115,8 +116,7 @@ export class RootedTargetFs implements TargetFs {
   }
 
   real(hostPath: string): string {
-    const normal = path.posix.resolve("/", hostPath);
-    return this.live ? normal : path.join(this.root, normal);
+    return underRoot(this.root, hostPath);
   }
 
   /** Under a root, refuses a path whose existing directories lead outside it through a symlink. */

@@ -15,6 +15,21 @@ export interface LineProps {
   dim?: boolean;
 }
 
+/** The screen's last message: refusals in red, everything else plain; nothing when empty. */
+export function NoteLine({
+  note,
+  width,
+  theme,
+}: {
+  note: string;
+  width: number;
+  theme: LineProps["theme"];
+}): ReactNode {
+  return note ? (
+    <Line text={note} width={width} theme={theme} color={note.startsWith("refused") ? "red" : undefined} />
+  ) : null;
+}
+
 export function Line({ text, width, theme, color, bold, inverse, dim }: LineProps): ReactNode {
   return (
     <Text

@@ -15,7 +15,7 @@ import {
   withVlans,
 } from "../draft.js";
 import type { ScreenProps } from "../types.js";
-import { Line, ListView, move, Prompt, useHold, useKeys } from "../ui.js";
+import { Line, ListView, move, NoteLine, Prompt, useHold, useKeys } from "../ui.js";
 
 type Field = "name" | "mode" | "address" | "gateway" | "dns";
 type Ask = "vlanId" | "vlanName" | "vlanAddr" | "bondName";
@@ -326,14 +326,7 @@ export function Network(props: ScreenProps): ReactNode {
         bold={pane === 1}
       />
       {bottom}
-      {note ? (
-        <Line
-          text={note}
-          width={width}
-          theme={theme}
-          color={note.startsWith("refused") ? "red" : undefined}
-        />
-      ) : null}
+      <NoteLine note={note} width={width} theme={theme} />
     </Box>
   );
 }

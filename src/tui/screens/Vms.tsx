@@ -6,7 +6,7 @@ import { type ReactNode, useState } from "react";
 import { vmEntry, vmNic } from "../../answer/schema.js";
 import { bridgeOf, type VmInput, withVms } from "../draft.js";
 import type { ScreenProps } from "../types.js";
-import { Line, ListView, move, Prompt, useHold, useKeys } from "../ui.js";
+import { Line, ListView, move, NoteLine, Prompt, useHold, useKeys } from "../ui.js";
 
 type Step = "name" | "template" | "image" | "vcpus" | "memoryMiB" | "diskGiB" | "nic" | "user" | "sshKey";
 const STEPS: Step[] = ["name", "template", "image", "vcpus", "memoryMiB", "diskGiB", "nic", "user", "sshKey"];
@@ -197,14 +197,7 @@ export function Vms({ draft, setDraft, theme, width, height, setHold }: ScreenPr
           theme={theme}
         />
       )}
-      {note ? (
-        <Line
-          text={note}
-          width={width}
-          theme={theme}
-          color={note.startsWith("refused") ? "red" : undefined}
-        />
-      ) : null}
+      <NoteLine note={note} width={width} theme={theme} />
     </Box>
   );
 }

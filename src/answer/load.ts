@@ -4,7 +4,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
-import { InputError } from "../cli/errors.js";
+import { InputError } from "../core/errors.js";
 import { formatPath, type PathSegment, SourceMap } from "./positions.js";
 import { type Answer, answerSchema } from "./schema.js";
 import { allowedKeys, suggestKey } from "./schema-keys.js";

@@ -1,6 +1,6 @@
 // A plan read from JSON (`kvmstrap apply --plan PLAN.json`) is checked before anything is applied:
 // every action must be one the engine knows, with fields of the right types.
-import { InputError } from "../cli/errors.js";
+import { InputError } from "../core/errors.js";
 import type { Action, Plan } from "../plan/actions.js";
 
 const EFFECTS = new Set(["none", "module-reload", "network", "reboot"]);

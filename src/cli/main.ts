@@ -1,7 +1,7 @@
 // cli: the command-line front end. It parses arguments, calls the engine, renders events and
 // reports, and maps errors to exit codes (0 ok, 1 a failing check, 2 usage or input errors). It
 // holds no logic of its own; subcommands load lazily so `kvmstrap detect` starts fast.
-import { EXIT, InputError, UsageError } from "./errors.js";
+import { EXIT, exitCodeOf, InputError, UsageError } from "../core/errors.js";
 
 const VERSION = "0.1.0";
 
@@ -32,7 +32,8 @@ Global options:
   --version           Print the version
   -h, --help          Print this help
 
-Exit codes: 0 success, 1 a fail-level check failed, 2 usage or input error.
+Exit codes: 0 success, 1 a fail-level check or a step failed, 2 usage or input error,
+70 internal error (a bug: please report it with --debug output).
 `;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -85,5 +86,5 @@ export function reportError(e: unknown, debug: boolean): number {
     if (!debug) process.stderr.write("Re-run with --debug for details.\n");
   }
   if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
-  return err instanceof UsageError || err instanceof InputError ? EXIT.usage : EXIT.failed;
+  return exitCodeOf(err);
 }

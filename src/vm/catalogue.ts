@@ -6,7 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { InputError } from "../cli/errors.js";
+import { InputError } from "../core/errors.js";
 
 /** images/ in the package: two levels up from src/vm and from dist/vm alike. */
 export const DEFAULT_CATALOGUE_DIR = fileURLToPath(new URL("../../images/", import.meta.url));

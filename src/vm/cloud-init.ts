@@ -11,7 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse, stringify } from "yaml";
 import { z } from "zod";
-import { InputError } from "../cli/errors.js";
+import { InputError } from "../core/errors.js";
 import type { CommandRunner } from "../host/commands.js";
 
 const oneLine = (what: string) =>

@@ -8,7 +8,7 @@ import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { InputError } from "../cli/errors.js";
+import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { type CatalogueEntry, expectedChecksum, IMAGE_NAME } from "./catalogue.js";
 import { type DigestType, findChecksum, hashFileInto, newHash } from "./checksums.js";

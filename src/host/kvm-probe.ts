@@ -1,6 +1,8 @@
 // The functional KVM probe: does a guest actually run under -accel kvm on this host? /dev/kvm can
 // exist and still be unusable (a nested paravirtual host, a broken module), so the only honest
-// answer comes from running guests. Two stages run side by side, each under a strict timeout:
+// answer comes from running guests. Two stages run one after the other, each under a strict timeout
+// (side by side they compete for the host's vCPUs and memory, and on a small host the boot sector then
+// misses its deadline: a false "could not run guest code"):
 //   1. guest-code: a 512-byte boot sector that reaches long mode (see kvm-probe-boot.S);
 //   2. linux-boot: a stock Linux kernel, which must reach its root-mount panic ("booted to the end
 //      of early init") — a kernel is what users run, and some hosts run firmware but not kernels.
@@ -21,6 +23,8 @@ export interface KvmProbeOptions {
   kernel?: string | null;
   cacheFile?: string;
   timeoutMs?: number;
+  /** Whether /dev/kvm can be opened read-write; the real check by default (tests pass their own). */
+  kvmAccessible?: () => Promise<boolean>;
 }
 
 export const DEFAULT_CACHE_FILE = "/run/kvmstrap/kvm-probe.json";
@@ -74,15 +78,14 @@ export async function runKvmProbe(options: KvmProbeOptions): Promise<KvmProbe> {
   }
   const qemu = await runner.which("qemu-system-x86_64");
   if (!qemu) return unavailable("qemu-system-x86_64 is not installed, so no guest could be started");
-  if (!(await devKvmAccessible())) return unavailable("/dev/kvm is missing or not read-write for this user");
+  if (!(await (options.kvmAccessible ?? devKvmAccessible)()))
+    return unavailable("/dev/kvm is missing or not read-write for this user");
   const kernel = await findProbeKernel(options.kernel);
   const timeoutMs = options.timeoutMs ?? 6000;
   const work = await mkdtemp(path.join(tmpdir(), "kvmstrap-probe-"));
   try {
-    const [code, linux] = await Promise.all([
-      guestCodeStage(runner, qemu, work, timeoutMs),
-      kernel ? linuxStage(runner, qemu, kernel, timeoutMs) : null,
-    ]);
+    const code = await guestCodeStage(runner, qemu, work, timeoutMs);
+    const linux = kernel ? await linuxStage(runner, qemu, kernel, timeoutMs) : null;
     const stages = linux ? [code, linux] : [code];
     const probe = verdictOf(stages, kernel);
     await writeCache(cacheFile, { key, probe });
@@ -92,32 +95,40 @@ export async function runKvmProbe(options: KvmProbeOptions): Promise<KvmProbe> {
   }
 }
 
-function verdictOf(stages: KvmProbe["stages"], kernel: string | null): KvmProbe {
+/**
+ * The verdict needs every stage that ran; the detail says what each one showed, so a boot sector that
+ * ran is reported as running even when the kernel did not boot.
+ */
+export function verdictOf(stages: KvmProbe["stages"], kernel: string | null): KvmProbe {
   const [code, linux] = stages;
-  if (!code?.ok) {
-    return {
-      verdict: "unusable",
-      detail: `KVM could not run guest code: ${code?.detail}`,
-      stages,
-      cached: false,
-    };
-  }
-  if (linux && !linux.ok) {
-    return {
-      verdict: "unusable",
-      detail: `/dev/kvm runs firmware-level guest code, but a Linux kernel (${kernel}) did not boot under KVM: ${linux.detail}`,
-      stages,
-      cached: false,
-    };
-  }
-  return {
-    verdict: "usable",
-    detail: linux
-      ? `a Linux kernel booted under KVM to its root mount in ${linux.ms} ms`
-      : "guest code reached long mode under KVM; no kernel image was found for the full boot test (set KVMSTRAP_PROBE_KERNEL)",
+  const result = (verdict: KvmProbe["verdict"], detail: string): KvmProbe => ({
+    verdict,
+    detail,
     stages,
     cached: false,
-  };
+  });
+  if (!code?.ok && !linux?.ok) {
+    const kernelPart = linux ? `; a Linux kernel (${kernel}) did not boot either: ${linux.detail}` : "";
+    return result("unusable", `KVM could not run guest code: ${code?.detail}${kernelPart}`);
+  }
+  if (!code?.ok) {
+    return result(
+      "unusable",
+      `a Linux kernel booted under KVM, but the boot-sector guest did not reach long mode: ${code?.detail}`,
+    );
+  }
+  if (linux && !linux.ok) {
+    return result(
+      "unusable",
+      `/dev/kvm runs firmware-level guest code (the boot sector reached long mode), but a Linux kernel (${kernel}) did not boot under KVM: ${linux.detail}`,
+    );
+  }
+  return result(
+    "usable",
+    linux
+      ? `a Linux kernel booted under KVM to its root mount in ${linux.ms} ms`
+      : "guest code reached long mode under KVM; no kernel image was found for the full boot test (set KVMSTRAP_PROBE_KERNEL)",
+  );
 }
 
 async function guestCodeStage(runner: CommandRunner, qemu: string, work: string, timeoutMs: number) {

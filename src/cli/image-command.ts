@@ -1,8 +1,9 @@
-// `kvmstrap image pull|import|list`: the image cache from the command line. Download failures
+// `kvmstrap image pull|import|list|delete`: the image cache from the command line. Download failures
 // (unreachable, HTTP errors, checksum mismatch) exit 1 with one line; bad input exits 2.
 import { DEFAULT_CATALOGUE_DIR, findEntry, loadCatalogue } from "../vm/catalogue.js";
 import {
   DEFAULT_CACHE_DIR,
+  deleteImage,
   ImageError,
   importImage,
   listImages,
@@ -12,26 +13,31 @@ import {
 import { parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 
-export const IMAGE_HELP = `Usage: kvmstrap image <pull|import|list> [options]
+export const IMAGE_HELP = `Usage: kvmstrap image <pull|import|list|delete> [options]
 
   pull NAME        Download catalogue image NAME into the cache and verify its checksum. The image
                    enters the cache only when verified; an interrupted download is resumed by the
                    next pull.
   import FILE      Copy a local qcow2 or raw disk image into the cache (needs --name); refused when
-                   qemu-img cannot read it or finds it corrupt.
+                   qemu-img cannot read it or finds it corrupt, and a raw file without a partition
+                   table or filesystem. A cached name never changes content: a pull or import of
+                   other bytes under it is refused (the same bytes again are a no-op).
   list             List the cached images: name, format, size, virtual size, checksum.
+  delete NAME      Remove a cached image; refused while a VM uses it as its base (they are listed).
 
 Options:
   --catalogue DIR  Image catalogue (default: the images/ shipped with kvmstrap)
   --cache DIR      Image cache (default ${DEFAULT_CACHE_DIR})
   --name N         import: the name to store FILE under
+  --vm-dir DIR     delete: kvmstrap's VM records, checked for users of the base
+                   (default /var/lib/kvmstrap/vms)
   --connect URI    libvirt URI where pull/import keep the cache as the dir pool "kvmstrap-images"
                    (default qemu:///system; skipped with a note when libvirtd is not reachable)
   --json           Print the result as JSON
   -h, --help       Print this help
 
 Exit codes: 0 success, 1 download failed (unreachable, HTTP error, checksum mismatch),
-2 usage or input error (unknown image, unreadable or corrupt file).
+2 usage or input error (unknown image, unreadable or corrupt file, a taken name, a base in use).
 `;
 
 const MB = 1e6;
@@ -84,6 +90,7 @@ export async function imageCommand(argv: string[]): Promise<number> {
     catalogue: { type: "string" },
     cache: { type: "string" },
     name: { type: "string" },
+    "vm-dir": { type: "string" },
     connect: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -121,6 +128,15 @@ export async function imageCommand(argv: string[]): Promise<number> {
           process.stdout.write(`${r.name}: imported ${r.format} at ${r.path} (sha256 ${r.checksum.value})\n`);
         return EXIT.ok;
       }
+      case "delete": {
+        if (!arg) throw new UsageError("image delete needs an image NAME");
+        const libvirt = await reachableLibvirt(values.connect);
+        const r = await deleteImage(arg, { cacheDir, vmDir: values["vm-dir"], libvirt });
+        if (libvirt) await registerPool(cacheDir, values.connect);
+        if (json) print(r);
+        else process.stdout.write(`${r.name}: deleted ${r.path}\n`);
+        return EXIT.ok;
+      }
       case "list": {
         if (arg) throw new UsageError(`image list takes no arguments (got "${arg}")`);
         const images = await listImages(cacheDir);
@@ -130,7 +146,9 @@ export async function imageCommand(argv: string[]): Promise<number> {
       }
       default:
         throw new UsageError(
-          sub ? `unknown image subcommand "${sub}"` : "image needs a subcommand: pull, import or list",
+          sub
+            ? `unknown image subcommand "${sub}"`
+            : "image needs a subcommand: pull, import, list or delete",
         );
     }
   } catch (e) {
@@ -181,5 +199,23 @@ async function registerPool(cacheDir: string, uri = "qemu:///system"): Promise<v
   } catch (e) {
     if (!(e instanceof LibvirtError)) throw e;
     process.stderr.write(`kvmstrap: note: the cache was not registered as a libvirt pool: ${e.message}\n`);
+  }
+}
+
+/**
+ * The libvirt connection whose domains are checked for users of a base, or undefined (with a note)
+ * when libvirtd cannot be reached: kvmstrap's own VM records are still checked.
+ */
+async function reachableLibvirt(uri = "qemu:///system") {
+  const { VirshLibvirt } = await import("../vm/libvirt.js");
+  const lv = new VirshLibvirt(uri);
+  try {
+    await lv.version();
+    return lv;
+  } catch (e) {
+    process.stderr.write(
+      `kvmstrap: note: libvirt (${uri}) not reachable (${(e as Error).message}); only kvmstrap's VM records were checked for users of the image\n`,
+    );
+    return undefined;
   }
 }

@@ -1,9 +1,13 @@
 // The image cache: pull a catalogue image over HTTP(S) (streamed, hashed while streaming, resumed
-// with a Range request), import a local disk image, list what is cached. An image enters the cache
-// only verified, by an atomic rename, read-only (0444); a failed download never does. An
+// with a Range request), import a local disk image, list what is cached, delete one. An image enters
+// the cache only verified, by an atomic rename, read-only (0444); a failed download never does. An
 // interrupted one stays as NAME.partial for the next pull to resume; a mismatching one is deleted.
+// A name is bound to its content for good: VM overlays point at the base's path, so replacing the
+// file under a name would change the disks of every VM on it. A pull or import that would put other
+// bytes under a cached name is refused; the operator picks a new name or deletes the old base, which
+// is refused while any VM uses it.
 import { createReadStream, createWriteStream } from "node:fs";
-import { chmod, mkdir, open, rename, stat, truncate, unlink } from "node:fs/promises";
+import { chmod, mkdir, open, readdir, rename, stat, truncate, unlink } from "node:fs/promises";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -13,6 +17,8 @@ import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { type CatalogueEntry, expectedChecksum, IMAGE_NAME } from "./catalogue.js";
 import { type DigestType, findChecksum, hashFileInto, newHash } from "./checksums.js";
 import { type CachedImage, DEFAULT_CACHE_DIR, readIndex, updateIndex } from "./image-index.js";
+import type { Libvirt } from "./libvirt.js";
+import { DEFAULT_VM_DIR, readRecord } from "./vm-state.js";
 
 export { type CachedImage, DEFAULT_CACHE_DIR } from "./image-index.js";
 
@@ -187,6 +193,9 @@ export async function pullImage(entry: CatalogueEntry, options: PullOptions = {}
   if (known && known.checksum.value === want.value && (await fileSize(finalPath)) === known.size) {
     return { ...known, path: finalPath, cached: true, resumed: false };
   }
+  if (known && known.checksum.value !== want.value && (await fileSize(path.join(cacheDir, known.file))) > 0) {
+    throw nameTaken(entry.name, known, `the catalogue now lists ${want.type}:${want.value.slice(0, 16)}...`);
+  }
   const partial = path.join(cacheDir, `${entry.name}.partial`);
   const state = { resumed: false };
   let got = "";
@@ -234,6 +243,16 @@ export async function pullImage(entry: CatalogueEntry, options: PullOptions = {}
   return { ...image, path: finalPath, cached: false, resumed: state.resumed };
 }
 
+/** The refusal to put other bytes under a cached name. */
+function nameTaken(name: string, known: CachedImage, now: string): InputError {
+  return new InputError(
+    `image "${name}" is already cached with other content (${known.checksum.type}:` +
+      `${known.checksum.value.slice(0, 16)}..., from ${known.source}) and ${now}; a cached base never ` +
+      `changes under its name: use another name, or "kvmstrap image delete ${name}" first ` +
+      "(refused while a VM uses it)",
+  );
+}
+
 type QemuInfo = { format: string; virtualSize: number; backing?: string };
 
 /** `qemu-img info --output=json`, or null when qemu-img is not installed. Throws when it cannot read. */
@@ -243,6 +262,42 @@ async function qemuInfo(runner: CommandRunner, file: string): Promise<QemuInfo |
   if (r.exitCode !== 0) throw new Error(r.stderr.trim().split("\n")[0] || `qemu-img exited ${r.exitCode}`);
   const j = JSON.parse(r.stdout) as { format: string; "virtual-size": number; "backing-filename"?: string };
   return { format: j.format, virtualSize: j["virtual-size"], backing: j["backing-filename"] };
+}
+
+// qemu-img calls any file it cannot place "raw", so for raw the content has to show it is a disk:
+// blkid (util-linux) must find a partition table (dos, gpt) or a filesystem on it. Random bytes, a
+// text file or a zero-filled file have none. Sizes: a disk is whole 512-byte sectors, at most 64 TiB.
+const MAX_VIRTUAL = 64 * 2 ** 40;
+
+async function checkRawLayout(runner: CommandRunner, file: string, virtualSize: number): Promise<void> {
+  if (virtualSize % 512 !== 0) {
+    throw new InputError(`${file}: ${virtualSize} bytes is not a whole number of 512-byte sectors`);
+  }
+  if (!(await runner.which("blkid"))) {
+    throw new InputError("blkid is not installed (Debian package util-linux); cannot check a raw image");
+  }
+  const r = await runner.run("blkid", ["-p", "-o", "export", file], { timeoutMs: 30_000 });
+  const found = Object.fromEntries(
+    r.stdout
+      .split("\n")
+      .map((l) => l.split("="))
+      .filter((kv): kv is [string, string] => kv.length === 2 && Boolean(kv[0])),
+  );
+  if (r.exitCode !== 0 || !(found.PTTYPE || found.TYPE)) {
+    throw new InputError(
+      `${file}: not a disk image: qemu-img reads it as raw but it holds no partition table ` +
+        "(MBR or GPT) and no filesystem (blkid -p found none)",
+    );
+  }
+}
+
+/** Checks the image qemu-img describes has a layout a disk can have. */
+async function checkLayout(runner: CommandRunner, file: string, info: QemuInfo, bytes: number) {
+  if (!(info.virtualSize > 0) || info.virtualSize > MAX_VIRTUAL) {
+    throw new InputError(`${file}: implausible virtual size ${info.virtualSize} bytes (1 B - 64 TiB)`);
+  }
+  // qemu-img rounds a raw file's virtual size up to a sector, so the file's own size is checked.
+  if (info.format === "raw") await checkRawLayout(runner, file, bytes);
 }
 
 /**
@@ -272,6 +327,7 @@ export async function importImage(
     throw new InputError(`${file}: format ${info.format} is not supported (qcow2 or raw)`);
   }
   if (info.backing) throw new InputError(`${file}: has a backing file (${info.backing}); flatten it first`);
+  await checkLayout(runner, file, info, st.size);
   if (info.format === "qcow2") {
     const r = await runner.run("qemu-img", ["check", "-f", "qcow2", file], { timeoutMs: 120_000 });
     if (r.exitCode !== 0 && r.exitCode !== 3) {
@@ -294,6 +350,21 @@ export async function importImage(
     const fh = await open(tmp, "r");
     await fh.sync();
     await fh.close();
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  const checksum = { type: "sha256" as const, value: hash.digest("hex") };
+  const known = (await readIndex(cacheDir))[name];
+  if (known && (await fileSize(path.join(cacheDir, known.file))) > 0) {
+    await unlink(tmp).catch(() => {});
+    if (known.checksum.value === checksum.value) {
+      // The same bytes again: nothing changes, so importing twice is harmless.
+      return { ...known, path: path.join(cacheDir, known.file), cached: true, resumed: false };
+    }
+    throw nameTaken(name, known, `${file} differs (sha256:${checksum.value.slice(0, 16)}...)`);
+  }
+  try {
     await chmod(tmp, 0o444);
     await rename(tmp, path.join(cacheDir, target));
   } catch (e) {
@@ -306,7 +377,7 @@ export async function importImage(
     format: info.format,
     size: st.size,
     virtualSize: info.virtualSize,
-    checksum: { type: "sha256", value: hash.digest("hex") },
+    checksum,
     source: path.resolve(file),
     added: new Date().toISOString(),
   };
@@ -330,4 +401,64 @@ export async function listImages(
     if (size >= 0) out.push({ ...img, size, path: p });
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** A VM whose disk is an overlay on a cached base: deleting the base would destroy its disk. */
+export type ImageUser = { vm: string; via: "kvmstrap record" | "libvirt domain" };
+
+/**
+ * The VMs using the base at `basePath`: kvmstrap's VM records under vmDir, and, when a libvirt
+ * connection is given, every domain whose definition names the file (overlays made by other tools).
+ */
+export async function imageUsers(
+  basePath: string,
+  o: { vmDir?: string; libvirt?: Libvirt } = {},
+): Promise<ImageUser[]> {
+  const vmDir = o.vmDir ?? DEFAULT_VM_DIR;
+  const users = new Map<string, ImageUser>();
+  for (const name of await readdir(vmDir).catch(() => [] as string[])) {
+    const record = await readRecord(vmDir, name);
+    if (record && path.resolve(record.base) === path.resolve(basePath)) {
+      users.set(name, { vm: name, via: "kvmstrap record" });
+    }
+  }
+  if (o.libvirt) {
+    for (const d of await o.libvirt.listDomains()) {
+      if (users.has(d.name)) continue;
+      const xml = await o.libvirt.domainXml(d.name).catch(() => "");
+      if (xml.includes(`'${basePath}'`) || xml.includes(`"${basePath}"`)) {
+        users.set(d.name, { vm: d.name, via: "libvirt domain" });
+      }
+    }
+  }
+  return [...users.values()].sort((a, b) => a.vm.localeCompare(b.vm));
+}
+
+/**
+ * Removes a cached base and its index entry; refused (InputError, exit 2) when the name is unknown or
+ * any VM uses it, naming those VMs.
+ */
+export async function deleteImage(
+  name: string,
+  o: { cacheDir?: string; vmDir?: string; libvirt?: Libvirt } = {},
+): Promise<CachedImage & { path: string }> {
+  const cacheDir = o.cacheDir ?? DEFAULT_CACHE_DIR;
+  const known = (await readIndex(cacheDir))[name];
+  if (!known) throw new InputError(`image "${name}" is not in the cache ${cacheDir} (kvmstrap image list)`);
+  const file = path.join(cacheDir, known.file);
+  const users = await imageUsers(file, o);
+  if (users.length) {
+    throw new InputError(
+      `image "${name}" is the base of ${users.length} VM(s): ${users.map((u) => `${u.vm} (${u.via})`).join(", ")}; ` +
+        "delete those VMs first (kvmstrap vm delete NAME)",
+    );
+  }
+  // The index first: a crash between the two leaves an unlisted file, never a listed missing one.
+  await updateIndex(cacheDir, (images) => {
+    delete images[name];
+  });
+  await unlink(file).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
+  });
+  return { ...known, path: file };
 }

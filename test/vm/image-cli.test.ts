@@ -1,7 +1,7 @@
 // `kvmstrap image` in process: help, pull (--json and progress lines), list, import, and the one-line
 // errors with their exit codes.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -74,6 +74,42 @@ describe("kvmstrap image", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^golden: imported qcow2 at .*golden\.qcow2 \(sha256 [0-9a-f]{64}\)\n$/);
     expect((await cli(["list", "--cache", cache])).stdout).toMatch(/golden\s+qcow2\s+0\.00 GiB\s+1\.00 GiB/);
+  });
+
+  it("deletes an unused image; refuses one a VM uses (exit 2, naming the VM) and a second import of other bytes", async () => {
+    const cache = mkdtempSync(path.join(tmpdir(), "kvmstrap-cache-"));
+    const work = mkdtempSync(path.join(tmpdir(), "kvmstrap-disk-"));
+    const f = path.join(work, "disk.qcow2");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", f, "64M"]);
+    const connect = `qemu+unix:///system?socket=${work}/no-such-sock`;
+    expect((await cli(["import", f, "--name", "golden", "--cache", cache, "--connect", connect])).code).toBe(
+      0,
+    );
+    const other = path.join(work, "other.qcow2");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", other, "128M"]);
+    const taken = await cli(["import", other, "--name", "golden", "--cache", cache, "--connect", connect]);
+    expect(taken.code).toBe(2);
+    expect(taken.stderr).toMatch(/^kvmstrap: image "golden" is already cached with other content/);
+    const vmDir = path.join(work, "vms");
+    mkdirSync(path.join(vmDir, "web"), { recursive: true });
+    writeFileSync(
+      path.join(vmDir, "web", "vm.json"),
+      JSON.stringify({ version: 1, name: "web", base: path.join(cache, "golden.qcow2") }),
+    );
+    const del = ["delete", "golden", "--cache", cache, "--vm-dir", vmDir, "--connect", connect];
+    const refused = await cli(del);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      /note: libvirt .* not reachable .*only kvmstrap's VM records were checked/,
+    );
+    expect(refused.stderr).toMatch(
+      /kvmstrap: image "golden" is the base of 1 VM\(s\): web \(kvmstrap record\)/,
+    );
+    rmSync(path.join(vmDir, "web"), { recursive: true });
+    const ok = await cli(del);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toBe(`golden: deleted ${path.join(cache, "golden.qcow2")}\n`);
+    expect((await cli(["list", "--cache", cache])).stdout).toBe("no cached images\n");
   });
 
   it("fails with one clear line: unknown image (exit 2), mismatch (exit 1), usage (exit 2)", async () => {

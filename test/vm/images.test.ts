@@ -1,12 +1,31 @@
 // The image cache against a real HTTP server on 127.0.0.1 and real qemu-img.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { InputError } from "../../src/cli/errors.js";
 import type { CatalogueEntry } from "../../src/vm/catalogue.js";
-import { ImageError, importImage, listImages, type PullProgress, pullImage } from "../../src/vm/images.js";
+import {
+  deleteImage,
+  ImageError,
+  imageUsers,
+  importImage,
+  listImages,
+  type PullProgress,
+  pullImage,
+} from "../../src/vm/images.js";
+import { writeRecord } from "../../src/vm/vm-state.js";
 import { closedPort, type ImageServer, startImageServer } from "./image-server.js";
 
 let srv: ImageServer;
@@ -132,6 +151,22 @@ describe("pullImage", () => {
     expect(ok.checksum.value).toBe(srv.sha256);
   });
 
+  it("refuses to replace a cached base when the catalogue's checksum changed (the VMs' disks would change)", async () => {
+    const first = await pullImage(entry(), { cacheDir });
+    const before = readFileSync(first.path);
+    const e = await caught(
+      pullImage(entry({ checksumUrl: undefined, checksumType: undefined, sha256: "cd".repeat(32) }), {
+        cacheDir,
+      }),
+    );
+    expect(e).toBeInstanceOf(InputError);
+    expect(e?.message).toMatch(
+      /image "test-img" is already cached with other content .*image delete test-img/,
+    );
+    expect(readFileSync(first.path).equals(before)).toBe(true);
+    expect(srv.requests.filter((q) => q.url === "/img.qcow2")).toHaveLength(1); // nothing downloaded again
+  });
+
   it("says which URL answered 404 and which could not be reached", async () => {
     const e404 = await caught(
       pullImage(entry({ url: `${srv.base}/nope.qcow2`, checksumName: "img.qcow2" }), { cacheDir }),
@@ -200,5 +235,102 @@ describe("importImage", () => {
     const e5 = await caught(importImage(good, "Bad Name", { cacheDir }));
     expect(e5).toBeInstanceOf(InputError);
     expect(readdirSync(cacheDir)).toEqual([]);
+  });
+
+  it("refuses other bytes under a taken name and keeps the cached base byte for byte; the same bytes are a no-op", async () => {
+    const a = path.join(work, "a.qcow2");
+    const b = path.join(work, "b.qcow2");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", a, "64M"]);
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", b, "128M"]);
+    const first = await importImage(a, "base", { cacheDir });
+    const before = readFileSync(first.path);
+    const e = await caught(importImage(b, "base", { cacheDir }));
+    expect(e).toBeInstanceOf(InputError);
+    expect(e?.message).toMatch(/image "base" is already cached with other content .*b\.qcow2 differs/);
+    expect(readFileSync(first.path).equals(before)).toBe(true);
+    expect((await listImages(cacheDir)).map((i) => [i.name, i.virtualSize])).toEqual([
+      ["base", 64 * 2 ** 20],
+    ]);
+    const again = await importImage(a, "base", { cacheDir });
+    expect(again.cached).toBe(true);
+    expect(again.checksum).toEqual(first.checksum);
+    expect(readdirSync(cacheDir).sort()).toEqual(["base.qcow2", "index.json"]);
+  });
+
+  it("refuses a raw file that is not a disk (random bytes, zeros, odd size); accepts MBR, GPT and a bare filesystem", async () => {
+    const mib = 1024 * 1024;
+    const random = path.join(work, "random.img");
+    writeFileSync(random, randomBytes(4 * mib));
+    const e1 = await caught(importImage(random, "random", { cacheDir }));
+    expect(e1).toBeInstanceOf(InputError);
+    expect(e1?.message).toMatch(/random\.img: not a disk image: .*no partition table .*and no filesystem/);
+    const zeros = path.join(work, "zeros.img");
+    writeFileSync(zeros, Buffer.alloc(4 * mib));
+    expect((await caught(importImage(zeros, "zeros", { cacheDir })))?.message).toMatch(/not a disk image/);
+    const odd = path.join(work, "odd.img");
+    writeFileSync(odd, Buffer.alloc(4 * mib + 7));
+    expect((await caught(importImage(odd, "odd", { cacheDir })))?.message).toMatch(/512-byte sectors/);
+    expect(await listImages(cacheDir)).toEqual([]);
+
+    for (const label of ["dos", "gpt"]) {
+      const f = path.join(work, `${label}.img`);
+      writeFileSync(f, Buffer.alloc(8 * mib));
+      execFileSync("sfdisk", ["-q", f], { input: `label: ${label}\n,,L\n` });
+      expect((await importImage(f, `part-${label}`, { cacheDir })).format).toBe("raw");
+    }
+    const fs = path.join(work, "ext4.img");
+    writeFileSync(fs, Buffer.alloc(8 * mib));
+    execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", fs]);
+    expect((await importImage(fs, "bare-ext4", { cacheDir })).format).toBe("raw");
+    expect((await listImages(cacheDir)).map((i) => i.name)).toEqual(["bare-ext4", "part-dos", "part-gpt"]);
+  });
+});
+
+describe("deleteImage", () => {
+  const work = mkdtempSync(path.join(tmpdir(), "kvmstrap-delete-"));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it("refuses a base a VM uses, naming the VM; deletes it once no VM does", async () => {
+    const f = path.join(work, "disk.qcow2");
+    execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", f, "64M"]);
+    const img = await importImage(f, "golden", { cacheDir });
+    const vmDir = path.join(work, "vms");
+    const record = (name: string, base: string) => ({
+      version: 1 as const,
+      name,
+      specHash: "x",
+      base,
+      baseFormat: "qcow2" as const,
+      overlay: path.join(vmDir, name, "disk.qcow2"),
+      seed: path.join(vmDir, name, "seed.iso"),
+      serialLog: path.join(vmDir, name, "serial.log"),
+      instanceId: "i",
+      domainType: "qemu" as const,
+      created: new Date().toISOString(),
+    });
+    for (const [name, base] of [
+      ["web", img.path],
+      ["db", img.path],
+      ["other", "/elsewhere.qcow2"],
+    ] as const) {
+      mkdirSync(path.join(vmDir, name), { recursive: true });
+      await writeRecord(vmDir, record(name, base));
+    }
+    expect((await imageUsers(img.path, { vmDir })).map((u) => u.vm)).toEqual(["db", "web"]);
+    const e = await caught(deleteImage("golden", { cacheDir, vmDir }));
+    expect(e).toBeInstanceOf(InputError);
+    expect(e?.message).toBe(
+      'image "golden" is the base of 2 VM(s): db (kvmstrap record), web (kvmstrap record); delete those VMs first (kvmstrap vm delete NAME)',
+    );
+    expect(existsSync(img.path)).toBe(true);
+    rmSync(path.join(vmDir, "web"), { recursive: true });
+    rmSync(path.join(vmDir, "db"), { recursive: true });
+    const gone = await deleteImage("golden", { cacheDir, vmDir });
+    expect(gone.path).toBe(img.path);
+    expect(existsSync(img.path)).toBe(false);
+    expect(await listImages(cacheDir)).toEqual([]);
+    expect((await caught(deleteImage("golden", { cacheDir, vmDir })))?.message).toMatch(
+      /image "golden" is not in the cache/,
+    );
   });
 });

@@ -4,14 +4,25 @@
 // Files are replaced atomically: the content goes to "<path>.kvmstrap-tmp-<pid>", is fsynced, renamed
 // over the path, and the directory is fsynced, so a crash at any instant leaves either the old or the
 // new file, never half of one. The first time kvmstrap replaces or removes a file it keeps the
-// original next to it as "<path>.kvmstrap-orig". sysfs attributes cannot be renamed over: they are
-// written in place.
+// original, named "<path>.kvmstrap-orig" through this port but stored under BACKUP_DIR (keyed by the
+// path), never beside the file: network stacks and modprobe read every file of their directories
+// (ifupdown2's "source interfaces.d/*", NetworkManager's system-connections), so a copy there would
+// be read as configuration. sysfs attributes cannot be renamed over: they are written in place.
 import * as fs from "node:fs/promises";
 import path from "node:path";
 import { underRoot } from "./fs.js";
 
 export const TMP_MARK = ".kvmstrap-tmp-";
 export const ORIG_SUFFIX = ".kvmstrap-orig";
+/** Where the originals live, outside every directory a service reads configuration from. */
+export const BACKUP_DIR = "/var/lib/kvmstrap/backup";
+
+/** The host path holding the original of hostPath ("<path>.kvmstrap-orig" names the same file). */
+export function originalPathOf(hostPath: string): string {
+  const normal = path.posix.resolve("/", hostPath);
+  const file = normal.endsWith(ORIG_SUFFIX) ? normal.slice(0, -ORIG_SUFFIX.length) : normal;
+  return `${BACKUP_DIR}${file}`;
+}
 
 export interface WriteOptions {
   /** Keep the file being replaced as <path>.kvmstrap-orig when none exists yet (default true). */
@@ -116,7 +127,8 @@ export class RootedTargetFs implements TargetFs {
   }
 
   real(hostPath: string): string {
-    return underRoot(this.root, hostPath);
+    const named = hostPath.endsWith(ORIG_SUFFIX) ? originalPathOf(hostPath) : hostPath;
+    return underRoot(this.root, named);
   }
 
   /** Under a root, refuses a path whose existing directories lead outside it through a symlink. */
@@ -183,11 +195,27 @@ export class RootedTargetFs implements TargetFs {
       return;
     }
     await syncDir(path.dirname(at));
+    // Undo drops an original it made: the directories holding it go too, so the tree is as before.
+    if (hostPath.endsWith(ORIG_SUFFIX)) await this.pruneEmptyParents(at);
   }
 
-  /** Saves the file at `at` as .kvmstrap-orig if none exists; by rename when the file is going away. */
+  private async pruneEmptyParents(at: string): Promise<void> {
+    for (
+      let dir = path.dirname(at);
+      dir !== this.root && dir !== path.dirname(dir);
+      dir = path.dirname(dir)
+    ) {
+      try {
+        await fs.rmdir(dir);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** Saves the file at `at` as its original if none exists; by rename when the file is going away. */
   private async keepOriginal(at: string, moving: boolean): Promise<boolean> {
-    const orig = `${at}${ORIG_SUFFIX}`;
+    const orig = this.originalOf(at);
     try {
       await fs.lstat(orig);
       return false;
@@ -203,8 +231,10 @@ export class RootedTargetFs implements TargetFs {
     }
     if (!st.isFile()) return false;
     if (moving) {
+      await fs.mkdir(path.dirname(orig), { recursive: true });
       await fs.rename(at, orig);
       await syncDir(path.dirname(at));
+      await syncDir(path.dirname(orig));
     } else {
       await writeFileAtomic(orig, await fs.readFile(at), st.mode & 0o7777);
     }
@@ -238,8 +268,14 @@ export class RootedTargetFs implements TargetFs {
     return this.cleanStaleAt(await this.inside(hostPath));
   }
 
-  /** A writer killed while copying the original leaves "<path>.kvmstrap-orig.kvmstrap-tmp-N" too. */
+  /** A writer killed while copying the original leaves "<original>.kvmstrap-tmp-N" too. */
   private async cleanStaleAt(at: string): Promise<number> {
-    return (await cleanStaleTemps(at)) + (await cleanStaleTemps(`${at}${ORIG_SUFFIX}`));
+    return (await cleanStaleTemps(at)) + (await cleanStaleTemps(this.originalOf(at)));
+  }
+
+  /** The real path of the original kept for the real path `at`. */
+  private originalOf(at: string): string {
+    const host = this.live ? at : `/${path.relative(this.root, at)}`;
+    return underRoot(this.root, originalPathOf(host));
   }
 }

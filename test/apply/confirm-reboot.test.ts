@@ -70,7 +70,7 @@ describe("confirm-or-revert timer for network actions", () => {
     const after = await tree(root);
     expect(after["etc/netplan/01-uplink.yaml"]).toBe(before["etc/netplan/01-uplink.yaml"]);
     expect(after["etc/netplan/02-br0.yaml"]).toBeUndefined();
-    expect(after["etc/netplan/01-uplink.yaml.kvmstrap-orig"]).toBeUndefined();
+    expect(after["var/lib/kvmstrap/backup/etc/netplan/01-uplink.yaml"]).toBeUndefined();
     expect(after["etc/sysctl.d/90-kvm.conf"]).toBe("f 644 vm.swappiness=10\n");
     const run = await new Journal(stateDir).latestRun();
     expect(run?.phase).toBe("failed");

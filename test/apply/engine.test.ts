@@ -88,8 +88,8 @@ describe("applyPlan into a temporary root", () => {
     expect(first.counts).toEqual({ done: 6, skipped: 0, failed: 0 });
     const read = (p: string) => readFile(path.join(root, p), "utf8");
     expect(await read("etc/modprobe.d/existing.conf")).toBe("options kvm ignore_msrs=1\n");
-    expect(await read("etc/modprobe.d/existing.conf.kvmstrap-orig")).toBe("old\n");
-    expect(await read("etc/obsolete.conf.kvmstrap-orig")).toBe("bye\n");
+    expect(await read("var/lib/kvmstrap/backup/etc/modprobe.d/existing.conf")).toBe("old\n");
+    expect(await read("var/lib/kvmstrap/backup/etc/obsolete.conf")).toBe("bye\n");
     expect(existsSync(path.join(root, "etc/obsolete.conf"))).toBe(false);
     expect(await read("sys/module/kvm/parameters/halt_poll_ns")).toBe("0\n");
     expect(await read("etc/state/marker")).toBe("made\n");

@@ -132,7 +132,7 @@ describe("kill -9 at random points, then re-run", () => {
     const ref = await runChild([refRoot, await tempDir("kvmstrap-state-"), planFile, "fresh"], 0);
     expect(ref.code).toBe(0);
     const expected = await tree(refRoot);
-    expect(expected["etc/conf.d/file-3.conf.kvmstrap-orig"]).toBe("f 644 original 3\n");
+    expect(expected["var/lib/kvmstrap/backup/etc/conf.d/file-3.conf"]).toBe("f 644 original 3\n");
 
     const kills: string[] = [];
     const stats = { midAction: 0, tempLeft: 0, points: new Set<string>() };

@@ -59,7 +59,9 @@ describe("plan, apply, converge and undo into a temporary root", () => {
     expect(events[0]).toMatchObject({ type: "run", phase: "STARTED" });
     expect(events.at(-1)).toMatchObject({ type: "run", phase: "SUCCEEDED" });
     expect(readFileSync(conf, "utf8")).toContain("options kvm_intel nested=1");
-    expect(readFileSync(`${conf}.kvmstrap-orig`, "utf8")).toBe(original);
+    expect(
+      readFileSync(path.join(root, "var/lib/kvmstrap/backup/etc/modprobe.d/kvmstrap.conf"), "utf8"),
+    ).toBe(original);
     expect(readFileSync(path.join(root, "proc/sys/vm/nr_hugepages"), "utf8").trim()).toBe("512");
     expect(readFileSync(path.join(root, "etc/sysctl.d/60-kvmstrap-hugepages.conf"), "utf8")).toContain(
       "vm.nr_hugepages = 512",

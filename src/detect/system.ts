@@ -3,7 +3,7 @@
 // never assumed: writing GRUB settings on a systemd-boot host, or netplan on an ifupdown host,
 // changes nothing at the next boot.
 import type { DetectContext } from "./sysfs.js";
-import type { Sources, SystemReport } from "./types.js";
+import type { BootTools, Sources, SystemReport } from "./types.js";
 
 export async function detectSystem(ctx: DetectContext): Promise<SystemReport> {
   const sources: Sources = {};
@@ -62,11 +62,90 @@ export async function detectSystem(ctx: DetectContext): Promise<SystemReport> {
     networkStack = "networkd";
     sources.networkStack = "/etc/systemd/network";
   }
+  const [bootTools, configFiles] = await Promise.all([
+    detectBootTools(ctx),
+    listConfigFiles(ctx, { netplanDir, interfacesD, networkdDir, nmDir }),
+  ]);
   return {
     bootloader,
     networkStack,
     cmdline: cmdline?.trim() ?? null,
     zfs,
+    bootTools,
+    configFiles,
     sources,
   };
+}
+
+const BIN_DIRS = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+async function detectBootTools(ctx: DetectContext): Promise<BootTools> {
+  const { fs } = ctx;
+  const has = async (program: string) => {
+    for (const d of BIN_DIRS) if (await fs.exists(`${d}/${program}`)) return true;
+    return false;
+  };
+  const [updateGrub, grub2Mkconfig, grubMkconfig, grubby, updateInitramfs, dracut, kernelInstall, entries] =
+    await Promise.all([
+      has("update-grub"),
+      has("grub2-mkconfig"),
+      has("grub-mkconfig"),
+      has("grubby"),
+      has("update-initramfs"),
+      has("dracut"),
+      has("kernel-install"),
+      fs.readDir("/boot/loader/entries"),
+    ]);
+  const mkconfig = updateGrub
+    ? "update-grub"
+    : grub2Mkconfig
+      ? "grub2-mkconfig"
+      : grubMkconfig
+        ? "grub-mkconfig"
+        : null;
+  return {
+    grubMkconfig: mkconfig,
+    grubCfg: mkconfig === null ? null : await grubCfgOf(ctx, mkconfig),
+    bls: (entries ?? []).some((e) => e.endsWith(".conf")),
+    grubby,
+    initramfs: updateInitramfs ? "update-initramfs" : dracut ? "dracut" : null,
+    kernelInstall,
+  };
+}
+
+/**
+ * The grub.cfg GRUB really reads. RHEL 9 / Fedora keep it in /boot/grub2 even on UEFI (the ESP copy
+ * only chains to it with configfile); RHEL 8 on UEFI reads the ESP's own. Debian's update-grub knows.
+ */
+async function grubCfgOf(ctx: DetectContext, mkconfig: string): Promise<string | null> {
+  const { fs } = ctx;
+  if (mkconfig === "update-grub") return "/boot/grub/grub.cfg";
+  const dir = mkconfig === "grub2-mkconfig" ? "/boot/grub2" : "/boot/grub";
+  for (const vendor of (await fs.readDir("/boot/efi/EFI")) ?? []) {
+    const esp = `/boot/efi/EFI/${vendor}/grub.cfg`;
+    const text = await fs.readText(esp);
+    if (text !== null && !/^\s*configfile\b/m.test(text)) return esp;
+  }
+  return `${dir}/grub.cfg`;
+}
+
+async function listConfigFiles(
+  ctx: DetectContext,
+  dirs: {
+    netplanDir: string[] | null;
+    interfacesD: string[] | null;
+    networkdDir: string[] | null;
+    nmDir: string[] | null;
+  },
+): Promise<string[]> {
+  const grubD = await ctx.fs.readDir("/etc/default/grub.d");
+  const under = (dir: string, names: string[] | null, keep: (n: string) => boolean) =>
+    (names ?? []).filter(keep).map((n) => `${dir}/${n}`);
+  return [
+    ...under("/etc/default/grub.d", grubD, (n) => n.endsWith(".cfg")),
+    ...under("/etc/netplan", dirs.netplanDir, (n) => n.endsWith(".yaml")),
+    ...under("/etc/network/interfaces.d", dirs.interfacesD, (n) => !n.startsWith(".")),
+    ...under("/etc/systemd/network", dirs.networkdDir, (n) => n.endsWith(".network")),
+    ...under("/etc/NetworkManager/system-connections", dirs.nmDir, (n) => !n.startsWith(".")),
+  ].sort();
 }

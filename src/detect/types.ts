@@ -177,7 +177,26 @@ export interface SystemReport {
   cmdline: string | null;
   /** The zfs module is loaded: ZFS pools can be offered. */
   zfs: boolean;
+  /** What regenerates grub.cfg, the boot entries and the initramfs here (absent: not detected). */
+  bootTools?: BootTools;
+  /**
+   * Existing configuration files a plan may have to take over: GRUB drop-ins, networkd .network
+   * files, ifupdown interfaces.d files, NetworkManager profiles, netplan YAML. Host paths, sorted.
+   */
+  configFiles?: string[];
   sources: Sources;
+}
+
+export interface BootTools {
+  /** grub.cfg generator: Debian's wrapper, or the RHEL-family / upstream grub-mkconfig. */
+  grubMkconfig: "update-grub" | "grub2-mkconfig" | "grub-mkconfig" | null;
+  /** The grub.cfg the generator must write (grub2-mkconfig/grub-mkconfig need -o). */
+  grubCfg: string | null;
+  /** Boot Loader Specification entries in /boot/loader/entries (RHEL-family GRUB, systemd-boot). */
+  bls: boolean;
+  grubby: boolean;
+  initramfs: "update-initramfs" | "dracut" | null;
+  kernelInstall: boolean;
 }
 
 export interface HostReport {

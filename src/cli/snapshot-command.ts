@@ -1,15 +1,13 @@
 // `kvmstrap snapshot FILE.tar.gz`: capture exactly what detection reads, so `kvmstrap detect --root`
 // (or --snapshot) reproduces the report elsewhere. --mask hides MACs, serials and the hostname.
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
+
+import { assertMachineRoot } from "../app/machine.js";
 import { detectHost } from "../detect/index.js";
 import { ExecaRunner } from "../host/commands.js";
 import type { HostFs } from "../host/fs.js";
 import { parse } from "./args.js";
-import { assertMachineRoot } from "./detect.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
-import { extractSnapshot, writeSnapshot } from "./snapshot.js";
+import { writeSnapshot } from "./snapshot.js";
 
 export const SNAPSHOT_HELP = `Usage: kvmstrap snapshot FILE.tar.gz [options]
 
@@ -52,18 +50,5 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
   }
 }
 
-/** Extracts a snapshot into a temporary root for detection; the caller must run cleanup. */
-export async function openSnapshot(file: string): Promise<{ root: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(path.join(tmpdir(), "kvmstrap-snapshot-"));
-  const cleanup = () => rm(dir, { recursive: true, force: true });
-  try {
-    await extractSnapshot(file, dir);
-  } catch (e) {
-    await cleanup();
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(
-      `--snapshot ${file}: ${code === "ENOENT" ? "no such file" : `not a readable snapshot (${(e as Error).message})`}`,
-    );
-  }
-  return { root: dir, cleanup };
-}
+// Opening a snapshot (bounded extraction to a temporary root) is a host port; kept here for callers.
+export { openSnapshot } from "../host/snapshot-archive.js";

@@ -3,19 +3,21 @@
 // Writing is atomic (a temporary file renamed into place, removed on any failure). --mask replaces MAC
 // addresses, disk serials/WWNs (contents and /dev/disk/by-id names) and the hostname with deterministic
 // placeholders of the same shape. Sparse files (bytes read at an offset of a device such as an MSR)
-// use the GNU sparse 1.0 PAX format, which GNU tar, bsdtar and extractSnapshot understand.
+// use the GNU sparse 1.0 PAX format, which GNU tar, bsdtar and host/snapshot-archive understand.
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { lstat, mkdir, open, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { createGunzip, createGzip } from "node:zlib";
+import { createGzip } from "node:zlib";
 import tar, { type Header as Headers } from "tar-stream";
 import type { HostFs } from "../host/fs.js";
 import { RootedHostFs } from "../host/fs.js";
 import { collectRecorded, RecordingHostFs, type SnapshotEntry } from "../host/recording-fs.js";
 
 export type { SnapshotEntry } from "../host/recording-fs.js";
+// Extraction reads an untrusted archive, so it lives with the other host ports.
+export { extractSnapshot } from "../host/snapshot-archive.js";
 
 export interface SnapshotOptions {
   mask: boolean;
@@ -292,127 +294,4 @@ function bytesFor(n: number, length: number): Buffer {
 /** Gives `value` the letter case of `like` (upper when `like` has uppercase letters). */
 function matchCase(like: string, value: string): string {
   return /[A-Z]/.test(like) && !/[a-z]/.test(like) ? value.toUpperCase() : value;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Extraction
-
-/**
- * Extracts a snapshot into dir, keeping symlinks. Entries whose name or link target leaves dir, and
- * entries that would be written through a symlink, are refused (the whole extraction fails).
- */
-export async function extractSnapshot(file: string, dir: string): Promise<{ files: number }> {
-  const rootDir = path.resolve(dir);
-  await mkdir(rootDir, { recursive: true });
-  const extract = tar.extract();
-  const piping = pipeline(createReadStream(file), createGunzip(), extract);
-  let files = 0;
-  try {
-    for await (const entry of extract) {
-      const h = entry.header as Headers & { pax?: Record<string, string> | null };
-      const chunks: Buffer[] = [];
-      for await (const c of entry) chunks.push(c as Buffer);
-      const body = Buffer.concat(chunks);
-      const sparse = h.pax?.["GNU.sparse.major"] === "1" ? h.pax : null;
-      const name = sparse?.["GNU.sparse.name"] ?? h.name;
-      const dest = safeDest(rootDir, name);
-      if (dest === null) continue; // the root itself
-      await checkNoSymlinkOnWay(rootDir, dest);
-      if (h.type === "directory") {
-        await mkdir(dest, { recursive: true });
-      } else if (h.type === "symlink") {
-        const target = h.linkname ?? "";
-        const effective = target.startsWith("/")
-          ? path.relative(path.dirname(dest), path.join(rootDir, target)) || "."
-          : target;
-        const resolved = path.resolve(path.dirname(dest), effective);
-        if (resolved !== rootDir && !resolved.startsWith(`${rootDir}${path.sep}`)) {
-          throw new Error(`snapshot entry ${name} links outside the snapshot (${target})`);
-        }
-        await mkdir(path.dirname(dest), { recursive: true });
-        await rm(dest, { force: true });
-        await symlink(effective, dest);
-      } else if (h.type === "file" || h.type === "contiguous-file") {
-        await mkdir(path.dirname(dest), { recursive: true });
-        if (await isSymlink(dest)) await rm(dest);
-        if (sparse) await writeSparse(dest, body, Number(sparse["GNU.sparse.realsize"] ?? 0));
-        else await writeFile(dest, body);
-      } else continue; // devices, fifos, hard links: not part of a snapshot
-      files++;
-    }
-    await piping;
-  } catch (e) {
-    extract.destroy();
-    await piping.catch(() => {});
-    throw e;
-  }
-  return { files };
-}
-
-async function isSymlink(p: string): Promise<boolean> {
-  try {
-    return (await lstat(p)).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
-
-function safeDest(rootDir: string, name: string): string | null {
-  const clean = path.posix.normalize(name.replace(/^(\.\/)+/, "").replace(/^\/+/, ""));
-  if (clean === "." || clean === "./" || clean === "") return null;
-  if (clean === ".." || clean.startsWith("../") || path.posix.isAbsolute(clean)) {
-    throw new Error(`snapshot entry ${name} escapes the snapshot directory`);
-  }
-  const dest = path.resolve(rootDir, clean);
-  if (!dest.startsWith(`${rootDir}${path.sep}`))
-    throw new Error(`snapshot entry ${name} escapes the snapshot directory`);
-  return dest;
-}
-
-/** Refuses to write through a symlink an earlier entry created (it could point anywhere). */
-async function checkNoSymlinkOnWay(rootDir: string, dest: string): Promise<void> {
-  const rel = path.relative(rootDir, path.dirname(dest));
-  if (!rel) return;
-  let cur = rootDir;
-  for (const part of rel.split(path.sep)) {
-    cur = path.join(cur, part);
-    try {
-      if ((await lstat(cur)).isSymbolicLink()) {
-        throw new Error(
-          `snapshot entry ${path.relative(rootDir, dest)} would be written through the link ${cur}`,
-        );
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
-      throw e;
-    }
-  }
-}
-
-async function writeSparse(dest: string, body: Buffer, realsize: number): Promise<void> {
-  // The map: decimal numbers, one per line: count, then offset and size of each data segment.
-  let pos = 0;
-  const next = (): number => {
-    const nl = body.indexOf(10, pos);
-    if (nl < 0) throw new Error(`bad sparse map in ${dest}`);
-    const n = Number(body.subarray(pos, nl).toString("ascii"));
-    pos = nl + 1;
-    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`bad sparse map in ${dest}`);
-    return n;
-  };
-  const count = next();
-  const segs: { offset: number; size: number }[] = [];
-  for (let i = 0; i < count; i++) segs.push({ offset: next(), size: next() });
-  let dataPos = block(pos);
-  const fh = await open(dest, "w");
-  try {
-    await fh.truncate(realsize);
-    for (const s of segs) {
-      if (dataPos + s.size > body.length) throw new Error(`truncated sparse data in ${dest}`);
-      await fh.write(body, dataPos, s.size, s.offset);
-      dataPos += block(s.size);
-    }
-  } finally {
-    await fh.close();
-  }
 }

@@ -2,7 +2,6 @@
 // report or this host; explain its match rules; print its JSON Schema. Malformed files and semantic
 // errors both exit 2 with one file:line:col: path: message line per problem.
 import { readFile } from "node:fs/promises";
-import path from "node:path";
 import { explainAnswer, explainAnswerData } from "../answer/explain.js";
 import {
   AnswerError,
@@ -11,9 +10,9 @@ import {
   formatIssue,
   readAnswerSource,
 } from "../answer/load.js";
-import { parsePath } from "../answer/positions.js";
 import { answerJsonSchema } from "../answer/schema.js";
 import { type Issue, validateAnswer } from "../answer/validate.js";
+import { baseDirOf, locateIssue } from "../app/prepare.js";
 import type { HostReport } from "../detect/types.js";
 import { parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
@@ -85,15 +84,10 @@ export async function answerCommand(argv: string[]): Promise<number> {
   }
   const result = validateAnswer(source.answer, report, {
     unattended: Boolean(values.unattended),
-    baseDir: path.dirname(path.resolve(file)),
+    baseDir: baseDirOf(file),
   });
   const place = (issues: Issue[]) => issues.map((i) => locateIssue(source, i));
   return printIssues(place(result.errors), place(result.warnings), file, Boolean(values.json));
-}
-
-function locateIssue(source: AnswerSource, issue: Issue): AnswerIssue {
-  const pos = source.map.locate(parsePath(issue.path));
-  return { file: source.file, line: pos?.line ?? null, column: pos?.column ?? null, ...issue };
 }
 
 function printIssues(errors: AnswerIssue[], warnings: AnswerIssue[], file: string, json: boolean): number {
@@ -118,14 +112,11 @@ async function hostReport(values: {
   report?: string;
 }): Promise<HostReport> {
   if (values.report) return readReport(values.report);
-  const [{ detectHost }, { RootedHostFs }, { withMachineRoot }] = await Promise.all([
-    import("../detect/index.js"),
-    import("../host/fs.js"),
-    import("./machine-root.js"),
+  const [{ detectMachine }, { withMachine }] = await Promise.all([
+    import("../app/inspect.js"),
+    import("../app/machine.js"),
   ]);
-  return withMachineRoot(values, (root) =>
-    detectHost({ fs: new RootedHostFs(root), probe: { mode: "never" } }),
-  );
+  return withMachine(values, (machine) => detectMachine(machine, { mode: "never" }));
 }
 
 /** A report from `kvmstrap detect --json`: the whole {report, checks, verdict} object or the bare report. */

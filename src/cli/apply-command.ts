@@ -7,12 +7,12 @@ import path from "node:path";
 import { createInterface } from "node:readline/promises";
 import type { Writable } from "node:stream";
 import type { Answer } from "../answer/schema.js";
-import { type ApplyResult, applyPlan, confirmRun, resumeAfterReboot, undoLastRun } from "../apply/engine.js";
-import { EventBus, fileLogSink, formatEvent, jsonLinesSink, webhookSink } from "../apply/events.js";
-import { Journal, StateError } from "../apply/journal.js";
+import { stateDirOf } from "../app/adapters.js";
+import { confirmNetwork, planToResume, runApply, runUndo } from "../app/apply.js";
+import { blockers, prepareFile } from "../app/prepare.js";
+import type { ApplyResult } from "../apply/engine.js";
+import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
 import { validatePlan } from "../apply/plan-file.js";
-import { ChrootRunner, type CommandRunner, ExecaRunner } from "../host/commands.js";
-import { RootedTargetFs } from "../host/target.js";
 import type { Plan } from "../plan/actions.js";
 import { parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
@@ -20,8 +20,9 @@ import { EXIT, InputError, UsageError } from "./errors.js";
 export const APPLY_HELP = `Usage: kvmstrap apply (FILE | --plan PLAN.json) [options]
        kvmstrap apply --resume
 
-Carry out a plan: from the answer file FILE (planned against this machine now) or from PLAN.json
-(what "kvmstrap plan FILE --json" prints). Every change is journaled under --state-dir, files are
+Carry out a plan: from the answer file FILE (validated and planned against this machine now; any
+error refuses the whole run) or from PLAN.json (what "kvmstrap plan FILE --json" prints). Without a
+terminal, or with --yes, the run is unattended: only disks named by byId or serial are wiped. Every change is journaled under --state-dir, files are
 replaced atomically, and "kvmstrap undo" puts everything back. Running apply again changes nothing
 once the machine is in the planned state; after an interruption it completes the plan.
 
@@ -38,7 +39,8 @@ Options:
   --root DIR             Apply to the machine root DIR (default /): files and sysfs writes go under
                          DIR and commands run inside it with chroot (an installer's target)
   --state-dir DIR        Journal and logs (default <root>/var/lib/kvmstrap)
-  --confirm-timeout S    Seconds to confirm a network change before it reverts (default 120)
+  --confirm-timeout S    Seconds to confirm a network change before it reverts (default: the
+                         answer's network.confirmTimeoutSeconds, else 120)
   -h, --help             Print this help
 
 Exit: 0 applied (or waiting for the reboot), 1 a step failed or a network change was reverted,
@@ -72,8 +74,6 @@ Options:
   -h, --help             Print this help
 `;
 
-const stateDirOf = (root: string, stateDir: string | undefined) =>
-  stateDir ?? path.join(path.resolve(root), "var/lib/kvmstrap");
 const interactive = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
 
 async function ask(question: string): Promise<string> {
@@ -85,11 +85,8 @@ async function ask(question: string): Promise<string> {
   }
 }
 
-/** The bus with the human stderr lines, --events, and the on-disk log. */
-function makeBus(
-  events: string | undefined,
-  logDir: string | null,
-): { bus: EventBus; close: () => Promise<void> } {
+/** The bus with the human stderr lines and --events (the app adds the on-disk log and the webhook). */
+function makeBus(events: string | undefined): { bus: EventBus; close: () => Promise<void> } {
   const bus = new EventBus((e) => process.stderr.write(`kvmstrap: event sink: ${(e as Error).message}\n`));
   bus.subscribe((e) => {
     const line = formatEvent(e);
@@ -103,7 +100,6 @@ function makeBus(
     stream = createWriteStream(events, { flags: "a" });
     bus.subscribe(jsonLinesSink(stream, lost));
   }
-  if (logDir) bus.subscribe(fileLogSink(logDir));
   const close = async () => {
     await bus.drain(15_000);
     if (stream) await new Promise<void>((r) => stream?.end(r));
@@ -126,27 +122,6 @@ async function loadPlanFile(file: string): Promise<Plan> {
     throw new InputError(`--plan ${file}: not JSON (${(e as Error).message})`);
   }
   return validatePlan(data, file);
-}
-
-/** Plans an answer file against the target; the answer also names the webhook to report to. */
-async function planFromAnswer(file: string, root: string): Promise<{ plan: Plan; answer: Answer }> {
-  const { preparePlan } = await import("./plan-command.js");
-  return preparePlan(file, root);
-}
-
-const runnerFor = (root: string): CommandRunner =>
-  path.resolve(root) === "/" ? new ExecaRunner() : new ChrootRunner(path.resolve(root));
-
-/** After the reboot: the running kernel's command line and vfio-pci bindings against the plan. */
-async function verifyTarget(root: string, plan: Plan): Promise<string[]> {
-  if (!plan.expect) return [];
-  const { detectHost } = await import("../detect/index.js");
-  const { RootedHostFs } = await import("../host/fs.js");
-  const report = await detectHost({ fs: new RootedHostFs(root), probe: { mode: "never" } });
-  const { verifyAfterReboot } = await import("../apply/verify.js");
-  return verifyAfterReboot(plan.expect, report).map(
-    (m) => `${m.item}: expected ${m.expected}, found ${m.actual}`,
-  );
 }
 
 function exitOf(r: ApplyResult): number {
@@ -182,7 +157,7 @@ export async function applyCommand(argv: string[]): Promise<number> {
   }
   const dryRun = Boolean(values["dry-run"]);
   if (dryRun && values.resume) throw new UsageError("--dry-run and --resume do not go together");
-  let timeoutSeconds = 120;
+  let timeoutSeconds: number | undefined;
   if (values["confirm-timeout"] !== undefined) {
     timeoutSeconds = Number(values["confirm-timeout"]);
     if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 86_400) {
@@ -197,74 +172,51 @@ export async function applyCommand(argv: string[]): Promise<number> {
   if (!dryRun && !values.yes && !tty)
     throw new UsageError("no terminal to ask on: use --yes for unattended runs");
 
-  let plan: Plan | null = null;
-  let reporting: Answer["report"];
+  let plan: Plan;
+  let answer: Answer | null = null;
   if (values.plan) plan = await loadPlanFile(values.plan);
-  else if (file)
-    ({
-      plan,
-      answer: { report: reporting },
-    } = await planFromAnswer(file, root));
-  if (plan && plan.refusals.length > 0) {
+  else if (file) {
+    // Without a terminal to ask on, the run is unattended: the stricter wipe rule applies.
+    const prepared = await prepareFile(file, { root }, { unattended: !tty || Boolean(values.yes) });
+    const blocking = blockers(prepared);
+    if (blocking.length) {
+      throw new InputError(
+        `the answer cannot be applied to this machine (${blocking.length} problem(s)); fix the answer file first:\n${blocking.map((l) => `  ${l}`).join("\n")}`,
+      );
+    }
+    ({ plan, answer } = prepared);
+  } else plan = await planToResume(root, values["state-dir"]);
+  if (values.plan && plan.refusals.length > 0) {
     const lines = plan.refusals.map((r) => `  ${r.path}: ${r.reason}`).join("\n");
     throw new InputError(
       `the plan refused ${plan.refusals.length} item(s); fix the answer file first:\n${lines}`,
     );
   }
-  const journal = new Journal(stateDir);
-  const latest = values.resume ? await journal.latestRun() : null;
-  if (values.resume && !plan) {
-    if (!latest || latest.phase === "done" || latest.phase === "undone") {
-      throw new InputError(
-        latest ? `nothing to resume: the last run ${latest.runId} is ${latest.phase}` : "nothing to resume",
-      );
-    }
-    plan = latest.plan;
-  }
-  if (!plan) throw new UsageError("no plan");
   if (!dryRun && !values.yes) {
     const where = path.resolve(root) === "/" ? "this machine" : path.resolve(root);
-    const answer = await ask(`Apply ${plan.actions.length} action(s) to ${where}? [y/N] `);
-    if (answer !== "y" && answer !== "yes") {
+    const reply = await ask(`Apply ${plan.actions.length} action(s) to ${where}? [y/N] `);
+    if (reply !== "y" && reply !== "yes") {
       process.stderr.write("kvmstrap: nothing changed\n");
       return EXIT.ok;
     }
   }
-  const { bus, close } = makeBus(values.events, dryRun ? null : path.join(stateDir, "log"));
-  if (reporting?.webhook && !dryRun) {
-    const secret = new Set(reporting.secretHeaders.map((h) => h.toLowerCase()));
-    const pick = (isSecret: boolean) =>
-      Object.fromEntries(
-        Object.entries(reporting.headers).filter(([k]) => secret.has(k.toLowerCase()) === isSecret),
-      );
-    bus.subscribe(webhookSink(reporting.webhook, pick(false), pick(true)));
-  }
-  const resumePlan = plan;
-  const options = {
-    target: new RootedTargetFs(root),
-    runner: runnerFor(root),
-    stateDir,
-    bus,
-    dryRun,
-    resume: Boolean(values.resume),
-    confirm: {
-      timeoutSeconds,
+  const { bus, close } = makeBus(values.events);
+  try {
+    const result = await runApply(plan, {
+      root,
+      stateDir,
+      bus,
+      dryRun,
+      answer,
+      resume: Boolean(values.resume),
+      confirmTimeoutSeconds: timeoutSeconds,
       // At a terminal, "yes" at the prompt confirms too; if the change cut the session, nobody types.
       waitForConfirm:
         tty && !values.yes
           ? async () => ["y", "yes"].includes(await ask("Network changed. Keep it? Type yes to keep: "))
           : undefined,
-    },
-  };
-  try {
-    const result =
-      values.resume && latest?.phase === "awaiting-reboot"
-        ? await resumeAfterReboot({ ...options, verify: () => verifyTarget(root, resumePlan) })
-        : await applyPlan(plan, options);
+    });
     return exitOf(result);
-  } catch (e) {
-    if (e instanceof StateError) throw new InputError(e.message);
-    throw e;
   } finally {
     await close();
   }
@@ -292,19 +244,10 @@ export async function undoCommand(argv: string[]): Promise<number> {
     const answer = await ask(`Undo the last apply under ${stateDir}? [y/N] `);
     if (answer !== "y" && answer !== "yes") return EXIT.ok;
   }
-  const { bus, close } = makeBus(values.events, dryRun ? null : path.join(stateDir, "log"));
+  const { bus, close } = makeBus(values.events);
   try {
-    const r = await undoLastRun({
-      target: new RootedTargetFs(root),
-      runner: runnerFor(root),
-      stateDir,
-      bus,
-      dryRun,
-    });
+    const r = await runUndo({ root, stateDir, bus, dryRun });
     return r.status === "failed" ? EXIT.failed : EXIT.ok;
-  } catch (e) {
-    if (e instanceof StateError) throw new InputError(e.message);
-    throw e;
   } finally {
     await close();
   }
@@ -322,13 +265,7 @@ export async function confirmCommand(argv: string[]): Promise<number> {
   }
   const [runId, extra] = positionals;
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
-  const stateDir = stateDirOf(values.root ?? "/", values["state-dir"]);
-  try {
-    const id = await confirmRun(stateDir, runId);
-    process.stderr.write(`kvmstrap: confirmed the network changes of run ${id}\n`);
-    return EXIT.ok;
-  } catch (e) {
-    if (e instanceof StateError) throw new InputError(e.message);
-    throw e;
-  }
+  const id = await confirmNetwork(values.root ?? "/", values["state-dir"], runId);
+  process.stderr.write(`kvmstrap: confirmed the network changes of run ${id}\n`);
+  return EXIT.ok;
 }

@@ -1,10 +1,7 @@
-import { runChecks, verdict } from "../checks/index.js";
-import { detectHost } from "../detect/index.js";
-import { ExecaRunner } from "../host/commands.js";
-import { RootedHostFs } from "../host/fs.js";
+import { inspect } from "../app/inspect.js";
+import { withMachine } from "../app/machine.js";
 import { parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
-import { withMachineRoot } from "./machine-root.js";
 import { renderReport } from "./render-report.js";
 import { makeStyle } from "./style.js";
 
@@ -44,14 +41,15 @@ export async function detectCommand(argv: string[]): Promise<number> {
   if (probe !== "auto" && probe !== "always" && probe !== "never") {
     throw new UsageError(`--probe must be auto, always or never (got "${probe}")`);
   }
-  return withMachineRoot(values, async (root) => {
-    const report = await detectHost({
-      fs: new RootedHostFs(root),
-      runner: new ExecaRunner(),
-      probe: { mode: probe, kernel: values["probe-kernel"] ?? null },
+  return withMachine(values, async (machine) => {
+    const {
+      report,
+      checks,
+      verdict: v,
+    } = await inspect(machine, {
+      mode: probe,
+      kernel: values["probe-kernel"] ?? null,
     });
-    const checks = runChecks(report);
-    const v = verdict(checks);
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ report, checks, verdict: v }, null, 2)}\n`);
     } else {
@@ -63,5 +61,3 @@ export async function detectCommand(argv: string[]): Promise<number> {
     return v === "not-ready" ? EXIT.failed : EXIT.ok;
   });
 }
-
-export { assertMachineRoot } from "./machine-root.js";

@@ -1,15 +1,8 @@
 // `kvmstrap plan FILE`: what applying the answer file would change on this host, as a diff, before
 // anything changes. --json prints the actions (what `kvmstrap apply --plan` takes).
-import type { Answer } from "../answer/schema.js";
-import { detectHost } from "../detect/index.js";
-import type { HostReport } from "../detect/types.js";
-import { ExecaRunner } from "../host/commands.js";
-import { RootedHostFs } from "../host/fs.js";
-import type { Plan } from "../plan/actions.js";
+import { prepareFile } from "../app/prepare.js";
 import { renderPlanText } from "../plan/diff.js";
-import { buildPlan, planFiles } from "../plan/index.js";
 import { parse } from "./args.js";
-import { assertMachineRoot } from "./detect.js";
 import { EXIT, UsageError } from "./errors.js";
 
 export const PLAN_HELP = `Usage: kvmstrap plan FILE [options]
@@ -26,24 +19,6 @@ Options:
 Exit: 0 a plan with nothing refused, 1 something refused, 2 a bad answer file or usage.
 `;
 
-/** Detection, the answer file and the current content of every file the plan touches. */
-export async function preparePlan(
-  file: string,
-  root: string,
-): Promise<{ report: HostReport; answer: Answer; plan: Plan }> {
-  const { loadAnswerFile } = await import("../answer/load.js");
-  await assertMachineRoot(root);
-  const fs = new RootedHostFs(root);
-  const [answer, report] = await Promise.all([
-    loadAnswerFile(file),
-    detectHost({ fs, runner: new ExecaRunner(), probe: { mode: "auto" } }),
-  ]);
-  const paths = planFiles(report, answer);
-  const texts = await Promise.all(paths.map((p) => fs.readText(p)));
-  const current = new Map(paths.map((p, i) => [p, texts[i] ?? null]));
-  return { report, answer, plan: buildPlan(report, answer, current) };
-}
-
 export async function planCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     root: { type: "string" },
@@ -57,7 +32,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   const [file, extra] = positionals;
   if (!file) throw new UsageError("plan needs an answer file: kvmstrap plan answer.yaml");
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
-  const { plan } = await preparePlan(file, values.root ?? "/");
+  const { plan } = await prepareFile(file, { root: values.root ?? "/" }, { unattended: false });
   process.stdout.write(values.json ? `${JSON.stringify(plan, null, 2)}\n` : renderPlanText(plan));
   return plan.refusals.length ? EXIT.failed : EXIT.ok;
 }

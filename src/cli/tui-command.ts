@@ -43,36 +43,18 @@ export async function tuiCommand(argv: string[]): Promise<number> {
   }
   const ui = loadUi();
   ui.catch(() => {}); // awaited below; loading Ink starts now, in parallel with the rest
-  const [{ detectHost }, { RootedHostFs }, { ExecaRunner }, { assertMachineRoot }] = await Promise.all([
-    import("../detect/index.js"),
-    import("../host/fs.js"),
-    import("../host/commands.js"),
-    import("./detect.js"),
+  const [{ withMachine }, { detectMachine }] = await Promise.all([
+    import("../app/machine.js"),
+    import("../app/inspect.js"),
   ]);
-  let root = values.root ?? "/";
-  let cleanup: (() => Promise<void>) | undefined;
-  if (values.snapshot) {
-    const { openSnapshot } = await import("./snapshot-command.js");
-    ({ root, cleanup } = await openSnapshot(values.snapshot));
-  }
-  try {
-    await assertMachineRoot(root);
+  return withMachine(values, async (machine) => {
     const answer = values.answer
       ? await (await import("../answer/load.js")).loadAnswerFile(values.answer)
       : null;
     const { runTui, makeSession, draftFrom } = await ui;
-    const fs = new RootedHostFs(root);
-    const report = detectHost({ fs, runner: new ExecaRunner(), probe: { mode: "auto" } });
-    const session = makeSession({
-      root,
-      fs,
-      demo: Boolean(values.snapshot) || (values.root !== undefined && values.root !== "/"),
-      answerFile: values.answer ?? null,
-    });
-    return await runTui({ report, session, initial: draftFrom(answer) });
-  } finally {
-    await cleanup?.();
-  }
+    const session = makeSession({ machine, answerFile: values.answer ?? null });
+    return runTui({ report: detectMachine(machine), session, initial: draftFrom(answer) });
+  });
 }
 
 type TuiModule = typeof import("../tui/entry.js");

@@ -1,17 +1,17 @@
-// What the TUI was started on, and the engine calls it makes: plan, apply. No logic of its own: the
-// same functions `kvmstrap plan` and `kvmstrap apply` use, fed the answer the screens built.
+// What the TUI was started on, and the use cases it calls: prepare (validate + plan) and apply. The
+// screens hold no logic of their own: these are the app layer's functions that `kvmstrap plan` and
+// `kvmstrap apply` call, fed the answer the screens built.
 import path from "node:path";
 import type { Answer } from "../answer/schema.js";
-import { validateAnswer } from "../answer/validate.js";
-import { applyPlan } from "../apply/engine.js";
-import { EventBus, fileLogSink } from "../apply/events.js";
+import { stateDirOf } from "../app/adapters.js";
+import { runApply } from "../app/apply.js";
+import { baseDirOf, blockers, prepareAnswer } from "../app/prepare.js";
+import { EventBus } from "../apply/events.js";
 import type { ApplyResult } from "../apply/execute.js";
 import type { HostReport } from "../detect/types.js";
-import { ChrootRunner, type CommandRunner, ExecaRunner } from "../host/commands.js";
+import type { CommandRunner } from "../host/commands.js";
 import type { HostFs } from "../host/fs.js";
-import { RootedTargetFs } from "../host/target.js";
 import type { Plan } from "../plan/actions.js";
-import { buildPlan, planFiles } from "../plan/index.js";
 
 export interface Session {
   root: string;
@@ -23,24 +23,29 @@ export interface Session {
   answerFile: string | null;
   savePath: string;
   stateDir: string;
+  /** Replaces the command runner the app picks for this root (tests). */
   runner?: CommandRunner;
 }
 
 export function makeSession(o: {
-  root: string;
-  fs: HostFs;
+  machine?: { root: string; fs: HostFs; captured: boolean };
+  root?: string;
+  fs?: HostFs;
   demo?: boolean;
   answerFile?: string | null;
   isRoot?: boolean;
 }): Session {
+  const root = o.machine?.root ?? o.root ?? "/";
+  const fs = o.machine?.fs ?? o.fs;
+  if (!fs) throw new Error("makeSession needs a machine or a root and its fs");
   return {
-    root: o.root,
-    fs: o.fs,
-    demo: o.demo ?? false,
+    root,
+    fs,
+    demo: o.demo ?? o.machine?.captured ?? false,
     isRoot: o.isRoot ?? process.getuid?.() === 0,
     answerFile: o.answerFile ?? null,
     savePath: "./kvmstrap-answer.yaml",
-    stateDir: path.join(path.resolve(o.root), "var/lib/kvmstrap"),
+    stateDir: stateDirOf(root),
   };
 }
 
@@ -54,22 +59,22 @@ export function dryRunOnly(s: Session): string | null {
 export interface Review {
   answer: Answer;
   plan: Plan;
+  /** Everything that blocks a real apply: validation errors and plan refusals, one line each. */
   errors: string[];
   warnings: string[];
 }
 
-/** The plan exactly as `kvmstrap plan` builds it: current files read through the host port. */
+/** The plan exactly as `kvmstrap plan` builds it, with relative paths resolved against the answer file. */
 export async function review(s: Session, report: HostReport, answer: Answer): Promise<Review> {
-  const v = validateAnswer(answer, report, { unattended: false });
-  const paths = planFiles(report, answer);
-  const texts = await Promise.all(paths.map((p) => s.fs.readText(p)));
-  const current = new Map(paths.map((p, i) => [p, texts[i] ?? null]));
-  const plan = buildPlan(report, answer, current);
+  const p = await prepareAnswer(s.fs, report, answer, {
+    unattended: false,
+    baseDir: baseDirOf(s.answerFile),
+  });
   return {
     answer,
-    plan,
-    errors: v.errors.map((i) => `${i.path}: ${i.message}`),
-    warnings: v.warnings.map((i) => `${i.path}: ${i.message}`),
+    plan: p.plan,
+    errors: blockers(p),
+    warnings: p.validation.warnings.map((i) => `${i.path}: ${i.message}`),
   };
 }
 
@@ -80,21 +85,19 @@ export interface ApplyRun {
 
 export function startApply(
   s: Session,
-  plan: Plan,
-  o: { dryRun: boolean; waitForConfirm: () => Promise<boolean>; timeoutSeconds: number },
+  r: Review,
+  o: { dryRun: boolean; waitForConfirm: () => Promise<boolean> },
   bus = new EventBus(),
 ): ApplyRun {
-  const root = path.resolve(s.root);
-  if (!o.dryRun) bus.subscribe(fileLogSink(path.join(s.stateDir, "log")));
-  const runner = s.runner ?? (root === "/" ? new ExecaRunner() : new ChrootRunner(root));
   const done = Promise.resolve().then(() =>
-    applyPlan(plan, {
-      target: new RootedTargetFs(root),
-      runner,
+    runApply(r.plan, {
+      root: path.resolve(s.root),
       stateDir: s.stateDir,
       bus,
       dryRun: o.dryRun,
-      confirm: { timeoutSeconds: o.timeoutSeconds, waitForConfirm: o.waitForConfirm },
+      answer: r.answer,
+      waitForConfirm: o.waitForConfirm,
+      adapters: s.runner ? { runner: s.runner } : undefined,
     }),
   );
   return { bus, done };

@@ -27,15 +27,14 @@ export function Apply(props: ScreenProps): ReactNode {
   }, [p.confirm]);
   const blocked = !r
     ? "nothing planned yet: go back to Review"
-    : r.errors.length || r.plan.refusals.length
-      ? `the plan has ${r.errors.length} error(s) and ${r.plan.refusals.length} refusal(s): only a dry run`
+    : r.errors.length
+      ? `the answer has ${r.errors.length} problem(s) (validation errors, plan refusals): only a dry run`
       : null;
   const run = (dryRun: boolean) => {
     if (!r) return;
     setMessage(null);
     const waitForConfirm = () => new Promise<boolean>((res) => (decide.current = res));
-    const timeoutSeconds = r.answer.network?.confirmTimeoutSeconds ?? 120;
-    const { bus, done } = startApply(session, r.plan, { dryRun, waitForConfirm, timeoutSeconds });
+    const { bus, done } = startApply(session, r, { dryRun, waitForConfirm });
     bus.subscribe((e: ApplyEvent) => setP((s) => reduce(s, e)));
     setP({ ...start, phase: "running", dryRun });
     done.then(

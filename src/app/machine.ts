@@ -25,7 +25,7 @@ export async function withMachine<T>(source: MachineSource, use: (m: Machine) =>
   let root = source.root ?? "/";
   let cleanup: (() => Promise<void>) | undefined;
   if (source.snapshot) {
-    const { openSnapshot } = await import("../cli/snapshot-command.js");
+    const { openSnapshot } = await import("../host/snapshot-archive.js");
     ({ root, cleanup } = await openSnapshot(source.snapshot));
   }
   try {

@@ -14,6 +14,7 @@ import type { Plan } from "../plan/actions.js";
 import { EventBus, now } from "./events.js";
 import { type ApplyOptions, type ApplyResult, BOOT_ID, execute } from "./execute.js";
 import { Journal, type JournalRun, newRunId, planDigest, StateError } from "./journal.js";
+import { refuseStalePlan } from "./stale.js";
 import { describe, isApplied, type Operation, operationOf } from "./steps.js";
 
 export { confirmRun } from "./confirm.js";
@@ -31,6 +32,7 @@ export { undoLastRun } from "./undo.js";
 export { type Mismatch, type RebootExpectations, verifyAfterReboot } from "./verify.js";
 
 export async function applyPlan(plan: Plan, options: ApplyOptions): Promise<ApplyResult> {
+  await refuseStalePlan(plan, options.target);
   if (options.dryRun) return dryRun(plan, options);
   const journal = new Journal(options.stateDir);
   const digest = planDigest(plan);

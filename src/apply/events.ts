@@ -4,51 +4,84 @@
 import { appendFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Writable } from "node:stream";
+import { z } from "zod";
+import { InputError } from "../core/errors.js";
+import { parseWire } from "./wire.js";
 
-export type RunPhase = "STARTED" | "SUCCEEDED" | "FAILED";
-export type StepPhase = "started" | "progress" | "finished" | "skipped" | "failed";
+const counts = z.object({ done: z.number().int(), skipped: z.number().int(), failed: z.number().int() });
 
-export type ApplyEvent =
-  | {
-      type: "run";
-      phase: RunPhase;
-      runId: string;
-      time: string;
-      /** "apply" (default) or "undo". */
-      operation?: "apply" | "undo";
-      planDigest?: string;
-      actions?: number;
-      dryRun?: boolean;
-      resumed?: boolean;
-      durationMs?: number;
-      counts?: { done: number; skipped: number; failed: number };
-      error?: string;
-      remediation?: string;
-    }
-  | {
-      type: "step";
-      phase: StepPhase;
-      id: string;
-      summary: string;
-      time: string;
-      runId?: string;
-      /** What the step does or did, e.g. "write /etc/modprobe.d/kvm.conf (34 bytes)". */
-      detail?: string;
-      durationMs?: number;
-      error?: string;
-      remediation?: string;
-      dryRun?: boolean;
-    }
-  | { type: "reboot-required"; ids: string[]; time: string; runId?: string }
-  | {
-      type: "confirm-required";
-      deadline: string;
-      timeoutSeconds: number;
-      ids: string[];
-      time: string;
-      runId?: string;
-    }
-  | { type: "reverted"; reason: string; ids: string[]; time: string; runId?: string };
+export const runPhaseSchema = z.enum(["STARTED", "SUCCEEDED", "FAILED"]);
+export type RunPhase = z.infer<typeof runPhaseSchema>;
+export const stepPhaseSchema = z.enum(["started", "progress", "finished", "skipped", "failed"]);
+export type StepPhase = z.infer<typeof stepPhaseSchema>;
+
+/** The event stream's one definition: what --events writes, webhooks POST and the log keeps. */
+export const applyEventSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("run"),
+    phase: runPhaseSchema,
+    runId: z.string(),
+    time: z.string(),
+    /** "apply" (default) or "undo". */
+    operation: z.enum(["apply", "undo"]).optional(),
+    planDigest: z.string().optional(),
+    actions: z.number().int().optional(),
+    dryRun: z.boolean().optional(),
+    resumed: z.boolean().optional(),
+    durationMs: z.number().optional(),
+    counts: counts.optional(),
+    error: z.string().optional(),
+    remediation: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal("step"),
+    phase: stepPhaseSchema,
+    id: z.string(),
+    summary: z.string(),
+    time: z.string(),
+    runId: z.string().optional(),
+    /** What the step does or did, e.g. "write /etc/modprobe.d/kvm.conf (34 bytes)". */
+    detail: z.string().optional(),
+    durationMs: z.number().optional(),
+    error: z.string().optional(),
+    remediation: z.string().optional(),
+    dryRun: z.boolean().optional(),
+  }),
+  z.object({
+    type: z.literal("reboot-required"),
+    ids: z.array(z.string()),
+    time: z.string(),
+    runId: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal("confirm-required"),
+    deadline: z.string(),
+    timeoutSeconds: z.number(),
+    ids: z.array(z.string()),
+    time: z.string(),
+    runId: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal("reverted"),
+    reason: z.string(),
+    ids: z.array(z.string()),
+    time: z.string(),
+    runId: z.string().optional(),
+  }),
+]);
+
+export type ApplyEvent = z.infer<typeof applyEventSchema>;
+
+/** One JSON line of an event stream (--events, the log on disk) read back; InputError when it is not one. */
+export function parseEventLine(line: string, where = "event"): ApplyEvent {
+  let data: unknown;
+  try {
+    data = JSON.parse(line);
+  } catch (e) {
+    throw new InputError(`${where}: not JSON (${(e as Error).message})`);
+  }
+  return parseWire(applyEventSchema, data, where);
+}
 
 export type EventSink = (event: ApplyEvent) => void | Promise<void>;
 

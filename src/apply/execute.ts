@@ -3,6 +3,9 @@
 // reboot group. Also the options and result types of the engine.
 import type { Action } from "../plan/actions.js";
 import { awaitConfirmation } from "./confirm.js";
+import { currentOwner, revertUnconfirmed } from "./network-gate.js";
+import { liveOnlyReason } from "./offline.js";
+import { defaultWatchdog, type Watchdog } from "./watchdog.js";
 import { type ApplyEvent, EventBus, now } from "./events.js";
 import type { Journal, JournalRun } from "./journal.js";
 import {
@@ -35,6 +38,11 @@ export interface ApplyOptions extends StepContext {
   /** Continue the latest run of the same plan instead of starting a new one. */
   resume?: boolean;
   confirm?: ConfirmOptions;
+  /** The dead-man switch armed before a network group's first change (default: defaultWatchdog;
+   *  null: none, the in-process timer only, for tests of other things). */
+  watchdog?: Watchdog | null;
+  /** The target is not running (an installer's target): live-only steps are deferred (offline.ts). */
+  offline?: boolean;
 }
 
 export type ApplyStatus = "succeeded" | "failed" | "reverted" | "awaiting-reboot" | "dry-run";
@@ -72,6 +80,13 @@ async function commandsDoneBefore(journal: Journal, run: JournalRun): Promise<Se
     for (const a of other.actions) if (a.status === "done") out.add(a.id);
   }
   return out;
+}
+
+/** Index of the last action of the contiguous group with the same effect that holds action i. */
+function groupEnd(actions: Action[], i: number): number {
+  let end = i;
+  while (actions[end + 1]?.effect === actions[i]?.effect) end++;
+  return end;
 }
 
 /** Indices of the contiguous group of actions with the same effect that ends at `end`. */
@@ -117,17 +132,58 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
   for (const a of actions) if (isFileAction(a)) await options.target.cleanStale((a as { path: string }).path);
   run.gates ??= [];
 
+  /** The journal as the watchdog or `kvmstrap confirm` may have left it while this process waited. */
+  const reload = async () => {
+    const fresh = await journal.load(runId);
+    if (!fresh) return;
+    for (const k of Object.keys(run)) if (!(k in fresh)) delete (run as Record<string, unknown>)[k];
+    Object.assign(run, fresh);
+    run.gates ??= [];
+  };
+  const timeoutSeconds = options.confirm?.timeoutSeconds ?? DEFAULT_CONFIRM_SECONDS;
+  const watchdog =
+    options.watchdog === undefined ? defaultWatchdog(options.runner, options.target.root) : options.watchdog;
+
+  /** Arms the watchdog for the network group ending at `end`, unless one watches it already. */
+  const armWatchdog = async (end: number) => {
+    if (!watchdog || options.offline) return;
+    if (run.watchdog?.gate === end && (await watchdog.alive(run.watchdog))) return;
+    const armedAt = new Date();
+    const fallbackDeadline = new Date(armedAt.getTime() + timeoutSeconds * 1000);
+    const notBefore = run.deadline ? new Date(run.deadline) : fallbackDeadline;
+    const armed = await watchdog.arm({
+      runId,
+      stateDir: options.stateDir,
+      root: options.target.root,
+      notBefore,
+    });
+    run.watchdog = {
+      gate: end,
+      ...armed,
+      armedAt: armedAt.toISOString(),
+      fallbackDeadline: fallbackDeadline.toISOString(),
+    };
+    await journal.save(run);
+  };
+
   const networkGate = async (end: number, ids: string[]): Promise<boolean> => {
-    const timeoutSeconds = options.confirm?.timeoutSeconds ?? DEFAULT_CONFIRM_SECONDS;
-    const deadline =
-      run.phase === "awaiting-confirm" && run.deadline
-        ? new Date(run.deadline)
-        : new Date(Date.now() + timeoutSeconds * 1000);
+    if (options.offline) {
+      // Nobody is connected through an offline target's network: nothing to confirm or lose.
+      run.gates?.push(end);
+      await journal.save(run);
+      return true;
+    }
+    const resuming = run.phase === "awaiting-confirm" && run.deadline;
+    const deadline = resuming
+      ? new Date(run.deadline as string)
+      : new Date(Date.now() + timeoutSeconds * 1000);
     await journal.setPhase(run, "awaiting-confirm", {
       deadline: deadline.toISOString(),
       confirmIds: ids,
       pendingGate: end,
     });
+    // A re-run that resumes the wait re-arms a watchdog that is gone (the machine rebooted...).
+    if (resuming && deadline.getTime() > Date.now()) await armWatchdog(end);
     const left = Math.max(0, Math.round((deadline.getTime() - Date.now()) / 1000));
     emit({
       type: "confirm-required",
@@ -140,58 +196,50 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
     const outcome = await awaitConfirmation({
       stateDir: options.stateDir,
       runId,
+      gate: end,
       deadline,
       waitForConfirm: options.confirm?.waitForConfirm,
       pollMs: options.confirm?.pollMs,
     });
+    if (outcome !== "confirmed" && outcome !== "reverted") {
+      const reason =
+        outcome === "declined"
+          ? "the network change was declined"
+          : `no confirmation within ${timeoutSeconds} s`;
+      const r = await revertUnconfirmed(gateContext, runId, "apply", reason, end);
+      await reload();
+      return r === "confirmed";
+    }
+    await reload();
     if (outcome === "confirmed") {
-      run.gates?.push(end);
-      delete run.pendingGate;
-      await journal.setPhase(run, "running");
+      if (watchdog) await watchdog.disarm(run.watchdog).catch(() => {});
       return true;
     }
-    const reason =
-      outcome === "declined"
-        ? "the network change was declined"
-        : `no confirmation within ${timeoutSeconds} s`;
-    await revertNetwork(reason);
+    // Reverted by the watchdog while this process waited (its event went to its own log).
+    emit({ type: "reverted", reason: run.error ?? "reverted by the watchdog", ids: [], time: now(), runId });
     return false;
   };
+  const gateContext = { target: options.target, runner: options.runner, stateDir: options.stateDir, bus };
 
   const revertNetwork = async (reason: string) => {
-    const reverted: string[] = [];
-    for (let j = actions.length - 1; j >= 0; j--) {
-      const a = actions[j];
-      const entry = run.actions[j];
-      if (!a || !entry || a.effect !== "network" || (entry.status !== "done" && entry.status !== "started"))
-        continue;
-      try {
-        await revert(a, entry.before, options);
-        await journal.markReverted(run, a.id);
-        reverted.push(a.id);
-      } catch (e) {
-        emit({
-          type: "step",
-          phase: "failed",
-          id: a.id,
-          summary: a.summary,
-          error: `revert: ${message(e)}`,
-          runId,
-          time: now(),
-        });
-      }
-    }
-    emit({ type: "reverted", reason, ids: reverted, time: now(), runId });
+    await revertUnconfirmed(gateContext, runId, "apply", reason);
+    await reload();
   };
 
+  const reverted = () => {
+    const error = run.error ?? "network changes reverted: not confirmed";
+    const durationMs = Date.now() - t0;
+    emit({ type: "run", phase: "FAILED", runId, time: now(), error, durationMs, counts });
+    return result("reverted", { error });
+  };
   if (run.phase === "awaiting-confirm" && run.pendingGate !== undefined) {
-    if (!(await networkGate(run.pendingGate, run.confirmIds ?? []))) {
-      return fail("network changes reverted: not confirmed", {}, "reverted");
-    }
+    if (!(await networkGate(run.pendingGate, run.confirmIds ?? []))) return reverted();
   }
   for (const entry of run.actions)
     if (entry.status === "failed" || entry.status === "reverted") entry.status = "pending";
   delete run.error;
+  if (options.offline) run.offline = true;
+  run.owner = await currentOwner();
   await journal.setPhase(run, "running");
 
   const doneBefore = await commandsDoneBefore(journal, run);
@@ -212,6 +260,22 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
         runId,
         time: now(),
       });
+      const live = options.offline ? liveOnlyReason(a) : null;
+      if (live) {
+        entry.status = "deferred";
+        await journal.save(run);
+        counts.skipped++;
+        emit({
+          type: "step",
+          phase: "skipped",
+          id: a.id,
+          summary: a.summary,
+          detail: `skipped on an offline target: ${live}; left for the first-boot resume: ${describe(a)}`,
+          runId,
+          time: now(),
+        });
+        continue;
+      }
       try {
         const wasStarted = entry.status === "started";
         let applied = await isApplied(a, options, true);
@@ -230,7 +294,12 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
           });
         } else {
           if (!applied) {
-            await journal.markStarted(run, a.id, entry.before ?? (await captureBefore(a, options.target)));
+            if (a.effect === "network") await armWatchdog(groupEnd(actions, i));
+            await journal.markStarted(
+              run,
+              a.id,
+              entry.before ?? (await captureBefore(a, options.target, options)),
+            );
             await testDelay();
             await perform(a, options);
             operations.push(operationOf(a, "change"));
@@ -267,7 +336,7 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
           runId,
           time: now(),
         });
-        if (a.effect === "network") await revertNetwork(`network step ${a.id} failed`);
+        if (a.effect === "network") await revertNetwork(`network step ${a.id} failed: ${error}`);
         return fail(`${a.id}: ${error}`, { failedId: a.id, remediation });
       }
       await testDelay();
@@ -281,9 +350,7 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
     ) {
       const changed = groupEndingAt(actions, i).filter((j) => run.actions[j]?.status === "done");
       const ids = changed.map((j) => actions[j]?.id ?? "");
-      if (changed.length > 0 && a.effect === "network" && !(await networkGate(i, ids))) {
-        return fail("network changes reverted: not confirmed", {}, "reverted");
-      }
+      if (changed.length > 0 && a.effect === "network" && !(await networkGate(i, ids))) return reverted();
       if (changed.length > 0 && a.effect === "reboot") {
         const bootId = (await options.target.read(BOOT_ID).catch(() => null))?.trim() || null;
         await journal.setPhase(run, "awaiting-reboot", { bootId, rebootIds: ids, pendingGate: i });
@@ -291,6 +358,14 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
         return result("awaiting-reboot", { rebootIds: ids });
       }
     }
+  }
+  const deferred = run.actions.filter((e) => e.status === "deferred").map((e) => e.id);
+  if (deferred.length > 0) {
+    // The live-only steps run on the target's first boot (kvmstrap apply --resume).
+    const bootId = (await options.target.read(BOOT_ID).catch(() => null))?.trim() || null;
+    await journal.setPhase(run, "awaiting-reboot", { bootId, rebootIds: deferred });
+    emit({ type: "reboot-required", ids: deferred, time: now(), runId });
+    return result("awaiting-reboot", { rebootIds: deferred });
   }
   await journal.setPhase(run, "done");
   emit({ type: "run", phase: "SUCCEEDED", runId, time: now(), durationMs: Date.now() - t0, counts });

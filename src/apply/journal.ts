@@ -8,58 +8,105 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { cleanStaleTemps, writeFileAtomic } from "../host/target.js";
-import type { Plan } from "../plan/actions.js";
+import { z } from "zod";
+import { InputError } from "../core/errors.js";
+import { type Plan, planSchema } from "../plan/actions.js";
 import { canonicalJson } from "../plan/canonical-json.js";
+import { firstIssue } from "./wire.js";
 
-export type RunStatePhase = "running" | "awaiting-confirm" | "awaiting-reboot" | "done" | "failed" | "undone";
-/** "started" is journaled before the side effect (with `before`); "reverted" after undo/revert. */
-export type ActionStatus = "pending" | "started" | "done" | "skipped" | "failed" | "reverted";
+export const runStatePhaseSchema = z.enum([
+  "running",
+  "awaiting-confirm",
+  "awaiting-reboot",
+  "done",
+  "failed",
+  // The network changes were not confirmed in time and were put back; a re-run retries.
+  "reverted",
+  "undone",
+]);
+export type RunStatePhase = z.infer<typeof runStatePhaseSchema>;
+/** "started" is journaled before the side effect (with `before`); "reverted" after undo/revert;
+ *  "deferred": a live-only step not run on an offline target, left for the first-boot resume. */
+export const actionStatusSchema = z.enum([
+  "pending",
+  "started",
+  "done",
+  "skipped",
+  "failed",
+  "reverted",
+  "deferred",
+]);
+export type ActionStatus = z.infer<typeof actionStatusSchema>;
 
 /** The state an action found, enough to put it back. */
-export interface Before {
-  /** File content or sysfs value; null: the file did not exist. */
-  content: string | null;
-  mode?: number | null;
+export const beforeSchema = z.object({
+  /** File content or sysfs value; null: the file (or the VM's file, or the domain) did not exist. */
+  content: z.string().nullable(),
+  mode: z.number().int().nullable().optional(),
   /** Whether <path>.kvmstrap-orig existed already (else undo removes the one this run made). */
-  origExisted?: boolean;
+  origExisted: z.boolean().optional(),
   /** Directories the write had to create, outermost first (undo removes them when empty). */
-  createdDirs?: string[];
-}
+  createdDirs: z.array(z.string()).optional(),
+});
+export type Before = z.infer<typeof beforeSchema>;
 
-export interface JournalAction {
-  id: string;
-  status: ActionStatus;
-  before?: Before;
-  startedAt?: string;
-  finishedAt?: string;
-  error?: string;
-}
+export const journalActionSchema = z.object({
+  id: z.string(),
+  status: actionStatusSchema,
+  before: beforeSchema.optional(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  error: z.string().optional(),
+});
+export type JournalAction = z.infer<typeof journalActionSchema>;
 
-export interface JournalRun {
-  schema: "kvmstrap.journal/1";
-  runId: string;
-  planDigest: string;
-  plan: Plan;
-  phase: RunStatePhase;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt?: string;
+export const JOURNAL_SCHEMA_ID = "kvmstrap.journal/1";
+
+export const journalRunSchema = z.object({
+  schema: z.literal(JOURNAL_SCHEMA_ID),
+  runId: z.string().min(1),
+  planDigest: z.string(),
+  plan: planSchema,
+  phase: runStatePhaseSchema,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  finishedAt: z.string().optional(),
   /** awaiting-confirm: when the network actions are reverted unless confirmed. */
-  deadline?: string;
-  confirmIds?: string[];
+  deadline: z.string().optional(),
+  confirmIds: z.array(z.string()).optional(),
   /** awaiting-reboot: /proc/sys/kernel/random/boot_id when the run stopped (null: unknown). */
-  bootId?: string | null;
-  rebootIds?: string[];
-  error?: string;
+  bootId: z.string().nullable().optional(),
+  rebootIds: z.array(z.string()).optional(),
+  error: z.string().optional(),
   /** The run this one took over from (an interrupted run of the same plan), and the reverse. */
-  supersedes?: string;
-  supersededBy?: string;
+  supersedes: z.string().optional(),
+  supersededBy: z.string().optional(),
   /** Indices of the actions ending a network or reboot group whose gate (confirm, reboot) is passed. */
-  gates?: number[];
+  gates: z.array(z.number().int()).optional(),
   /** awaiting-reboot: the gate the reboot passes. */
-  pendingGate?: number;
-  actions: JournalAction[];
-}
+  pendingGate: z.number().int().optional(),
+  /** The apply process carrying the run out: its pid and start time (clock ticks after boot). */
+  owner: z.object({ pid: z.number().int(), startTime: z.string().nullable() }).optional(),
+  /** The dead-man switch armed for a network group (see watchdog.ts). */
+  watchdog: z
+    .object({
+      /** The gate (index of the group's last action) it watches. */
+      gate: z.number().int(),
+      kind: z.enum(["process", "systemd-timer"]),
+      pid: z.number().int().optional(),
+      unit: z.string().optional(),
+      armedAt: z.string(),
+      /** Before the confirm window opens: revert after this time if the apply process is gone. */
+      fallbackDeadline: z.string(),
+    })
+    .optional(),
+  /** Who put the unconfirmed network changes back: the apply process or its watchdog. */
+  revertedBy: z.enum(["apply", "watchdog"]).optional(),
+  /** Applied to an offline target: live-only steps were deferred to the first-boot resume. */
+  offline: z.boolean().optional(),
+  actions: z.array(journalActionSchema),
+});
+export type JournalRun = z.infer<typeof journalRunSchema>;
 
 /** The journal's state forbids what was asked (nothing to undo, a run awaits confirmation...). */
 export class StateError extends Error {
@@ -93,7 +140,7 @@ export class Journal {
   create(plan: Plan, runId = newRunId()): JournalRun {
     const time = new Date().toISOString();
     return {
-      schema: "kvmstrap.journal/1",
+      schema: JOURNAL_SCHEMA_ID,
       runId,
       planDigest: planDigest(plan),
       plan,
@@ -119,13 +166,32 @@ export class Journal {
     return p;
   }
 
+  /** The run, or null when it has no file. A file that is not a valid journal is an InputError naming
+   *  it: acting on a corrupt journal (resuming, undoing) could do harm, and guessing hides the damage. */
   async load(runId: string): Promise<JournalRun | null> {
+    const file = this.file(runId);
+    let text: string;
     try {
-      const run = JSON.parse(await readFile(this.file(runId), "utf8")) as JournalRun;
-      return run.schema === "kvmstrap.journal/1" ? run : null;
-    } catch {
-      return null;
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw new InputError(`journal ${file}: cannot read (${(e as Error).message})`);
     }
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      throw new InputError(
+        `journal ${file} is corrupt: not JSON (${(e as Error).message}); move it away to go on`,
+      );
+    }
+    const r = journalRunSchema.safeParse(data);
+    if (!r.success) {
+      throw new InputError(`journal ${file} is corrupt: ${firstIssue(r.error)}; move it away to go on`);
+    }
+    if (r.data.runId !== runId)
+      throw new InputError(`journal ${file} is corrupt: it holds run ${r.data.runId}`);
+    return r.data;
   }
 
   async runIds(): Promise<string[]> {
@@ -191,7 +257,7 @@ export class Journal {
   setPhase(run: JournalRun, phase: RunStatePhase, extra: Partial<JournalRun> = {}): Promise<void> {
     Object.assign(run, extra);
     run.phase = phase;
-    if (phase === "done" || phase === "failed" || phase === "undone")
+    if (phase === "done" || phase === "failed" || phase === "reverted" || phase === "undone")
       run.finishedAt = new Date().toISOString();
     if (phase !== "awaiting-confirm") {
       delete run.deadline;

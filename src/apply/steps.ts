@@ -4,12 +4,16 @@
 import path from "node:path";
 import type { CommandRunner } from "../host/commands.js";
 import { ORIG_SUFFIX, type TargetFs } from "../host/target.js";
-import type { Action } from "../plan/actions.js";
+import { type Action, isVmAction } from "../plan/actions.js";
+import type { Libvirt } from "../vm/libvirt.js";
 import type { Before } from "./journal.js";
+import { captureVmBefore, describeVm, isVmApplied, performVm, revertVm, vmInverse } from "./vm-steps.js";
 
 export interface StepContext {
   target: TargetFs;
   runner: CommandRunner;
+  /** The libvirt connection a plan's VM actions go through (needed only when it has some). */
+  libvirt?: Libvirt | undefined;
 }
 
 /** Whether the operation would change anything: "unknown" for commands whose check is not run. */
@@ -20,6 +24,13 @@ export type Operation = { id: string; state: OpState; undo?: boolean } & (
   | { kind: "remove-file"; path: string }
   | { kind: "write-sysfs"; path: string; value: string }
   | { kind: "run-command"; argv: string[] }
+  | { kind: "vm-overlay"; path: string; image: string }
+  | { kind: "vm-seed"; path: string }
+  | {
+      kind: "libvirt";
+      op: "define-domain" | "start-domain" | "undefine-domain" | "destroy-domain";
+      name: string;
+    }
 );
 
 const COMMAND_TIMEOUT_MS = 15 * 60_000;
@@ -37,6 +48,12 @@ export function operationOf(a: Action, state: OpState): Operation {
       return { kind: a.kind, id: a.id, state, path: a.path, value: a.value };
     case "run-command":
       return { kind: a.kind, id: a.id, state, argv: a.argv };
+    case "vm-overlay":
+      return { kind: a.kind, id: a.id, state, path: a.path, image: a.image };
+    case "vm-seed":
+      return { kind: a.kind, id: a.id, state, path: a.path };
+    case "libvirt":
+      return { kind: a.kind, id: a.id, state, op: a.op, name: a.name };
   }
 }
 
@@ -50,6 +67,8 @@ export function describe(a: Action): string {
       return `write "${a.value}" to ${a.path}`;
     case "run-command":
       return `run ${shellLine(a.argv)}`;
+    default:
+      return describeVm(a);
   }
 }
 
@@ -99,6 +118,8 @@ export async function isApplied(a: Action, ctx: StepContext, runChecks: boolean)
       });
       return r.exitCode === 0;
     }
+    default:
+      return isVmApplied(a, ctx);
   }
 }
 
@@ -113,7 +134,11 @@ async function missingDirs(target: TargetFs, hostPath: string): Promise<string[]
   return out;
 }
 
-export async function captureBefore(a: Action, target: TargetFs): Promise<Before> {
+export async function captureBefore(a: Action, target: TargetFs, ctx?: StepContext): Promise<Before> {
+  if (isVmAction(a)) {
+    if (!ctx) throw new Error(`${a.id}: capturing a VM action's prior state needs the libvirt port`);
+    return captureVmBefore(a, ctx, () => missingDirs(target, a.kind === "libvirt" ? "/" : a.path));
+  }
   switch (a.kind) {
     case "write-file":
     case "remove-file":
@@ -142,6 +167,8 @@ export async function perform(a: Action, ctx: StepContext): Promise<void> {
       return ctx.target.writeSysfs(a.path, a.value);
     case "run-command":
       return runChecked(ctx, a.argv);
+    default:
+      return performVm(a, ctx);
   }
 }
 
@@ -163,6 +190,8 @@ export function inverseOf(a: Action, before: Before | undefined): Operation | nu
     }
     case "run-command":
       return a.undo ? { kind: "run-command", id: a.id, state: "change", undo: true, argv: a.undo } : null;
+    default:
+      return { id: a.id, state: "change", undo: true, ...vmInverse(a) };
   }
 }
 
@@ -188,5 +217,8 @@ export async function revert(a: Action, before: Before | undefined, ctx: StepCon
     }
     case "run-command":
       if (a.undo) await runChecked(ctx, a.undo);
+      return;
+    default:
+      return revertVm(a, before, ctx);
   }
 }

@@ -4,7 +4,7 @@
 // so an interrupted undo can simply be run again.
 import type { Action } from "../plan/actions.js";
 import { EventBus, now } from "./events.js";
-import { Journal, type JournalRun, StateError } from "./journal.js";
+import { Journal, type JournalAction, type JournalRun, StateError } from "./journal.js";
 import { describe, inverseOf, type Operation, revert, type StepContext } from "./steps.js";
 
 export interface UndoOptions extends StepContext {
@@ -34,6 +34,11 @@ export async function lastUndoableRun(journal: Journal): Promise<JournalRun | nu
   return runs.find(undoable) ?? null;
 }
 
+/** A command that may not have run (killed while it ran) is not undone: its undo could do harm. */
+export function isRevertible(a: Action, entry: JournalAction): boolean {
+  return !(a.kind === "run-command" && entry.status !== "done");
+}
+
 export async function undoLastRun(options: UndoOptions): Promise<UndoResult> {
   const bus = options.bus ?? new EventBus();
   const journal = new Journal(options.stateDir);
@@ -49,8 +54,7 @@ export async function undoLastRun(options: UndoOptions): Promise<UndoResult> {
     const entry = run.actions[j];
     const a = run.plan.actions[j] as Action | undefined;
     if (!entry || !a || (entry.status !== "done" && entry.status !== "started")) continue;
-    // A command that may not have run (killed while it ran) is not undone: its undo could do harm.
-    if (a.kind === "run-command" && entry.status !== "done") continue;
+    if (!isRevertible(a, entry)) continue;
     const inverse = inverseOf(a, entry.before);
     const detail = inverse ? `undo: ${describeOp(inverse)}` : `undo: nothing to do for ${describe(a)}`;
     if (inverse) operations.push(inverse);
@@ -126,5 +130,10 @@ function describeOp(op: Operation): string {
       return `write "${op.value}" to ${op.path}`;
     case "run-command":
       return `run ${op.argv.join(" ")}`;
+    case "vm-overlay":
+    case "vm-seed":
+      return `create ${op.path}`;
+    case "libvirt":
+      return `${op.op.replace("-domain", "")} the domain ${op.name}`;
   }
 }

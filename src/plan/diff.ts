@@ -28,28 +28,55 @@ export function renderPlanText(plan: Plan): string {
 
 function actionBody(a: Action): string[] {
   switch (a.kind) {
-    case "write-file": {
-      const patch = createTwoFilesPatch(
-        a.previous === null ? "/dev/null" : a.path,
-        a.path,
-        a.previous ?? "",
-        a.content,
-        "",
-        "",
-        { context: 3 },
-      );
-      return patch
-        .split("\n")
-        .slice(2)
-        .filter((l, i, all) => !(i === all.length - 1 && l === ""));
-    }
+    case "write-file":
+      return fileDiff(a.previous === null ? "/dev/null" : a.path, a.path, a.previous ?? "", a.content);
     case "remove-file":
       return [`remove ${a.path}`];
     case "write-sysfs":
       return [`echo ${a.value} > ${a.path}${a.previous !== null ? `   (now ${a.previous.trim()})` : ""}`];
     case "run-command":
       return [`$ ${a.argv.map(shellQuote).join(" ")}`];
+    case "vm-overlay":
+      return [
+        `$ qemu-img create -f qcow2 -b ${shellQuote(a.image)} ${shellQuote(a.path)} ${a.sizeBytes}` +
+          `${a.image.includes("/") ? "" : `   (image from ${a.cacheDir})`}`,
+      ];
+    case "vm-seed":
+      return [
+        `NoCloud seed ${a.path} (volume cidata) holding:`,
+        ...fileDiff("/dev/null", "user-data", "", a.userData),
+        ...fileDiff("/dev/null", "meta-data", "", a.metaData),
+        ...fileDiff("/dev/null", "network-config", "", a.networkConfig),
+      ];
+    case "libvirt":
+      return a.op === "define-domain"
+        ? [`virsh define (domain ${a.name})`, ...fileDiff("/dev/null", `domain ${a.name}`, "", a.xml)]
+        : [`virsh start ${a.name}`];
   }
 }
 
+function fileDiff(from: string, to: string, before: string, after: string): string[] {
+  return createTwoFilesPatch(from, to, before, after, "", "", { context: 3 })
+    .split("\n")
+    .slice(2)
+    .filter((l, i, all) => !(i === all.length - 1 && l === ""));
+}
+
 const shellQuote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/** A unified diff of a file from what the plan saw (`planned`) to what is there now (null: absent). */
+export function renderDrift(path: string, planned: string | null, now: string | null): string {
+  return createTwoFilesPatch(
+    planned === null ? "/dev/null" : path,
+    now === null ? "/dev/null" : path,
+    planned ?? "",
+    now ?? "",
+    "when planned",
+    "now",
+    { context: 3 },
+  )
+    .split("\n")
+    .slice(1)
+    .join("\n")
+    .trimEnd();
+}

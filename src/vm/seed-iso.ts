@@ -178,12 +178,21 @@ export function buildIso(files: IsoFile[], options: IsoOptions = {}): Buffer {
 }
 
 /** The seed's three files, in the names NoCloud reads. */
-export function seedFiles(seed: Seed): IsoFile[] {
+export function seedFiles(seed: Pick<Seed, "userData" | "metaData" | "networkConfig">): IsoFile[] {
   return [
     { name: "user-data", data: Buffer.from(seed.userData) },
     { name: "meta-data", data: Buffer.from(seed.metaData) },
     { name: "network-config", data: Buffer.from(seed.networkConfig) },
   ];
+}
+
+/** The volume date of every seed kvmstrap writes: a fixed date makes equal seeds equal bytes, so an
+ *  apply can tell a seed already in place from one to write. */
+export const SEED_DATE = new Date(Date.UTC(2000, 0, 1));
+
+/** The seed ISO's bytes for these three documents (deterministic: see SEED_DATE). */
+export function seedIsoBytes(seed: Pick<Seed, "userData" | "metaData" | "networkConfig">): Buffer {
+  return buildIso(seedFiles(seed), { date: SEED_DATE });
 }
 
 /** Writes the NoCloud "cidata" ISO for seed to outFile (temporary file + rename). */

@@ -40,6 +40,7 @@ async function networkSetup() {
       "network: {version: 2, bridges: {br0: {}}}\n",
       {
         effect: "network",
+        previous: "network: {version: 2, ethernets: {eno1: {dhcp4: true}}}\n",
       },
     ),
     writeFileAction("net.bridge", "/etc/netplan/02-br0.yaml", "bridge\n", { effect: "network" }),
@@ -162,6 +163,7 @@ describe("reboot and resume", () => {
         'GRUB_CMDLINE_LINUX="intel_iommu=on iommu=pt"\n',
         {
           effect: "reboot",
+          previous: 'GRUB_CMDLINE_LINUX=""\n',
         },
       ),
       writeFileAction("vfio.bind", "/etc/kvmstrap/vfio.conf", "0000:01:00.0\n"),

@@ -1,0 +1,63 @@
+// The one-way import graph of src/, checked by `npm run depcheck` (part of `npm test`).
+//   core <- host <- detect <- checks <- answer <- plan <- apply / vm <- app <- cli, tui
+// A stage may import the stages before it, never one after it: detection cannot know about plans,
+// the engine cannot know about its front ends, and only the front ends call the use-case layer.
+const LAYERS = ["core", "host", "detect", "checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"];
+
+/** Stages that a folder must not import. `vm` and `apply` may use each other's ports (VM actions). */
+const FORBIDDEN = {
+  core: LAYERS.filter((l) => l !== "core"),
+  host: ["detect", "checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"],
+  detect: ["checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"],
+  checks: ["answer", "plan", "apply", "vm", "app", "tui", "cli"],
+  answer: ["plan", "apply", "app", "tui", "cli"],
+  plan: ["apply", "app", "tui", "cli"],
+  apply: ["app", "tui", "cli"],
+  vm: ["app", "tui", "cli"],
+  app: ["tui", "cli"],
+  tui: ["cli"],
+};
+
+module.exports = {
+  forbidden: [
+    ...Object.entries(FORBIDDEN).map(([from, to]) => ({
+      name: `${from}-is-below-${to.join("-")}`,
+      comment: `src/${from} is an earlier stage than src/{${to.join(",")}}: it must not import them`,
+      severity: "error",
+      from: { path: `^src/${from}/` },
+      to: { path: `^src/(${to.join("|")})/` },
+    })),
+    {
+      name: "front-ends-call-the-app-layer",
+      comment: "the CLI and the TUI reach the engine's apply and adapters only through src/app",
+      severity: "error",
+      from: { path: "^src/(cli|tui)/" },
+      to: {
+        path: "^src/(apply/(engine|execute|undo)|host/(target|commands))\\.ts$",
+        dependencyTypesNot: ["type-only"],
+      },
+    },
+    {
+      name: "no-circular",
+      severity: "error",
+      from: {},
+      to: { circular: true, viaOnly: { dependencyTypesNot: ["type-only"] } },
+    },
+    {
+      name: "no-unresolvable",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { couldNotResolve: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+    enhancedResolveOptions: {
+      extensions: [".ts", ".tsx", ".js"],
+      exportsFields: ["exports"],
+      conditionNames: ["import", "node", "default"],
+    },
+  },
+};

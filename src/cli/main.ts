@@ -2,8 +2,7 @@
 // reports, and maps errors to exit codes (0 ok, 1 a failing check, 2 usage or input errors). It
 // holds no logic of its own; subcommands load lazily so `kvmstrap detect` starts fast.
 import { EXIT, exitCodeOf, InputError, UsageError } from "../core/errors.js";
-
-const VERSION = "0.1.0";
+import { VERSION } from "../core/version.js";
 
 export const HELP = `kvmstrap ${VERSION}: bare-metal provisioning for KVM hosts
 

@@ -4,22 +4,22 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { CommandRunner } from "../../src/host/commands.js";
 import { type Progress, progressLines, reduce, start } from "../../src/tui/screens/apply-progress.js";
 import { SCREENS } from "../../src/tui/screens.js";
+import { scriptedRunner } from "../helpers/scripted-runner.js";
 import { buildSriovHost, SRIOV } from "../helpers/sysfs-fixture.js";
 import { ascii, drive, KEY } from "./helpers.js";
 
 const fx = buildSriovHost();
 afterAll(() => fx.cleanup());
-const ran: string[] = [];
-const runner: CommandRunner = {
-  run: async (file, args) => {
-    ran.push([file, ...args].join(" "));
-    return { exitCode: 0, stdout: "", stderr: "", timedOut: false };
-  },
-  which: async (p) => `/usr/bin/${p}`,
-};
+// The commands an SR-IOV plan runs, and nothing else: the "is it enabled" check answers no (so the
+// step runs), the changes succeed; any other command fails the step and is listed as unexpected.
+const runner = scriptedRunner([
+  { match: /^virsh net-define \/etc\/kvmstrap\/libvirt\/network-enp3s0f0-vfs\.xml$/ },
+  { match: /^virsh net-autostart enp3s0f0-vfs$/ },
+  { match: /^systemctl is-enabled --quiet kvmstrap-sriov\.service$/, exitCode: 1 },
+  { match: /^systemctl enable kvmstrap-sriov\.service$/ },
+]);
 
 describe("tui Apply", () => {
   it("refuses a real apply in demo mode, then applies for real once root and confirmed", async () => {
@@ -42,7 +42,8 @@ describe("tui Apply", () => {
     await d.press(KEY.enter);
     const done = await d.waitFor("Apply finished");
     expect(done).toMatch(/\+ sriov\.\S+: .*\(\d+ ms\)/);
-    expect(ran.some((c) => c.includes("virsh"))).toBe(true);
+    expect(runner.unexpected).toEqual([]);
+    expect(runner.ran).toContain("systemctl enable kvmstrap-sriov.service");
     const numvfs = readFileSync(path.join(fx.root, fx.pciPath(SRIOV.pf), "sriov_numvfs"), "utf8");
     expect(numvfs.trim()).toBe("3");
     expect(await d.press(KEY.enter)).toContain(`log: ${stateDir}/log/apply-events.jsonl`);

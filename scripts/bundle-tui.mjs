@@ -19,5 +19,5 @@ await build({
   alias: { "react-devtools-core": "./scripts/devtools-stub.mjs" },
   define: { "process.env.NODE_ENV": '"production"' },
   // Engine dependencies the TUI reaches at run time stay ordinary imports.
-  external: ["execa", "systeminformation", "tar-stream"],
+  external: ["execa", "tar-stream"],
 });

@@ -93,7 +93,16 @@ export function planFiles(report: HostReport, answer: Answer): string[] {
   const paths = dry.actions.flatMap((a) =>
     a.kind === "write-file" || a.kind === "remove-file" ? [a.path] : [],
   );
-  return [...new Set([...paths, PATHS.grub, PATHS.kernelCmdline, ...networkPaths()])];
+  return [
+    ...new Set([
+      ...paths,
+      PATHS.grub,
+      PATHS.kernelCmdline,
+      ...networkPaths(),
+      // Files a plan may take over (GRUB drop-ins, network stack configs): read before planning too.
+      ...(report.system.configFiles ?? []),
+    ]),
+  ];
 }
 
 export function answerDigest(answer: Answer): string {

@@ -4,7 +4,7 @@
 
 import { currentOf, type PlanContext, planCommand, planFile, planSysfs, refuse } from "./context.js";
 import {
-  editGrubDefault,
+  editGrubFiles,
   editKernelCmdline,
   renderHugepagesSysctl,
   renderModprobeConf,
@@ -16,6 +16,7 @@ export const PATHS = {
   modulesLoad: "/etc/modules-load.d/kvmstrap.conf",
   grub: "/etc/default/grub",
   kernelCmdline: "/etc/kernel/cmdline",
+  grubDropIns: "/etc/default/grub.d",
   hugepages: "/etc/sysctl.d/60-kvmstrap-hugepages.conf",
   ksm: "/etc/tmpfiles.d/kvmstrap-ksm.conf",
 } as const;
@@ -26,12 +27,16 @@ export function vendorModule(ctx: PlanContext): "kvm_intel" | "kvm_amd" {
     : "kvm_intel";
 }
 
-/** Kernel parameters the answer asks for; also what the post-reboot check expects in /proc/cmdline. */
+/**
+ * Kernel parameters the answer asks for; also what the post-reboot check expects in /proc/cmdline.
+ * AMD has no `amd_iommu=on` (the AMD IOMMU is on by default; `amd_iommu=off` is what turns it off),
+ * so on AMD only conflicting parameters are removed and `iommu=pt` added when asked.
+ */
 export function wantedCmdline(ctx: PlanContext): string[] {
   const params: string[] = [];
   const { iommu, kvm } = ctx.answer;
   if (iommu?.enabled) {
-    params.push(vendorModule(ctx) === "kvm_amd" ? "amd_iommu=on" : "intel_iommu=on");
+    if (vendorModule(ctx) === "kvm_intel") params.push("intel_iommu=on");
     if (iommu.passthroughMode) params.push("iommu=pt");
   }
   if (kvm?.hugepages?.pages1G) {
@@ -40,28 +45,88 @@ export function wantedCmdline(ctx: PlanContext): string[] {
   return params;
 }
 
+/** Parameters (a key, or an exact key=value) to take out wherever they are: they contradict the answer. */
+export function conflictingCmdline(ctx: PlanContext): string[] {
+  const { iommu } = ctx.answer;
+  if (iommu?.enabled === false) return ["intel_iommu", "amd_iommu", "iommu"];
+  if (iommu?.enabled) return ["intel_iommu=off", "amd_iommu=off", "iommu=off"];
+  return [];
+}
+
+/** What rewrites the boot files from their sources on this host; Debian's tools when undetected. */
+export function bootRegenerators(ctx: PlanContext): {
+  grub: string[];
+  initramfs: string[];
+  entries: string[];
+} {
+  const t = ctx.report.system.bootTools;
+  const cfg = t?.grubCfg ?? "/boot/grub2/grub.cfg";
+  let grub = ["update-grub"];
+  if (t?.grubMkconfig === "grub2-mkconfig" || t?.grubMkconfig === "grub-mkconfig") {
+    grub = [t.grubMkconfig, "-o", cfg];
+    // RHEL 9.3+/Fedora BLS entries hold their own options line: only --update-bls-cmdline rewrites
+    // it from GRUB_CMDLINE_LINUX. Older grub2 (RHEL 8: options $kernelopts) lacks the flag and
+    // refreshes kernelopts in grubenv without it.
+    if (t.bls)
+      grub = [
+        "sh",
+        "-c",
+        'if "$0" --help 2>&1 | grep -q -- --update-bls-cmdline; then exec "$0" -o "$1" --update-bls-cmdline; else exec "$0" -o "$1"; fi',
+        t.grubMkconfig,
+        cfg,
+      ];
+  }
+  const initramfs =
+    t?.initramfs === "dracut"
+      ? ["dracut", "--regenerate-all", "--force"]
+      : ["update-initramfs", "-u", "-k", "all"];
+  // kernel-install wants a version and an image: every installed kernel gets its entry rewritten.
+  const entries = [
+    "sh",
+    "-c",
+    'set -e; for m in /lib/modules/*; do v=$(basename "$m"); for img in "/boot/vmlinuz-$v" "$m/vmlinuz"; do if [ -e "$img" ]; then kernel-install add "$v" "$img"; break; fi; done; done',
+  ];
+  return { grub, initramfs, entries };
+}
+
+/**
+ * The inverse of regenerating boot files is regenerating them again once their sources are back.
+ * Undo runs newest first, so this check (that the tool exists, before anything is touched) is
+ * planned ahead of the files it covers and its undo runs after they are restored.
+ */
+function planRegenerateOnUndo(ctx: PlanContext, id: string, argv: string[], what: string): void {
+  const tool = argv[0] === "sh" ? (argv[3] ?? "kernel-install") : (argv[0] ?? "");
+  planCommand(ctx, {
+    id,
+    argv: ["sh", "-c", 'command -v "$0" >/dev/null', tool],
+    undo: argv,
+    effect: "none",
+    summary: `${tool} is present: undo regenerates ${what} after restoring its sources`,
+  });
+}
+
 export function planKernel(ctx: PlanContext, vfioSoftdeps: string[], extraModules: string[]): void {
   const { kvm } = ctx.answer;
   const vendor = vendorModule(ctx);
   const wantsModules = kvm !== undefined || extraModules.length > 0 || vfioSoftdeps.length > 0;
   if (wantsModules) {
+    const modprobe = renderModprobeConf({ vendorModule: vendor, nested: kvm?.nested, vfioSoftdeps });
+    // Drivers in the initramfs would claim a passthrough device before vfio-pci: the softdeps must
+    // be in the initramfs too.
+    const rebuild = vfioSoftdeps.length > 0 && currentOf(ctx, PATHS.modprobe) !== modprobe;
+    const initramfs = bootRegenerators(ctx).initramfs;
+    if (rebuild) planRegenerateOnUndo(ctx, "kvm.initramfs-on-undo", initramfs, "the initramfs");
     planFile(ctx, {
       id: "kvm.modprobe-conf",
       path: PATHS.modprobe,
-      content: renderModprobeConf({ vendorModule: vendor, nested: kvm?.nested, vfioSoftdeps }),
+      content: modprobe,
       effect: "module-reload",
       summary: `module options for ${vendor}${kvm?.nested !== undefined ? ` (nested=${kvm.nested ? 1 : 0})` : ""}`,
     });
-    // Drivers in the initramfs would claim a passthrough device before vfio-pci: the softdeps must
-    // be in the initramfs too.
-    if (
-      vfioSoftdeps.length &&
-      currentOf(ctx, PATHS.modprobe) !==
-        renderModprobeConf({ vendorModule: vendor, nested: kvm?.nested, vfioSoftdeps })
-    ) {
+    if (rebuild) {
       planCommand(ctx, {
         id: "kvm.update-initramfs",
-        argv: ["update-initramfs", "-u", "-k", "all"],
+        argv: initramfs,
         effect: "reboot",
         summary: `rebuild the initramfs so vfio-pci loads before ${vfioSoftdeps.join(", ")}`,
       });
@@ -124,48 +189,57 @@ export function planKernel(ctx: PlanContext, vfioSoftdeps: string[], extraModule
 
 function planCmdline(ctx: PlanContext): void {
   const add = wantedCmdline(ctx);
-  const remove = ctx.answer.iommu?.enabled === false ? ["intel_iommu", "amd_iommu", "iommu"] : [];
+  const remove = conflictingCmdline(ctx);
   if (add.length === 0 && remove.length === 0) return;
   const bootloader = ctx.report.system.bootloader;
+  const regen = bootRegenerators(ctx);
+  const summary = `kernel command line: ${[...add, ...remove.map((r) => `-${r}`)].join(" ")}`;
+  const edits: { id: string; path: string; content: string }[] = [];
+  // /etc/kernel/cmdline also feeds kernel-install's entries on GRUB hosts with BLS: kept consistent.
+  const kernelCmdline = currentOf(ctx, PATHS.kernelCmdline);
   if (bootloader === "grub") {
-    const before = currentOf(ctx, PATHS.grub) ?? "";
-    const changed = planFile(ctx, {
-      id: "boot.cmdline",
-      path: PATHS.grub,
-      content: editGrubDefault(before, add, remove),
-      effect: "reboot",
-      summary: `kernel command line: ${add.join(" ") || `remove ${remove.join(", ")}`} (GRUB)`,
+    const dropIns = (ctx.report.system.configFiles ?? []).filter((p) =>
+      p.startsWith(`${PATHS.grubDropIns}/`),
+    );
+    const sources = [PATHS.grub, ...dropIns].map((p) => ({ path: p, content: currentOf(ctx, p) ?? "" }));
+    editGrubFiles(sources, add, remove).forEach((f, i) => {
+      edits.push({ id: i === 0 ? "boot.cmdline" : `boot.cmdline.${f.path}`, ...f });
     });
-    if (changed) {
-      planCommand(ctx, {
-        id: "boot.update-grub",
-        argv: ["update-grub"],
-        effect: "reboot",
-        summary: "regenerate grub.cfg",
+    if (kernelCmdline !== null)
+      edits.push({
+        id: "boot.kernel-cmdline",
+        path: PATHS.kernelCmdline,
+        content: editKernelCmdline(kernelCmdline, add, remove),
       });
-    }
   } else if (bootloader === "systemd-boot") {
-    const before = currentOf(ctx, PATHS.kernelCmdline) ?? "";
-    const changed = planFile(ctx, {
+    edits.push({
       id: "boot.cmdline",
       path: PATHS.kernelCmdline,
-      content: editKernelCmdline(before, add, remove),
-      effect: "reboot",
-      summary: `kernel command line: ${add.join(" ")} (systemd-boot)`,
+      content: editKernelCmdline(kernelCmdline ?? "", add, remove),
     });
-    if (changed) {
-      planCommand(ctx, {
-        id: "boot.refresh-entries",
-        argv: ["kernel-install", "add", "--verbose"],
-        effect: "reboot",
-        summary: "rewrite the boot entries with the new command line",
-      });
-    }
   } else {
     refuse(
       ctx,
       ctx.answer.iommu ? "iommu" : "kvm.hugepages",
       "no GRUB (/etc/default/grub) or systemd-boot (/etc/kernel/cmdline) found: the kernel command line cannot be changed",
     );
+    return;
   }
+  const changes = edits.filter((e) => e.content !== currentOf(ctx, e.path));
+  if (changes.length === 0) return;
+  const argv = bootloader === "grub" ? regen.grub : regen.entries;
+  const what = bootloader === "grub" ? "grub.cfg" : "the boot entries";
+  planRegenerateOnUndo(ctx, "boot.regenerate-on-undo", argv, what);
+  for (const e of changes) {
+    planFile(ctx, { ...e, effect: "reboot", summary: `${summary} (${bootloader}: ${e.path})` });
+  }
+  planCommand(ctx, {
+    id: bootloader === "grub" ? "boot.update-grub" : "boot.refresh-entries",
+    argv,
+    effect: "reboot",
+    summary:
+      bootloader === "grub"
+        ? `regenerate grub.cfg (${argv[0]})`
+        : "rewrite the boot entries with the new command line",
+  });
 }

@@ -51,6 +51,7 @@ describe("plan: KVM modules, hugepages and the kernel command line", () => {
       "kvm.modules-load",
       "kvm.hugepages-2m",
       "kvm.hugepages-2m-live",
+      "boot.regenerate-on-undo",
       "resume.unit",
       "resume.enable",
       "boot.cmdline",

@@ -61,38 +61,72 @@ export function editParams(params: string[], add: string[], remove: string[] = [
   return out;
 }
 
-const GRUB_LINE = /^(\s*(?:export\s+)?GRUB_CMDLINE_LINUX=)(.*)$/;
+/** An assignment of a kernel command line variable GRUB reads ("export" allowed). */
+const GRUB_ASSIGN = /^(\s*(?:export\s+)?)(GRUB_CMDLINE_LINUX(?:_DEFAULT)?)=(.*)$/;
 
-function unquote(v: string): { body: string; quote: string } {
-  const t = v.trim();
-  const q = t[0];
-  if ((q === '"' || q === "'") && t.endsWith(q) && t.length >= 2) return { body: t.slice(1, -1), quote: q };
-  return { body: t, quote: '"' };
+type ShellValue = { quote: '"' | "'" | ""; body: string; rest: string };
+
+/** A shell assignment's value: its quoting, the words inside, and what follows (a comment). */
+function splitValue(raw: string): ShellValue {
+  const q = raw[0];
+  if (q === '"' || q === "'") {
+    let i = 1;
+    while (i < raw.length && raw[i] !== q) i += q === '"' && raw[i] === "\\" ? 2 : 1;
+    if (i < raw.length) return { quote: q, body: raw.slice(1, i), rest: raw.slice(i + 1) };
+  }
+  const m = /^(\S*)(.*)$/.exec(raw);
+  return { quote: "", body: m?.[1] ?? "", rest: m?.[2] ?? "" };
 }
 
+export type ConfigText = { path: string; content: string };
+
 /**
- * Rewrites GRUB_CMDLINE_LINUX in /etc/default/grub, keeping every other line (GRUB_CMDLINE_LINUX_DEFAULT,
- * comments) byte for byte. The last assignment wins in shell, so that one is edited; absent, one is added.
+ * Edits the kernel command line across /etc/default/grub and the drop-ins grub-mkconfig sources
+ * after it (/etc/default/grub.d/*.cfg), given in that order, as the one shell script they are. The
+ * parameters go into the last assignment of GRUB_CMDLINE_LINUX (the one that wins; appended to the
+ * first file when there is none). Every other GRUB_CMDLINE_LINUX(_DEFAULT) assignment loses the
+ * parameters that would contradict them: GRUB_CMDLINE_LINUX_DEFAULT comes later on the kernel's
+ * line, so an `intel_iommu=off` left there would win over the `intel_iommu=on` added.
  */
-export function editGrubDefault(current: string, add: string[], remove: string[] = []): string {
-  const lines = current.split("\n");
-  let at = -1;
-  lines.forEach((l, i) => {
-    if (GRUB_LINE.test(l)) at = i;
+export function editGrubFiles(files: ConfigText[], add: string[], remove: string[] = []): ConfigText[] {
+  const lines = files.map((f) => f.content.split("\n"));
+  let target: [number, number] | null = null;
+  lines.forEach((ls, f) => {
+    ls.forEach((l, i) => {
+      if (GRUB_ASSIGN.exec(l)?.[2] === "GRUB_CMDLINE_LINUX") target = [f, i];
+    });
   });
-  if (at === -1) {
-    const params = editParams([], add, remove);
-    const base = current === "" || current.endsWith("\n") ? current : `${current}\n`;
-    return `${base}GRUB_CMDLINE_LINUX="${params.join(" ")}"\n`;
+  const addKeys = new Set(add.map(keyOf));
+  const conflicts = [...remove, ...addKeys];
+  lines.forEach((ls, f) => {
+    ls.forEach((l, i) => {
+      const m = GRUB_ASSIGN.exec(l);
+      if (!m) return;
+      const v = splitValue(m[3] ?? "");
+      const words = v.body.split(/\s+/).filter(Boolean);
+      const isTarget = target !== null && target[0] === f && target[1] === i;
+      const params = isTarget ? editParams(words, add, remove) : editParams(words, [], conflicts);
+      if (params.join(" ") === words.join(" ")) return;
+      const quote = v.quote || '"';
+      for (const p of add) {
+        if (p.includes(quote) || /[$`\\]/.test(p))
+          throw new Error(`${m[2]}: parameter ${p} cannot be written inside ${quote} quotes`);
+      }
+      ls[i] = `${m[1]}${m[2]}=${quote}${params.join(" ")}${quote}${v.rest}`;
+    });
+  });
+  const out = files.map((f, i) => ({ path: f.path, content: (lines[i] ?? []).join("\n") }));
+  const first = out[0];
+  if (target === null && first && add.length) {
+    const base = first.content === "" || first.content.endsWith("\n") ? first.content : `${first.content}\n`;
+    first.content = `${base}GRUB_CMDLINE_LINUX="${editParams([], add, remove).join(" ")}"\n`;
   }
-  const m = GRUB_LINE.exec(lines[at] ?? "");
-  const { body, quote } = unquote(m?.[2] ?? "");
-  const params = editParams(body.split(/\s+/), add, remove);
-  for (const p of params) {
-    if (p.includes(quote)) throw new Error(`GRUB_CMDLINE_LINUX: parameter ${p} contains the quote character`);
-  }
-  lines[at] = `${m?.[1]}${quote}${params.join(" ")}${quote}`;
-  return lines.join("\n");
+  return out;
+}
+
+/** editGrubFiles for /etc/default/grub alone. */
+export function editGrubDefault(current: string, add: string[], remove: string[] = []): string {
+  return editGrubFiles([{ path: "/etc/default/grub", content: current }], add, remove)[0]?.content ?? "";
 }
 
 /** Rewrites systemd-boot's /etc/kernel/cmdline (one line of parameters). */

@@ -3,6 +3,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   editGrubDefault,
+  editGrubFiles,
   editKernelCmdline,
   editParams,
   renderHugepagesSysctl,
@@ -51,9 +52,7 @@ describe("kernel command line", () => {
     const two = `GRUB_CMDLINE_LINUX="a"\nGRUB_CMDLINE_LINUX='b'\n`;
     expect(editGrubDefault(two, ["c"])).toBe(`GRUB_CMDLINE_LINUX="a"\nGRUB_CMDLINE_LINUX='b c'\n`);
     expect(editGrubDefault("GRUB_DEFAULT=0", ["x=1"])).toBe('GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX="x=1"\n');
-    expect(editGrubDefault('GRUB_CMDLINE_LINUX=""\n', ["amd_iommu=on"])).toBe(
-      'GRUB_CMDLINE_LINUX="amd_iommu=on"\n',
-    );
+    expect(editGrubDefault('GRUB_CMDLINE_LINUX=""\n', ["iommu=pt"])).toBe('GRUB_CMDLINE_LINUX="iommu=pt"\n');
     expect(() => editGrubDefault(GRUB, ["bad param"])).toThrow();
   });
 
@@ -71,10 +70,42 @@ describe("kernel command line", () => {
 
   it("systemd-boot /etc/kernel/cmdline", () => {
     const cur = "root=UUID=1234 ro quiet\n";
-    const once = editKernelCmdline(cur, ["amd_iommu=on", "iommu=pt"]);
-    expect(once).toBe("root=UUID=1234 ro quiet amd_iommu=on iommu=pt\n");
-    expect(editKernelCmdline(once, ["amd_iommu=on", "iommu=pt"])).toBe(once);
-    expect(editKernelCmdline(once, [], ["iommu", "amd_iommu"])).toBe(cur);
+    const once = editKernelCmdline(cur, ["intel_iommu=on", "iommu=pt"]);
+    expect(once).toBe("root=UUID=1234 ro quiet intel_iommu=on iommu=pt\n");
+    expect(editKernelCmdline(once, ["intel_iommu=on", "iommu=pt"])).toBe(once);
+    expect(editKernelCmdline(once, [], ["iommu", "intel_iommu"])).toBe(cur);
+  });
+});
+
+describe("kernel command line across /etc/default/grub and its drop-ins", () => {
+  it("strips conflicts from every assignment, keeps export, comments and other words", () => {
+    const files = [
+      {
+        path: "/etc/default/grub",
+        content:
+          "export GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=off\" # set by the installer\nGRUB_CMDLINE_LINUX=''\n",
+      },
+      {
+        path: "/etc/default/grub.d/90-x.cfg",
+        content: 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT iommu=off"\n',
+      },
+    ];
+    const [grub, dropIn] = editGrubFiles(files, ["intel_iommu=on"], ["iommu=off"]);
+    expect(grub?.content).toBe(
+      "export GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\" # set by the installer\nGRUB_CMDLINE_LINUX='intel_iommu=on'\n",
+    );
+    expect(dropIn?.content).toBe('GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT"\n');
+    const again = editGrubFiles([grub, dropIn] as typeof files, ["intel_iommu=on"], ["iommu=off"]);
+    expect(again.map((f) => f.content)).toEqual([grub?.content, dropIn?.content]);
+  });
+
+  it("adds to the last GRUB_CMDLINE_LINUX of the whole sequence, the one that wins", () => {
+    const files = [
+      { path: "/etc/default/grub", content: 'GRUB_CMDLINE_LINUX="a"\n' },
+      { path: "/etc/default/grub.d/50.cfg", content: 'GRUB_CMDLINE_LINUX="b"\n' },
+    ];
+    const out = editGrubFiles(files, ["x=1"]);
+    expect(out.map((f) => f.content)).toEqual(['GRUB_CMDLINE_LINUX="a"\n', 'GRUB_CMDLINE_LINUX="b x=1"\n']);
   });
 });
 

@@ -1,0 +1,236 @@
+// The kernel command line and the files generated from it, on the bootloaders and distributions
+// detection finds: conflicting parameters are replaced wherever they are, AMD gets no made-up
+// option, each distribution's own regenerator is used, and undo regenerates after restoring.
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { type Answer, answerSchema } from "../../src/answer/schema.js";
+import { applyPlan, undoLastRun } from "../../src/apply/engine.js";
+import { detectHost } from "../../src/detect/index.js";
+import type { CommandResult, CommandRunner } from "../../src/host/commands.js";
+import { RootedTargetFs } from "../../src/host/target.js";
+import type { Plan, RunCommandAction } from "../../src/plan/actions.js";
+import { buildPlan, planFiles } from "../../src/plan/index.js";
+import { SysfsFixture } from "../helpers/sysfs-fixture.js";
+import { run, tmp } from "./render/helpers.js";
+
+const cpu = (vendor: string) =>
+  `processor\t: 0\nvendor_id\t: ${vendor}\nmodel name\t: Test\nphysical id\t: 0\ncore id\t\t: 0\nflags\t\t: fpu vmx svm pdpe1gb lm\n\n`;
+const GRUB_OFF = [
+  "GRUB_DEFAULT=0",
+  'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"',
+  'GRUB_CMDLINE_LINUX="console=ttyS0"',
+  "",
+].join("\n");
+
+const fixtures: SysfsFixture[] = [];
+afterEach(() => {
+  for (const f of fixtures.splice(0)) f.cleanup();
+});
+function host(vendor = "GenuineIntel", files: Record<string, string> = {}): SysfsFixture {
+  const fx = new SysfsFixture();
+  fixtures.push(fx);
+  fx.file("/proc/cpuinfo", cpu(vendor));
+  for (const [p, c] of Object.entries(files)) fx.file(p, c);
+  return fx;
+}
+const answer = (a: unknown): Answer => answerSchema.parse(a);
+const IOMMU = answer({ version: 1, iommu: { enabled: true, passthroughMode: true } });
+
+/** Plans the way the CLI does: detect, read every file the plan may touch, plan. */
+async function planIn(fx: SysfsFixture, a: Answer): Promise<Plan> {
+  const report = await detectHost({ fs: fx.fs(), pciIds: null });
+  const target = new RootedTargetFs(fx.root);
+  const paths = planFiles(report, a);
+  const current = new Map(await Promise.all(paths.map(async (p) => [p, await target.read(p)] as const)));
+  return buildPlan(report, a, current);
+}
+const contentOf = (p: Plan, file: string) => {
+  const a = p.actions.find((x) => x.kind === "write-file" && x.path === file);
+  return a?.kind === "write-file" ? a.content : null;
+};
+const command = (p: Plan, id: string) => p.actions.find((a) => a.id === id) as RunCommandAction | undefined;
+
+/** Sources /etc/default/grub and then grub.d/*.cfg in bash, as grub-mkconfig does; the kernel line. */
+function grubLine(files: Record<string, string>): string {
+  const dir = tmp("grub-src");
+  const names = Object.keys(files).sort((a, b) => (a === "/etc/default/grub" ? -1 : a.localeCompare(b)));
+  const paths = names.map((n, i) => {
+    const f = path.join(dir, `${i}`);
+    writeFileSync(f, files[n] ?? "");
+    expect(run(["bash", "-n", f]).code).toBe(0);
+    return f;
+  });
+  const r = run([
+    "bash",
+    "-c",
+    'for f in "$@"; do . "$f"; done; printf %s "$GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT"',
+    "grub",
+    ...paths,
+  ]);
+  rmSync(dir, { recursive: true, force: true });
+  return r.stdout;
+}
+/** The value the kernel ends up with for a parameter: the last one on the line wins. */
+const lastValue = (line: string, key: string) =>
+  line
+    .split(/\s+/)
+    .filter((w) => w.split("=")[0] === key)
+    .at(-1);
+
+describe("conflicting kernel parameters already on the host are replaced", () => {
+  it("intel_iommu=off in GRUB_CMDLINE_LINUX_DEFAULT no longer wins over the intel_iommu=on added", async () => {
+    const fx = host("GenuineIntel", { "/etc/default/grub": GRUB_OFF });
+    const p = await planIn(fx, IOMMU);
+    const grub = contentOf(p, "/etc/default/grub") ?? "";
+    const line = grubLine({ "/etc/default/grub": grub });
+    expect(lastValue(line, "intel_iommu")).toBe("intel_iommu=on");
+    expect(line.split(" ")).not.toContain("intel_iommu=off");
+    expect(line).toContain("quiet");
+    expect(line).toContain("console=ttyS0");
+  });
+
+  it("a drop-in in /etc/default/grub.d that sets the variables again is edited too", async () => {
+    const fx = host("GenuineIntel", {
+      "/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n',
+      "/etc/default/grub.d/50-cloudimg.cfg":
+        'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0 iommu=off"\nGRUB_CMDLINE_LINUX="net.ifnames=0"\n',
+    });
+    const p = await planIn(fx, IOMMU);
+    const grub =
+      contentOf(p, "/etc/default/grub") ?? readFileSync(path.join(fx.root, "etc/default/grub"), "utf8");
+    const dropIn = contentOf(p, "/etc/default/grub.d/50-cloudimg.cfg") ?? "";
+    const line = grubLine({ "/etc/default/grub": grub, "/etc/default/grub.d/50-cloudimg.cfg": dropIn });
+    expect(lastValue(line, "intel_iommu")).toBe("intel_iommu=on");
+    expect(lastValue(line, "iommu")).toBe("iommu=pt");
+    expect(line).toContain("net.ifnames=0");
+  });
+
+  it("/etc/kernel/cmdline next to GRUB gets the same edit (kernel-install reads it for new entries)", async () => {
+    const fx = host("GenuineIntel", {
+      "/etc/default/grub": GRUB_OFF,
+      "/etc/kernel/cmdline": "root=/dev/sda1 ro intel_iommu=off\n",
+    });
+    const p = await planIn(fx, IOMMU);
+    // Both files exist, no loader.conf: GRUB boots; /etc/kernel/cmdline must not keep the =off.
+    expect(contentOf(p, "/etc/kernel/cmdline")).toBe("root=/dev/sda1 ro intel_iommu=on iommu=pt\n");
+  });
+});
+
+describe("AMD: amd_iommu=on is not a kernel option", () => {
+  it("never emits amd_iommu=on; removes amd_iommu=off; expects only iommu=pt after the reboot", async () => {
+    const fx = host("AuthenticAMD", {
+      "/etc/default/grub": 'GRUB_CMDLINE_LINUX_DEFAULT="quiet amd_iommu=off"\nGRUB_CMDLINE_LINUX=""\n',
+    });
+    const p = await planIn(fx, IOMMU);
+    const line = grubLine({ "/etc/default/grub": contentOf(p, "/etc/default/grub") ?? "" });
+    expect(line).not.toMatch(/amd_iommu/);
+    expect(lastValue(line, "iommu")).toBe("iommu=pt");
+    expect(JSON.stringify(p)).not.toContain("amd_iommu=on");
+    expect(p.expect?.cmdlineParams).toEqual(["iommu=pt"]);
+  });
+});
+
+describe("each distribution's own regenerators, from what detection found", () => {
+  it("Debian: update-grub", async () => {
+    const fx = host("GenuineIntel", { "/etc/default/grub": GRUB_OFF, "/usr/sbin/update-grub": "" });
+    expect(command(await planIn(fx, IOMMU), "boot.update-grub")?.argv).toEqual(["update-grub"]);
+  });
+
+  it("RHEL family with BLS entries: grub2-mkconfig writes /boot/grub2/grub.cfg and the entries' options", async () => {
+    const fx = host("GenuineIntel", {
+      "/etc/default/grub": GRUB_OFF,
+      "/usr/sbin/grub2-mkconfig": "",
+      "/usr/sbin/grubby": "",
+      "/usr/bin/dracut": "",
+      "/boot/loader/entries/abc-5.14.0.conf": "title RHEL\noptions root=/dev/vda1\n",
+      // RHEL 9 on UEFI: the ESP's grub.cfg only chains to /boot/grub2/grub.cfg.
+      "/boot/efi/EFI/redhat/grub.cfg": "search --no-floppy --set prefix\nconfigfile $prefix/grub.cfg\n",
+    });
+    const argv = command(await planIn(fx, IOMMU), "boot.update-grub")?.argv ?? [];
+    expect(argv.slice(3)).toEqual(["grub2-mkconfig", "/boot/grub2/grub.cfg"]);
+    expect(argv[2]).toContain("--update-bls-cmdline");
+    expect(run(["sh", "-n", "-c", argv[2] ?? ""]).code).toBe(0);
+  });
+
+  it("RHEL 8 on UEFI without BLS: grub2-mkconfig -o the ESP's real grub.cfg", async () => {
+    const fx = host("GenuineIntel", {
+      "/etc/default/grub": GRUB_OFF,
+      "/usr/sbin/grub2-mkconfig": "",
+      "/boot/efi/EFI/redhat/grub.cfg": "menuentry 'RHEL' { linux /vmlinuz }\n",
+    });
+    expect(command(await planIn(fx, IOMMU), "boot.update-grub")?.argv).toEqual([
+      "grub2-mkconfig",
+      "-o",
+      "/boot/efi/EFI/redhat/grub.cfg",
+    ]);
+  });
+
+  it("systemd-boot: /etc/kernel/cmdline and kernel-install for every installed kernel", async () => {
+    const fx = host("GenuineIntel", {
+      "/etc/kernel/cmdline": "root=/dev/sda2 rw intel_iommu=off\n",
+      "/boot/efi/loader/loader.conf": "timeout 3\n",
+      "/usr/bin/kernel-install": "",
+    });
+    const p = await planIn(fx, IOMMU);
+    expect(contentOf(p, "/etc/kernel/cmdline")).toBe("root=/dev/sda2 rw intel_iommu=on iommu=pt\n");
+    const argv = command(p, "boot.refresh-entries")?.argv ?? [];
+    expect(argv[2]).toContain('kernel-install add "$v" "$img"');
+    expect(run(["sh", "-n", "-c", argv[2] ?? ""]).code).toBe(0);
+  });
+});
+
+/** Records each command with the content /etc/default/grub has when it runs; every command succeeds. */
+class RecordingRunner implements CommandRunner {
+  readonly calls: { argv: string[]; grub: string }[] = [];
+  constructor(private readonly root: string) {}
+  async run(file: string, args: readonly string[]): Promise<CommandResult> {
+    let grub = "";
+    try {
+      grub = readFileSync(path.join(this.root, "etc/default/grub"), "utf8");
+    } catch {}
+    this.calls.push({ argv: [file, ...args], grub });
+    return { exitCode: 0, stdout: "", stderr: "", timedOut: false };
+  }
+  async which(): Promise<string | null> {
+    return null;
+  }
+}
+
+describe("undo regenerates the boot files after restoring their sources", () => {
+  it("update-grub runs during undo, after /etc/default/grub is back to its original", async () => {
+    const fx = host("GenuineIntel", { "/etc/default/grub": GRUB_OFF, "/usr/sbin/update-grub": "" });
+    const plan = await planIn(fx, IOMMU);
+    const stateDir = tmp("boot-state");
+    const target = new RootedTargetFs(fx.root);
+    const applyRunner = new RecordingRunner(fx.root);
+    const applied = await applyPlan(plan, { target, runner: applyRunner, stateDir });
+    expect(applied.status).toBe("awaiting-reboot");
+    const atApply = applyRunner.calls.filter((c) => c.argv[0] === "update-grub");
+    expect(atApply).toHaveLength(1);
+    expect(atApply[0]?.grub).toContain("intel_iommu=on");
+
+    const undoRunner = new RecordingRunner(fx.root);
+    const undone = await undoLastRun({ target, runner: undoRunner, stateDir });
+    expect(undone.status).toBe("undone");
+    const atUndo = undoRunner.calls.filter((c) => c.argv[0] === "update-grub");
+    expect(atUndo).toHaveLength(1);
+    expect(atUndo[0]?.grub).toBe(GRUB_OFF);
+    expect(readFileSync(path.join(fx.root, "etc/default/grub"), "utf8")).toBe(GRUB_OFF);
+  });
+
+  it("the initramfs rebuild (dracut on RHEL) has its undo planned ahead of the softdeps file, so it runs after that file is restored", async () => {
+    const fx = host("GenuineIntel", { "/etc/default/grub": GRUB_OFF, "/usr/bin/dracut": "" });
+    const report = await detectHost({ fs: fx.fs(), pciIds: null });
+    // A passthrough plan needs real PCI devices; the kernel planner's softdep branch is what matters.
+    const { planKernel } = await import("../../src/plan/kernel-plan.js");
+    const ctx = { report, answer: answer({ version: 1 }), current: new Map(), actions: [], refusals: [] };
+    planKernel(ctx as never, ["nouveau"], ["vfio_pci"]);
+    const ids = (ctx.actions as { id: string }[]).map((a) => a.id);
+    expect(ids.indexOf("kvm.initramfs-on-undo")).toBeLessThan(ids.indexOf("kvm.modprobe-conf"));
+    const pre = (ctx.actions as RunCommandAction[]).find((a) => a.id === "kvm.initramfs-on-undo");
+    expect(pre?.undo).toEqual(["dracut", "--regenerate-all", "--force"]);
+    const rebuild = (ctx.actions as RunCommandAction[]).find((a) => a.id === "kvm.update-initramfs");
+    expect(rebuild?.argv).toEqual(["dracut", "--regenerate-all", "--force"]);
+  });
+});

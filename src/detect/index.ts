@@ -67,7 +67,12 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   for (const p of fs.problems) {
     ctx.warnings.push({
       path: p.path,
-      message: p.reason === "dangling" ? p.detail : `cannot read (${p.detail})`,
+      message:
+        p.reason === "dangling"
+          ? p.detail
+          : p.reason === "unreadable"
+            ? `cannot read (${p.detail})`
+            : `not read, so what it holds is unknown: ${p.detail}`,
     });
   }
   return {

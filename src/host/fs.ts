@@ -9,7 +9,26 @@
 import * as fs from "node:fs";
 import path from "node:path";
 
-export type ReadProblem = { path: string; reason: "missing" | "dangling" | "unreadable"; detail: string };
+export type ReadProblem = {
+  path: string;
+  reason: "missing" | "dangling" | "unreadable" | "loop" | "outside-root" | "special" | "too-large";
+  detail: string;
+};
+
+/**
+ * Bounds on what one read may cost. A tree under --root or --snapshot is untrusted: a file may be a
+ * FIFO (an open that never returns), a device node (opening some has side effects), a link loop, a
+ * link out of the root, a sparse file of 10 GB or a directory of 300k entries. Each of those becomes
+ * an unknown fact and a warning, never a hang.
+ */
+export const READ_LIMITS = {
+  /** Bytes of one text file: /proc/cpuinfo of a 448-CPU machine is under 2 MB. */
+  textBytes: 8 * 2 ** 20,
+  /** Entries of one directory: a host with thousands of VFs stays well below. */
+  dirEntries: 16_384,
+  /** Links followed while resolving one path (the kernel's own limit). */
+  linkHops: 40,
+};
 
 export interface HostFs {
   readonly root: string;
@@ -27,7 +46,28 @@ export interface HostFs {
 }
 
 const errCode = (e: unknown): string => (e as NodeJS.ErrnoException)?.code ?? "EUNKNOWN";
-const MAX_LINK_HOPS = 40;
+
+/** A path that must not be read: the reason goes into the report's warnings. */
+class ReadRefused extends Error {
+  constructor(
+    readonly reason: Exclude<ReadProblem["reason"], "missing" | "unreadable" | "dangling">,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+/** What a non-regular file is, for the warning. */
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isSocket()) return "a socket";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  return "not a regular file";
+}
+
+// Device nodes whose reads have no side effects: the MSRs kvm-ok reads (bind-mounted /dev of a target).
+const SAFE_DEVICE = /^\/dev\/cpu\/\d+\/msr$/;
 
 type Cb<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 const call = <T>(fn: (cb: Cb<T>) => void) =>
@@ -41,10 +81,14 @@ async function readWhole(at: string, flags: number): Promise<string> {
   const fd = await call<number>((cb) => fs.open(at, flags, cb));
   try {
     const chunks: Buffer[] = [];
-    for (let size = 8192; ; size *= 2) {
+    let total = 0;
+    for (let size = 8192; ; size = Math.min(size * 2, 2 ** 20)) {
       const buf = Buffer.allocUnsafe(size);
       const n = await call<number>((cb) => fs.read(fd, buf, 0, size, null, cb));
       if (n > 0) chunks.push(buf.subarray(0, n));
+      total += n;
+      if (total > READ_LIMITS.textBytes)
+        throw new ReadRefused("too-large", `larger than ${READ_LIMITS.textBytes} bytes`);
       if (n < size) break;
     }
     return Buffer.concat(chunks).toString("utf8");
@@ -88,6 +132,7 @@ export class RootedHostFs implements HostFs {
     let p = this.dirs.get(hostDir);
     if (!p) {
       p = this.resolveDir(hostDir);
+      p.catch(() => {}); // a refused directory is reported by each read that needs it
       this.dirs.set(hostDir, p);
     }
     return p;
@@ -96,20 +141,34 @@ export class RootedHostFs implements HostFs {
   private async resolveDir(hostDir: string): Promise<string> {
     const naive = this.real(hostDir);
     try {
+      // The kernel resolves most trees in one call; only a link that leaves the root (an absolute
+      // link of the captured machine) or a loop needs the walk below.
       const resolved = await call<string>((cb) => fs.realpath.native(naive, cb));
       if (resolved === this.root || resolved.startsWith(`${this.root}/`)) return resolved;
-    } catch {
-      return naive; // missing: reads below it fail with ENOENT as they should
+    } catch (e) {
+      const code = errCode(e);
+      if (code === "ENOENT" || code === "ENOTDIR") return naive; // reads below it fail as they should
     }
     return this.real(await this.resolveInRoot(hostDir));
   }
 
-  /** Resolves every link of a host path against the root; returns the canonical host path. */
+  /**
+   * Resolves every link of a host path against the root; returns the canonical host path. Throws
+   * ReadRefused for a loop (more than READ_LIMITS.linkHops links) or a relative link that climbs
+   * above the root. A missing component ends the walk: the rest is returned as is.
+   */
   async resolveInRoot(hostPath: string): Promise<string> {
     let pending = path.posix.resolve("/", hostPath).split("/").filter(Boolean);
     let current = "/";
     for (let hops = 0; pending.length > 0; ) {
       const [name, ...rest] = pending;
+      if (name === "..") {
+        if (current === "/")
+          throw new ReadRefused("outside-root", `a link leads above the machine root ${this.root}`);
+        current = path.posix.dirname(current);
+        pending = rest;
+        continue;
+      }
       const next = path.posix.join(current, name ?? "");
       let target: string | null = null;
       try {
@@ -122,40 +181,67 @@ export class RootedHostFs implements HostFs {
         pending = rest;
         continue;
       }
-      if (++hops > MAX_LINK_HOPS) return next;
-      const base = target.startsWith("/") ? "/" : current;
-      pending = [...path.posix.resolve(base, target).split("/").filter(Boolean), ...rest];
-      current = "/";
+      if (++hops > READ_LIMITS.linkHops)
+        throw new ReadRefused("loop", `more than ${READ_LIMITS.linkHops} links (a symlink loop at ${next})`);
+      // Keep ".." unresolved so a relative link that climbs above the root is seen, not clamped.
+      const parts = target.split("/").filter((p) => p && p !== ".");
+      if (target.startsWith("/")) current = "/";
+      pending = [...parts, ...rest];
     }
     return current;
   }
 
   private note(hostPath: string, e: unknown): void {
+    if (e instanceof ReadRefused) {
+      this.problems.push({ path: hostPath, reason: e.reason, detail: e.message });
+      return;
+    }
     const code = errCode(e);
     if (code === "ENOENT" || code === "ENOTDIR") return; // absent is normal for partial snapshots
     this.problems.push({ path: hostPath, reason: "unreadable", detail: code });
   }
 
   async readText(hostPath: string): Promise<string | null> {
-    const at = await this.locate(hostPath);
-    // Under a root, the last component must not be followed natively either: O_NOFOLLOW makes an
-    // absolute link fail with ELOOP, and it is then resolved inside the root.
-    const flag = this.live ? fs.constants.O_RDONLY : fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
     try {
-      return await readWhole(at, flag);
+      if (this.live) return await readWhole(path.posix.resolve("/", hostPath), fs.constants.O_RDONLY);
+      // Under a root nothing is opened before lstat says it is a regular file of a sane size, and
+      // links are resolved inside the root (O_NOFOLLOW keeps the kernel from following them to the
+      // live machine if the tree changes in between; O_NONBLOCK keeps a FIFO from blocking the open).
+      const { at, st } = await this.regularFile(hostPath);
+      if (st.size > READ_LIMITS.textBytes)
+        throw new ReadRefused(
+          "too-large",
+          `${st.size} bytes, more than ${READ_LIMITS.textBytes} a text read allows`,
+        );
+      return await readWhole(at, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (e) {
-      if (errCode(e) === "ELOOP" && !this.live) return this.readText(await this.resolveInRoot(hostPath));
-      if (errCode(e) === "ENOENT") await this.noteDangling(hostPath, at);
+      if (errCode(e) === "ENOENT") await this.noteDangling(hostPath);
       else this.note(hostPath, e);
       return null;
     }
   }
 
+  /** lstat of the file a host path names under the root, links resolved; refuses non-regular files. */
+  private async regularFile(hostPath: string, allowDevice = false): Promise<{ at: string; st: fs.Stats }> {
+    let at = await this.locate(hostPath);
+    let st = await call<fs.Stats>((cb) => fs.lstat(at, cb));
+    if (st.isSymbolicLink()) {
+      at = this.real(await this.resolveInRoot(hostPath));
+      st = await call<fs.Stats>((cb) => fs.lstat(at, cb));
+    }
+    if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    const device =
+      st.isCharacterDevice() && allowDevice && SAFE_DEVICE.test(path.posix.resolve("/", hostPath));
+    if (!st.isFile() && !device) throw new ReadRefused("special", `${kindOf(st)}: not opened`);
+    return { at, st };
+  }
+
   async readBytes(hostPath: string, offset: number, length: number): Promise<Buffer | null> {
-    const at = await this.locateFollowing(hostPath);
     let fd: number | undefined;
     try {
-      fd = await call<number>((cb) => fs.open(at, "r", cb));
+      const at = this.live ? path.posix.resolve("/", hostPath) : (await this.regularFile(hostPath, true)).at;
+      const flags = this.live ? fs.constants.O_RDONLY : fs.constants.O_RDONLY | fs.constants.O_NONBLOCK;
+      fd = await call<number>((cb) => fs.open(at, flags, cb));
       const handle = fd;
       const buf = Buffer.alloc(length);
       const bytesRead = await call<number>((cb) => fs.read(handle, buf, 0, length, offset, cb));
@@ -169,9 +255,15 @@ export class RootedHostFs implements HostFs {
   }
 
   async readDir(hostPath: string): Promise<string[] | null> {
-    const at = this.live ? this.real(hostPath) : await this.realDir(path.posix.resolve("/", hostPath));
     try {
-      return (await call<string[]>((cb) => fs.readdir(at, cb))).sort();
+      const at = this.live ? this.real(hostPath) : await this.realDir(path.posix.resolve("/", hostPath));
+      const names = await call<string[]>((cb) => fs.readdir(at, cb));
+      if (names.length > READ_LIMITS.dirEntries)
+        throw new ReadRefused(
+          "too-large",
+          `${names.length} entries, more than the ${READ_LIMITS.dirEntries} a listing allows`,
+        );
+      return names.sort();
     } catch (e) {
       this.note(hostPath, e);
       return null;
@@ -188,8 +280,13 @@ export class RootedHostFs implements HostFs {
   }
 
   async exists(hostPath: string): Promise<boolean> {
-    const at = await this.locateFollowing(hostPath);
-    return new Promise((resolve) => fs.stat(at, (err) => resolve(!err)));
+    try {
+      const at = await this.locateFollowing(hostPath);
+      return await new Promise((resolve) => fs.stat(at, (err) => resolve(!err)));
+    } catch (e) {
+      this.note(hostPath, e);
+      return false;
+    }
   }
 
   /** Like locate, but a link in the last component is resolved inside the root too. */
@@ -203,8 +300,9 @@ export class RootedHostFs implements HostFs {
   }
 
   /** A read that failed with ENOENT on a symlink means the link dangles: worth a warning. */
-  private async noteDangling(hostPath: string, at: string): Promise<void> {
+  private async noteDangling(hostPath: string): Promise<void> {
     try {
+      const at = await this.locate(hostPath);
       const target = await call<string>((cb) => fs.readlink(at, cb));
       this.problems.push({ path: hostPath, reason: "dangling", detail: `link to ${target} leads nowhere` });
     } catch {

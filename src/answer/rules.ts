@@ -1,4 +1,6 @@
-// Every match rule in an answer file, with its key path, so validate and explain walk the same list.
+// Every match rule in an answer file, with its key path, so validate, plan and explain walk the same
+// list: the network, sriov, passthrough and storage sections, and each VM's sriov and macvtap NICs
+// and passthrough devices.
 import type { Answer, DiskMatch, NicMatch, PciMatch } from "./schema.js";
 
 export type MatchRule =
@@ -31,6 +33,15 @@ export function collectRules(answer: Answer): MatchRule[] {
   answer.storage?.pools.forEach((p, i) => {
     for (const [j, d] of (p.disks ?? []).entries()) {
       out.push({ kind: "disk", path: `storage.pools[${i}].disks[${j}]`, rule: d });
+    }
+  });
+  answer.vms.forEach((vm, i) => {
+    vm.nics.forEach((n, j) => {
+      if ("sriov" in n) nic(`vms[${i}].nics[${j}].sriov`, n.sriov);
+      if ("macvtap" in n) nic(`vms[${i}].nics[${j}].macvtap`, n.macvtap);
+    });
+    for (const [j, p] of (vm.passthrough ?? []).entries()) {
+      out.push({ kind: "pci", path: `vms[${i}].passthrough[${j}]`, rule: p });
     }
   });
   return out;

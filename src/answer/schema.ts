@@ -3,17 +3,27 @@
 // builds the same object. Every object is strict: an unknown key is an error, never ignored
 // (the typos that pass silently are what the anchors' users complain about most).
 import { z } from "zod";
+import {
+  type Grammar,
+  HOSTNAME,
+  INTERFACE_NAME,
+  MAC,
+  OBJECT_NAME,
+  PASSWORD_HASH,
+  PCI_ADDRESS,
+  SSH_PUBLIC_KEY,
+  USER_NAME,
+  VM_NAME,
+} from "../core/grammar.js";
+
+/** A string held to one of the shared grammars (src/core/grammar.ts); its pattern goes to the JSON Schema. */
+const grammar = (g: Grammar) =>
+  z.string().regex(g.pattern, { message: g.describe, abort: true }).refine(g.test, { message: g.describe });
 
 const hex4 = z.string().regex(/^[0-9a-fA-F]{4}$/, "a 4-digit hex id such as 8086");
-const pciAddress = z
-  .string()
-  .regex(/^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/, "a PCI address such as 0000:01:00.0");
-const mac = z
-  .string()
-  .regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, "a MAC address such as 52:54:00:12:34:56");
-const ifname = z
-  .string()
-  .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1-15 letters, digits, '.', '-' or '_'");
+const pciAddress = grammar(PCI_ADDRESS);
+const mac = grammar(MAC);
+const ifname = grammar(INTERFACE_NAME);
 const cidr = z
   .string()
   .regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, "an address with prefix length such as 192.0.2.10/24");
@@ -109,22 +119,19 @@ export const vlan = z.strictObject({
 
 export const user = z
   .strictObject({
-    name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "a POSIX user name"),
-    passwordHash: z
-      .string()
-      .regex(/^\$(1|5|6|y|2[aby]|7)\$/, "a crypt(3) hash such as the output of mkpasswd -m sha-512")
-      .optional(),
+    name: grammar(USER_NAME),
+    passwordHash: grammar(PASSWORD_HASH).optional(),
     password: z
       .never({ error: "plaintext passwords are refused: give passwordHash (mkpasswd -m sha-512)" })
       .optional(),
-    sshKeys: z.array(z.string().regex(/^(ssh-|ecdsa-|sk-)/, "an OpenSSH public key")).default([]),
+    sshKeys: z.array(grammar(SSH_PUBLIC_KEY)).default([]),
     sudo: z.boolean().default(false),
     groups: z.array(z.string()).default([]),
   })
   .describe("a login on the host");
 
 export const pool = z.strictObject({
-  name: z.string().regex(/^[a-zA-Z0-9_.-]+$/),
+  name: grammar(OBJECT_NAME),
   type: z.enum(["dir", "lvm-thin", "zfs"]),
   path: z.string().startsWith("/").optional().describe("dir pools: the directory"),
   disks: z.array(diskMatch).optional().describe("lvm-thin and zfs pools: the disks to use"),
@@ -136,17 +143,13 @@ export const pool = z.strictObject({
 });
 
 /** A VM name: also its directory name and, by default, the guest's host name (VM_NAME in src/vm). */
-const vmName = z
-  .string()
-  .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, "a VM name: 1-63 lower-case letters, digits and '-'");
-const hostname = z
-  .string()
-  .regex(/^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9-]+)*$/, "a host name");
+const vmName = grammar(VM_NAME);
+const hostname = grammar(HOSTNAME);
 
 /** One VM NIC: a libvirt network, a host bridge, a VF of an SR-IOV PF, or macvtap on a host NIC. */
 export const vmNic = z.union([
   z.strictObject({
-    network: z.string().regex(/^[a-zA-Z0-9_.-]+$/, "a libvirt network name"),
+    network: grammar(OBJECT_NAME).describe("a libvirt network name"),
     mac: mac.optional(),
   }),
   z.strictObject({
@@ -245,10 +248,7 @@ export const answerSchema = z.strictObject({
       confirmTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
       libvirtNat: z
         .strictObject({
-          name: z
-            .string()
-            .regex(/^[a-zA-Z0-9_.-]+$/)
-            .default("default"),
+          name: grammar(OBJECT_NAME).default("default"),
           bridge: ifname.default("virbr0"),
           subnet: cidr.default("192.168.122.1/24"),
           dhcpRange: z.tuple([ip, ip]).optional(),
@@ -276,8 +276,7 @@ export const answerSchema = z.strictObject({
             }),
           )
           .default([]),
-        hostdevNetwork: z
-          .string()
+        hostdevNetwork: grammar(OBJECT_NAME)
           .optional()
           .describe("name of the libvirt hostdev network for this PF's VFs"),
       }),
@@ -328,5 +327,33 @@ export type VmNicEntry = z.infer<typeof vmNic>;
 
 /** The JSON Schema editors use (yaml-language-server, VS Code). */
 export function answerJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(answerSchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  const schema = z.toJSONSchema(answerSchema, { io: "input", unrepresentable: "any" });
+  return dropNonStandardFormats(schema) as Record<string, unknown>;
+}
+
+// zod names some string checks as formats that JSON Schema does not define ("starts_with"); the
+// pattern it emits beside them already says the same, and editors and validators warn on unknown
+// formats, so only the standard ones are kept.
+const STANDARD_FORMATS = new Set([
+  "date-time",
+  "date",
+  "time",
+  "duration",
+  "email",
+  "hostname",
+  "ipv4",
+  "ipv6",
+  "uri",
+  "uri-reference",
+  "uuid",
+  "regex",
+]);
+function dropNonStandardFormats(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(dropNonStandardFormats);
+  if (typeof node !== "object" || node === null) return node;
+  return Object.fromEntries(
+    Object.entries(node)
+      .filter(([k, v]) => k !== "format" || (typeof v === "string" && STANDARD_FORMATS.has(v)))
+      .map(([k, v]) => [k, dropNonStandardFormats(v)]),
+  );
 }

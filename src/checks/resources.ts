@@ -121,19 +121,57 @@ export function passthroughCheck(r: HostReport): Check | null {
 }
 
 /** Why a disk may not be wiped, or null when it is a candidate for a storage pool. */
-export function diskExclusion(d: DiskReport): string | null {
+export function diskExclusion(d: DiskReport, report?: HostReport): string | null {
   if (d.virtual) return "virtual device";
   if (d.roles.length) return `holds ${d.roles.join(", ")}`;
   if (d.mountpoints.length || d.partitions.some((p) => p.mountpoints.length)) return "mounted";
   if (d.holders.length || d.partitions.some((p) => p.holders.length))
     return "in use by another device (LVM/RAID/dm)";
   if (d.removable) return "removable medium";
+  const peers = report ? multipathPeers(d, report) : [];
+  if (peers.length) return `a multipath member (same ${peerKey(d)} as ${peers.join(", ")})`;
   return null;
+}
+
+const peerKey = (d: DiskReport) => (d.wwn ? "WWN" : "serial");
+
+/**
+ * Other disks that are paths to the same device: the same WWN, or the same serial and model. Two
+ * paths of one LUN look like two free disks until multipathd assembles them.
+ */
+export function multipathPeers(d: DiskReport, report: HostReport): string[] {
+  if (d.virtual) return [];
+  const same = (o: DiskReport) =>
+    d.wwn
+      ? o.wwn === d.wwn
+      : d.serial !== null && d.serial.trim() !== "" && o.serial === d.serial && o.model === d.model;
+  return report.disks.filter((o) => o !== d && o.name !== d.name && !o.virtual && same(o)).map((o) => o.name);
+}
+
+/** What is on a disk that a pool without wipe would refuse to take over: partitions, signatures. */
+export function diskContents(d: DiskReport): string | null {
+  if (d.partitions.length)
+    return `has partition${d.partitions.length > 1 ? "s" : ""} ${d.partitions.map((p) => p.name).join(", ")}`;
+  if (d.signatures.length) return `holds ${d.signatures.join(", ")} signatures`;
+  return null;
+}
+
+/**
+ * Detection could not tell which disk holds / (or /boot): a multipath or otherwise unresolved root
+ * device, or no mount table. Then no disk is known to be safe to wipe.
+ */
+export function rootDiskUnknown(report: HostReport): string | null {
+  const w = report.warnings.find(
+    (x) =>
+      /cannot tell which disk holds/.test(x.message) || /which disks hold \/.* is unknown/.test(x.message),
+  );
+  return w ? `${w.path}: ${w.message}` : null;
 }
 
 export function storageCheck(r: HostReport): Check {
   const real = r.disks.filter((d) => !d.virtual);
-  const free = real.filter((d) => diskExclusion(d) === null);
+  const why = (d: DiskReport) => diskExclusion(d, r) ?? diskContents(d);
+  const free = real.filter((d) => why(d) === null);
   return check({
     id: "storage.disks",
     title: "Disks for VM storage",
@@ -142,7 +180,7 @@ export function storageCheck(r: HostReport): Check {
     state: "info",
     reason: real.length
       ? `${real.length} disk${real.length > 1 ? "s" : ""}: ${real
-          .map((d) => `${d.name}${diskExclusion(d) ? ` (${diskExclusion(d)})` : " (free)"}`)
+          .map((d) => `${d.name} (${why(d) ?? "free"})`)
           .join(", ")}; ${free.length} usable for a new pool`
       : "no physical disk found",
   });

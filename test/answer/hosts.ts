@@ -22,7 +22,7 @@ export const LAB = {
  * A lab server: the SR-IOV I350 (enp3s0f0, 7 VFs), the GTX 1080 + HDMI audio in group 13 next to an
  * iGPU that is the boot VGA, the management NIC eno1 enslaved to br0 (default route) in group 20 with
  * an audio function and a bridge, a SATA controller (the root disk's) sharing group 21 with USB, and a
- * 10G X710 (i40e, no SR-IOV) with no link.
+ * 10G X710 (i40e, no SR-IOV) with no link. It boots with GRUB and configures its network with netplan.
  */
 export function buildLabHost(): SysfsFixture {
   const fx = buildVfioGpuHost(buildSriovHost(new SysfsFixture()));
@@ -51,6 +51,9 @@ export function buildLabHost(): SysfsFixture {
     `processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme de pse msr pae vmx ept pdpe1gb\n\n`,
   );
   fx.file("/proc/meminfo", "MemTotal:       65859984 kB\nMemAvailable:   60000000 kB\n");
+  // GRUB and netplan, so answers that change the kernel command line or the network can be planned.
+  fx.file("/etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=""\n');
+  fx.file("/etc/netplan/50-cloud-init.yaml", "network: {version: 2}\n");
   return fx;
 }
 

@@ -16,7 +16,8 @@ const TEMPLATE = path.join(projectRoot, "templates/answer.example.yaml");
 let lab: HostReport;
 let dmar: HostReport;
 beforeAll(async () => {
-  const fx = buildDmarBridgeHost();
+  // The DMAR host boots with GRUB, so enabling the IOMMU can be planned there.
+  const fx = buildDmarBridgeHost().file("/etc/default/grub", 'GRUB_CMDLINE_LINUX=""\n');
   [lab, dmar] = await Promise.all([labReport(), detectFixture(fx)]);
   fx.cleanup();
 });
@@ -28,7 +29,7 @@ const paths = (issues: { path: string }[]) => issues.map((i) => i.path);
 describe("validateAnswer", () => {
   it("the complete example validates on the lab host with no errors and no warnings", async () => {
     const result = validateAnswer(await loadAnswerFile(TEMPLATE), lab);
-    expect(result).toEqual({ errors: [], warnings: [] });
+    expect(result).toEqual({ errors: [], warnings: [], findings: [] });
   });
 
   it("a NIC rule that matches nothing, anywhere, is an error listing the candidates", () => {
@@ -80,7 +81,7 @@ describe("validateAnswer", () => {
 
   it("the GPU and its audio in their own group pass", () => {
     const r = check('passthrough:\n  - device: { id: "10de:1b80" }\n  - device: { id: "10de:10f0" }');
-    expect(r).toEqual({ errors: [], warnings: [] });
+    expect(r.findings).toEqual([]);
   });
 
   it("passthrough of the management NIC itself is refused", () => {
@@ -157,7 +158,7 @@ describe("validateAnswer", () => {
 
   it("wiping a mounted disk, one with holders, or the boot medium is refused", () => {
     const yaml =
-      "storage:\n  pools:\n    - { name: p, type: zfs, wipe: true, disks: [{ serial: WJG00001 }] }";
+      "storage:\n  pools:\n    - { name: p, type: lvm-thin, wipe: true, disks: [{ serial: WJG00001 }] }";
     const variants: [(r: HostReport) => void, string][] = [
       [(r) => void r.disks[1]?.mountpoints.push("/srv"), "mounted"],
       [(r) => void r.disks[1]?.holders.push("dm-3"), "in use by another device (LVM/RAID/dm)"],
@@ -173,17 +174,15 @@ describe("validateAnswer", () => {
     expect(check(yaml).errors).toEqual([]);
   });
 
-  it("unattended runs wipe only disks named by byId or serial", () => {
+  it("a wipe names its disks by byId or serial, attended or not (the plan refuses it either way)", () => {
     const loose =
       "storage:\n  pools:\n    - { name: p, type: lvm-thin, wipe: true, disks: [{ rotational: true }] }";
-    expect(check(loose).errors).toEqual([]);
-    expect(check(loose, lab, true).errors).toEqual([
-      {
-        path: "storage.pools[0].disks[0]",
-        message:
-          "unattended runs wipe only disks named by byId or serial (this rule picked sdb by other criteria)",
-      },
-    ]);
+    const refusal = {
+      path: "storage.pools[0].disks[0]",
+      message: "a wipe names its disks by byId or serial (this rule picked sdb by other criteria)",
+    };
+    expect(check(loose).errors).toEqual([refusal]);
+    expect(check(loose, lab, true).errors).toEqual([refusal]);
     const named =
       "storage:\n  pools:\n    - { name: p, type: lvm-thin, wipe: true, disks: [{ serial: WJG00001 }] }";
     expect(check(named, lab, true).errors).toEqual([]);
@@ -264,6 +263,11 @@ describe("validateAnswer", () => {
       {
         path: "network.bonds[0].interfaces[0]",
         message: "eno1 is already claimed by network.bridges[0].uplink",
+      },
+      {
+        path: "network.bonds[0].interfaces[0]",
+        message:
+          "eno1 is the management NIC (it carries the default route): bonding it moves the address this session uses",
       },
     ]);
   });
@@ -367,7 +371,7 @@ describe("kvmstrap answer (in process)", () => {
   });
 
   it("validates offline against a --root snapshot tree", async () => {
-    const fx = buildDmarBridgeHost();
+    const fx = buildDmarBridgeHost().file("/etc/netplan/50-cloud-init.yaml", "network: {version: 2}\n");
     try {
       const f = path.join(dir, "uplink.yaml");
       writeFileSync(f, "version: 1\nnetwork:\n  bridges:\n    - name: br0\n      uplink: { uplink: true }\n");

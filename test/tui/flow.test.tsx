@@ -1,32 +1,23 @@
 // The whole path by keystrokes, Welcome to Review, and the round trip: the answer file saved at
-// Review passes validation, and the unattended path (loadAnswerFile -> buildPlan) builds the very
-// plan the TUI showed.
+// Review passes validation, and the unattended path (the app's prepareFile, what `kvmstrap plan` and
+// `kvmstrap apply --yes` call) builds the very plan the TUI showed.
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadAnswerFile } from "../../src/answer/load.js";
-import { validateAnswer } from "../../src/answer/validate.js";
-import { RootedHostFs } from "../../src/host/fs.js";
-import { buildPlan, planFiles } from "../../src/plan/index.js";
+import { prepareFile } from "../../src/app/prepare.js";
 import { SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/shared-hosts.js";
 import { buildSriovHost, SRIOV } from "../helpers/sysfs-fixture.js";
-import { type Driven, drive, KEY, reportOf } from "./helpers.js";
+import { type Driven, drive, KEY } from "./helpers.js";
 
 const out = mkdtempSync(path.join(tmpdir(), "kvmstrap-tui-flow-"));
 const sriov = buildSriovHost();
 afterAll(() => sriov.cleanup());
 
-/** The unattended path: the saved file, planned against the same root as `kvmstrap plan` does. */
-async function unattendedPlan(root: string, file: string) {
-  const answer = await loadAnswerFile(file);
-  const report = await reportOf(root);
-  const fs = new RootedHostFs(root);
-  const paths = planFiles(report, answer);
-  const texts = await Promise.all(paths.map((p) => fs.readText(p)));
-  const plan = buildPlan(report, answer, new Map(paths.map((p, i) => [p, texts[i] ?? null])));
-  return { answer, report, plan };
-}
+/** The unattended path, as shipped: `kvmstrap apply FILE --yes --root ROOT` prepares with this. */
+const unattendedPlan = (root: string, file: string) =>
+  prepareFile(file, { root }, { unattended: true, probe: "never" });
 
 async function saveAtReview(d: Driven, file: string): Promise<void> {
   await d.waitFor(/\d+ actions, \d+ refused/);
@@ -63,8 +54,8 @@ describe("tui: the whole path by keystrokes", () => {
 
     const text = readFileSync(file, "utf8");
     expect(text).toContain("numVfs: 4");
-    const { answer, report, plan } = await unattendedPlan(sriov.root, file);
-    expect(validateAnswer(answer, report, { unattended: true }).errors).toEqual([]);
+    const { answer, validation, plan } = await unattendedPlan(sriov.root, file);
+    expect(validation.errors).toEqual([]);
     expect(plan).toEqual(shown?.plan);
     expect(answer).toEqual(shown?.answer);
   });
@@ -100,8 +91,8 @@ describe.skipIf(!sharedHostsAvailable)("tui: round trip on a shared snapshot", (
     await saveAtReview(d, file);
     const shown = d.state.shared?.review;
     d.unmount();
-    const { answer, report, plan } = await unattendedPlan(root, file);
-    expect(validateAnswer(answer, report, { unattended: true }).errors).toEqual([]);
+    const { validation, plan } = await unattendedPlan(root, file);
+    expect(validation.errors).toEqual([]);
     expect(plan).toEqual(shown?.plan);
   });
 });

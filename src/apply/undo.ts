@@ -11,6 +11,8 @@ export interface UndoOptions extends StepContext {
   stateDir: string;
   bus?: EventBus;
   dryRun?: boolean;
+  /** Undo this run instead of the newest undoable one (a failed VM deploy undoes its own run). */
+  runId?: string;
 }
 
 export interface UndoResult {
@@ -42,8 +44,11 @@ export function isRevertible(a: Action, entry: JournalAction): boolean {
 export async function undoLastRun(options: UndoOptions): Promise<UndoResult> {
   const bus = options.bus ?? new EventBus();
   const journal = new Journal(options.stateDir);
-  const run = await lastUndoableRun(journal);
-  if (!run) throw new StateError(`nothing to undo under ${options.stateDir}`);
+  const run = options.runId ? await journal.load(options.runId) : await lastUndoableRun(journal);
+  if (!run || (options.runId && !undoable(run)))
+    throw new StateError(
+      `nothing to undo under ${options.stateDir}${options.runId ? ` for run ${options.runId}` : ""}`,
+    );
   const t0 = Date.now();
   const { runId } = run;
   const dryRun = Boolean(options.dryRun);

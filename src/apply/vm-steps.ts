@@ -7,6 +7,7 @@ import path from "node:path";
 import type { CommandRunner } from "../host/commands.js";
 import { type TargetFs, writeFileAtomic } from "../host/target.js";
 import type { LibvirtAction, VmOverlayAction, VmSeedAction } from "../plan/actions.js";
+import { KVMSTRAP_XMLNS } from "../vm/domain-xml.js";
 import type { Libvirt } from "../vm/libvirt.js";
 import {
   checkImage,
@@ -28,6 +29,25 @@ export interface VmStepContext {
   runner: CommandRunner;
   /** The libvirt connection VM actions go through. */
   libvirt?: Libvirt | undefined;
+}
+
+// The engine journals a failure as text; a caller that wants the error itself (a deploy telling
+// "name taken", exit 2, from "libvirt failed", exit 1) finds it here, by the options it applied with.
+const lastError = new WeakMap<object, unknown>();
+
+/** The last error a VM step raised under these apply options, if any. */
+export function vmStepError(ctx: object): Error | undefined {
+  const e = lastError.get(ctx);
+  return e instanceof Error ? e : undefined;
+}
+
+async function remembered<T>(ctx: VmStepContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    lastError.set(ctx, e);
+    throw e;
+  }
 }
 
 function port(ctx: VmStepContext): Libvirt {
@@ -66,14 +86,21 @@ async function readBytes(file: string): Promise<Buffer | null> {
   }
 }
 
-/** Whether a define-domain action's domain exists, and whether it is this plan's definition. */
+/** Whether a define-domain action's domain exists, and whether it is this plan's definition (its
+ *  spec hash in the metadata), another kvmstrap spec's, or a domain kvmstrap did not define. */
 async function domainOf(lv: Libvirt, a: { name: string; specHash?: string }) {
   if (!(await lv.domainExists(a.name))) return "absent";
   if (a.specHash === undefined) return "ours";
-  return (await lv.domainXml(a.name)).includes(a.specHash) ? "ours" : "other";
+  const xml = await lv.domainXml(a.name);
+  if (xml.includes(a.specHash)) return "ours";
+  return xml.includes(KVMSTRAP_XMLNS) ? "other-spec" : "foreign";
 }
 
-export async function isVmApplied(a: VmAction, ctx: VmStepContext): Promise<boolean> {
+export function isVmApplied(a: VmAction, ctx: VmStepContext): Promise<boolean> {
+  return remembered(ctx, () => vmApplied(a, ctx));
+}
+
+async function vmApplied(a: VmAction, ctx: VmStepContext): Promise<boolean> {
   switch (a.kind) {
     case "vm-overlay": {
       const file = ctx.target.real(a.path);
@@ -91,7 +118,7 @@ export async function isVmApplied(a: VmAction, ctx: VmStepContext): Promise<bool
     }
     case "vm-seed": {
       const now = await readBytes(ctx.target.real(a.path));
-      return now !== null && now.equals(seedBytes(a));
+      return now?.equals(seedBytes(a)) === true;
     }
     case "libvirt": {
       const lv = port(ctx);
@@ -118,18 +145,22 @@ export async function captureVmBefore(a: VmAction, ctx: VmStepContext, createdDi
 const taken = (what: string, name: string) =>
   new DeployError(
     "name-taken",
-    `name taken: ${what}, and kvmstrap did not make it from this plan`,
+    `name taken: ${what}`,
     `pick another VM name, or kvmstrap vm delete ${name} first (virsh undefine for a domain kvmstrap did not deploy)`,
   );
 const vmName = (p: string) => path.basename(path.dirname(p));
 
-export async function performVm(a: VmAction, ctx: VmStepContext): Promise<void> {
+export function performVm(a: VmAction, ctx: VmStepContext): Promise<void> {
+  return remembered(ctx, () => carryOut(a, ctx));
+}
+
+async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
   switch (a.kind) {
     case "vm-overlay": {
       const file = ctx.target.real(a.path);
       await ctx.target.cleanStale(a.path);
       // Never replace a disk: a file there that is not this overlay is someone's data.
-      if (await ctx.target.exists(a.path)) throw taken(`${a.path} exists`, vmName(a.path));
+      if (await ctx.target.exists(a.path)) throw taken(`${a.path} exists and is not this VM's overlay`, vmName(a.path));
       const base = await baseOf(a, ctx);
       const info = await checkImage(base.path, ctx.runner, ctx.target.real(a.cacheDir));
       await mkdir(path.dirname(file), { recursive: true });
@@ -138,7 +169,7 @@ export async function performVm(a: VmAction, ctx: VmStepContext): Promise<void> 
     }
     case "vm-seed": {
       await ctx.target.cleanStale(a.path);
-      if (await ctx.target.exists(a.path)) throw taken(`${a.path} exists with another seed`, vmName(a.path));
+      if (await ctx.target.exists(a.path)) throw taken(`${a.path} exists and holds another seed`, vmName(a.path));
       try {
         await writeFileAtomic(ctx.target.real(a.path), seedBytes(a), 0o644);
       } catch (e) {
@@ -150,7 +181,10 @@ export async function performVm(a: VmAction, ctx: VmStepContext): Promise<void> 
       const lv = port(ctx);
       if (a.op === "define-domain") {
         const state = await domainOf(lv, a);
-        if (state === "other") throw taken(`a domain named ${a.name} exists`, a.name);
+        if (state === "foreign")
+          throw taken(`a domain named ${a.name} already exists and was not deployed by kvmstrap`, a.name);
+        if (state === "other-spec")
+          throw taken(`a domain named ${a.name} already exists with a different spec`, a.name);
         if (state === "absent") await lv.defineDomain(a.xml);
         return;
       }

@@ -4,6 +4,7 @@
 // Order matters: modules and VFIO before SR-IOV and storage, networking last so the confirm timer
 // covers only what can cut the operator off.
 import { createHash } from "node:crypto";
+import { errorsOf, runRules } from "../answer/rules/index.js";
 import type { Answer } from "../answer/schema.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
@@ -15,6 +16,7 @@ import { networkPaths, planNetwork } from "./network-plan.js";
 import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
 import { planLibvirtNat, planStorage } from "./storage-plan.js";
+import { planVms, type VmPlanOptions } from "./vm-plan.js";
 
 export type { Action, Effect, Plan } from "./actions.js";
 
@@ -22,8 +24,12 @@ export function buildPlan(
   report: HostReport,
   answer: Answer,
   current: ReadonlyMap<string, string | null> = new Map(),
+  vms: VmPlanOptions = {},
 ): Plan {
-  const ctx: PlanContext = { report, answer, current, actions: [], refusals: [] };
+  // The rule set decides what is refused; the planners below skip those items and decide no safety.
+  const findings = runRules(answer, report);
+  const refusals = errorsOf(findings).map((f) => ({ path: f.path, reason: f.message, ruleId: f.ruleId }));
+  const ctx: PlanContext = { report, answer, current, actions: [], refusals, findings };
   planHost(ctx);
   const vfio = planPassthrough(ctx);
   planKernel(ctx, vfio.softdeps, vfio.devices.length ? ["vfio", "vfio_iommu_type1", "vfio_pci"] : []);
@@ -38,6 +44,8 @@ export function buildPlan(
   ctx.actions = ctx.actions.filter((a) => a.effect !== "reboot");
   if (needsReboot) planResumeUnit(ctx);
   ctx.actions.push(...reboot);
+  // VMs last: after the network is confirmed, and after the reboot their passthrough devices need.
+  planVms(ctx, vms);
   return {
     schema: "kvmstrap.plan/1",
     answerDigest: answerDigest(answer),

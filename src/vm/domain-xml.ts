@@ -28,7 +28,14 @@ export interface DomainSpec {
   /** Direct kernel boot (tests and appliance images without a bootloader). */
   kernel?: { path: string; initrd?: string; cmdline: string };
   serialLog: string;
+  /** false: the host has no vhost-net, so no NIC asks for it (qemu's own virtio backend, one queue). */
+  vhostNet?: boolean;
+  /** kvmstrap's mark: the hash of the spec this domain was defined from (kept in <metadata>). */
+  specHash?: string;
 }
+
+/** The namespace of kvmstrap's <metadata> element in a domain definition. */
+export const KVMSTRAP_XMLNS = "urn:kvmstrap:vm:1";
 
 const attr = (v: string | number) => xmlEscape(String(v));
 
@@ -58,6 +65,13 @@ export function renderDomainXml(s: DomainSpec): string {
   const L: string[] = [];
   L.push(`<domain type="${s.domainType}">`, `  <name>${xmlEscape(s.name)}</name>`);
   if (s.uuid) L.push(`  <uuid>${attr(s.uuid)}</uuid>`);
+  if (s.specHash) {
+    L.push(
+      "  <metadata>",
+      `    <kvmstrap:vm xmlns:kvmstrap="${KVMSTRAP_XMLNS}" spec="${attr(s.specHash)}"/>`,
+      "  </metadata>",
+    );
+  }
   L.push(
     `  <memory unit="MiB">${s.memoryMiB}</memory>`,
     `  <currentMemory unit="MiB">${s.memoryMiB}</currentMemory>`,
@@ -117,7 +131,7 @@ export function renderDomainXml(s: DomainSpec): string {
       "    </disk>",
     );
   }
-  for (const n of s.nics) L.push(nicXml(n, s.vcpus));
+  for (const n of s.nics) L.push(nicXml(n, s.vhostNet === false ? 1 : s.vcpus));
   for (const h of s.hostdevs ?? []) L.push(hostdevXml(h));
   L.push(
     // A pty that `virsh console` can attach to, logged to a file for readiness and post-mortems.

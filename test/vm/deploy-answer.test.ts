@@ -102,7 +102,8 @@ describe.skipIf(!hasQemuImg)("kvmstrap vm deploy --answer (fake libvirt, real qe
     expect(defines()).toBe(3);
     expect(lv.domains.size).toBe(3);
     expect(lv.domains.get("web3")?.state).toBe("running");
-    expect(readdirSync(vmDir).sort()).toEqual(["web1", "web2", "web3"]);
+    // One directory per VM, beside the deploy journal.
+    expect(readdirSync(vmDir).sort()).toEqual([".journal", "web1", "web2", "web3"]);
   });
 
   it("--json: one result object per VM", async () => {

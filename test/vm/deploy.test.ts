@@ -49,6 +49,7 @@ const deps = (over: Partial<DeployDeps> = {}): DeployDeps => ({
   report,
   dir: vmDir,
   imageCache: path.join(root, "cache"),
+  stateDir: path.join(root, `state-${n}`),
   ...over,
 });
 
@@ -89,13 +90,12 @@ describe.skipIf(!hasQemuImg)("deployVm (fake libvirt, real qemu-img)", () => {
     expect(r.domainType).toBe("qemu");
     expect(r.warnings.join()).toMatch(/TCG/);
     expect(r.steps.map((s) => s.id)).toEqual([
-      "name",
-      "image",
       "nics",
-      "dir",
+      "preflight",
+      "define",
       "overlay",
       "seed",
-      "define",
+      "record",
       "start",
     ]);
     expect(lv.domains.get("web1")?.state).toBe("running");

@@ -1,6 +1,7 @@
 // The planner's working state: the facts, the desired answer, what the target's managed files hold
 // now, and the actions collected so far. Helpers here keep every section planner honest: a file is
 // planned only when its content changes, and each action records the prior state it would undo to.
+import { type Finding, refused } from "../answer/rules/index.js";
 import type { Answer } from "../answer/schema.js";
 import type { HostReport } from "../detect/types.js";
 import type { Action, Effect } from "./actions.js";
@@ -11,7 +12,16 @@ export interface PlanContext {
   /** Current content of every file the plan may touch (null: absent). */
   current: ReadonlyMap<string, string | null>;
   actions: Action[];
-  refusals: { path: string; reason: string }[];
+  refusals: Refusal[];
+  /** The rule set's findings for this answer on this host: planners skip what an error refused. */
+  findings: Finding[];
+}
+
+/** Something the plan will not do, and why; ruleId names the rule of src/answer/rules that said so. */
+export interface Refusal {
+  path: string;
+  reason: string;
+  ruleId?: string;
 }
 
 export function currentOf(ctx: PlanContext, path: string): string | null {
@@ -69,6 +79,11 @@ export function planSysfs(
 
 export function refuse(ctx: PlanContext, path: string, reason: string): void {
   ctx.refusals.push({ path, reason });
+}
+
+/** A finding of the rule set refused this item (or its section): plan nothing for it. */
+export function isRefused(ctx: PlanContext, path: string, ...sections: string[]): boolean {
+  return refused(ctx.findings, path, ...sections);
 }
 
 /** A boot-time script, the oneshot unit that runs it, and `systemctl enable` of that unit. */

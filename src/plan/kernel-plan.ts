@@ -2,7 +2,7 @@
 // written for the bootloader the host actually uses. Command-line changes need a reboot; the
 // parameters are listed so the resumed run can verify /proc/cmdline against them.
 
-import { currentOf, type PlanContext, planCommand, planFile, planSysfs, refuse } from "./context.js";
+import { currentOf, type PlanContext, planCommand, planFile, planSysfs } from "./context.js";
 import {
   editGrubFiles,
   editKernelCmdline,
@@ -162,9 +162,7 @@ export function planKernel(ctx: PlanContext, vfioSoftdeps: string[], extraModule
       });
     }
   }
-  if (kvm?.hugepages?.pages1G && !ctx.report.cpu.pdpe1gb) {
-    refuse(ctx, "kvm.hugepages.pages1G", "this CPU has no pdpe1gb flag: 1 GiB hugepages are not supported");
-  }
+  // 1 GiB pages without pdpe1gb, and hugepages beyond memory, are refused by the rule set (rules/memory.ts).
   if (kvm?.ksm !== undefined) {
     const run = kvm.ksm ? "1" : "0";
     planFile(ctx, {
@@ -218,11 +216,7 @@ function planCmdline(ctx: PlanContext): void {
       content: editKernelCmdline(kernelCmdline ?? "", add, remove),
     });
   } else {
-    refuse(
-      ctx,
-      ctx.answer.iommu ? "iommu" : "kvm.hugepages",
-      "no GRUB (/etc/default/grub) or systemd-boot (/etc/kernel/cmdline) found: the kernel command line cannot be changed",
-    );
+    // Refused by the rule set (kernel.bootloader-unknown, src/answer/rules/kernel.ts).
     return;
   }
   const changes = edits.filter((e) => e.content !== currentOf(ctx, e.path));

@@ -4,7 +4,7 @@
 import { matchNics } from "../answer/match.js";
 import type { Answer, NicMatch } from "../answer/schema.js";
 import type { PlanContext } from "./context.js";
-import { currentOf, planCommand, planFile, refuse } from "./context.js";
+import { currentOf, isRefused, planCommand, planFile } from "./context.js";
 import { renderIfupdown2 } from "./render/ifupdown2.js";
 import { renderNetplan } from "./render/netplan.js";
 import { renderNetworkd } from "./render/networkd.js";
@@ -38,10 +38,8 @@ export function resolveNetwork(ctx: PlanContext): NetworkDesired | null {
   const nic = (rule: NicMatch, path: string): { name: string; mac?: string } | null => {
     const m = matchNics(rule, ctx.report);
     const n = m.chosen[0];
-    if (m.error || !n?.name) {
-      refuse(ctx, path, m.error ?? "the matched NIC has no interface name");
-      return null;
-    }
+    // A rule that matched nothing, or a NIC without an interface, is refused by the rule set.
+    if (m.error || !n?.name) return null;
     return { name: n.name, mac: n.mac ?? undefined };
   };
   const bonds = net.bonds.map((b, i) => {
@@ -90,21 +88,15 @@ const RELOAD: Record<string, string[]> = {
 };
 
 export function planNetwork(ctx: PlanContext): void {
+  // Half a network (a bridge without its uplink) can cut the host off: any refusal holds it all back.
+  if (isRefused(ctx, "network")) return;
   const desired = resolveNetwork(ctx);
   if (!desired) return;
   const chosen = ctx.answer.network?.stack ?? "auto";
   const detected = ctx.report.system.networkStack;
   const stack = chosen === "auto" ? detected : chosen;
-  if (stack === "unknown" || stack === "ifupdown") {
-    refuse(
-      ctx,
-      "network.stack",
-      stack === "ifupdown"
-        ? "classic ifupdown cannot reload bridges safely: install ifupdown2 or set network.stack"
-        : "no network stack recognised on the host (netplan, ifupdown2, systemd-networkd, NetworkManager): set network.stack",
-    );
-    return;
-  }
+  // Refused by the rule set (network.stack-unknown).
+  if (stack === "unknown" || stack === "ifupdown") return;
   const reload = RELOAD[stack] ?? [];
   // Reverted in reverse order: this no-op runs its undo last, reloading the restored configuration.
   planCommand(ctx, {

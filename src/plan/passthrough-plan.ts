@@ -1,11 +1,11 @@
 // VFIO passthrough: devices bound to vfio-pci by PCI address at boot, by a unit that re-checks
-// vendor:device before binding (never vfio-pci.ids=, which grabs every identical device). Refused,
-// with the reason: the boot VGA, the management NIC, the boot disk's controller, and any pick that
-// leaves another endpoint of its IOMMU group behind (the group passes through whole or not at all).
+// vendor:device before binding (never vfio-pci.ids=, which grabs every identical device). What may
+// be passed through is the rule set's decision (src/answer/rules/passthrough.ts: the boot VGA, the
+// management NIC, the boot disk's controller, half an IOMMU group...): refused entries are skipped.
 import { matchPci } from "../answer/match.js";
 import type { PciDevice } from "../detect/types.js";
 import type { PlanContext } from "./context.js";
-import { planBootUnit, refuse } from "./context.js";
+import { isRefused, planBootUnit } from "./context.js";
 import { renderVfioBindScript, renderVfioBindUnit } from "./render/vfio.js";
 
 export const VFIO_PATHS = {
@@ -13,62 +13,14 @@ export const VFIO_PATHS = {
   unit: "/etc/systemd/system/kvmstrap-vfio-bind.service",
 } as const;
 
-const isBridge = (d: PciDevice) => /^060[04]/.test(d.classId ?? "");
-
-/** What stops a device from being given to a guest, or null. */
-export function passthroughObstacle(ctx: PlanContext, d: PciDevice): string | null {
-  const { report } = ctx;
-  if (d.bootVga) return `${d.address} is the boot VGA: the console would go dark`;
-  const mgmt = report.nics.filter((n) => n.management && n.pciAddress).map((n) => n.pciAddress);
-  if (mgmt.includes(d.address)) return `${d.address} is the management NIC (it carries the default route)`;
-  const bootControllers = report.disks
-    .filter((k) => k.roles.some((r) => r === "root" || r === "boot" || r === "efi" || r === "boot-medium"))
-    .map((k) => k.pciAddress);
-  if (bootControllers.includes(d.address)) return `${d.address} controls the disk the host boots from`;
-  if (isBridge(d)) return `${d.address} is a PCI bridge`;
-  return null;
-}
-
-/** The devices bound to vfio-pci, or [] with refusals recorded. Also used for softdeps. */
+/** The devices bound to vfio-pci (those no finding refused). Also used for softdeps. */
 export function planPassthrough(ctx: PlanContext): { devices: PciDevice[]; softdeps: string[] } {
   const entries = ctx.answer.passthrough;
   if (entries.length === 0) return { devices: [], softdeps: [] };
+  // Groups pass whole, so one refused entry holds back the section: the rest may share its group.
+  if (isRefused(ctx, "passthrough")) return { devices: [], softdeps: [] };
   const chosen = new Map<string, PciDevice>();
-  for (const [i, e] of entries.entries()) {
-    const m = matchPci(e.device, ctx.report);
-    if (m.error) {
-      refuse(ctx, `passthrough[${i}].device`, m.error);
-      continue;
-    }
-    for (const d of m.chosen) {
-      const obstacle = passthroughObstacle(ctx, d);
-      if (obstacle) refuse(ctx, `passthrough[${i}].device`, obstacle);
-      else chosen.set(d.address, d);
-    }
-  }
-
-  const { iommu } = ctx.report;
-  if (!iommu.groupsPopulated && !ctx.answer.iommu?.enabled) {
-    refuse(ctx, "passthrough", "the IOMMU is off and the answer does not enable it (iommu.enabled: true)");
-    return { devices: [], softdeps: [] };
-  }
-  // Group viability: every endpoint of a group goes to vfio-pci together; bridges are exempt.
-  for (const d of chosen.values()) {
-    const group = iommu.groups.find((g) => g.id === d.iommuGroup);
-    if (!group) continue;
-    const left = group.devices.filter((a) => {
-      const other = ctx.report.pci.find((p) => p.address === a);
-      return other && !isBridge(other) && !chosen.has(a);
-    });
-    if (left.length) {
-      refuse(
-        ctx,
-        "passthrough",
-        `${d.address} shares IOMMU group ${group.id} with ${left.join(", ")}: add them to passthrough too, or the group cannot be assigned`,
-      );
-      chosen.delete(d.address);
-    }
-  }
+  for (const e of entries) for (const d of matchPci(e.device, ctx.report).chosen) chosen.set(d.address, d);
   const devices = [...chosen.values()].filter((d) => d.vendorId && d.deviceId);
   if (devices.length === 0) return { devices, softdeps: [] };
   planBootUnit(ctx, {

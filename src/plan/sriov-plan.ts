@@ -2,8 +2,9 @@
 // hostdev network per PF so guests take VFs from a pool. The management NIC's VF count is never
 // changed: resetting sriov_numvfs bounces the PF and the operator's session with it.
 import { matchNics } from "../answer/match.js";
+import { hostdevNetworkName, sriovOf } from "../answer/rules/index.js";
 import type { PlanContext } from "./context.js";
-import { planBootUnit, planCommand, planFile, planSysfs, refuse } from "./context.js";
+import { isRefused, planBootUnit, planCommand, planFile, planSysfs } from "./context.js";
 import { renderHostdevNetworkXml } from "./render/libvirt-xml.js";
 import { renderSriovScript, renderSriovUnit } from "./render/sriov.js";
 
@@ -13,37 +14,17 @@ export const SRIOV_PATHS = {
   networkXml: (name: string) => `/etc/kvmstrap/libvirt/network-${name}.xml`,
 } as const;
 
-/** The libvirt hostdev network for a PF's VFs: the entry's hostdevNetwork, else `${pfName}-vfs`. */
-export function hostdevNetworkName(entry: { hostdevNetwork?: string | undefined }, pfName: string): string {
-  return entry.hostdevNetwork ?? `${pfName}-vfs`;
-}
+export { hostdevNetworkName };
 
 export function planSriov(ctx: PlanContext): void {
   const pfs: Parameters<typeof renderSriovScript>[0] = [];
   for (const [i, entry] of ctx.answer.sriov.entries()) {
-    const m = matchNics(entry.pf, ctx.report);
-    const nic = m.chosen[0];
-    if (m.error || !nic) {
-      refuse(ctx, `sriov[${i}].pf`, m.error ?? "no NIC matched");
-      continue;
-    }
-    if (nic.management) {
-      refuse(ctx, `sriov[${i}].pf`, `${nic.name} is the management NIC: its VF count is not changed`);
-      continue;
-    }
-    const pci = ctx.report.pci.find((d) => d.address === nic.pciAddress);
-    if (!nic.name || !pci?.sriov) {
-      refuse(ctx, `sriov[${i}].pf`, `${nic.name ?? nic.pciAddress} has no SR-IOV capability`);
-      continue;
-    }
-    if (entry.numVfs > pci.sriov.totalVfs) {
-      refuse(
-        ctx,
-        `sriov[${i}].numVfs`,
-        `${nic.name} supports at most ${pci.sriov.totalVfs} VFs (asked ${entry.numVfs})`,
-      );
-      continue;
-    }
+    // Whether this PF's VFs may change is the rule set's decision (src/answer/rules/sriov.ts).
+    if (isRefused(ctx, `sriov[${i}]`)) continue;
+    const nic = matchNics(entry.pf, ctx.report).chosen[0];
+    if (!nic?.name || !nic.pciAddress) continue;
+    const { info, visibleVfs } = sriovOf(ctx.report, nic);
+    const pci = { address: nic.pciAddress, sriov: { numVfs: info?.numVfs ?? visibleVfs.length } };
     pfs.push({ pfName: nic.name, pciAddress: pci.address, numVfs: entry.numVfs, vfs: entry.vfs });
     planSysfs(ctx, {
       id: `sriov.numvfs.${nic.name}`,

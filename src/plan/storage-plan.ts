@@ -1,46 +1,21 @@
 // libvirt storage pools: a directory, an LVM thin pool on chosen disks, or ZFS where the host has
-// it. A disk is wiped only when the answer names it by by-id or serial and asks for the wipe, and
-// never when it holds /, /boot or the boot medium, is mounted or has holders. wipefs leaves ZFS
-// labels behind (util-linux#1177), so zpool labelclear runs first where a zfs_member is seen.
+// it. Which disks a pool may take or wipe is decided by the rule set (src/answer/rules/storage.ts);
+// a refused pool is not planned. wipefs leaves ZFS labels behind (util-linux#1177), so zpool
+// labelclear runs first where a zfs_member is seen.
 import { matchDisks } from "../answer/match.js";
 import type { Pool } from "../answer/schema.js";
-import { diskExclusion } from "../checks/resources.js";
 import type { DiskReport } from "../detect/types.js";
 import type { PlanContext } from "./context.js";
-import { planCommand, planFile, refuse } from "./context.js";
+import { isRefused, planCommand, planFile } from "./context.js";
 import { renderDefaultNetworkXml, renderPoolXml } from "./render/libvirt-xml.js";
 
 export const poolXmlPath = (name: string) => `/etc/kvmstrap/libvirt/pool-${name}.xml`;
 
 const devPath = (d: DiskReport) => d.byId[0] ?? d.path;
 
-function resolveDisks(ctx: PlanContext, pool: Pool, at: string): DiskReport[] | null {
-  const out: DiskReport[] = [];
-  for (const [j, rule] of (pool.disks ?? []).entries()) {
-    const m = matchDisks(rule, ctx.report);
-    if (m.error) {
-      refuse(ctx, `${at}.disks[${j}]`, m.error);
-      return null;
-    }
-    for (const d of m.chosen) {
-      const why = diskExclusion(d);
-      if (why) {
-        refuse(ctx, `${at}.disks[${j}]`, `${d.name} cannot be used: ${why}`);
-        return null;
-      }
-      if (pool.wipe && !rule.byId && !rule.serial) {
-        refuse(
-          ctx,
-          `${at}.disks[${j}]`,
-          `${d.name} would be wiped but the rule does not name it by byId or serial`,
-        );
-        return null;
-      }
-      out.push(d);
-    }
-  }
-  if (out.length === 0) refuse(ctx, `${at}.disks`, `a ${pool.type} pool needs at least one disk`);
-  return out.length ? out : null;
+/** The pool's disks; whether each may be used or wiped is the rule set's decision (rules/storage.ts). */
+function resolveDisks(ctx: PlanContext, pool: Pool): DiskReport[] {
+  return (pool.disks ?? []).flatMap((rule) => matchDisks(rule, ctx.report).chosen);
 }
 
 function planWipe(ctx: PlanContext, pool: Pool, disks: DiskReport[]): void {
@@ -65,21 +40,14 @@ function planWipe(ctx: PlanContext, pool: Pool, disks: DiskReport[]): void {
 
 export function planStorage(ctx: PlanContext): void {
   for (const [i, pool] of (ctx.answer.storage?.pools ?? []).entries()) {
-    const at = `storage.pools[${i}]`;
+    if (isRefused(ctx, `storage.pools[${i}]`)) continue;
     let xml: string;
     if (pool.type === "dir") {
-      if (!pool.path) {
-        refuse(ctx, `${at}.path`, "a dir pool needs a path");
-        continue;
-      }
+      if (!pool.path) continue;
       xml = renderPoolXml({ name: pool.name, type: "dir", path: pool.path });
     } else {
-      if (pool.type === "zfs" && !ctx.report.system.zfs) {
-        refuse(ctx, at, "this host has no ZFS (the zfs module is not loaded): use dir or lvm-thin");
-        continue;
-      }
-      const disks = resolveDisks(ctx, pool, at);
-      if (!disks) continue;
+      const disks = resolveDisks(ctx, pool);
+      if (!disks.length) continue;
       planWipe(ctx, pool, disks);
       const devices = disks.map(devPath);
       if (pool.type === "lvm-thin") {

@@ -10,9 +10,11 @@
 // be read as configuration. sysfs attributes cannot be renamed over: they are written in place.
 import * as fs from "node:fs/promises";
 import path from "node:path";
+import { cleanStaleTemps, syncDir, writeFileAtomic } from "../core/atomic-write.js";
 import { underRoot } from "./fs.js";
 
-export const TMP_MARK = ".kvmstrap-tmp-";
+export { cleanStaleTemps, TMP_MARK, writeFileAtomic } from "../core/atomic-write.js";
+
 export const ORIG_SUFFIX = ".kvmstrap-orig";
 /** Where the originals live, outside every directory a service reads configuration from. */
 export const BACKUP_DIR = "/var/lib/kvmstrap/backup";
@@ -49,73 +51,6 @@ export interface TargetFs {
 }
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
-
-/** Writes a real path atomically (tmp + fsync + rename + directory fsync); creates parent dirs. */
-export async function writeFileAtomic(
-  realPath: string,
-  content: string | Buffer,
-  mode = 0o644,
-): Promise<void> {
-  const dir = path.dirname(realPath);
-  await fs.mkdir(dir, { recursive: true });
-  const tmp = `${realPath}${TMP_MARK}${process.pid}`;
-  const handle = await fs.open(tmp, "w", mode);
-  try {
-    await handle.writeFile(content);
-    await handle.chmod(mode); // open's mode is filtered by the umask
-    await handle.sync();
-  } catch (e) {
-    await handle.close();
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-  await handle.close();
-  await fs.rename(tmp, realPath);
-  await syncDir(dir);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await fs.open(dir, "r");
-  try {
-    await d.sync();
-  } catch {
-    /* some filesystems refuse fsync on directories; the rename is still atomic */
-  } finally {
-    await d.close();
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return false; // our own leftovers are stale by definition between writes
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return code(e) === "EPERM";
-  }
-}
-
-/** Removes "<base>.kvmstrap-tmp-<pid>" files next to realPath whose writer is gone. */
-export async function cleanStaleTemps(realPath: string): Promise<number> {
-  const dir = path.dirname(realPath);
-  const prefix = `${path.basename(realPath)}${TMP_MARK}`;
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return 0;
-  }
-  let removed = 0;
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length));
-    if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
-    await fs.rm(path.join(dir, name), { force: true });
-    removed++;
-  }
-  if (removed) await syncDir(dir);
-  return removed;
-}
 
 export class RootedTargetFs implements TargetFs {
   readonly root: string;

@@ -7,9 +7,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { cleanStaleTemps, writeFileAtomic } from "../host/target.js";
 import { z } from "zod";
 import { InputError } from "../core/errors.js";
+import { cleanStaleTemps, writeFileAtomic } from "../host/target.js";
 import { type Plan, planSchema } from "../plan/actions.js";
 import { canonicalJson } from "../plan/canonical-json.js";
 import { firstIssue } from "./wire.js";

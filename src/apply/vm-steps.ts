@@ -160,7 +160,8 @@ async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
       const file = ctx.target.real(a.path);
       await ctx.target.cleanStale(a.path);
       // Never replace a disk: a file there that is not this overlay is someone's data.
-      if (await ctx.target.exists(a.path)) throw taken(`${a.path} exists and is not this VM's overlay`, vmName(a.path));
+      if (await ctx.target.exists(a.path))
+        throw taken(`${a.path} exists and is not this VM's overlay`, vmName(a.path));
       const base = await baseOf(a, ctx);
       const info = await checkImage(base.path, ctx.runner, ctx.target.real(a.cacheDir));
       await mkdir(path.dirname(file), { recursive: true });
@@ -169,7 +170,8 @@ async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
     }
     case "vm-seed": {
       await ctx.target.cleanStale(a.path);
-      if (await ctx.target.exists(a.path)) throw taken(`${a.path} exists and holds another seed`, vmName(a.path));
+      if (await ctx.target.exists(a.path))
+        throw taken(`${a.path} exists and holds another seed`, vmName(a.path));
       try {
         await writeFileAtomic(ctx.target.real(a.path), seedBytes(a), 0o644);
       } catch (e) {

@@ -30,7 +30,12 @@ export interface DomainSpec {
   serialLog: string;
   /** false: the host has no vhost-net, so no NIC asks for it (qemu's own virtio backend, one queue). */
   vhostNet?: boolean;
+  /** kvmstrap's mark: the hash of the spec this domain was defined from (kept in <metadata>). */
+  specHash?: string;
 }
+
+/** The namespace of kvmstrap's <metadata> element in a domain definition. */
+export const KVMSTRAP_XMLNS = "urn:kvmstrap:vm:1";
 
 const attr = (v: string | number) => xmlEscape(String(v));
 
@@ -60,6 +65,13 @@ export function renderDomainXml(s: DomainSpec): string {
   const L: string[] = [];
   L.push(`<domain type="${s.domainType}">`, `  <name>${xmlEscape(s.name)}</name>`);
   if (s.uuid) L.push(`  <uuid>${attr(s.uuid)}</uuid>`);
+  if (s.specHash) {
+    L.push(
+      "  <metadata>",
+      `    <kvmstrap:vm xmlns:kvmstrap="${KVMSTRAP_XMLNS}" spec="${attr(s.specHash)}"/>`,
+      "  </metadata>",
+    );
+  }
   L.push(
     `  <memory unit="MiB">${s.memoryMiB}</memory>`,
     `  <currentMemory unit="MiB">${s.memoryMiB}</currentMemory>`,

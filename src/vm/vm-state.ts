@@ -67,14 +67,15 @@ export type VmRecord = {
   name: string;
   /** sha256 of the normalised spec: equal hashes mean "the same deployment". */
   specHash: string;
+  /** The base image as the spec names it (a cached image's name or a path). */
   base: string;
-  baseFormat: "qcow2" | "raw";
+  baseFormat?: "qcow2" | "raw";
   overlay: string;
   seed: string;
   serialLog: string;
   instanceId: string;
   domainType: "kvm" | "qemu";
-  created: string;
+  created?: string;
 };
 
 export async function readRecord(vmDir: string, name: string): Promise<VmRecord | null> {

@@ -407,18 +407,19 @@ export async function listImages(
 export type ImageUser = { vm: string; via: "kvmstrap record" | "libvirt domain" };
 
 /**
- * The VMs using the base at `basePath`: kvmstrap's VM records under vmDir, and, when a libvirt
- * connection is given, every domain whose definition names the file (overlays made by other tools).
+ * The VMs using the base at `basePath` (cached as `name`): kvmstrap's VM records under vmDir (a
+ * record names its base by path or by cached name), and, when a libvirt connection is given, every
+ * domain whose definition names the file (overlays made by other tools).
  */
 export async function imageUsers(
   basePath: string,
-  o: { vmDir?: string; libvirt?: Libvirt } = {},
+  o: { vmDir?: string; libvirt?: Libvirt; name?: string } = {},
 ): Promise<ImageUser[]> {
   const vmDir = o.vmDir ?? DEFAULT_VM_DIR;
   const users = new Map<string, ImageUser>();
   for (const name of await readdir(vmDir).catch(() => [] as string[])) {
     const record = await readRecord(vmDir, name);
-    if (record && path.resolve(record.base) === path.resolve(basePath)) {
+    if (record && (record.base === o.name || path.resolve(record.base) === path.resolve(basePath))) {
       users.set(name, { vm: name, via: "kvmstrap record" });
     }
   }
@@ -446,7 +447,7 @@ export async function deleteImage(
   const known = (await readIndex(cacheDir))[name];
   if (!known) throw new InputError(`image "${name}" is not in the cache ${cacheDir} (kvmstrap image list)`);
   const file = path.join(cacheDir, known.file);
-  const users = await imageUsers(file, o);
+  const users = await imageUsers(file, { ...o, name });
   if (users.length) {
     throw new InputError(
       `image "${name}" is the base of ${users.length} VM(s): ${users.map((u) => `${u.vm} (${u.via})`).join(", ")}; ` +

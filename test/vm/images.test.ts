@@ -310,13 +310,13 @@ describe("deleteImage", () => {
     });
     for (const [name, base] of [
       ["web", img.path],
-      ["db", img.path],
+      ["db", "golden"], // a record may name its base by its cached name
       ["other", "/elsewhere.qcow2"],
     ] as const) {
       mkdirSync(path.join(vmDir, name), { recursive: true });
       await writeRecord(vmDir, record(name, base));
     }
-    expect((await imageUsers(img.path, { vmDir })).map((u) => u.vm)).toEqual(["db", "web"]);
+    expect((await imageUsers(img.path, { vmDir, name: "golden" })).map((u) => u.vm)).toEqual(["db", "web"]);
     const e = await caught(deleteImage("golden", { cacheDir, vmDir }));
     expect(e).toBeInstanceOf(InputError);
     expect(e?.message).toBe(

@@ -2,7 +2,7 @@
 // written for the bootloader the host actually uses. Command-line changes need a reboot; the
 // parameters are listed so the resumed run can verify /proc/cmdline against them.
 
-import { currentOf, type PlanContext, planCommand, planFile, planSysfs } from "./context.js";
+import { currentOf, isRefused, type PlanContext, planCommand, planFile, planSysfs } from "./context.js";
 import {
   editGrubFiles,
   editKernelCmdline,
@@ -142,7 +142,8 @@ export function planKernel(ctx: PlanContext, vfioSoftdeps: string[], extraModule
   }
 
   const pages2M = kvm?.hugepages?.pages2M;
-  if (pages2M !== undefined) {
+  // A reservation the rule set refused (more than memory allows) is not planned.
+  if (pages2M !== undefined && !isRefused(ctx, "kvm.hugepages")) {
     const changed = planFile(ctx, {
       id: "kvm.hugepages-2m",
       path: PATHS.hugepages,

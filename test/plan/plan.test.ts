@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Answer, answerSchema } from "../../src/answer/schema.js";
+import { validateAnswer } from "../../src/answer/validate.js";
 import { detectHost } from "../../src/detect/index.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
@@ -114,19 +115,30 @@ describe("plan: VFIO passthrough refuses unsafe picks", () => {
     );
     expect(p.refusals).toEqual([
       {
-        path: "passthrough",
+        path: "passthrough[0].device",
         reason: expect.stringContaining(`shares IOMMU group ${VFIO.group} with ${VFIO.audio}`),
+        ruleId: "passthrough.group-incomplete",
       },
     ]);
     expect(ids(p)).not.toContain("vfio.script");
   });
-  it("refuses the boot VGA", async () => {
+  it("plans the boot VGA when a second GPU remains (validate warns); refuses the only GPU whatever boot_vga says", async () => {
     const report = await hostOf(buildVfioGpuHost());
-    const p = planFor(
-      report,
-      answer({ version: 1, iommu: { enabled: true }, passthrough: [{ device: { address: VFIO.igpu } }] }),
-    );
-    expect(p.refusals[0]?.reason).toContain("boot VGA");
+    const igpu = answer({
+      version: 1,
+      iommu: { enabled: true },
+      passthrough: [{ device: { address: VFIO.igpu } }],
+    });
+    expect(planFor(report, igpu).refusals).toEqual([]);
+    expect(validateAnswer(igpu, report).findings.map((f) => [f.ruleId, f.level])).toEqual([
+      ["passthrough.boot-vga", "warning"],
+    ]);
+    const single = structuredClone(report);
+    single.pci = single.pci.filter((d) => d.address !== VFIO.gpu && d.address !== VFIO.audio);
+    for (const bootVga of [true, false, null]) {
+      for (const d of single.pci) if (d.address === VFIO.igpu) d.bootVga = bootVga;
+      expect(planFor(single, igpu).refusals.map((r) => r.ruleId)).toEqual(["passthrough.only-gpu"]);
+    }
   });
   it("refuses the management NIC, and anything while the IOMMU stays off", async () => {
     const report = await hostOf(buildDmarBridgeHost());
@@ -143,9 +155,7 @@ describe("plan: VFIO passthrough refuses unsafe picks", () => {
       report,
       answer({ version: 1, passthrough: [{ device: { address: DMAR_BRIDGE.otherPci } }] }),
     );
-    expect(off.refusals.map((r) => r.reason)).toContain(
-      "the IOMMU is off and the answer does not enable it (iommu.enabled: true)",
-    );
+    expect(off.refusals.map((r) => r.ruleId)).toEqual(["passthrough.iommu-off"]);
   });
 });
 
@@ -210,7 +220,8 @@ describe("plan: SR-IOV", () => {
     const p = planFor(report, answer({ version: 1, sriov: [{ pf: { name: SRIOV.pfName }, numVfs: 9 }] }));
     expect(p.refusals[0]).toMatchObject({
       path: "sriov[0].numVfs",
-      reason: expect.stringContaining("at most 7 VFs"),
+      reason: expect.stringContaining("supports at most 7"),
+      ruleId: "sriov.total-vfs",
     });
   });
 });

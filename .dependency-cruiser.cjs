@@ -1,5 +1,6 @@
 // The one-way import graph of src/, checked by `npm run depcheck` (part of `npm test`).
-//   core <- host <- detect <- checks <- answer <- plan <- apply / vm <- app <- cli, tui
+//   core <- host <- detect <- checks <- answer <- plan <- apply / vm <- app <- cli, tui, pxe (serve)
+// The protocol libraries (src/pxe/dhcp4, src/pxe/tftp) stand apart: they use src/core only.
 // A stage may import the stages before it, never one after it: detection cannot know about plans,
 // the engine cannot know about its front ends, and only the front ends call the use-case layer.
 const LAYERS = ["core", "host", "detect", "checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"];
@@ -27,6 +28,20 @@ module.exports = {
       from: { path: `^src/${from}/` },
       to: { path: `^src/(${to.join("|")})/` },
     })),
+    {
+      name: "protocols-know-nothing-of-the-app",
+      comment: "src/pxe/{dhcp4,tftp} read as libraries: they may use src/core, nothing else of kvmstrap",
+      severity: "error",
+      from: { path: "^src/pxe/(dhcp4|tftp)/" },
+      to: { path: "^src/(?!core/|pxe/(dhcp4|tftp)/)" },
+    },
+    {
+      name: "only-front-ends-import-pxe",
+      comment: "the PXE server is a front end: the engine below it does not know it exists",
+      severity: "error",
+      from: { path: "^src/(core|host|detect|checks|answer|plan|apply|vm|app)/" },
+      to: { path: "^src/pxe/" },
+    },
     {
       name: "front-ends-call-the-app-layer",
       comment: "the CLI and the TUI reach the engine's apply and adapters only through src/app",

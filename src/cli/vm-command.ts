@@ -15,8 +15,10 @@ import { DEFAULT_VM_DIR, deployVm, libvirtDown, type VmSpec } from "../vm/deploy
 import type { VmNic } from "../vm/domain-xml.js";
 import { vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
-import { type Libvirt, VirshLibvirt } from "../vm/libvirt.js";
+import { type Libvirt, LibvirtError, VirshLibvirt } from "../vm/libvirt.js";
+import { libvirtRemedy } from "../vm/libvirt-error.js";
 import { deleteVm, deployMany, listVms, showVm, startVm, stopVm } from "../vm/manage.js";
+import { startPhoneHomeFor } from "../vm/phone-home.js";
 import { ReadinessError, waitReady } from "../vm/readiness.js";
 import { DeployError, INPUT_CODES } from "../vm/vm-state.js";
 import { parse } from "./args.js";
@@ -220,6 +222,9 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
         };
         const bus = progress();
         const report = await hostReport();
+        // --wait follows phone_home too: a server where the VM's network reaches this host.
+        const home = values.wait ? await startPhoneHomeFor(nics, libvirt) : undefined;
+        if (home?.note) process.stderr.write(`kvmstrap: note: ${home.note}\n`);
         const r = await deployVm(spec, {
           libvirt,
           report,
@@ -227,6 +232,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
           imageCache: values.cache,
           bus,
           ...(inject.sysClassNet ? { sysClassNet: inject.sysClassNet } : {}),
+          ...(home?.server ? { phoneHome: { url: home.server.url } } : {}),
         });
         for (const w of r.warnings) process.stderr.write(`kvmstrap: warning: ${w}\n`);
         let ready: Awaited<ReturnType<typeof waitReady>> | undefined;
@@ -234,8 +240,13 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
           ready = await waitReady(
             r.name,
             { libvirt, dir, bus },
-            { timeoutMs: intFlag(values.wait, "--wait", 0) * 1000 },
+            {
+              timeoutMs: intFlag(values.wait, "--wait", 0) * 1000,
+              // A converged VM phoned home when it first booted; it will not again.
+              ...(home?.server && !r.converged ? { phoneHome: home.server } : {}),
+            },
           );
+          await home?.server?.close();
         }
         await bus.drain(5000);
         if (json) print({ type: "result", deploy: r, ready });
@@ -341,6 +352,12 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
     if (e instanceof DeployError) {
       process.stderr.write(`kvmstrap: ${e.message}\n${e.remediation ? `  fix: ${e.remediation}\n` : ""}`);
       return INPUT_CODES.has(e.code) ? EXIT.usage : EXIT.failed;
+    }
+    if (e instanceof LibvirtError) {
+      // libvirt's own failures (a device the host lacks, a domain gone) are not kvmstrap bugs.
+      const fix = libvirtRemedy(e.code);
+      process.stderr.write(`kvmstrap: libvirt: ${e.message}\n${fix ? `  fix: ${fix}\n` : ""}`);
+      return EXIT.failed;
     }
     if (e instanceof ReadinessError) {
       process.stderr.write(`kvmstrap: ${e.message}\n${e.tail ? `${e.tail}\n` : ""}`);

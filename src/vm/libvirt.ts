@@ -88,6 +88,8 @@ export interface Libvirt {
   netDestroy(name: string): Promise<void>;
   netUndefine(name: string): Promise<void>;
   netList(): Promise<NetworkInfo[]>;
+  /** The network's definition (its bridge and the host's address on it). */
+  netXml(name: string): Promise<string>;
   netDhcpLeases(network: string): Promise<DhcpLease[]>;
 }
 

@@ -3,6 +3,9 @@
 // readiness can wait for exactly this deployment's guest, not any guest.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { networkInterfaces } from "node:os";
+import type { VmNic } from "./domain-xml.js";
+import type { Libvirt } from "./libvirt.js";
 
 export type PhoneHomePost = { instanceId: string; form: Record<string, string>; at: number; remote: string };
 
@@ -46,6 +49,7 @@ export function startPhoneHomeServer(host: string, port = 0): Promise<PhoneHomeS
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
+      server.unref(); // a waiter's timer, not the listener, is what keeps a wait alive
       const bound = (server.address() as AddressInfo).port;
       const h = host.includes(":") ? `[${host}]` : host;
       resolve({
@@ -77,4 +81,66 @@ export function startPhoneHomeServer(host: string, port = 0): Promise<PhoneHomeS
       });
     });
   });
+}
+
+/**
+ * The port `vm deploy --wait` listens on for phone_home. Fixed, not ephemeral: the URL is part of the
+ * seed, whose content is the instance-id, so a random port would make each deploy of one spec a new
+ * cloud-init instance.
+ */
+export const PHONE_HOME_PORT = 47621;
+
+/**
+ * The host's IPv4 address a guest on the VM's first NIC reaches: the address a libvirt network gives
+ * the host (its <ip address>), or a bridge's own address. null, with the reason, when there is none
+ * (macvtap and VFs cannot reach their own host; a bridge without an address).
+ */
+export async function phoneHomeAddress(
+  nics: readonly VmNic[],
+  libvirt: Libvirt,
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): Promise<{ address: string } | { address: null; reason: string }> {
+  const nic = nics[0];
+  const v4 = (dev: string) => interfaces[dev]?.find((a) => a.family === "IPv4" && !a.internal)?.address;
+  if (nic?.kind === "network") {
+    const xml = await libvirt.netXml(nic.network);
+    const ip = /<ip\b[^>]*\baddress=['"](\d+\.\d+\.\d+\.\d+)['"]/.exec(xml)?.[1];
+    const bridge = /<bridge\b[^>]*\bname=['"]([^'"]+)['"]/.exec(xml)?.[1];
+    const address = ip ?? (bridge ? v4(bridge) : undefined);
+    return address
+      ? { address }
+      : { address: null, reason: `libvirt network ${nic.network} gives the host no IPv4 address` };
+  }
+  if (nic?.kind === "bridge") {
+    const address = v4(nic.bridge);
+    return address
+      ? { address }
+      : { address: null, reason: `bridge ${nic.bridge} has no IPv4 address on this host` };
+  }
+  return { address: null, reason: `a ${nic?.kind ?? "VM without a"} NIC cannot reach its own host` };
+}
+
+/**
+ * The phone_home server `vm deploy --wait` needs: listening on PHONE_HOME_PORT at the address the
+ * VM's network reaches (phoneHomeAddress). Unref'd, so it never keeps the process alive. null with a
+ * note when the VM cannot reach the host or the port is taken (the wait then skips that stage).
+ */
+export async function startPhoneHomeFor(
+  nics: readonly VmNic[],
+  libvirt: Libvirt,
+  port = PHONE_HOME_PORT,
+): Promise<{ server: PhoneHomeServer | null; note?: string }> {
+  const where = await phoneHomeAddress(nics, libvirt).catch((e: Error) => ({
+    address: null,
+    reason: e.message,
+  }));
+  const skipped = (why: string) => ({ server: null, note: `the wait skips phone_home: ${why}` });
+  if (where.address === null) return skipped(where.reason);
+  try {
+    return { server: await startPhoneHomeServer(where.address, port) };
+  } catch (e) {
+    return skipped(
+      `cannot listen on ${where.address}:${port} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    );
+  }
 }

@@ -224,6 +224,9 @@ export class VirshLibvirt implements Libvirt {
   async netList(): Promise<NetworkInfo[]> {
     return parseNetList(await this.run(["net-list", "--all"]));
   }
+  netXml(name: string): Promise<string> {
+    return this.run(["net-dumpxml", name]);
+  }
   async netDhcpLeases(network: string): Promise<DhcpLease[]> {
     return parseDhcpLeases(await this.run(["net-dhcp-leases", network]));
   }

@@ -1,6 +1,9 @@
 // An in-memory Libvirt for orchestration tests: domains, networks and leases held in maps, the same
 // LibvirtError codes as the virsh adapter. `down` makes every call fail as a dead libvirtd does, and
-// `failOn` makes one method fail once, to test that a deploy undoes what it created.
+// `failOn` makes one method fail once, to test that a deploy undoes what it created. Given a state
+// file, the domains outlive the process (as libvirtd's do): loaded when constructed, saved atomically
+// after every change, so a process killed mid-deploy leaves what it defined or started.
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import type {
   AgentExecResult,
   DhcpLease,
@@ -26,6 +29,22 @@ export class FakeLibvirt implements Libvirt {
   agentUp = new Set<string>();
   cloudInit: AgentExecResult = { exitCode: 0, signal: null, stdout: "status: done\n", stderr: "" };
 
+  constructor(private readonly stateFile?: string) {
+    if (stateFile && existsSync(stateFile)) {
+      for (const [name, d] of Object.entries(
+        JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, Domain>,
+      ))
+        this.domains.set(name, d);
+    }
+  }
+
+  private save() {
+    if (!this.stateFile) return;
+    const tmp = `${this.stateFile}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.domains)));
+    renameSync(tmp, this.stateFile);
+  }
+
   private call(what: string) {
     this.calls.push(what);
     if (this.down) {
@@ -49,30 +68,36 @@ export class FakeLibvirt implements Libvirt {
   async defineDomain(xml: string): Promise<string> {
     this.call("defineDomain");
     const name = /<name>([^<]+)<\/name>/.exec(xml)?.[1] ?? "";
+    if (!name) throw new LibvirtError("other", "XML error: missing domain name");
     const old = this.domains.get(name);
     this.domains.set(name, { xml, state: old?.state ?? "shut off" });
+    this.save();
     return name;
   }
   async undefineDomain(name: string): Promise<void> {
     this.call("undefineDomain");
     this.dom(name);
     this.domains.delete(name);
+    this.save();
   }
   async start(name: string): Promise<void> {
     this.call("start");
     const d = this.dom(name);
     if (d.state === "running") throw new LibvirtError("invalid-state", "Domain is already active");
     d.state = "running";
+    this.save();
   }
   async destroy(name: string): Promise<void> {
     this.call("destroy");
     const d = this.dom(name);
     if (d.state !== "running") throw new LibvirtError("invalid-state", "domain is not running");
     d.state = "shut off";
+    this.save();
   }
   async shutdown(name: string): Promise<void> {
     this.call("shutdown");
     this.dom(name).state = "shut off";
+    this.save();
   }
   async domainState(name: string): Promise<DomainState> {
     this.call("domainState");
@@ -156,6 +181,15 @@ export class FakeLibvirt implements Libvirt {
   async netList(): Promise<NetworkInfo[]> {
     this.call("netList");
     return [...this.networks.values()];
+  }
+  /** Network definitions by name (netXml answers from here). */
+  readonly networkXmls = new Map<string, string>();
+  async netXml(name: string): Promise<string> {
+    this.call("netXml");
+    const xml = this.networkXmls.get(name);
+    if (xml === undefined)
+      throw new LibvirtError("no-network", `Network not found: no network with matching name '${name}'`);
+    return xml;
   }
   async netDhcpLeases(): Promise<DhcpLease[]> {
     return [];

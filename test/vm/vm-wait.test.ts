@@ -30,7 +30,6 @@ const NET_XML = `<network>
   <ip address='127.0.0.1' netmask='255.0.0.0'/>
 </network>
 `;
-const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@kvmstrap";
 
 let root: string;
 let base: string;

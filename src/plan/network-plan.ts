@@ -7,8 +7,9 @@ import type { PlanContext } from "./context.js";
 import { currentOf, isRefused, planCommand, planFile } from "./context.js";
 import { renderIfupdown2 } from "./render/ifupdown2.js";
 import { renderNetplan } from "./render/netplan.js";
-import { renderNetworkd } from "./render/networkd.js";
-import { renderNmKeyfiles } from "./render/networkmanager.js";
+import { NETWORKD_DIR, networkdFileName, renderNetworkd } from "./render/networkd.js";
+import { NM_DIR, nmUuid, renderNmKeyfiles } from "./render/networkmanager.js";
+import { takeOverIfupdown, takeOverNetworkd, takeOverNmProfile } from "./render/takeover.js";
 import type { Addressing, NetworkDesired } from "./render/types.js";
 
 export const NETWORK_PATHS = {
@@ -98,15 +99,6 @@ export function planNetwork(ctx: PlanContext): void {
   // Refused by the rule set (network.stack-unknown).
   if (stack === "unknown" || stack === "ifupdown") return;
   const reload = RELOAD[stack] ?? [];
-  // Reverted in reverse order: this no-op runs its undo last, reloading the restored configuration.
-  planCommand(ctx, {
-    id: "network.reload-on-revert",
-    argv: ["true"],
-    undo: reload,
-    effect: "network",
-    summary: "on revert: reload the previous network configuration",
-  });
-  let changed = false;
   const files: { path: string; content: string; mode?: number }[] = [];
   if (stack === "netplan")
     files.push({ path: NETWORK_PATHS.netplan, content: renderNetplan(desired), mode: 0o600 });
@@ -123,30 +115,149 @@ export function planNetwork(ctx: PlanContext): void {
   if (stack === "networkd") files.push(...renderNetworkd(desired));
   if (stack === "networkmanager")
     files.push(...renderNmKeyfiles(desired).map((f) => ({ ...f, mode: 0o600 })));
-  for (const f of files) {
-    changed =
-      planFile(ctx, {
-        id: `network.file.${f.path}`,
-        path: f.path,
-        content: f.content,
-        mode: f.mode,
-        effect: "network",
-        summary: `${stack}: ${desired.bridges.map((b) => `${b.name} over ${b.ports.join("+") || "nothing"}`).join(", ") || "bonds and VLANs"}`,
-      }) || changed;
-  }
-  if (changed) {
+  const takeover = takeOverExisting(ctx, stack, desired, files);
+  const summary = `${stack}: ${desired.bridges.map((b) => `${b.name} over ${b.ports.join("+") || "nothing"}`).join(", ") || "bonds and VLANs"}`;
+  const changes = [...takeover.files, ...files].filter((f) => currentOf(ctx, f.path) !== f.content);
+  if (changes.length === 0) return;
+
+  // Reverted newest first: these no-ops run their undo last, once the previous files are back:
+  // the stack reloads them, then (NetworkManager) the profiles we turned off come up again.
+  for (const r of takeover.reactivate) {
     planCommand(ctx, {
-      id: "network.reload",
-      argv: reload,
+      id: `network.reactivate-on-revert.${r.port}`,
+      argv: ["true"],
+      undo: ["nmcli", "connection", "up", "uuid", r.uuid, "ifname", r.port],
       effect: "network",
-      summary: `apply with ${reload.join(" ")}`,
+      summary: `on revert: bring ${r.port}'s previous profile (${r.uuid}) up again`,
     });
-  } else {
-    ctx.actions.splice(
-      ctx.actions.findIndex((a) => a.id === "network.reload-on-revert"),
-      1,
-    );
   }
+  planCommand(ctx, {
+    id: "network.reload-on-revert",
+    argv: ["true"],
+    undo: reload,
+    effect: "network",
+    summary: "on revert: reload the previous network configuration",
+  });
+  for (const f of takeover.files) {
+    planFile(ctx, {
+      id: `network.takeover.${f.path}`,
+      path: f.path,
+      content: f.content,
+      effect: "network",
+      mode: f.mode,
+      summary: `${stack}: ${f.why}`,
+    });
+  }
+  for (const f of files) {
+    planFile(ctx, {
+      id: `network.file.${f.path}`,
+      path: f.path,
+      content: f.content,
+      mode: f.mode,
+      effect: "network",
+      summary,
+    });
+  }
+  planCommand(ctx, {
+    id: "network.reload",
+    argv: reload,
+    effect: "network",
+    summary: `apply with ${reload.join(" ")}`,
+  });
+  // A reloaded NetworkManager profile is only a profile: the new ones are activated, masters first
+  // (a port's activation needs its master), and take the devices from the old ones.
+  for (const name of takeover.activate) {
+    planCommand(ctx, {
+      id: `network.activate.${name}`,
+      argv: ["nmcli", "connection", "up", "uuid", nmUuid(`kvmstrap-${name}`)],
+      effect: "network",
+      summary: `activate the kvmstrap-${name} profile`,
+    });
+  }
+}
+
+type Takeover = {
+  files: { path: string; content: string; mode?: number; why: string }[];
+  reactivate: { uuid: string; port: string }[];
+  activate: string[];
+};
+
+/** Edits to the host's existing configuration so the stack applies ours for the interfaces we own. */
+function takeOverExisting(
+  ctx: PlanContext,
+  stack: string,
+  desired: NetworkDesired,
+  ours: { path: string }[],
+): Takeover {
+  const out: Takeover = { files: [], reactivate: [], activate: [] };
+  const mine = new Set(ours.map((f) => f.path));
+  const names = [...desired.ports, ...desired.bonds, ...desired.bridges, ...desired.vlans].map((d) => d.name);
+  const existing = (dir: string) =>
+    (ctx.report.system.configFiles ?? [])
+      .filter((p) => p.startsWith(`${dir}/`) && !mine.has(p))
+      .flatMap((p) => {
+        const content = currentOf(ctx, p);
+        return content === null ? [] : [{ path: p, content }];
+      });
+  if (stack === "networkd") {
+    const ourFile = (n: string) => networkdFileName(n, "network");
+    for (const f of existing(NETWORKD_DIR)) {
+      const content = takeOverNetworkd(f.path.slice(NETWORKD_DIR.length + 1), f.content, names, ourFile);
+      if (content !== f.content)
+        out.files.push({
+          path: f.path,
+          content,
+          why: `stop ${f.path} from matching ${names.join(", ")} first`,
+        });
+    }
+  }
+  if (stack === "ifupdown2") {
+    const set = new Set(names);
+    const candidates = [
+      { path: NETWORK_PATHS.interfaces, content: currentOf(ctx, NETWORK_PATHS.interfaces) ?? "" },
+      ...existing("/etc/network/interfaces.d"),
+    ];
+    for (const f of candidates) {
+      const content = takeOverIfupdown(f.content, set);
+      if (content === f.content) continue;
+      // /etc/network/interfaces may also need its source line: one edit carries both.
+      const sourced = ours.find((o) => o.path === f.path) as { content: string } | undefined;
+      if (sourced) sourced.content = takeOverIfupdown(sourced.content, set);
+      else
+        out.files.push({
+          path: f.path,
+          content,
+          why: `${f.path}: stanzas for ${names.join(", ")} moved to kvmstrap`,
+        });
+    }
+  }
+  if (stack === "networkmanager") {
+    const seen = new Set<string>();
+    for (const f of existing(NM_DIR)) {
+      const t = takeOverNmProfile(f.content, desired.ports);
+      if (!t) continue;
+      if (t.content !== f.content)
+        out.files.push({
+          path: f.path,
+          content: t.content,
+          mode: 0o600,
+          why: `${f.path}: no autoconnect on ${t.port}`,
+        });
+      if (t.autoconnect && t.uuid && !seen.has(t.port)) {
+        seen.add(t.port);
+        out.reactivate.push({ uuid: t.uuid, port: t.port });
+      }
+    }
+    const masters = new Set(
+      [...desired.bridges, ...desired.bonds].flatMap((m) => ("ports" in m ? m.ports : m.interfaces)),
+    );
+    out.activate = [
+      ...desired.bridges.map((b) => b.name),
+      ...desired.bonds.filter((b) => !masters.has(b.name)).map((b) => b.name),
+      ...desired.vlans.map((v) => v.name),
+    ];
+  }
+  return out;
 }
 
 /** The files a network plan may write, so the CLI can read their current content first. */

@@ -15,8 +15,13 @@ function ini(sections: Section[]): string {
 
 const yesNo = (b: boolean) => (b ? "yes" : "no");
 
+/** networkd applies the first .network file, by name, that matches a link: ours sort by this name. */
+export function networkdFileName(name: string, ext: "netdev" | "network"): string {
+  return `60-kvmstrap-${name}.${ext}`;
+}
+
 function file(name: string, ext: "netdev" | "network", sections: Section[]): RenderedFile {
-  return { path: `${NETWORKD_DIR}/60-kvmstrap-${name}.${ext}`, content: ini(sections), mode: 0o644 };
+  return { path: `${NETWORKD_DIR}/${networkdFileName(name, ext)}`, content: ini(sections), mode: 0o644 };
 }
 
 function networkSections(

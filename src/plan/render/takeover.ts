@@ -1,0 +1,148 @@
+// Taking over the host's existing network configuration for the interfaces kvmstrap now owns, so
+// the stack does not keep applying the old settings beside (or instead of) the new ones:
+//   - systemd-networkd applies the first .network file (by file name) whose [Match] fits a link:
+//     an older file that sorts first gets `Name=!<ours>` added to its [Match], so it stops
+//     matching them and keeps matching everything else;
+//   - ifupdown2 reads every stanza of interfaces and interfaces.d/*: the old stanzas for our
+//     interfaces are commented out, and our names leave their auto/allow- lines;
+//   - NetworkManager autoconnects any profile bound to the device: the old ones get
+//     autoconnect=false, and their uuid is returned so the plan can activate them again on revert.
+// Each function returns the new content, or the same content when nothing needs to change.
+
+/** fnmatch(3) without flags, as networkd matches Name= globs: *, ? and [...] (with ! or ^). */
+export function globMatches(glob: string, name: string): boolean {
+  let re = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] ?? "";
+    if (c === "*") re += ".*";
+    else if (c === "?") re += ".";
+    else if (c === "[") {
+      const end = glob.indexOf("]", i + 2);
+      if (end === -1) {
+        re += "\\[";
+        continue;
+      }
+      let body = glob.slice(i + 1, end);
+      if (body.startsWith("!")) body = `^${body.slice(1)}`;
+      re += `[${body.replace(/\\/g, "\\\\")}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|\\/]/g, "\\$&");
+  }
+  return new RegExp(`^${re}$`).test(name);
+}
+
+type IniLine = { section: string; key: string | null; value: string };
+
+function iniLines(content: string): IniLine[] {
+  let section = "";
+  return content.split("\n").map((raw) => {
+    const line = raw.trim();
+    const sec = /^\[([^\]]+)\]$/.exec(line);
+    if (sec?.[1]) {
+      section = sec[1];
+      return { section, key: null, value: "" };
+    }
+    const eq = line.indexOf("=");
+    if (line === "" || line.startsWith("#") || line.startsWith(";") || eq <= 0)
+      return { section, key: null, value: "" };
+    return { section, key: line.slice(0, eq).trim(), value: line.slice(eq + 1).trim() };
+  });
+}
+
+/** Whether a .network file's [Match] Name= lists could match `name` (other keys: assume they can). */
+export function networkdMayMatch(content: string, name: string): boolean {
+  let names: string[] = [];
+  for (const l of iniLines(content)) {
+    if (l.section !== "Match" || l.key !== "Name") continue;
+    if (l.value === "") names = [];
+    else names.push(...l.value.split(/\s+/));
+  }
+  if (names.some((n) => n.startsWith("!") && globMatches(n.slice(1), name))) return false;
+  const positive = names.filter((n) => !n.startsWith("!"));
+  return positive.length === 0 || positive.some((n) => globMatches(n, name));
+}
+
+/**
+ * An existing .network file named `fileName`: adds `Name=!x` for every interface x of ours that it
+ * could match and that it would win (it sorts before `ourFile(x)`).
+ */
+export function takeOverNetworkd(
+  fileName: string,
+  content: string,
+  ours: string[],
+  ourFile: (name: string) => string,
+): string {
+  const steal = ours.filter((n) => fileName < ourFile(n) && networkdMayMatch(content, n));
+  if (steal.length === 0) return content;
+  const lines = content.split("\n");
+  const add = [
+    `# kvmstrap: ${steal.join(", ")} are configured by ${ourFile(steal[0] ?? "")} and the files beside it`,
+    `Name=${steal.map((n) => `!${n}`).join(" ")}`,
+  ];
+  const at = lines.findIndex((l) => l.trim() === "[Match]");
+  if (at === -1) return `[Match]\n${add.join("\n")}\n\n${content}`;
+  lines.splice(at + 1, 0, ...add);
+  return lines.join("\n");
+}
+
+const STANZA =
+  /^\s*(iface|mapping|auto|allow-[\w-]+|source|source-directory|rename|no-auto-down|no-scripts)\b/;
+const TAKEN = "#kvmstrap: ";
+
+/** An interfaces(5) file without the stanzas of `ours`, and without our names on auto/allow- lines. */
+export function takeOverIfupdown(content: string, ours: ReadonlySet<string>): string {
+  let inTaken = false;
+  const out = content.split("\n").map((line) => {
+    const m = STANZA.exec(line);
+    if (m) {
+      inTaken = false;
+      const words = line.trim().split(/\s+/);
+      if (m[1] === "iface" && ours.has(words[1] ?? "")) {
+        inTaken = true;
+        return `${TAKEN}${line}`;
+      }
+      if (m[1] === "auto" || m[1]?.startsWith("allow-")) {
+        const keep = words.slice(1).filter((w) => !ours.has(w));
+        if (keep.length === words.length - 1) return line;
+        return keep.length ? `${words[0]} ${keep.join(" ")}` : `${TAKEN}${line}`;
+      }
+      return line;
+    }
+    if (inTaken && line.trim() !== "" && !line.trim().startsWith("#")) return `${TAKEN}${line}`;
+    return line;
+  });
+  return out.join("\n");
+}
+
+export type NmPort = { name: string; mac?: string };
+export type NmTakeover = { content: string; uuid: string | null; autoconnect: boolean; port: string };
+
+/**
+ * A NetworkManager keyfile that could bind one of our ports (by interface-name, by MAC, or an
+ * ethernet profile bound to nothing, which fits any NIC), turned to autoconnect=false; null when
+ * the profile binds none of them.
+ */
+export function takeOverNmProfile(content: string, ports: NmPort[]): NmTakeover | null {
+  const lines = iniLines(content);
+  const get = (sections: string[], key: string) =>
+    lines.find((l) => sections.includes(l.section) && l.key === key)?.value;
+  const type = get(["connection"], "type");
+  const ifname = get(["connection"], "interface-name");
+  const mac = get(["ethernet", "802-3-ethernet"], "mac-address")?.toLowerCase();
+  const ethernet = type === "ethernet" || type === "802-3-ethernet";
+  const port = ports.find((p) =>
+    ifname ? ifname === p.name : mac ? mac === p.mac?.toLowerCase() : ethernet && ports.length > 0,
+  );
+  if (!port) return null;
+  const uuid = get(["connection"], "uuid") ?? null;
+  const autoconnect = !/^(false|no|0)$/i.test(get(["connection"], "autoconnect") ?? "true");
+  if (!autoconnect) return { content, uuid, autoconnect, port: port.name };
+  const text = content.split("\n");
+  const at = lines.findIndex((l) => l.section === "connection" && l.key === "autoconnect");
+  if (at !== -1) text[at] = "autoconnect=false";
+  else {
+    const header = lines.findIndex((l) => l.section === "connection" && l.key === null);
+    text.splice(header + 1, 0, "autoconnect=false");
+  }
+  return { content: text.join("\n"), uuid, autoconnect, port: port.name };
+}

@@ -49,7 +49,8 @@ export const writeSysfsActionSchema = z.object({
 });
 
 /** Run a program. `undo` is the command that reverses it (null: nothing to reverse, e.g. update-grub
- *  which the file inverses already cover by re-running). `check` skips the run when it exits 0. */
+ *  whose inverse, regenerating once the files are restored, is the undo of an earlier action that
+ *  checks the tool is there). `check` skips the run when it exits 0. */
 export const runCommandActionSchema = z.object({
   kind: z.literal("run-command"),
   ...actionBase,

@@ -9,7 +9,7 @@ import { renderIfupdown2 } from "./render/ifupdown2.js";
 import { renderNetplan } from "./render/netplan.js";
 import { NETWORKD_DIR, networkdFileName, renderNetworkd } from "./render/networkd.js";
 import { NM_DIR, nmUuid, renderNmKeyfiles } from "./render/networkmanager.js";
-import { takeOverIfupdown, takeOverNetworkd, takeOverNmProfile } from "./render/takeover.js";
+import { takeOverIfupdown, takeOverNetplan, takeOverNetworkd, takeOverNmProfile } from "./render/takeover.js";
 import type { Addressing, NetworkDesired } from "./render/types.js";
 
 export const NETWORK_PATHS = {
@@ -199,6 +199,18 @@ function takeOverExisting(
         const content = currentOf(ctx, p);
         return content === null ? [] : [{ path: p, content }];
       });
+  if (stack === "netplan") {
+    for (const f of existing("/etc/netplan")) {
+      const content = takeOverNetplan(f.content, new Set(names), desired.ports);
+      if (content !== f.content)
+        out.files.push({
+          path: f.path,
+          content,
+          mode: 0o600,
+          why: `${f.path}: no addressing left on ${names.join(", ")}`,
+        });
+    }
+  }
   if (stack === "networkd") {
     const ourFile = (n: string) => networkdFileName(n, "network");
     for (const f of existing(NETWORKD_DIR)) {

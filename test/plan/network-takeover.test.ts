@@ -2,7 +2,7 @@
 // systemd-networkd itself (run in a private network and mount namespace), ifupdown2's ifquery and
 // `ifup -s`, and `nmcli --offline`. Without the takeover the old file keeps the uplink.
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Answer, answerSchema } from "../../src/answer/schema.js";
@@ -223,5 +223,66 @@ describe("NetworkManager: the new profiles are activated; the old one stops comp
     expect(r.stdout).toMatch(/^autoconnect=false$/m);
     expect(r.stdout).toContain(`uuid=${OLD_UUID}`);
     expect(r.stdout).toContain(`interface-name=${PF}`);
+  });
+});
+
+describe("netplan: an older YAML no longer leaves addresses on what is now a bridge port", () => {
+  const OLD = {
+    "/etc/netplan/50-cloud-init.yaml": [
+      "# written by cloud-init",
+      "network:",
+      "  version: 2",
+      "  ethernets:",
+      "    uplink:",
+      '      match: {macaddress: "a0:36:9f:00:00:01"}',
+      `      set-name: ${PF}`,
+      "      dhcp4: true",
+      "      addresses: [192.0.2.5/24]",
+      "      routes: [{to: default, via: 192.0.2.1}]",
+      "",
+    ].join("\n"),
+  };
+  /** What `netplan generate` makes of the tree: the .network files networkd would read. */
+  function generate(files: Map<string, string>): Map<string, string> {
+    const root = tmp("netplan-root");
+    dirs.push(root);
+    for (const [p, c] of files) {
+      mkdirSync(path.dirname(path.join(root, p)), { recursive: true });
+      writeFileSync(path.join(root, p), c, { mode: 0o600 });
+    }
+    const r = run(["netplan", "generate", "--root-dir", root]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = path.join(root, "run/systemd/network");
+    return new Map(readdirSync(out).map((n) => [n, readFileSync(path.join(out, n), "utf8")]));
+  }
+  const portFiles = (g: Map<string, string>) =>
+    [...g].filter(([n, c]) => n.endsWith(".network") && new RegExp(`^Name=${PF}$`, "m").test(c));
+
+  it.skipIf(!has("netplan"))(
+    "netplan generate: the uplink's files carry Bridge=br0 and no address, DHCP or route",
+    async () => {
+      const plan = await planIn(host(OLD), bridgeAnswer("netplan"));
+      const g = generate(resultOf(plan, OLD, "/etc/netplan"));
+      const files = portFiles(g);
+      expect(files.length).toBeGreaterThan(0);
+      for (const [, c] of files) {
+        expect(c).not.toMatch(/^(Address|DHCP|Gateway)=/m);
+        expect(c).not.toMatch(/^\[Route\]/m);
+      }
+      expect(files.some(([, c]) => /^Bridge=br0$/m.test(c))).toBe(true);
+      const kept = resultOf(plan, OLD, "/etc/netplan").get("/etc/netplan/50-cloud-init.yaml") ?? "";
+      expect(kept).toContain(`set-name: ${PF}`); // the NIC keeps its name
+      expect(kept).toContain("# written by cloud-init");
+    },
+  );
+
+  it.skipIf(!has("netplan"))("control: the old YAML untouched leaves 192.0.2.5 on the uplink", async () => {
+    const plan = await planIn(host(OLD), bridgeAnswer("netplan"));
+    const files = resultOf(plan, OLD, "/etc/netplan");
+    for (const [p, c] of Object.entries(OLD)) files.set(p, c);
+    const all = portFiles(generate(files))
+      .map(([, c]) => c)
+      .join("\n");
+    expect(all).toMatch(/^Address=192\.0\.2\.5\/24$/m);
   });
 });

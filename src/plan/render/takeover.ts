@@ -6,8 +6,13 @@
 //   - ifupdown2 reads every stanza of interfaces and interfaces.d/*: the old stanzas for our
 //     interfaces are commented out, and our names leave their auto/allow- lines;
 //   - NetworkManager autoconnects any profile bound to the device: the old ones get
-//     autoconnect=false, and their uuid is returned so the plan can activate them again on revert.
+//     autoconnect=false, and their uuid is returned so the plan can activate them again on revert;
+//   - netplan merges every YAML file: an old definition of our NIC keeps its addresses and DHCP on
+//     what is now a bridge port, so those keys go (its match/set-name stay: they name the NIC);
+//     an old bridge, bond or VLAN of the same name is dropped whole.
 // Each function returns the new content, or the same content when nothing needs to change.
+
+import { isMap, isScalar, parseDocument } from "yaml";
 
 /** fnmatch(3) without flags, as networkd matches Name= globs: *, ? and [...] (with ! or ^). */
 export function globMatches(glob: string, name: string): boolean {
@@ -83,6 +88,67 @@ export function takeOverNetworkd(
   if (at === -1) return `[Match]\n${add.join("\n")}\n\n${content}`;
   lines.splice(at + 1, 0, ...add);
   return lines.join("\n");
+}
+
+const NETPLAN_ADDRESSING = [
+  "dhcp4",
+  "dhcp6",
+  "dhcp4-overrides",
+  "dhcp6-overrides",
+  "addresses",
+  "gateway4",
+  "gateway6",
+  "routes",
+  "routing-policy",
+  "nameservers",
+  "accept-ra",
+  "link-local",
+];
+
+/** A netplan YAML file without what it says about our interfaces' addressing. */
+export function takeOverNetplan(content: string, ours: ReadonlySet<string>, ports: NmPort[]): string {
+  const doc = parseDocument(content);
+  const network = doc.get("network");
+  if (!isMap(network)) return content;
+  let changed = false;
+  const section = (name: string) => {
+    const m = network.get(name);
+    return isMap(m) ? m : null;
+  };
+  const ethernets = section("ethernets");
+  for (const item of ethernets?.items ?? []) {
+    const def = item.value;
+    if (!isMap(def)) continue;
+    const id = String(isScalar(item.key) ? item.key.value : item.key);
+    const match = def.get("match");
+    const matchName = isMap(match) ? String(match.get("name") ?? "") : "";
+    const matchMac = isMap(match) ? String(match.get("macaddress") ?? "").toLowerCase() : "";
+    const isOurs = ports.some(
+      (p) =>
+        id === p.name ||
+        def.get("set-name") === p.name ||
+        (matchName !== "" && globMatches(matchName, p.name)) ||
+        (matchMac !== "" && matchMac === p.mac?.toLowerCase()),
+    );
+    if (!isOurs) continue;
+    for (const key of NETPLAN_ADDRESSING) {
+      if (def.has(key)) {
+        def.delete(key);
+        changed = true;
+      }
+    }
+  }
+  for (const kind of ["bridges", "bonds", "vlans"]) {
+    const m = section(kind);
+    for (const item of [...(m?.items ?? [])]) {
+      const id = String(isScalar(item.key) ? item.key.value : item.key);
+      if (!ours.has(id)) continue;
+      m?.delete(id);
+      changed = true;
+    }
+    if (m && m.items.length === 0) network.delete(kind);
+  }
+  return changed ? doc.toString({ lineWidth: 0 }) : content;
 }
 
 const STANZA =

@@ -13,7 +13,7 @@ import { ExecaRunner } from "../host/commands.js";
 import { RootedHostFs } from "../host/fs.js";
 import { DEFAULT_VM_DIR, deployVm, libvirtDown, type VmSpec } from "../vm/deploy.js";
 import type { VmNic } from "../vm/domain-xml.js";
-import { vmSpecsFromAnswer } from "../vm/from-answer.js";
+import { vmSpecFromEntry, vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
 import { type Libvirt, LibvirtError, VirshLibvirt } from "../vm/libvirt.js";
 import { libvirtRemedy } from "../vm/libvirt-error.js";
@@ -92,6 +92,23 @@ async function readKeys(files: string[]): Promise<string[]> {
     );
   }
   return keys;
+}
+
+/** The flag a path of the vms: entry comes from ("user.sshKeys[1]" is the second --ssh-key key). */
+function flagOf(entryPath: string): string {
+  const flags: [RegExp, string][] = [
+    [/^name/, "--name"],
+    [/^image/, "--image"],
+    [/^vcpus/, "--vcpus"],
+    [/^memoryMiB/, "--memory"],
+    [/^diskGiB/, "--disk"],
+    [/^user\.sshKeys/, "--ssh-key"],
+    [/^user/, "--user"],
+    [/^hostname/, "--hostname"],
+    [/^nics/, "--network/--bridge"],
+    [/^pin/, "--pin"],
+  ];
+  return flags.find(([re]) => re.test(entryPath))?.[1] ?? (entryPath || "vm deploy");
 }
 
 /** Replacements for the real libvirt connection and host detection (tests). */
@@ -200,12 +217,8 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
         if (arg) throw new UsageError(`vm deploy takes --name, not "${arg}"`);
         if (!values.name) throw new UsageError("vm deploy needs --name N");
         if (!values.image) throw new UsageError("vm deploy needs --image I (a cached image name or a path)");
-        const nics: VmNic[] = [
-          ...(values.network ?? []).map((network): VmNic => ({ kind: "network", network })),
-          ...(values.bridge ?? []).map((bridge): VmNic => ({ kind: "bridge", bridge })),
-        ];
-        if (nics.length === 0) nics.push({ kind: "network", network: "default" });
-        const spec: VmSpec = {
+        // The flags make one vms: entry of the answer schema: the same grammar and rules as a file.
+        const entry = {
           name: values.name,
           image: values.image,
           vcpus: intFlag(values.vcpus, "--vcpus", 2),
@@ -217,13 +230,23 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
             sudo: true,
           },
           ...(values.hostname ? { hostname: values.hostname } : {}),
-          nics,
+          nics: [
+            ...(values.network ?? []).map((network) => ({ network })),
+            ...(values.bridge ?? []).map((bridge) => ({ bridge })),
+          ],
           pin: Boolean(values.pin),
         };
+        if (entry.nics.length === 0) entry.nics.push({ network: "default" });
         const bus = progress();
         const report = await hostReport();
+        const resolved = vmSpecFromEntry(entry, report);
+        if (!resolved.spec) {
+          const e = resolved.errors[0];
+          throw new UsageError(`${flagOf(e?.path ?? "")}: ${e?.message ?? "invalid"}`);
+        }
+        const spec = resolved.spec;
         // --wait follows phone_home too: a server where the VM's network reaches this host.
-        const home = values.wait ? await startPhoneHomeFor(nics, libvirt) : undefined;
+        const home = values.wait ? await startPhoneHomeFor(spec.nics, libvirt) : undefined;
         if (home?.note) process.stderr.write(`kvmstrap: note: ${home.note}\n`);
         const r = await deployVm(spec, {
           libvirt,

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { parse, stringify } from "yaml";
 import { z } from "zod";
 import { InputError } from "../core/errors.js";
+import { type Grammar, HOSTNAME, PASSWORD_HASH, SSH_PUBLIC_KEY, USER_NAME } from "../core/grammar.js";
 import type { CommandRunner } from "../host/commands.js";
 
 const oneLine = (what: string) =>
@@ -19,6 +20,9 @@ const oneLine = (what: string) =>
     .string()
     .min(1)
     .regex(/^[^\r\n\0]*$/, `${what} must be a single line`);
+/** The answer schema's identifier grammars, so a seed accepts exactly what `answer validate` does. */
+const grammar = (g: Grammar) =>
+  z.string().regex(g.pattern, { message: g.describe, abort: true }).refine(g.test, { message: g.describe });
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
 const cidr = z.string().refine((s) => {
   const [ip, len, extra] = s.split("/");
@@ -32,16 +36,11 @@ export const seedInputSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9._-]{1,128}$/)
     .optional(),
-  hostname: z
-    .string()
-    .max(253)
-    .regex(new RegExp(`^${LABEL}(?:\\.${LABEL})*$`, "i"), "a host name: letters, digits, '-' and dots"),
+  hostname: grammar(HOSTNAME),
   user: z.strictObject({
-    name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "a Linux user name"),
-    sshKeys: z.array(oneLine("an SSH key").regex(/^(ssh-|ecdsa-|sk-)\S+ \S+/, "an OpenSSH public key")),
-    passwordHash: oneLine("a password hash")
-      .regex(/^\$(1|5|6|y|2[aby])\$[^\s:]+$/, "a crypt(3) hash such as $6$... (never a plain password)")
-      .optional(),
+    name: grammar(USER_NAME),
+    sshKeys: z.array(grammar(SSH_PUBLIC_KEY)),
+    passwordHash: grammar(PASSWORD_HASH).optional(),
     sudo: z.boolean().default(false),
   }),
   packages: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+:~_=-]*$/, "a package name")).default([]),

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { matchNics, matchPci } from "../answer/match.js";
-import type { Answer, VmEntry, VmNicEntry } from "../answer/schema.js";
+import { type Answer, answerSchema, type VmEntry, type VmNicEntry } from "../answer/schema.js";
 import {
   type Issue,
   sriovEntryFor,
@@ -15,8 +15,8 @@ import {
 } from "../answer/validate.js";
 import type { HostReport } from "../detect/types.js";
 import { loadSeedTemplates } from "./cloud-init.js";
-import type { VmSpec } from "./deploy.js";
 import type { VmNic } from "./domain-xml.js";
+import type { VmSpec } from "./vm-spec.js";
 
 /** OVMF as Debian's ovmf package installs it; libvirt creates the per-VM NVRAM from its VARS template. */
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -125,4 +125,35 @@ function toNic(n: VmNicEntry, answer: Answer, report: HostReport): VmNic {
   const dev = matchNics(n.macvtap, report).chosen[0]?.name;
   if (!dev) throw new Error("vmSpecsFromAnswer: an unvalidated macvtap NIC");
   return { kind: "macvtap", dev, mode: n.mode, ...mac };
+}
+
+/**
+ * One VM given outside an answer file (the `vm deploy` flags) as the answer schema's vms: entry:
+ * parsed by the same schema and resolved by the same rules, so a flag value is accepted exactly when
+ * the same value in an answer file is. Errors carry the entry's own paths ("user.sshKeys[0]").
+ */
+export function vmSpecFromEntry(
+  entry: Record<string, unknown>,
+  report: HostReport,
+  options: FromAnswerOptions = {},
+): { spec: VmSpec; errors: [] } | { spec: null; errors: Issue[] } {
+  const parsed = answerSchema.safeParse({ version: 1, vms: [entry] });
+  if (!parsed.success) {
+    return {
+      spec: null,
+      errors: parsed.error.issues.map((i) => ({
+        path: i.path
+          .slice(2)
+          .map((p, n) => (typeof p === "number" ? `[${p}]` : `${n ? "." : ""}${String(p)}`))
+          .join(""),
+        message: i.message,
+      })),
+    };
+  }
+  const { specs, errors } = vmSpecsFromAnswer(parsed.data, report, options);
+  const spec = specs[0];
+  if (!spec || errors.length) {
+    return { spec: null, errors: errors.map((e) => ({ ...e, path: e.path.replace(/^vms\[0\]\.?/, "") })) };
+  }
+  return { spec, errors: [] };
 }

@@ -53,6 +53,33 @@ export function conflictingCmdline(ctx: PlanContext): string[] {
   return [];
 }
 
+/** The parameter names a plan edits: their values in BLS entries follow /etc/default/grub. */
+function managedKeys(ctx: PlanContext): string[] {
+  const keys = [...wantedCmdline(ctx), ...conflictingCmdline(ctx)].map((p) => p.split("=", 1)[0] ?? p);
+  return [...new Set(keys)];
+}
+
+/**
+ * grub.cfg and the BLS entries from /etc/default/grub (and grub.d), as they are now: the same
+ * command applies a change and, after the files are restored, undoes it. grub2 with
+ * --update-bls-cmdline (RHEL 9.3+) rewrites the entries itself; older grub2 regenerates grub.cfg
+ * (and RHEL 8's $kernelopts), then grubby sets the managed keys ($2...) to the files' values.
+ * $0: grub2-mkconfig or grub-mkconfig, $1: the grub.cfg it writes.
+ */
+const BLS_REGENERATE = [
+  "set -e",
+  "mk=$0; cfg=$1; shift",
+  'if "$mk" --help 2>&1 | grep -q -- --update-bls-cmdline; then exec "$mk" -o "$cfg" --update-bls-cmdline; fi',
+  '"$mk" -o "$cfg"',
+  "command -v grubby >/dev/null || exit 0",
+  ". /etc/default/grub",
+  'for f in /etc/default/grub.d/*.cfg; do if [ -e "$f" ]; then . "$f"; fi; done',
+  'line="$GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT"; add=""',
+  'for k in "$@"; do for w in $line; do case "$w" in "$k"|"$k"=*) add="$add $w";; esac; done; done',
+  'grubby --update-kernel=ALL --remove-args="$*"',
+  'if [ -n "$add" ]; then grubby --update-kernel=ALL --args="$add"; fi',
+].join("\n");
+
 /** What rewrites the boot files from their sources on this host; Debian's tools when undetected. */
 export function bootRegenerators(ctx: PlanContext): {
   grub: string[];
@@ -64,17 +91,8 @@ export function bootRegenerators(ctx: PlanContext): {
   let grub = ["update-grub"];
   if (t?.grubMkconfig === "grub2-mkconfig" || t?.grubMkconfig === "grub-mkconfig") {
     grub = [t.grubMkconfig, "-o", cfg];
-    // RHEL 9.3+/Fedora BLS entries hold their own options line: only --update-bls-cmdline rewrites
-    // it from GRUB_CMDLINE_LINUX. Older grub2 (RHEL 8: options $kernelopts) lacks the flag and
-    // refreshes kernelopts in grubenv without it.
-    if (t.bls)
-      grub = [
-        "sh",
-        "-c",
-        'if "$0" --help 2>&1 | grep -q -- --update-bls-cmdline; then exec "$0" -o "$1" --update-bls-cmdline; else exec "$0" -o "$1"; fi',
-        t.grubMkconfig,
-        cfg,
-      ];
+    // BLS entries (RHEL 9, Fedora) hold their own options line, which grub.cfg does not feed.
+    if (t.bls) grub = ["sh", "-c", BLS_REGENERATE, t.grubMkconfig, cfg, ...managedKeys(ctx)];
   }
   const initramfs =
     t?.initramfs === "dracut"

@@ -148,7 +148,13 @@ describe("each distribution's own regenerators, from what detection found", () =
       "/boot/efi/EFI/redhat/grub.cfg": "search --no-floppy --set prefix\nconfigfile $prefix/grub.cfg\n",
     });
     const argv = command(await planIn(fx, IOMMU), "boot.update-grub")?.argv ?? [];
-    expect(argv.slice(3)).toEqual(["grub2-mkconfig", "/boot/grub2/grub.cfg"]);
+    expect(argv.slice(3)).toEqual([
+      "grub2-mkconfig",
+      "/boot/grub2/grub.cfg",
+      "intel_iommu",
+      "iommu",
+      "amd_iommu",
+    ]);
     expect(argv[2]).toContain("--update-bls-cmdline");
     expect(run(["sh", "-n", "-c", argv[2] ?? ""]).code).toBe(0);
   });
@@ -233,4 +239,77 @@ describe("undo regenerates the boot files after restoring their sources", () => 
     const rebuild = (ctx.actions as RunCommandAction[]).find((a) => a.id === "kvm.update-initramfs");
     expect(rebuild?.argv).toEqual(["dracut", "--regenerate-all", "--force"]);
   });
+});
+
+/**
+ * Runs a regenerator argv with /etc/default replaced by `etcDefault` (a private mount namespace)
+ * and fake grub2-mkconfig/grubby first on PATH, which log their arguments: grubby and grub2 exist
+ * only on RHEL-family systems.
+ */
+function runWithFakeRhelTools(argv: string[], etcDefault: string, fakes: string, help: string): string[] {
+  const log = path.join(fakes, "log");
+  writeFileSync(log, "");
+  const fake = (name: string, body: string) => {
+    writeFileSync(path.join(fakes, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  };
+  fake(
+    "grub2-mkconfig",
+    `if [ "$1" = --help ]; then echo '${help}'; exit 0; fi\necho "grub2-mkconfig $*" >> ${log}`,
+  );
+  fake("grubby", `echo "grubby $*" >> ${log}`);
+  const r = run([
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'mount --bind "$0" /etc/default && PATH="$1:$PATH" && shift && exec "$@"',
+    etcDefault,
+    fakes,
+    ...argv,
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return readFileSync(log, "utf8").trim().split("\n");
+}
+const canUnshareMount = run(["unshare", "-m", "--propagation", "private", "true"]).code === 0;
+
+describe("RHEL BLS entries follow /etc/default/grub, on apply and on undo", () => {
+  it.skipIf(!canUnshareMount)(
+    "older grub2 (no --update-bls-cmdline): grubby sets the managed keys to the files' values",
+    async () => {
+      const fx = host("GenuineIntel", {
+        "/etc/default/grub": GRUB_OFF,
+        "/usr/sbin/grub2-mkconfig": "",
+        "/usr/sbin/grubby": "",
+        "/boot/loader/entries/abc-5.14.0.conf": "title RHEL\noptions root=/dev/vda1 intel_iommu=off\n",
+      });
+      const p = await planIn(fx, IOMMU);
+      const argv = command(p, "boot.update-grub")?.argv ?? [];
+      const etc = tmp("etc-default");
+      const fakes = tmp("fake-bin");
+      try {
+        writeFileSync(path.join(etc, "grub"), contentOf(p, "/etc/default/grub") ?? "");
+        expect(runWithFakeRhelTools(argv, etc, fakes, "Usage: grub2-mkconfig [-o FILE]")).toEqual([
+          "grub2-mkconfig -o /boot/grub2/grub.cfg",
+          "grubby --update-kernel=ALL --remove-args=intel_iommu iommu amd_iommu",
+          "grubby --update-kernel=ALL --args= intel_iommu=on iommu=pt",
+        ]);
+        // Undo: the same command after the original file is back puts the original value back.
+        writeFileSync(path.join(etc, "grub"), GRUB_OFF);
+        expect(runWithFakeRhelTools(argv, etc, fakes, "Usage: grub2-mkconfig [-o FILE]")).toEqual([
+          "grub2-mkconfig -o /boot/grub2/grub.cfg",
+          "grubby --update-kernel=ALL --remove-args=intel_iommu iommu amd_iommu",
+          "grubby --update-kernel=ALL --args= intel_iommu=off",
+        ]);
+        // grub2 that rewrites BLS entries itself is left to do so.
+        expect(
+          runWithFakeRhelTools(argv, etc, fakes, "  --update-bls-cmdline  update the BLS entries"),
+        ).toEqual(["grub2-mkconfig -o /boot/grub2/grub.cfg --update-bls-cmdline"]);
+      } finally {
+        rmSync(etc, { recursive: true, force: true });
+        rmSync(fakes, { recursive: true, force: true });
+      }
+    },
+  );
 });

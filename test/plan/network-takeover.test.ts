@@ -190,6 +190,31 @@ describe("ifupdown2: one stanza per interface", () => {
   );
 });
 
+describe("ifupdown2: the interfaces file gets both its source line and the takeover in one edit", () => {
+  it.skipIf(!has("ifquery"))("no source line before: one stanza for the uplink after", async () => {
+    const files = {
+      "/usr/share/ifupdown2/__init__.py": "",
+      "/etc/network/interfaces": `auto lo ${PF}\niface lo inet loopback\n\niface ${PF} inet dhcp\n`,
+    };
+    const plan = await planIn(host(files), bridgeAnswer("ifupdown2"));
+    const writes = plan.actions.filter(
+      (a) => a.kind === "write-file" && a.path === "/etc/network/interfaces",
+    );
+    expect(writes).toHaveLength(1);
+    const tree = resultOf(plan, files, "/etc/network");
+    const dir = materialise(tree, "/etc/network");
+    const main = path.join(dir, "interfaces");
+    const text = tree.get("/etc/network/interfaces") ?? "";
+    expect(text).toMatch(/^source \/etc\/network\/interfaces\.d\/\*$/m);
+    writeFileSync(main, text.replace("source /etc/network/interfaces.d/*", `source ${dir}/interfaces.d/*`));
+    const q = run(["ifquery", "-i", main, "-a"]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stdout.split("\n").filter((l) => l.startsWith(`iface ${PF} `))).toEqual([
+      `iface ${PF} inet manual`,
+    ]);
+  });
+});
+
 describe("NetworkManager: the new profiles are activated; the old one stops competing", () => {
   const OLD_UUID = "2c3f2a4e-8a0e-4d3b-9e4f-0a1b2c3d4e5f";
   const OLD = {

@@ -71,7 +71,9 @@ export function renderNmKeyfiles(n: NetworkDesired): RenderedFile[] {
     ];
     const master = masters.get(name);
     if (master) conn.push(["master", master.name], ["slave-type", master.kind]);
-    else conn.push(["autoconnect-slaves", 1]);
+    // Activating a master brings its ports up, through a bond under a bridge too: the plan
+    // activates only the top-level profiles, and the ports take their devices from old profiles.
+    if (!master || type === "bond") conn.push(["autoconnect-slaves", 1]);
     const ethernet: Keys = [];
     const mtu = mtuOf(n, name, masters);
     if (mtu !== undefined) ethernet.push(["mtu", mtu]);

@@ -34,6 +34,16 @@ describe("renderNmKeyfiles", () => {
     expect(iniGet(st, "ipv4", "route1")).toEqual(["198.51.100.0/24,192.0.2.254,50"]);
   });
 
+  it("a bond under a bridge brings its own ports up: activating the bridge is enough", () => {
+    const files = renderNmKeyfiles(NETS["bond under a bridge"] as NetworkDesired);
+    const ini = (name: string) =>
+      parseIni(files.find((f) => f.path.endsWith(`/kvmstrap-${name}.nmconnection`))?.content ?? "");
+    expect(iniGet(ini("vmbr0"), "connection", "autoconnect-slaves")).toEqual(["1"]);
+    expect(iniGet(ini("bond0"), "connection", "master")).toEqual(["vmbr0"]);
+    expect(iniGet(ini("bond0"), "connection", "autoconnect-slaves")).toEqual(["1"]);
+    expect(iniGet(ini("eno1"), "connection", "autoconnect-slaves")).toEqual([]);
+  });
+
   it("UUIDs are stable and RFC 4122 shaped", () => {
     expect(nmUuid("kvmstrap-br0")).toBe(nmUuid("kvmstrap-br0"));
     expect(nmUuid("kvmstrap-br0")).toMatch(

@@ -1,6 +1,7 @@
 // Checks for the IOMMU: firmware (DMAR/IVRS), kernel (command line, groups), interrupt remapping, and
 // how finely the groups isolate devices, which decides what can be passed through on its own.
 import type { HostReport, PciDevice } from "../detect/types.js";
+import { iommuAdvice, platformOf } from "./platform.js";
 import { type Check, check } from "./types.js";
 
 const isBridge = (d: PciDevice) =>
@@ -8,19 +9,28 @@ const isBridge = (d: PciDevice) =>
 
 export function iommuChecks(r: HostReport): Check[] {
   const { iommu, cpu } = r;
-  const intel = cpu.vendor === "GenuineIntel";
   const facts = Object.values(iommu.sources);
   const out: Check[] = [];
-  const param = intel ? "intel_iommu=on iommu=pt" : "amd_iommu=on iommu=pt";
-  const biosName = intel
-    ? '"VT-d" (also "Intel Virtualization Technology for Directed I/O")'
-    : '"IOMMU" (also "AMD-Vi")';
+  const advice = iommuAdvice(platformOf(r));
+  const title = `IOMMU (${advice.name}) for device passthrough`;
+  const cmdline = (what: string) =>
+    `${what} the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub; or /etc/kernel/cmdline with systemd-boot) and reboot.`;
+  const offParams = ["intel_iommu", "amd_iommu", "iommu"].filter((k) =>
+    /^(off|0)$/.test(iommu.cmdlineParams[k] ?? ""),
+  );
+  // Turning it on: drop any "off" first (it would win), then add what this platform needs, if anything.
+  const enable = [
+    offParams.length ? `Remove ${offParams.map((k) => `${k}=${iommu.cmdlineParams[k]}`).join(" ")} from` : "",
+    advice.param ? `${offParams.length ? "and add" : "Add"} "${advice.param}" to` : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
 
   if (iommu.groupsPopulated) {
     out.push(
       check({
         id: "iommu.enabled",
-        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        title,
         facts,
         level: "pass",
         state: "ok",
@@ -28,18 +38,18 @@ export function iommuChecks(r: HostReport): Check[] {
       }),
     );
   } else if (iommu.acpiTable) {
-    const explicitOff = /^(off|0)$/.test(
-      iommu.cmdlineParams.intel_iommu ?? iommu.cmdlineParams.amd_iommu ?? "",
-    );
+    const explicitOff = offParams.length > 0;
     out.push(
       check({
         id: "iommu.enabled",
-        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        title,
         facts,
         level: "warn",
         state: "disabled-in-kernel",
         reason: `the firmware reports an IOMMU (ACPI ${iommu.acpiTable}) but the kernel ${explicitOff ? "has it switched off on its command line" : "has not enabled it"}: no IOMMU groups`,
-        remediation: `Add "${param}" to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub; or /etc/kernel/cmdline with systemd-boot) and reboot.`,
+        remediation: enable
+          ? cmdline(enable)
+          : `Make sure the kernel's ${advice.name} driver is built in or loaded (dmesg shows why it did not start).`,
         reboot: true,
       }),
     );
@@ -47,16 +57,18 @@ export function iommuChecks(r: HostReport): Check[] {
     out.push(
       check({
         id: "iommu.enabled",
-        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        title,
         facts,
         level: "warn",
         state: cpu.hypervisor ? "unsupported" : "disabled-in-firmware",
         reason: cpu.hypervisor
           ? "no IOMMU: this machine is a guest and its hypervisor exposes no virtual IOMMU"
-          : "no IOMMU: the firmware publishes no DMAR/IVRS table (disabled in the BIOS, or unsupported by the platform)",
+          : `no IOMMU: the firmware publishes no ${advice.name === "SMMU" ? "IORT" : "DMAR/IVRS"} table (disabled in the firmware setup, or unsupported by the platform)`,
         remediation: cpu.hypervisor
-          ? "Give this VM a virtual IOMMU (intel-iommu device with caching-mode=on) if passthrough is needed."
-          : `Enable ${biosName} in the BIOS/UEFI setup, then add "${param}" to the kernel command line.`,
+          ? advice.guestFix
+          : advice.firmwareSetting
+            ? `Enable ${advice.firmwareSetting} in the firmware setup${advice.param ? `, then add "${advice.param}" to the kernel command line` : ""}.`
+            : advice.guestFix,
         reboot: true,
       }),
     );
@@ -64,12 +76,19 @@ export function iommuChecks(r: HostReport): Check[] {
     out.push(
       check({
         id: "iommu.enabled",
-        title: "IOMMU (VT-d/AMD-Vi) for device passthrough",
+        title,
         facts,
         level: "warn",
         state: "unknown",
         reason: "no IOMMU groups, and the ACPI tables were not readable to tell firmware from kernel",
-        remediation: `Check the BIOS for ${biosName}; add "${param}" to the kernel command line.`,
+        remediation: cpu.hypervisor
+          ? advice.guestFix
+          : [
+              advice.firmwareSetting ? `Check the firmware setup for ${advice.firmwareSetting}` : "",
+              advice.param ? `add "${advice.param}" to the kernel command line` : "",
+            ]
+              .filter(Boolean)
+              .join("; ") || advice.guestFix,
         reboot: true,
       }),
     );

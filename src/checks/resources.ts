@@ -57,7 +57,10 @@ export function memoryChecks(r: HostReport): Check[] {
 export function networkChecks(r: HostReport): Check[] {
   const out: Check[] = [];
   const mgmt = r.nics.find((n) => n.management);
-  const physical = r.nics.filter((n) => !n.virtual);
+  // A VF is hardware but not a port of its own: it is counted apart, never as a physical NIC.
+  const physical = r.nics.filter((n) => !n.virtual && n.kind !== "vf" && !n.physfn);
+  const vfs = r.nics.filter((n) => n.kind === "vf" || n.physfn);
+  const vfNote = vfs.length ? `; ${vfs.length} SR-IOV VF${vfs.length > 1 ? "s" : ""}` : "";
   out.push(
     check({
       id: "net.nics",
@@ -66,8 +69,8 @@ export function networkChecks(r: HostReport): Check[] {
       level: physical.length ? "pass" : "warn",
       state: physical.length ? "ok" : "unknown",
       reason: physical.length
-        ? `${physical.length} physical NIC${physical.length > 1 ? "s" : ""}: ${physical.map((n) => `${n.name ?? "(no interface)"}${n.pciAddress ? ` @ ${n.pciAddress}` : ""}`).join(", ")}`
-        : "no physical NIC found",
+        ? `${physical.length} physical NIC${physical.length > 1 ? "s" : ""}: ${physical.map((n) => `${n.name ?? "(no interface)"}${n.pciAddress ? ` @ ${n.pciAddress}` : ""}`).join(", ")}${vfNote}`
+        : `no physical NIC found${vfNote}`,
     }),
   );
   if (r.live) {
@@ -95,7 +98,11 @@ export function networkChecks(r: HostReport): Check[] {
         level: "note",
         state: "info",
         reason: sriov
-          .map((d) => `${d.address} up to ${d.sriov?.totalVfs} VFs (${d.sriov?.numVfs} enabled)`)
+          .map((d) =>
+            d.sriov?.totalVfsKnown === false
+              ? `${d.address} at least ${d.sriov.totalVfs} VFs (total unknown: sriov_totalvfs not captured; ${d.sriov.numVfs} enabled)`
+              : `${d.address} up to ${d.sriov?.totalVfs} VFs (${d.sriov?.numVfs} enabled)`,
+          )
           .join("; "),
         remediation: r.iommu.groupsPopulated
           ? null
@@ -188,6 +195,15 @@ export function storageCheck(r: HostReport): Check {
 
 export function firmwareCheck(r: HostReport): Check {
   const f = r.firmware;
+  if (r.cpu.architecture === "s390x")
+    return check({
+      id: "firmware.mode",
+      title: "Boot firmware",
+      facts: [],
+      level: "note",
+      state: "info",
+      reason: "s390x boots by IPL: there is no UEFI or legacy firmware to choose",
+    });
   return check({
     id: "firmware.mode",
     title: "Boot firmware",
@@ -196,9 +212,9 @@ export function firmwareCheck(r: HostReport): Check {
     state: f.mode === "unknown" ? "unknown" : "info",
     reason:
       f.mode === "unknown"
-        ? "UEFI or BIOS could not be told (no /sys/firmware)"
+        ? "UEFI or BIOS could not be told (no /sys/firmware, efivarfs or EFI system partition mount captured)"
         : f.mode === "bios"
-          ? "legacy BIOS boot (no /sys/firmware/efi); guests can still use OVMF"
+          ? `legacy BIOS boot (no /sys/firmware/efi); guests can still use ${r.cpu.architecture === "aarch64" ? "AAVMF" : "OVMF"}`
           : `UEFI boot, Secure Boot ${f.secureBoot === "yes" ? "on (out-of-tree modules must be signed)" : f.secureBoot === "no" ? "off" : "unknown"}`,
   });
 }

@@ -1,6 +1,7 @@
 // Checks for the CPU's virtualization extensions, the KVM modules and device nodes, and whether a
 // guest really runs. Order of reasoning: the CPU flag, then firmware, then the kernel, then the probe.
 import type { HostReport } from "../detect/types.js";
+import { platformOf, vendorModule, virtName } from "./platform.js";
 import { type Check, check } from "./types.js";
 
 const BIOS_NAMES = {
@@ -10,8 +11,13 @@ const BIOS_NAMES = {
 
 export function cpuVirtCheck(r: HostReport): Check {
   const { cpu } = r;
+  const p = platformOf(r);
   const facts = [cpu.sources.flags, cpu.sources.firmwareVirt].filter((f): f is string => Boolean(f));
-  const base = { id: "cpu.virt", title: "Hardware virtualization (VT-x/AMD-V)", facts };
+  const base = {
+    id: "cpu.virt",
+    title: `Hardware virtualization (${p.arch === "x86" ? "VT-x/AMD-V" : virtName(p)})`,
+    facts,
+  };
   const intel = cpu.vendor === "GenuineIntel";
   const bios = intel ? BIOS_NAMES.vmx : BIOS_NAMES.svm;
   if (cpu.flags.length === 0) {
@@ -20,6 +26,16 @@ export function cpuVirtCheck(r: HostReport): Check {
       level: "warn",
       state: "unknown",
       reason: "CPU flags could not be read (/proc/cpuinfo)",
+    });
+  }
+  if (p.arch === "arm64") return arm64VirtCheck(r, base);
+  if (p.arch === "s390x") return s390VirtCheck(r, base);
+  if (p.arch === "other") {
+    return check({
+      ...base,
+      level: "note",
+      state: "unknown",
+      reason: `no virtualization check for the ${p.name} architecture; the KVM checks below still apply`,
     });
   }
   if (cpu.firmwareVirt === "locked-off") {
@@ -71,8 +87,86 @@ export function cpuVirtCheck(r: HostReport): Check {
   });
 }
 
+type Base = { id: string; title: string; facts: string[] };
+
+/** arm64 shows no virtualization flag: KVM works when the kernel booted at EL2, which /dev/kvm tells. */
+function arm64VirtCheck(r: HostReport, base: Base): Check {
+  const dev = r.kvm.devKvm.present;
+  if (dev === true)
+    return check({
+      ...base,
+      level: "pass",
+      state: "ok",
+      reason: "the kernel booted at EL2: /dev/kvm exists",
+    });
+  if (r.cpu.hypervisor) {
+    return check({
+      ...base,
+      level: dev === false ? "fail" : "warn",
+      state: dev === false ? "unsupported" : "unknown",
+      reason: `this machine is itself a guest${dev === false ? " and has no /dev/kvm" : ""}: it runs at EL1 unless its hypervisor offers nested virtualization (EL2)`,
+      remediation:
+        "On the outer host, enable nested virtualization for this VM (Arm FEAT_NV: QEMU -machine virt,virtualization=on with a host kernel that supports it).",
+    });
+  }
+  if (dev === false) {
+    return check({
+      ...base,
+      level: "fail",
+      state: "disabled-in-firmware",
+      reason: "no /dev/kvm: on arm64 KVM needs the kernel to boot at EL2, and this one did not",
+      remediation:
+        'Boot the kernel at EL2 (a firmware or boot-loader setting; dmesg shows "kvm [1]: Hyp mode initialized" when it works).',
+      reboot: true,
+    });
+  }
+  return check({
+    ...base,
+    level: "note",
+    state: "unknown",
+    reason:
+      "on arm64 /proc/cpuinfo does not show whether the kernel booted at EL2 (which KVM needs), and /dev was not captured",
+  });
+}
+
+/** s390x: the "sie" feature is what KVM runs guests with. */
+function s390VirtCheck(r: HostReport, base: Base): Check {
+  if (r.cpu.flags.includes("sie"))
+    return check({
+      ...base,
+      level: "pass",
+      state: "ok",
+      reason: "SIE (Start Interpretive Execution) is available",
+    });
+  return check({
+    ...base,
+    level: "fail",
+    state: "unsupported",
+    reason: r.cpu.hypervisor
+      ? "no sie feature: this machine is a guest whose hypervisor does not offer nested SIE"
+      : "no sie feature: this LPAR cannot run KVM guests",
+    remediation: r.cpu.hypervisor
+      ? "On the outer KVM host, load kvm with nested=1 (options kvm nested=1); under z/VM, run on an LPAR instead."
+      : "Run KVM in an LPAR whose machine offers SIE.",
+  });
+}
+
 export function slatCheck(r: HostReport): Check {
   const { cpu } = r;
+  const p = platformOf(r);
+  if (p.arch === "arm64" || p.arch === "s390x") {
+    return check({
+      id: "cpu.slat",
+      title: "Second-level address translation",
+      facts: [],
+      level: "note",
+      state: "info",
+      reason:
+        p.arch === "arm64"
+          ? "stage-2 translation is part of the arm64 architecture"
+          : "SIE translates guest memory itself",
+    });
+  }
   const name = cpu.virt === "svm" ? "NPT (RVI)" : "EPT";
   const base = {
     id: "cpu.slat",
@@ -94,13 +188,14 @@ export function slatCheck(r: HostReport): Check {
 }
 
 export function kvmModuleCheck(r: HostReport): Check {
-  const vendorModule = r.cpu.vendor === "AuthenticAMD" ? "kvm_amd" : "kvm_intel";
+  const wanted = vendorModule(platformOf(r));
   const loaded = Object.entries(r.kvm.modules)
     .filter(([, m]) => m.loaded)
     .map(([n]) => n);
   const base = { id: "kvm.module", title: "KVM kernel modules", facts: Object.values(r.kvm.sources) };
   const flavour = loaded.filter((n) => n !== "kvm");
-  if (loaded.includes("kvm") && flavour.length > 0) {
+  // Off x86, kvm itself carries the architecture (built in on arm64): no vendor module to expect.
+  if (loaded.includes("kvm") && (flavour.length > 0 || wanted === null)) {
     return check({ ...base, level: "pass", state: "ok", reason: `loaded: ${loaded.join(", ")}` });
   }
   if (!r.live && loaded.length === 0) {
@@ -113,12 +208,12 @@ export function kvmModuleCheck(r: HostReport): Check {
   }
   return check({
     ...base,
-    level: r.cpu.virt ? "fail" : "warn",
+    level: r.cpu.virt || wanted === null ? "fail" : "warn",
     state: "disabled-in-kernel",
     reason: loaded.length
-      ? `only ${loaded.join(", ")} is loaded; ${vendorModule} is not`
+      ? `only ${loaded.join(", ")} is loaded; ${wanted} is not`
       : "no kvm module is loaded",
-    remediation: `modprobe ${vendorModule} (persist it with "${vendorModule}" in /etc/modules-load.d/kvm.conf); if it refuses to load, check dmesg and any blacklist in /etc/modprobe.d.`,
+    remediation: `modprobe ${wanted ?? "kvm"} (persist it with "${wanted ?? "kvm"}" in /etc/modules-load.d/kvm.conf); if it refuses to load, check dmesg and any blacklist in /etc/modprobe.d.`,
   });
 }
 
@@ -147,9 +242,7 @@ export function devKvmCheck(r: HostReport): Check[] {
         level: "fail",
         state: r.cpu.virt ? "disabled-in-kernel" : "unsupported",
         reason: "/dev/kvm does not exist",
-        remediation: r.cpu.virt
-          ? `Load the KVM module: modprobe ${r.cpu.virt === "svm" ? "kvm_amd" : "kvm_intel"}.`
-          : "Enable VT-x/AMD-V first (see cpu.virt).",
+        remediation: devKvmFix(r),
       }),
     );
     return out;
@@ -173,6 +266,16 @@ export function devKvmCheck(r: HostReport): Check[] {
   return out;
 }
 
+function devKvmFix(r: HostReport): string {
+  const p = platformOf(r);
+  if (p.arch === "x86")
+    return r.cpu.virt
+      ? `Load the KVM module: modprobe ${r.cpu.virt === "svm" ? "kvm_amd" : "kvm_intel"}.`
+      : `Enable ${virtName(p)} first (see cpu.virt).`;
+  if (p.arch === "arm64") return "Boot the kernel at EL2 so KVM initializes (see cpu.virt).";
+  return "Load the KVM module: modprobe kvm (see cpu.virt).";
+}
+
 export function kvmFunctionalCheck(r: HostReport): Check {
   const p = r.kvm.probe;
   const base = { id: "kvm.functional", title: "A guest actually runs under KVM", facts: ["/dev/kvm"] };
@@ -193,8 +296,8 @@ export function kvmFunctionalCheck(r: HostReport): Check {
         state: "present-but-unusable",
         reason: `/dev/kvm is present but unusable: ${p.detail}`,
         remediation: r.cpu.hypervisor
-          ? 'This host is itself a guest whose hypervisor does not run nested guests correctly. Enable proper nested VT-x/AMD-V on the outer host, or deploy VMs with domain type "qemu" (TCG, much slower).'
-          : "Check dmesg for kvm errors, update the BIOS/microcode and kernel; until then VMs need TCG (domain type qemu).",
+          ? `This host is itself a guest whose hypervisor does not run nested guests correctly. Enable proper nested ${virtName(platformOf(r))} on the outer host, or deploy VMs with domain type "qemu" (TCG, much slower).`
+          : `Check dmesg for kvm errors, update the ${platformOf(r).arch === "x86" ? "BIOS/microcode" : "firmware"} and kernel; until then VMs need TCG (domain type qemu).`,
       });
     default:
       return check({ ...base, level: "note", state: "unknown", reason: p.detail });
@@ -202,7 +305,13 @@ export function kvmFunctionalCheck(r: HostReport): Check {
 }
 
 export function nestedCheck(r: HostReport): Check | null {
-  const m = r.kvm.modules.kvm_intel?.loaded ? r.kvm.modules.kvm_intel : r.kvm.modules.kvm_amd;
+  // x86 keeps the nested switch in the vendor module; s390x in kvm itself.
+  const module = vendorModule(platformOf(r)) ?? "kvm";
+  const m = r.kvm.modules.kvm_intel?.loaded
+    ? r.kvm.modules.kvm_intel
+    : r.kvm.modules.kvm_amd?.loaded
+      ? r.kvm.modules.kvm_amd
+      : r.kvm.modules[module];
   const nested = m?.parameters.nested;
   if (!m?.loaded || nested === undefined) return null;
   const on = nested === "Y" || nested === "1";
@@ -217,7 +326,7 @@ export function nestedCheck(r: HostReport): Check | null {
       : "nested virtualization is off (guests cannot run their own VMs)",
     remediation: on
       ? null
-      : 'To allow it: "options kvm_intel nested=1" (or kvm_amd) in /etc/modprobe.d/kvm.conf, then reload the module.',
+      : `To allow it: "options ${module} nested=1" in /etc/modprobe.d/kvm.conf, then reload the module.`,
   });
 }
 

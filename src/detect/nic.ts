@@ -2,6 +2,8 @@
 // 02xx) that has no netdev there, so a NIC bound to vfio-pci, a wifi card in a snapshot without netdevs
 // or a VM's virtio-net still shows up with its PCI address. Kind, master, SR-IOV and the management role
 // (carries the default route) are what the bridge/bond/VFIO planning needs to stay off the operator's link.
+// An SR-IOV virtual function (its device has a physfn link) is kind "vf", never a physical NIC; with no
+// route table captured, whether a NIC carries the default route is "unknown", never "no".
 import { PCI_ADDRESS } from "./pci.js";
 import {
   basename,
@@ -49,6 +51,15 @@ export async function detectNics(ctx: DetectContext, pci: PciDevice[]): Promise<
   }
 
   markManagement(netdevs, route);
+  const routeKnown = route !== null;
+  for (const n of netdevs)
+    n.report.defaultRoute = !routeKnown ? "unknown" : n.report.management ? "yes" : "no";
+  for (const n of unnamed) n.defaultRoute = routeKnown ? "no" : "unknown";
+  if (!routeKnown && netdevs.length + unnamed.length > 0)
+    ctx.warnings.push({
+      path: "/proc/net/route",
+      message: "no route table captured: which NIC carries the default route is unknown",
+    });
 
   const named = netdevs.map((n) => n.report).sort((a, b) => collate(a.name ?? "", b.name ?? ""));
   unnamed.sort((a, b) => collate(a.pciAddress ?? "", b.pciAddress ?? ""));
@@ -144,6 +155,9 @@ async function readNetdev(
 
   if (pciDev?.sriov)
     sources.sriov = pciDev.sources["sriov.totalVfs"] ?? `/sys/bus/pci/devices/${pciDev.address}`;
+  const physfn = pciDev?.physfn ?? null;
+  const vf = physfn !== null && (kind === "physical" || kind === null);
+  if (vf) sources.kind = pciDev?.sources.physfn ?? `/sys/bus/pci/devices/${pciAddress}/physfn`;
   return {
     dir,
     entries,
@@ -157,10 +171,11 @@ async function readNetdev(
       operstate,
       mtu,
       virtual,
-      kind,
+      kind: vf ? "vf" : kind,
       master: master === null ? null : basename(master),
       sriov: pciDev?.sriov ?? null,
       management: false,
+      physfn,
       sources,
     },
   };
@@ -242,6 +257,7 @@ function unnamedNic(dev: PciDevice): NicReport {
   const sources: Sources = { pciAddress: `/sys/bus/pci/devices/${dev.address}` };
   if (dev.sources.driver) sources.driver = dev.sources.driver;
   if (dev.sources.classId) sources.kind = dev.sources.classId;
+  if (dev.physfn !== null) sources.kind = dev.sources.physfn ?? `/sys/bus/pci/devices/${dev.address}/physfn`;
   if (dev.sriov) sources.sriov = dev.sources["sriov.totalVfs"] ?? `/sys/bus/pci/devices/${dev.address}`;
   return {
     name: null,
@@ -254,21 +270,36 @@ function unnamedNic(dev: PciDevice): NicReport {
     mtu: null,
     virtual: false,
     // Class 0280 ("Network controller") is where wifi cards live; the rest of 02xx is wired.
-    kind: dev.classId?.startsWith("0280") ? "wireless" : "physical",
+    kind: dev.physfn !== null ? "vf" : dev.classId?.startsWith("0280") ? "wireless" : "physical",
     master: null,
     sriov: dev.sriov,
     management: false,
+    physfn: dev.physfn,
     sources,
   };
 }
 
-/** The interface of the IPv4 default route with the lowest metric, from /proc/net/route. */
-export async function readDefaultRoute(
-  ctx: DetectContext,
-): Promise<{ iface: string; source: string } | null> {
-  const path = "/proc/net/route";
-  const text = await ctx.fs.readText(path);
-  if (text === null) return null;
+/** A captured route table and the interface of its default route (null: the table has none). */
+export type DefaultRoute = { iface: string | null; source: string };
+
+/**
+ * The interface of the default route with the lowest metric: IPv4 from /proc/net/route, else IPv6
+ * from /proc/net/ipv6_route. Null when neither table was captured (then nothing is known).
+ */
+export async function readDefaultRoute(ctx: DetectContext): Promise<DefaultRoute | null> {
+  const [v4, v6] = await Promise.all([
+    ctx.fs.readText("/proc/net/route"),
+    ctx.fs.readText("/proc/net/ipv6_route"),
+  ]);
+  if (v4 === null && v6 === null) return null;
+  const best4 = v4 === null ? null : defaultOfV4(v4);
+  if (best4 !== null) return { iface: best4, source: "/proc/net/route" };
+  const best6 = v6 === null ? null : defaultOfV6(v6);
+  if (best6 !== null) return { iface: best6, source: "/proc/net/ipv6_route" };
+  return { iface: null, source: v4 !== null ? "/proc/net/route" : "/proc/net/ipv6_route" };
+}
+
+function defaultOfV4(text: string): string | null {
   let best: { iface: string; metric: number } | null = null;
   for (const line of text.split("\n").slice(1)) {
     const f = line.trim().split(/\s+/);
@@ -281,7 +312,24 @@ export async function readDefaultRoute(
     if (metric === null) continue;
     if (best === null || metric < best.metric) best = { iface, metric };
   }
-  return best === null ? null : { iface: best.iface, source: path };
+  return best?.iface ?? null;
+}
+
+/** ipv6_route: dest, dest prefix, src, src prefix, next hop, metric, refcnt, use, flags, iface. */
+function defaultOfV6(text: string): string | null {
+  let best: { iface: string; metric: number } | null = null;
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    const [dest, prefix, , , , metricText, , , flagsText, iface] = f;
+    if (!iface || iface === "lo" || !/^0{32}$/.test(dest ?? "") || prefix !== "00") continue;
+    const flags = parseIntStrict(flagsText ?? null, 16);
+    if (flags === null || (flags & 0x1) === 0 || (flags & 0x200) !== 0) continue; // RTF_UP, not RTF_REJECT
+    const metric = parseIntStrict(metricText ?? null, 16);
+    if (metric === null) continue;
+    if (best === null || metric < best.metric) best = { iface, metric };
+  }
+  return best?.iface ?? null;
 }
 
 /**
@@ -289,8 +337,8 @@ export async function readDefaultRoute(
  * (the ports of that bridge or bond, the parent of that VLAN), found through the kernel's lower_<dev>
  * links and each port's master link: those are the links that must not be reconfigured blindly.
  */
-function markManagement(netdevs: Netdev[], route: { iface: string; source: string } | null): void {
-  if (route === null) return;
+function markManagement(netdevs: Netdev[], route: DefaultRoute | null): void {
+  if (route?.iface == null) return;
   const carrying = new Set([route.iface]);
   for (let changed = true; changed; ) {
     changed = false;

@@ -245,20 +245,27 @@ async function readSriov(
   numText: string | null,
   sources: Sources,
 ): Promise<SriovInfo | null> {
-  if (totalText === null) return null;
-  const totalVfs = intOrWarn(ctx, `${dev}/sriov_totalvfs`, totalText);
-  if (totalVfs === null) return null;
-  const numVfs = intOrWarn(ctx, `${dev}/sriov_numvfs`, numText) ?? 0;
   const virtfns = [...has]
     .map((e) => /^virtfn(\d+)$/.exec(e))
     .filter((m): m is RegExpExecArray => m !== null)
     .sort((a, b) => Number(a[1]) - Number(b[1]));
+  // VFs in plain view prove the function is SR-IOV capable even when sriov_totalvfs was not captured.
+  const totalVfs = totalText === null ? null : intOrWarn(ctx, `${dev}/sriov_totalvfs`, totalText);
+  if (totalVfs === null && virtfns.length === 0) return null;
+  const numVfs = intOrWarn(ctx, `${dev}/sriov_numvfs`, numText) ?? virtfns.length;
   const vfs: string[] = [];
   for (const m of virtfns) {
     const target = await ctx.fs.readLink(`${dev}/${m[0]}`);
     if (target !== null && PCI_ADDRESS.test(basename(target))) vfs.push(basename(target));
   }
   if (virtfns.length > 0) sources["sriov.vfs"] = `${dev}/virtfn*`;
+  if (totalVfs === null) {
+    ctx.warnings.push({
+      path: `${dev}/sriov_totalvfs`,
+      message: `not captured: SR-IOV capable (${virtfns.length} VFs visible), how many VFs it supports is unknown`,
+    });
+    return { totalVfs: virtfns.length, numVfs, vfs, totalVfsKnown: false };
+  }
   return { totalVfs, numVfs, vfs };
 }
 

@@ -480,7 +480,7 @@ async function resolveDevice(
  * The first mount table found. A link (/etc/mtab -> /proc/self/mounts) is followed as a host path
  * explicitly, so an absolute link inside a snapshot never reads the mounts of the machine running us.
  */
-async function readMounts(fs: HostFs): Promise<{ path: string; text: string } | null> {
+export async function readMounts(fs: HostFs): Promise<{ path: string; text: string } | null> {
   for (const path of MOUNT_FILES) {
     const target = await fs.readLink(path);
     const text = await fs.readText(target ?? path);

@@ -8,8 +8,9 @@ export type Warning = { path: string; message: string };
 export type FirmwareVirtLock = "enabled" | "locked-off" | "unknown";
 
 export interface CpuReport {
-  vendor: string | null; // GenuineIntel, AuthenticAMD
+  vendor: string | null; // GenuineIntel, AuthenticAMD; ARM, Ampere...; IBM
   model: string | null;
+  /** uname -m of the machine: x86_64, aarch64, s390x...; "unknown" when nothing captured says. */
   architecture: string;
   sockets: number | null;
   cores: number | null; // physical cores across sockets
@@ -17,7 +18,7 @@ export interface CpuReport {
   onlineCpus: string | null; // kernel cpulist, e.g. "0-1"
   offlineCpus: string | null;
   flags: string[];
-  virt: "vmx" | "svm" | null; // what /proc/cpuinfo shows
+  virt: "vmx" | "svm" | null; // what /proc/cpuinfo shows (x86 only; null elsewhere)
   secondLevelPaging: TriState; // EPT (Intel) or NPT (AMD)
   pdpe1gb: boolean;
   hypervisor: boolean; // running as a guest itself
@@ -63,9 +64,15 @@ export interface IommuReport {
 }
 
 export interface SriovInfo {
+  /** sriov_totalvfs; when totalVfsKnown is false, the count of visible VFs (a lower bound). */
   totalVfs: number;
   numVfs: number;
   vfs: string[]; // PCI addresses of virtfnN
+  /**
+   * false: the snapshot lacks sriov_totalvfs, but virtfnN links show the function is SR-IOV capable,
+   * so how many VFs it supports is unknown. Absent means known.
+   */
+  totalVfsKnown?: boolean;
 }
 
 export interface PciDevice {
@@ -100,10 +107,14 @@ export interface NicReport {
   operstate: string | null;
   mtu: number | null;
   virtual: boolean; // bridge, veth, tap, bond...
-  kind: string | null; // bridge, bond, vlan, veth, tun, physical, wireless...
+  kind: string | null; // bridge, bond, vlan, veth, tun, physical, vf, wireless...
   master: string | null; // bridge or bond it belongs to
   sriov: SriovInfo | null;
   management: boolean; // carries the default route
+  /** Carries the default route: "unknown" when no route table was captured (management is then false). */
+  defaultRoute?: TriState;
+  /** Set on an SR-IOV virtual function (kind "vf"): the PCI address of its physical function. */
+  physfn?: string | null;
   sources: Sources;
 }
 

@@ -40,6 +40,8 @@ export interface ApplyRunOptions extends RunOptions {
   /** A prompt that may confirm the network change (the TUI, a terminal); the confirm file always can. */
   waitForConfirm?: (() => Promise<boolean>) | undefined;
   resume?: boolean;
+  /** The target is not running (an installer's target): live-only steps wait for its first boot. */
+  offline?: boolean;
 }
 
 /** The confirm timeout in force: the flag, else the answer's network.confirmTimeoutSeconds, else the default. */
@@ -85,7 +87,7 @@ async function verifyTarget(root: string, plan: Plan): Promise<string[]> {
  * timeout are chosen here for every front end.
  */
 export async function runApply(plan: Plan, o: ApplyRunOptions): Promise<ApplyResult> {
-  const { target, runner } = { ...adaptersFor(o.root), ...o.adapters };
+  const { target, runner, libvirt } = { ...adaptersFor(o.root), ...o.adapters };
   const stateDir = stateDirOf(o.root, o.stateDir);
   if (!o.dryRun) {
     o.bus.subscribe(fileLogSink(path.join(stateDir, "log")));
@@ -94,10 +96,12 @@ export async function runApply(plan: Plan, o: ApplyRunOptions): Promise<ApplyRes
   const options = {
     target,
     runner,
+    libvirt,
     stateDir,
     bus: o.bus,
     dryRun: Boolean(o.dryRun),
     resume: Boolean(o.resume),
+    offline: Boolean(o.offline),
     confirm: {
       timeoutSeconds: confirmTimeoutOf(o.answer, o.confirmTimeoutSeconds),
       waitForConfirm: o.waitForConfirm,
@@ -127,11 +131,11 @@ export async function planToResume(root: string, stateDir?: string): Promise<Pla
 }
 
 export async function runUndo(o: RunOptions): Promise<UndoResult> {
-  const { target, runner } = { ...adaptersFor(o.root), ...o.adapters };
+  const { target, runner, libvirt } = { ...adaptersFor(o.root), ...o.adapters };
   const stateDir = stateDirOf(o.root, o.stateDir);
   if (!o.dryRun) o.bus.subscribe(fileLogSink(path.join(stateDir, "log")));
   return stateErrorsAsInput(() =>
-    undoLastRun({ target, runner, stateDir, bus: o.bus, dryRun: Boolean(o.dryRun) }),
+    undoLastRun({ target, runner, libvirt, stateDir, bus: o.bus, dryRun: Boolean(o.dryRun) }),
   );
 }
 

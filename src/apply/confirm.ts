@@ -1,13 +1,11 @@
-// The confirmation channel for network changes: a file, <stateDir>/confirm, holding the run id.
-// `kvmstrap confirm` (from another shell, an SSH session or the TUI) writes it; the engine polls it
-// while the confirm-or-revert timer runs. A confirmation names its run, so a stale file left by an
-// earlier run never confirms a later one.
-import { readFile, rm } from "node:fs/promises";
-import path from "node:path";
-import { writeFileAtomic } from "../host/target.js";
+// The confirmation of network changes. `kvmstrap confirm` (from another shell, an SSH session or the
+// TUI) journals it under the run's lock (network-gate.ts) and stops the run's watchdog; the apply
+// process, if it still runs, sees it in the journal and goes on. A confirmation names its run, so it
+// never confirms a later one, and a run already reverted cannot be confirmed.
+import { ExecaRunner } from "../host/commands.js";
 import { Journal, StateError } from "./journal.js";
-
-export const confirmFile = (stateDir: string) => path.join(stateDir, "confirm");
+import { recordConfirmation, unconfirmedNetwork } from "./network-gate.js";
+import { disarmWatchdog } from "./watchdog.js";
 
 /**
  * Confirms the network changes of `runId` (default: the latest run, which must be awaiting
@@ -26,42 +24,48 @@ export async function confirmRun(stateDir: string, runId?: string): Promise<stri
     }
     id = latest.runId;
   }
-  await writeFileAtomic(confirmFile(stateDir), `${id}\n`, 0o600);
+  const run = await recordConfirmation(stateDir, id);
+  await disarmWatchdog(run.watchdog, new ExecaRunner()).catch(() => {});
   return id;
 }
 
-export type ConfirmOutcome = "confirmed" | "declined" | "timeout";
+export type ConfirmOutcome = "confirmed" | "declined" | "timeout" | "reverted";
 
 /**
- * Waits until the run is confirmed (file or callback), declined (callback says false), or the
- * deadline passes. A matching confirm file is consumed.
+ * Waits until the run's gate is confirmed (journaled by `kvmstrap confirm`, or "yes" from the
+ * callback), declined (the callback says false), reverted by the watchdog, or the deadline passes.
  */
 export async function awaitConfirmation(options: {
   stateDir: string;
   runId: string;
+  gate: number;
   deadline: Date;
   waitForConfirm?: () => Promise<boolean>;
   pollMs?: number;
 }): Promise<ConfirmOutcome> {
-  const file = confirmFile(options.stateDir);
+  const journal = new Journal(options.stateDir);
   const pollMs = options.pollMs ?? 200;
-  let answer: ConfirmOutcome | null = null;
+  let answer: "yes" | "no" | null = null;
   options.waitForConfirm?.().then(
     (ok) => {
-      answer ??= ok ? "confirmed" : "declined";
+      answer ??= ok ? "yes" : "no";
     },
     () => {},
   );
   for (;;) {
-    try {
-      if ((await readFile(file, "utf8")).trim() === options.runId) {
-        await rm(file, { force: true });
+    const run = await journal.load(options.runId);
+    if (run?.gates?.includes(options.gate)) return "confirmed";
+    if (!run || unconfirmedNetwork(run).length === 0) return "reverted";
+    if (answer === "no") return "declined";
+    if (answer === "yes") {
+      try {
+        await recordConfirmation(options.stateDir, options.runId);
         return "confirmed";
+      } catch (e) {
+        if (!(e instanceof StateError)) throw e;
+        return "reverted";
       }
-    } catch {
-      /* not confirmed yet */
     }
-    if (answer) return answer;
     const left = options.deadline.getTime() - Date.now();
     if (left <= 0) return "timeout";
     await new Promise((r) => setTimeout(r, Math.min(pollMs, left)));

@@ -14,6 +14,7 @@ import type { Plan } from "../plan/actions.js";
 import { EventBus, now } from "./events.js";
 import { type ApplyOptions, type ApplyResult, BOOT_ID, execute } from "./execute.js";
 import { Journal, type JournalRun, newRunId, planDigest, StateError } from "./journal.js";
+import { revertUnconfirmed } from "./network-gate.js";
 import { refuseStalePlan } from "./stale.js";
 import { describe, isApplied, type Operation, operationOf } from "./steps.js";
 
@@ -36,7 +37,7 @@ export async function applyPlan(plan: Plan, options: ApplyOptions): Promise<Appl
   if (options.dryRun) return dryRun(plan, options);
   const journal = new Journal(options.stateDir);
   const digest = planDigest(plan);
-  const latest = await journal.latestRun();
+  const latest = await settledLatest(journal, options);
   if (latest && latest.planDigest === digest && !latest.supersededBy) {
     if (latest.phase === "awaiting-reboot") {
       if (options.resume || (await rebootState(latest, options.target)) === "rebooted") {
@@ -45,12 +46,17 @@ export async function applyPlan(plan: Plan, options: ApplyOptions): Promise<Appl
       return stillAwaitingReboot(latest, options.bus ?? new EventBus());
     }
     if (latest.phase === "awaiting-confirm") return execute(latest, journal, options, true);
-    if (options.resume && (latest.phase === "running" || latest.phase === "failed")) {
+    if (options.resume && ["running", "failed", "reverted"].includes(latest.phase)) {
       return execute(latest, journal, options, true);
     }
   } else if (latest?.phase === "awaiting-confirm") {
     throw new StateError(
-      `run ${latest.runId} awaits confirmation of its network changes: "kvmstrap confirm" or "kvmstrap undo" first`,
+      `run ${latest.runId} awaits confirmation of its network changes until ${latest.deadline}: "kvmstrap confirm", "kvmstrap undo", or wait: they are reverted then`,
+    );
+  } else if (latest?.phase === "awaiting-reboot") {
+    // A new run now would become the latest, and the first-boot resume would find it instead.
+    throw new StateError(
+      `run ${latest.runId} awaits its reboot: reboot and let "kvmstrap apply --resume" finish it, or "kvmstrap undo" it, before applying another plan`,
     );
   }
   const run = journal.create(plan);
@@ -58,13 +64,28 @@ export async function applyPlan(plan: Plan, options: ApplyOptions): Promise<Appl
     latest &&
     latest.planDigest === digest &&
     !latest.supersededBy &&
-    (latest.phase === "running" || latest.phase === "failed")
+    (latest.phase === "running" || latest.phase === "failed" || latest.phase === "reverted")
   ) {
     await supersede(journal, latest, run);
   } else {
     await journal.save(run);
   }
   return execute(run, journal, options, false);
+}
+
+/**
+ * The latest run, after putting back the network changes of one whose confirm deadline passed with
+ * nobody left to revert them (the apply process and its watchdog gone, e.g. a reboot): a re-run then
+ * finds the run reverted and retries it, as it would have had the watchdog done its job.
+ */
+async function settledLatest(journal: Journal, options: ApplyOptions): Promise<JournalRun | null> {
+  const latest = await journal.latestRun();
+  if (latest?.phase !== "awaiting-confirm" || !latest.deadline || Date.parse(latest.deadline) > Date.now())
+    return latest;
+  const bus = options.bus ?? new EventBus();
+  const reason = `no confirmation by ${latest.deadline}, and nothing left running to revert it`;
+  await revertUnconfirmed({ ...options, bus }, latest.runId, "apply", reason, latest.pendingGate);
+  return journal.latestRun();
 }
 
 /**
@@ -82,7 +103,8 @@ async function supersede(journal: Journal, old: JournalRun, run: JournalRun): Pr
   run.supersedes = old.runId;
   await journal.save(run);
   old.supersededBy = run.runId;
-  await journal.setPhase(old, "failed", { error: old.error ?? "interrupted" });
+  if (old.phase === "running") await journal.setPhase(old, "failed", { error: old.error ?? "interrupted" });
+  else await journal.save(old);
 }
 
 type RebootState = "rebooted" | "same-boot" | "unknown";

@@ -3,11 +3,10 @@
 // reboot group. Also the options and result types of the engine.
 import type { Action } from "../plan/actions.js";
 import { awaitConfirmation } from "./confirm.js";
-import { currentOwner, revertUnconfirmed } from "./network-gate.js";
-import { liveOnlyReason } from "./offline.js";
-import { defaultWatchdog, type Watchdog } from "./watchdog.js";
 import { type ApplyEvent, EventBus, now } from "./events.js";
 import type { Journal, JournalRun } from "./journal.js";
+import { currentOwner, revertUnconfirmed } from "./network-gate.js";
+import { liveOnlyReason } from "./offline.js";
 import {
   captureBefore,
   describe,
@@ -15,9 +14,9 @@ import {
   type Operation,
   operationOf,
   perform,
-  revert,
   type StepContext,
 } from "./steps.js";
+import { defaultWatchdog, type Watchdog } from "./watchdog.js";
 
 export const STEP_DELAY_ENV = "KVMSTRAP_TEST_STEP_DELAY_MS";
 export const DEFAULT_CONFIRM_SECONDS = 120;

@@ -7,12 +7,16 @@ import path from "node:path";
 import { createInterface } from "node:readline/promises";
 import type { Writable } from "node:stream";
 import type { Answer } from "../answer/schema.js";
-import { stateDirOf } from "../app/adapters.js";
+import { adaptersFor, stateDirOf } from "../app/adapters.js";
 import { confirmNetwork, planToResume, runApply, runUndo } from "../app/apply.js";
 import { blockers, prepareFile } from "../app/prepare.js";
 import type { ApplyResult } from "../apply/engine.js";
-import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
+import { EventBus, fileLogSink, formatEvent, jsonLinesSink } from "../apply/events.js";
+import { Journal } from "../apply/journal.js";
+import { watchNetworkGate } from "../apply/network-gate.js";
+import { isOfflineTarget } from "../apply/offline.js";
 import { validatePlan } from "../apply/plan-file.js";
+import { announceWatching } from "../apply/watchdog.js";
 import type { Plan } from "../plan/actions.js";
 import { parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
@@ -27,8 +31,11 @@ replaced atomically, and "kvmstrap undo" puts everything back. Running apply aga
 once the machine is in the planned state; after an interruption it completes the plan.
 
 Network changes run on a timer: unless "kvmstrap confirm" (or "yes" at the prompt) arrives within
---confirm-timeout seconds, they are reverted, so a bad bridge cannot lock you out. Changes that need
-a reboot stop the run; after the reboot "kvmstrap apply --resume" (a first-boot unit) goes on.
+--confirm-timeout seconds, they are reverted, so a bad bridge cannot lock you out. The timer is a
+watchdog of its own (a systemd timer, or a detached process): it fires even when apply is killed or
+its SSH session drops, and running the same apply again before the deadline goes back to waiting.
+Changes that need a reboot stop the run; after the reboot "kvmstrap apply --resume" (a first-boot
+unit) goes on.
 
 Options:
   --plan PLAN.json       Apply this plan (JSON) instead of planning an answer file
@@ -41,6 +48,10 @@ Options:
   --state-dir DIR        Journal and logs (default <root>/var/lib/kvmstrap)
   --confirm-timeout S    Seconds to confirm a network change before it reverts (default: the
                          answer's network.confirmTimeoutSeconds, else 120)
+  --offline, --online    Whether the root is a running machine. Offline (the default when --root is
+                         not /), steps that act on the running kernel, network or services (sysfs,
+                         hostname, modprobe, network reloads, virsh) are skipped and left for the
+                         first-boot "kvmstrap apply --resume" on the target
   -h, --help             Print this help
 
 Exit: 0 applied (or waiting for the reboot), 1 a step failed or a network change was reverted,
@@ -143,12 +154,19 @@ export async function applyCommand(argv: string[]): Promise<number> {
     root: { type: "string" },
     "state-dir": { type: "string" },
     "confirm-timeout": { type: "string" },
+    offline: { type: "boolean" },
+    online: { type: "boolean" },
+    "revert-network": { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help) {
     process.stdout.write(APPLY_HELP);
     return EXIT.ok;
   }
+  if (values["revert-network"] !== undefined)
+    return revertNetworkCommand(values["revert-network"], values.root ?? "/", values["state-dir"]);
+  if (values.offline && values.online) throw new UsageError("give --offline or --online, not both");
+  const liveness = values.offline ? "offline" : values.online ? "online" : undefined;
   const [file, extra] = positionals;
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   if (file && values.plan) throw new UsageError("give either an answer FILE or --plan PLAN.json, not both");
@@ -209,6 +227,7 @@ export async function applyCommand(argv: string[]): Promise<number> {
       dryRun,
       answer,
       resume: Boolean(values.resume),
+      offline: isOfflineTarget(root, liveness),
       confirmTimeoutSeconds: timeoutSeconds,
       // At a terminal, "yes" at the prompt confirms too; if the change cut the session, nobody types.
       waitForConfirm:
@@ -268,4 +287,27 @@ export async function confirmCommand(argv: string[]): Promise<number> {
   const id = await confirmNetwork(values.root ?? "/", values["state-dir"], runId);
   process.stderr.write(`kvmstrap: confirmed the network changes of run ${id}\n`);
   return EXIT.ok;
+}
+
+/**
+ * The network watchdog (hidden: started by apply itself, see apply/watchdog.ts): waits for the run's
+ * confirm deadline and reverts its network changes unless they are confirmed. Immune to SIGHUP.
+ */
+async function revertNetworkCommand(runId: string, root: string, stateDirFlag?: string): Promise<number> {
+  process.on("SIGHUP", () => {});
+  const stateDir = stateDirOf(root, stateDirFlag);
+  const { target, runner } = adaptersFor(root);
+  const { bus, close } = makeBus(undefined);
+  bus.subscribe(fileLogSink(path.join(stateDir, "log")));
+  try {
+    if (!(await new Journal(stateDir).load(runId)))
+      throw new InputError(`no apply run ${runId} under ${stateDir}`);
+    process.stderr.write(`kvmstrap: watching the network changes of run ${runId} (pid ${process.pid})\n`);
+    announceWatching();
+    const outcome = await watchNetworkGate({ target, runner, stateDir, bus }, runId);
+    process.stderr.write(`kvmstrap: run ${runId}: ${outcome}\n`);
+    return EXIT.ok;
+  } finally {
+    await close();
+  }
 }

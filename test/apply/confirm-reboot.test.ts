@@ -74,7 +74,7 @@ describe("confirm-or-revert timer for network actions", () => {
     expect(after["var/lib/kvmstrap/backup/etc/netplan/01-uplink.yaml"]).toBeUndefined();
     expect(after["etc/sysctl.d/90-kvm.conf"]).toBe("f 644 vm.swappiness=10\n");
     const run = await new Journal(stateDir).latestRun();
-    expect(run?.phase).toBe("failed");
+    expect(run?.phase).toBe("reverted");
     expect(run?.actions.map((a) => a.status)).toEqual(["done", "reverted", "reverted"]);
   });
 
@@ -102,7 +102,7 @@ describe("confirm-or-revert timer for network actions", () => {
     expect(again.some((e) => e.type === "confirm-required")).toBe(false);
   });
 
-  it("a run killed while awaiting confirmation is reverted by the next apply once its deadline passed", async () => {
+  it("a run left awaiting confirmation past its deadline (its watchdog gone too) is reverted by the next apply, which then retries", async () => {
     const { root, stateDir, plan, target } = await networkSetup();
     const before = await tree(root);
     const confirming = new EventBus();
@@ -113,28 +113,42 @@ describe("confirm-or-revert timer for network actions", () => {
     expect((await applyPlan(plan, { target, runner, stateDir, bus: confirming, confirm })).status).toBe(
       "succeeded",
     );
-    // Rewind the journal to what a kill -9 during the wait leaves: awaiting-confirm, deadline passed.
+    // Rewind the journal to what a kill -9 during the wait leaves when the machine then rebooted (no
+    // watchdog either): awaiting-confirm, not confirmed, deadline passed.
     const journal = new Journal(stateDir);
     const run = await journal.latestRun();
     if (!run) throw new Error("no run");
     run.actions[1] = { ...(run.actions[1] ?? { id: "net.uplink" }), status: "done" };
+    run.gates = [];
+    delete run.watchdog;
     await journal.setPhase(run, "awaiting-confirm", {
       deadline: new Date(Date.now() - 1000).toISOString(),
       confirmIds: ["net.uplink", "net.bridge"],
       pendingGate: 2,
     });
     const { events, bus } = collect();
-    const r = await applyPlan(plan, { target, runner, stateDir, bus });
-    expect(r.status).toBe("reverted");
-    expect(r.runId).toBe(run.runId);
-    expect(events.find((e) => e.type === "reverted")).toMatchObject({ ids: ["net.bridge", "net.uplink"] });
+    const reverted: string[] = [];
+    bus.subscribe((e) => {
+      if (e.type === "reverted") reverted.push(...e.ids);
+      // What the file held when the retry asked for confirmation: the revert came first.
+      if (e.type === "confirm-required") void confirmRun(stateDir);
+    });
+    const r = await applyPlan(plan, { target, runner, stateDir, bus, confirm });
+    expect(reverted).toEqual(["net.bridge", "net.uplink"]);
+    expect((await journal.load(run.runId))?.phase).toBe("reverted");
+    // The retry is a new run that takes over the old one's prior state, so undo still goes back to it.
+    expect(r).toMatchObject({ status: "succeeded" });
+    expect(r.runId).not.toBe(run.runId);
+    expect((await journal.load(r.runId))?.supersedes).toBe(run.runId);
+    expect(events.filter((e) => e.type === "confirm-required")).toHaveLength(1);
+    await undoLastRun({ target, runner, stateDir });
     expect((await tree(root))["etc/netplan/01-uplink.yaml"]).toBe(before["etc/netplan/01-uplink.yaml"]);
   });
 
-  it("reverts at once when the interactive confirmation says no, and ignores a stale confirm file", async () => {
+  it("reverts at once when the interactive confirmation says no; a confirmation names its run", async () => {
     const { root, stateDir, plan, target } = await networkSetup();
     const before = await tree(root);
-    await writeFile(path.join(stateDir, "confirm"), "some-older-run\n");
+    await expect(confirmRun(stateDir, "some-older-run")).rejects.toThrow(StateError);
     const r = await applyPlan(plan, {
       target,
       runner,
@@ -201,6 +215,24 @@ describe("reboot and resume", () => {
     expect(again).toMatchObject({ status: "succeeded", counts: { done: 0, skipped: 3 } });
     await undoLastRun({ target, runner, stateDir });
     expect(await readFile(path.join(root, "etc/default/grub"), "utf8")).toBe('GRUB_CMDLINE_LINUX=""\n');
+  });
+
+  it("a second apply of another plan while a run awaits its reboot is refused, and the first-boot resume still completes", async () => {
+    const { root, stateDir, plan, target } = await rebootSetup();
+    const first = await applyPlan(plan, { target, runner, stateDir });
+    expect(first.status).toBe("awaiting-reboot");
+    const other = planOf([writeFileAction("other", "/etc/other.conf", "x\n")]);
+    await expect(applyPlan(other, { target, runner, stateDir })).rejects.toThrow(
+      new RegExp(`run ${first.runId} awaits its reboot: reboot and let "kvmstrap apply --resume" finish it`),
+    );
+    expect(await tree(root)).not.toHaveProperty("etc/other.conf");
+    // The first boot resumes the right run (it is still the latest) and finishes it.
+    await writeFile(path.join(root, "proc/sys/kernel/random/boot_id"), "boot-2\n");
+    const resumed = await resumeAfterReboot({ target, runner, stateDir });
+    expect(resumed).toMatchObject({ status: "succeeded", runId: first.runId });
+    expect(await readFile(path.join(root, "etc/kvmstrap/vfio.conf"), "utf8")).toBe("0000:01:00.0\n");
+    // Once it is done, the other plan applies.
+    expect((await applyPlan(other, { target, runner, stateDir })).status).toBe("succeeded");
   });
 
   it("resume fails with the mismatches when the running kernel lacks what the plan asked for", async () => {

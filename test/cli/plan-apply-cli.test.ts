@@ -50,7 +50,8 @@ describe("plan, apply, converge and undo into a temporary root", () => {
     expect(plan.stdout).toContain("-options kvm_intel nested=0");
     expect(plan.stdout).toContain("echo 512 > /proc/sys/vm/nr_hugepages");
 
-    const applied = await run(["apply", answer, "--root", root, "--yes", "--events", "-"]);
+    // The tree stands for a running machine (its sysfs is written for real): --online.
+    const applied = await run(["apply", answer, "--root", root, "--online", "--yes", "--events", "-"]);
     expect(applied.code).toBe(0);
     const events = applied.stdout
       .trim()

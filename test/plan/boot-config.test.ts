@@ -11,7 +11,7 @@ import type { CommandResult, CommandRunner } from "../../src/host/commands.js";
 import { RootedTargetFs } from "../../src/host/target.js";
 import type { Plan, RunCommandAction } from "../../src/plan/actions.js";
 import { buildPlan, planFiles } from "../../src/plan/index.js";
-import { SysfsFixture } from "../helpers/sysfs-fixture.js";
+import { buildVfioGpuHost, SysfsFixture, VFIO } from "../helpers/sysfs-fixture.js";
 import { run, tmp } from "./render/helpers.js";
 
 const cpu = (vendor: string) =>
@@ -186,16 +186,19 @@ describe("each distribution's own regenerators, from what detection found", () =
   });
 });
 
-/** Records each command with the content /etc/default/grub has when it runs; every command succeeds. */
+/** Records each command with the content of /etc/default/grub (or `watchedFile`) when it runs. */
 class RecordingRunner implements CommandRunner {
-  readonly calls: { argv: string[]; grub: string }[] = [];
-  constructor(private readonly root: string) {}
+  readonly calls: { argv: string[]; grub: string; watched: string }[] = [];
+  constructor(
+    root: string,
+    private readonly watchedFile = path.join(root, "etc/default/grub"),
+  ) {}
   async run(file: string, args: readonly string[]): Promise<CommandResult> {
-    let grub = "";
+    let watched = "";
     try {
-      grub = readFileSync(path.join(this.root, "etc/default/grub"), "utf8");
+      watched = readFileSync(this.watchedFile, "utf8");
     } catch {}
-    this.calls.push({ argv: [file, ...args], grub });
+    this.calls.push({ argv: [file, ...args], grub: watched, watched });
     return { exitCode: 0, stdout: "", stderr: "", timedOut: false };
   }
   async which(): Promise<string | null> {
@@ -225,19 +228,34 @@ describe("undo regenerates the boot files after restoring their sources", () => 
     expect(readFileSync(path.join(fx.root, "etc/default/grub"), "utf8")).toBe(GRUB_OFF);
   });
 
-  it("the initramfs rebuild (dracut on RHEL) has its undo planned ahead of the softdeps file, so it runs after that file is restored", async () => {
-    const fx = host("GenuineIntel", { "/etc/default/grub": GRUB_OFF, "/usr/bin/dracut": "" });
-    const report = await detectHost({ fs: fx.fs(), pciIds: null });
-    // A passthrough plan needs real PCI devices; the kernel planner's softdep branch is what matters.
-    const { planKernel } = await import("../../src/plan/kernel-plan.js");
-    const ctx = { report, answer: answer({ version: 1 }), current: new Map(), actions: [], refusals: [] };
-    planKernel(ctx as never, ["nouveau"], ["vfio_pci"]);
-    const ids = (ctx.actions as { id: string }[]).map((a) => a.id);
-    expect(ids.indexOf("kvm.initramfs-on-undo")).toBeLessThan(ids.indexOf("kvm.modprobe-conf"));
-    const pre = (ctx.actions as RunCommandAction[]).find((a) => a.id === "kvm.initramfs-on-undo");
-    expect(pre?.undo).toEqual(["dracut", "--regenerate-all", "--force"]);
-    const rebuild = (ctx.actions as RunCommandAction[]).find((a) => a.id === "kvm.update-initramfs");
-    expect(rebuild?.argv).toEqual(["dracut", "--regenerate-all", "--force"]);
+  it("the initramfs is rebuilt during undo after the softdeps file is restored (a real VFIO plan)", async () => {
+    const fx = buildVfioGpuHost();
+    fixtures.push(fx);
+    fx.bindDriver(VFIO.gpu, "nouveau").bindDriver(VFIO.audio, "snd_hda_intel");
+    fx.file("/proc/cpuinfo", cpu("GenuineIntel")).file("/etc/default/grub", GRUB_OFF);
+    fx.file("/etc/modprobe.d/kvmstrap.conf", "# before\n").file("/usr/bin/dracut", "");
+    const a = answer({
+      version: 1,
+      iommu: { enabled: true },
+      passthrough: [{ device: { address: VFIO.gpu } }, { device: { address: VFIO.audio } }],
+    });
+    const plan = await planIn(fx, a);
+    expect(plan.refusals).toEqual([]);
+    const conf = path.join(fx.root, "etc/modprobe.d/kvmstrap.conf");
+    const watch = (root: string) => new RecordingRunner(root, conf);
+    const stateDir = tmp("boot-state");
+    const target = new RootedTargetFs(fx.root);
+    const applyRunner = watch(fx.root);
+    await applyPlan(plan, { target, runner: applyRunner, stateDir });
+    const atApply = applyRunner.calls.filter((c) => c.argv[0] === "dracut");
+    expect(atApply.map((c) => c.argv)).toEqual([["dracut", "--regenerate-all", "--force"]]);
+    expect(atApply[0]?.watched).toContain("softdep nouveau pre: vfio-pci");
+    const undoRunner = watch(fx.root);
+    expect((await undoLastRun({ target, runner: undoRunner, stateDir })).status).toBe("undone");
+    const atUndo = undoRunner.calls.filter((c) => c.argv[0] === "dracut");
+    expect(atUndo).toHaveLength(1);
+    expect(atUndo[0]?.watched).toBe("# before\n");
+    rmSync(stateDir, { recursive: true, force: true });
   });
 });
 

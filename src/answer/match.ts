@@ -137,7 +137,11 @@ export function matchNics(rule: NicMatch, report: HostReport): MatchResult<NicRe
       );
     if (rule.uplink)
       c.push(
-        n.management ? [true, "carries the default route"] : [false, "does not carry the default route"],
+        n.management
+          ? [true, "carries the default route"]
+          : n.defaultRoute === "unknown"
+            ? [false, "may carry the default route: no route table was captured"]
+            : [false, "does not carry the default route"],
       );
     return candidate(n, nicLabel(n), c);
   });

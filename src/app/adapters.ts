@@ -4,11 +4,15 @@
 import path from "node:path";
 import { ChrootRunner, type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { RootedTargetFs, type TargetFs } from "../host/target.js";
+import { type Libvirt, VirshLibvirt } from "../vm/libvirt.js";
 
 export interface Adapters {
   root: string;
   target: TargetFs;
   runner: CommandRunner;
+  /** The libvirt connection a plan's VM actions go through: this host's system libvirtd (none for
+   *  another machine root: VMs are deployed on a running host). Connects on first use. */
+  libvirt?: Libvirt | undefined;
 }
 
 /** Files and sysfs writes under `root`; commands inside it (chroot) unless it is this host. */
@@ -18,6 +22,7 @@ export function adaptersFor(root: string): Adapters {
     root: real,
     target: new RootedTargetFs(real),
     runner: real === "/" ? new ExecaRunner() : new ChrootRunner(real),
+    libvirt: real === "/" ? new VirshLibvirt("qemu:///system") : undefined,
   };
 }
 

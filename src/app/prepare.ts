@@ -43,7 +43,12 @@ export async function prepareAnswer(
   const paths = planFiles(report, answer);
   const texts = await Promise.all(paths.map((p) => fs.readText(p)));
   const current = new Map(paths.map((p, i) => [p, texts[i] ?? null]));
-  return { report, answer, validation, plan: buildPlan(report, answer, current) };
+  return {
+    report,
+    answer,
+    validation,
+    plan: buildPlan(report, answer, current, { baseDir: options.baseDir }),
+  };
 }
 
 /** Detect the machine, load the answer file, validate and plan it. Relative paths start at the file. */

@@ -16,7 +16,7 @@ import { networkPaths, planNetwork } from "./network-plan.js";
 import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
 import { planLibvirtNat, planStorage } from "./storage-plan.js";
-import { planVms, type VmPlanOptions } from "./vm-plan.js";
+import { planVms, type VmPlanOptions, vmRecordPaths } from "./vm-plan.js";
 
 export type { Action, Effect, Plan } from "./actions.js";
 
@@ -107,6 +107,8 @@ export function planFiles(report: HostReport, answer: Answer): string[] {
       PATHS.grub,
       PATHS.kernelCmdline,
       ...networkPaths(),
+      // The VMs' records, which a plan writes too (read even when a VM is refused in the dry plan).
+      ...vmRecordPaths(answer.vms?.map((v) => v.name) ?? []),
       // Files a plan may take over (GRUB drop-ins, network stack configs): read before planning too.
       ...(report.system.configFiles ?? []),
     ]),

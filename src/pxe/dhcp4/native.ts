@@ -1,0 +1,134 @@
+// Why a native addon: a DHCP server on a multi-homed host must answer only clients on its
+// provisioning interface, and a DISCOVER is a limited broadcast (to 255.255.255.255) from 0.0.0.0.
+// Node's dgram cannot tell which interface a datagram came in on (no IP_PKTINFO, nodejs/node#59670)
+// and cannot set SO_BINDTODEVICE. Measured here (test/pxe/dhcp4/socket.test.ts): a socket bound to
+// 0.0.0.0:67 receives broadcasts from every interface; one bound to the interface's address
+// receives none of them; one bound to 255.255.255.255 receives them from every interface again.
+// A socket with SO_BINDTODEVICE receives only what arrived on that device and sends its
+// broadcasts out of it, so the fix is one setsockopt. This addon creates that socket and hands
+// its descriptor to dgram (`bind({ fd })`), which does everything else. It is compiled on first
+// use with the system C compiler against the running Node's headers (N-API: no node-gyp, no
+// rebuild across Node versions) and cached by the hash of its source.
+import { createHash } from "node:crypto";
+import { existsSync, promises as fs } from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+
+const SOURCE = `#include <node_api.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* openDeviceUdp(ifname, port): an IPv4 UDP socket bound to 0.0.0.0:port that only sees traffic of
+   ifname (SO_BINDTODEVICE), may broadcast, and shares the port (SO_REUSEADDR). Returns the fd. */
+static napi_value open_device_udp(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char ifname[IFNAMSIZ + 1] = {0};
+  size_t len = 0;
+  uint32_t port = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &port) != napi_ok || len == 0 || len >= IFNAMSIZ || port > 65535) {
+    napi_throw_type_error(env, "EINVAL", "openDeviceUdp(ifname, port): bad arguments");
+    return NULL;
+  }
+  const char *step = "socket";
+  int one = 1;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) goto fail;
+  step = "SO_REUSEADDR";
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) goto fail;
+  step = "SO_BROADCAST";
+  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) < 0) goto fail;
+  step = "SO_BINDTODEVICE";
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, ifname, (socklen_t)(len + 1)) < 0) goto fail;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  step = "bind";
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) goto fail;
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+fail: {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s on %s port %u: %s", step, ifname, port, strerror(e));
+    const char *code = e == EPERM || e == EACCES ? "EPERM" : e == EADDRINUSE ? "EADDRINUSE"
+                     : e == ENODEV ? "ENODEV" : "ESOCKET";
+    napi_value c, m, err;
+    napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+    napi_create_error(env, c, m, &err);
+    napi_throw(env, err);
+    return NULL;
+  }
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "openDeviceUdp", NAPI_AUTO_LENGTH, open_device_udp, NULL, &fn);
+  napi_set_named_property(env, exports, "openDeviceUdp", fn);
+  return exports;
+}
+`;
+
+export interface DeviceSocketAddon {
+  openDeviceUdp(ifname: string, port: number): number;
+}
+
+export class NativeBuildError extends Error {
+  override name = "NativeBuildError";
+}
+
+/** Where Node's headers are: beside the running binary (/usr/bin/node -> /usr/include/node). */
+export function nodeIncludeDir(): string {
+  return path.resolve(path.dirname(process.execPath), "..", "include", "node");
+}
+
+export function defaultAddonCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  return path.join(base, "kvmstrap", "native");
+}
+
+let loaded: DeviceSocketAddon | undefined;
+
+/** Builds (once per source hash) and loads the addon. */
+export async function loadDeviceSocketAddon(cacheDir = defaultAddonCacheDir()): Promise<DeviceSocketAddon> {
+  if (loaded) return loaded;
+  const hash = createHash("sha256").update(SOURCE).update(process.arch).digest("hex").slice(0, 16);
+  const target = path.join(cacheDir, `bind-device-${hash}.node`);
+  if (!existsSync(target)) {
+    const include = nodeIncludeDir();
+    if (!existsSync(path.join(include, "node_api.h")))
+      throw new NativeBuildError(
+        `Node headers not found at ${include} (needed to build the interface-bound DHCP socket)`,
+      );
+    await fs.mkdir(cacheDir, { recursive: true });
+    const src = path.join(cacheDir, `bind-device-${hash}.c`);
+    const tmp = `${target}.tmp-${process.pid}`;
+    await fs.writeFile(src, SOURCE);
+    const cc = process.env.CC || "cc";
+    const r = await execa(cc, ["-shared", "-fPIC", "-O2", "-Wall", "-I", include, src, "-o", tmp], {
+      reject: false,
+      timeout: 60_000,
+    });
+    if (r.exitCode !== 0)
+      throw new NativeBuildError(
+        `${cc} could not build the interface-bound DHCP socket: ${r.stderr || r.message}`,
+      );
+    await fs.rename(tmp, target);
+  }
+  loaded = createRequire(import.meta.url)(target) as DeviceSocketAddon;
+  return loaded;
+}

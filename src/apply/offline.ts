@@ -33,6 +33,8 @@ const LIVE_SYSTEMCTL = new Set(["start", "stop", "restart", "reload", "try-resta
 /** Why the action only makes sense on the running machine, or null when it works on a mounted root. */
 export function liveOnlyReason(a: Action): string | null {
   if (a.kind === "write-sysfs") return `writes the running kernel's ${a.path}`;
+  if (a.kind === "libvirt" || a.kind === "vm-overlay" || a.kind === "vm-seed")
+    return "a VM is deployed through the running host's libvirtd";
   if (a.kind !== "run-command") return null;
   if (a.effect === "network") return "reloads the running network";
   if (a.effect === "module-reload") return "reloads modules of the running kernel";

@@ -7,9 +7,12 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { undoLastRun } from "../../src/apply/engine.js";
+import { Journal } from "../../src/apply/journal.js";
 import type { HostReport } from "../../src/detect/types.js";
 import type { CommandRunner } from "../../src/host/commands.js";
 import { ExecaRunner } from "../../src/host/commands.js";
+import { RootedTargetFs } from "../../src/host/target.js";
 import { type DeployDeps, DeployError, deployVm, type VmSpec } from "../../src/vm/deploy.js";
 import { backingFile, deleteVm, deployMany, listVms, showVm, stopVm } from "../../src/vm/manage.js";
 import { startPhoneHomeServer } from "../../src/vm/phone-home.js";
@@ -110,6 +113,32 @@ describe.skipIf(!hasQemuImg)("deployVm (fake libvirt, real qemu-img)", () => {
     expect(info["virtual-size"]).toBe(2 ** 30);
     expect(info["backing-filename-format"]).toBe("qcow2");
     expect(readdirSync(path.join(vmDir, "web1")).sort()).toEqual(["disk.qcow2", "seed.iso", "vm.json"]);
+  });
+
+  it("a deploy is a journaled run: a half-done one converges, and undo removes the VM", async () => {
+    const stateDir = path.join(root, `state-${n}`);
+    // A previous deploy got as far as defining the domain and writing the overlay, then died.
+    lv.failOn = "start";
+    await expect(deployVm(spec(), deps())).rejects.toThrow(/start failed/);
+    expect(lv.domains.has("web1")).toBe(false); // its own run was undone
+    const r = await deployVm(spec(), deps());
+    const run = await new Journal(stateDir).load(r.runId);
+    expect(run?.phase).toBe("done");
+    expect(run?.actions.map((a) => a.status)).toEqual(["done", "done", "done", "done", "done"]);
+    expect(lv.domains.get("web1")?.state).toBe("running");
+    const mark = lv.calls.length;
+    const undone = await undoLastRun({
+      target: new RootedTargetFs("/"),
+      runner: new ExecaRunner(),
+      libvirt: lv,
+      stateDir,
+    });
+    expect(undone.status).toBe("undone");
+    expect(lv.calls.slice(mark).filter((c) => c === "destroy" || c === "undefineDomain")).toEqual([
+      "destroy",
+      "undefineDomain",
+    ]);
+    expectNothingLeft();
   });
 
   it("an unknown image: a clear error, nothing left", async () => {

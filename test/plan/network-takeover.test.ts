@@ -215,6 +215,71 @@ describe("ifupdown2: the interfaces file gets both its source line and the takeo
   });
 });
 
+describe("ifupdown2 on a Proxmox-style host: the existing vmbr0 over the uplink", () => {
+  const OLD = {
+    "/usr/share/ifupdown2/__init__.py": "",
+    "/etc/network/interfaces": [
+      "auto lo",
+      "iface lo inet loopback",
+      "",
+      `iface ${PF} inet manual`,
+      "",
+      "auto vmbr0",
+      "iface vmbr0 inet static",
+      "\taddress 192.0.2.5/24",
+      "\tgateway 192.0.2.1",
+      `\tbridge-ports ${PF}`,
+      "\tbridge-stp off",
+      "\tbridge-fd 0",
+      "",
+      "source /etc/network/interfaces.d/*",
+      "",
+    ].join("\n"),
+  };
+  const answerFor = (bridge: string) =>
+    answerSchema.parse({
+      version: 1,
+      network: {
+        bridges: [{ name: bridge, uplink: { name: PF }, addresses: ["192.0.2.5/24"], gateway: "192.0.2.1" }],
+      },
+    });
+  /** ifquery's view of the whole tree the plan leaves. */
+  async function query(bridge: string): Promise<string> {
+    const plan = await planIn(host(OLD), answerFor(bridge));
+    const tree = resultOf(plan, OLD, "/etc/network");
+    const dir = materialise(tree, "/etc/network");
+    const main = path.join(dir, "interfaces");
+    const text = tree.get("/etc/network/interfaces") ?? "";
+    writeFileSync(main, text.replace("source /etc/network/interfaces.d/*", `source ${dir}/interfaces.d/*`));
+    const q = run(["ifquery", "-i", main, "-a"]);
+    expect(q.code, q.stderr).toBe(0);
+    const s = run(["ifup", "-s", "-i", main, "-a"]);
+    expect(s.code, s.stderr).toBe(0);
+    return q.stdout;
+  }
+  const portLists = (out: string) =>
+    out
+      .split("\n")
+      .filter((l) => /bridge-ports/.test(l))
+      .map((l) => l.trim());
+
+  it.skipIf(!has("ifquery"))("answer's vmbr0: one vmbr0 stanza, ours, and one uplink stanza", async () => {
+    const out = await query("vmbr0");
+    expect(out.split("\n").filter((l) => l.startsWith("iface vmbr0 "))).toHaveLength(1);
+    expect(out.split("\n").filter((l) => l.startsWith(`iface ${PF} `))).toHaveLength(1);
+    expect(portLists(out)).toEqual([`bridge-ports ${PF}`]);
+  });
+
+  it.skipIf(!has("ifquery"))("answer's br0: the old vmbr0 lets go of the uplink", async () => {
+    const out = await query("br0");
+    expect(portLists(out)).toEqual([`bridge-ports ${PF}`]);
+    const br0 = out.split("\n\n").find((st) => st.includes("iface br0 "));
+    expect(br0).toContain(`bridge-ports ${PF}`);
+    const vmbr0 = out.split("\n\n").find((st) => st.includes("iface vmbr0 "));
+    expect(vmbr0).toContain("bridge-vlan-aware no"); // still a bridge, now without ports
+  });
+});
+
 describe("NetworkManager: the new profiles are activated; the old one stops competing", () => {
   const OLD_UUID = "2c3f2a4e-8a0e-4d3b-9e4f-0a1b2c3d4e5f";
   const OLD = {

@@ -50,8 +50,10 @@ export function renderIfupdown2(n: NetworkDesired): string {
     );
   }
   for (const br of n.bridges) {
+    // A bridge without ports has no bridge-ports line (Debian's `ifup -s` refuses "none"):
+    // bridge-vlan-aware alone marks the stanza as a bridge for ifupdown2.
     const lines = [
-      `bridge-ports ${br.ports.length ? br.ports.join(" ") : "none"}`,
+      ...(br.ports.length ? [`bridge-ports ${br.ports.join(" ")}`] : []),
       `bridge-stp ${br.stp ? "on" : "off"}`,
       "bridge-fd 0",
       `bridge-vlan-aware ${br.vlanAware ? "yes" : "no"}`,

@@ -4,7 +4,8 @@
 //     an older file that sorts first gets `Name=!<ours>` added to its [Match], so it stops
 //     matching them and keeps matching everything else;
 //   - ifupdown2 reads every stanza of interfaces and interfaces.d/*: the old stanzas for our
-//     interfaces are commented out, and our names leave their auto/allow- lines;
+//     interfaces are commented out, and our names leave their auto/allow- lines and the port
+//     lists of other bridges and bonds;
 //   - NetworkManager autoconnects any profile bound to the device: the old ones get
 //     autoconnect=false, and their uuid is returned so the plan can activate them again on revert;
 //   - netplan merges every YAML file: an old definition of our NIC keeps its addresses and DHCP on
@@ -158,9 +159,18 @@ const TAKEN = "#kvmstrap: ";
 /** An interfaces(5) file without the stanzas of `ours`, and without our names on auto/allow- lines. */
 export function takeOverIfupdown(content: string, ours: ReadonlySet<string>): string {
   let inTaken = false;
-  const out = content.split("\n").map((line) => {
+  // A bridge whose port list empties stays a bridge for ifupdown2 through bridge-vlan-aware
+  // (Debian's `ifup -s` refuses `bridge-ports none`): stanzas that need one added, by header line.
+  const lines = content.split("\n");
+  const stanzaOf: number[] = [];
+  let header = -1;
+  const emptied = new Set<number>();
+  const vlanAware = new Set<number>();
+  const out = lines.map((line, i) => {
     const m = STANZA.exec(line);
     if (m) {
+      header = i;
+      stanzaOf[i] = header;
       inTaken = false;
       const words = line.trim().split(/\s+/);
       if (m[1] === "iface" && ours.has(words[1] ?? "")) {
@@ -174,10 +184,31 @@ export function takeOverIfupdown(content: string, ours: ReadonlySet<string>): st
       }
       return line;
     }
+    stanzaOf[i] = header;
     if (inTaken && line.trim() !== "" && !line.trim().startsWith("#")) return `${TAKEN}${line}`;
+    if (/^\s*bridge[-_]vlan[-_]aware\b/.test(line)) vlanAware.add(header);
+    // Another bridge or bond (Proxmox's vmbr0) that still lists our NIC would claim it too.
+    const members = /^(\s*)(bridge[-_]ports|bond[-_]slaves|slaves)(\s+)(.*)$/.exec(line);
+    if (members) {
+      const words = (members[4] ?? "").trim().split(/\s+/);
+      const keep = words.filter((w) => !ours.has(w));
+      if (keep.length === words.length) return line;
+      if (keep.length) return `${members[1]}${members[2]}${members[3]}${keep.join(" ")}`;
+      if (members[2]?.startsWith("bridge")) {
+        emptied.add(i);
+        return `${TAKEN}${line}`;
+      }
+      return `${members[1]}${members[2]}${members[3]}none`;
+    }
     return line;
   });
-  return out.join("\n");
+  const result: string[] = [];
+  out.forEach((line, i) => {
+    result.push(line);
+    if (emptied.has(i) && !vlanAware.has(stanzaOf[i] ?? -1))
+      result.push(`${/^\s*/.exec(lines[i] ?? "")?.[0] ?? ""}bridge-vlan-aware no`);
+  });
+  return result.join("\n");
 }
 
 export type NmPort = { name: string; mac?: string };

@@ -29,6 +29,24 @@ describe("renderIfupdown2", () => {
     expect(text).toContain("post-up ip route add 198.51.100.0/24 via 192.0.2.254 metric 50 dev br0");
   });
 
+  it.skipIf(!has("ifup"))(
+    "a bridge without ports passes ifup -s (no `bridge-ports none`) and is still a bridge",
+    () => {
+      const n: NetworkDesired = {
+        ports: [],
+        bonds: [],
+        vlans: [],
+        bridges: [
+          { name: "br9", ports: [], stp: false, vlanAware: false, dhcp: false, addresses: ["10.9.0.1/24"] },
+        ],
+      };
+      const file = write("portless bridge", n);
+      const s = run(["ifup", "-s", "-i", file, "-a"]);
+      expect(s.code, s.stderr).toBe(0);
+      expect(renderIfupdown2(n)).toContain("bridge-vlan-aware no");
+    },
+  );
+
   const tool = has("ifquery");
   if (!tool) it.skip("ifquery/ifup -s: ifupdown2 is not installed", () => {});
   for (const [name, n] of Object.entries(NETS)) {

@@ -67,6 +67,32 @@ describe("ifupdown takeover", () => {
   });
 });
 
+describe("ifupdown takeover: other bridges and bonds let go of our NIC", () => {
+  it("removes it from bridge-ports (a bridge still, by bridge-vlan-aware) and bond-slaves, keeping the rest", () => {
+    const before = [
+      "auto vmbr0",
+      "iface vmbr0 inet static",
+      "\taddress 192.0.2.5/24",
+      "\tbridge-ports eno1",
+      "\tbridge-stp off",
+      "iface bond1 inet manual",
+      "    bond-slaves eno1 eno3",
+      "",
+    ].join("\n");
+    expect(takeOverIfupdown(before, new Set(["eno1"])).split("\n")).toEqual([
+      "auto vmbr0",
+      "iface vmbr0 inet static",
+      "\taddress 192.0.2.5/24",
+      "#kvmstrap: \tbridge-ports eno1",
+      "\tbridge-vlan-aware no",
+      "\tbridge-stp off",
+      "iface bond1 inet manual",
+      "    bond-slaves eno3",
+      "",
+    ]);
+  });
+});
+
 describe("NetworkManager takeover", () => {
   const port = { name: "eno1", mac: "52:54:00:aa:00:01" };
   it("binds by interface-name, by MAC, or as an ethernet profile bound to no device", () => {

@@ -125,7 +125,11 @@ export async function imageCommand(argv: string[]): Promise<number> {
         await registerPool(cacheDir, values.connect);
         if (json) print(r);
         else
-          process.stdout.write(`${r.name}: imported ${r.format} at ${r.path} (sha256 ${r.checksum.value})\n`);
+          process.stdout.write(
+            r.cached
+              ? `${r.name}: already cached with the same content at ${r.path}\n`
+              : `${r.name}: imported ${r.format} at ${r.path} (sha256 ${r.checksum.value})\n`,
+          );
         return EXIT.ok;
       }
       case "delete": {

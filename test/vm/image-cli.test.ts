@@ -85,6 +85,8 @@ describe("kvmstrap image", () => {
     expect((await cli(["import", f, "--name", "golden", "--cache", cache, "--connect", connect])).code).toBe(
       0,
     );
+    const same = await cli(["import", f, "--name", "golden", "--cache", cache, "--connect", connect]);
+    expect(same.stdout).toMatch(/^golden: already cached with the same content at /);
     const other = path.join(work, "other.qcow2");
     execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", other, "128M"]);
     const taken = await cli(["import", other, "--name", "golden", "--cache", cache, "--connect", connect]);

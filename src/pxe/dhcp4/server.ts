@@ -20,6 +20,7 @@ export type Dhcp4Event =
       yiaddr: string;
     }
   | { type: "ignore"; mac?: string; reason: string }
+  | { type: "send-error"; mac: string; to: Destination; reason: string }
   | { type: "decode-error"; from: Destination; reason: string };
 
 export type Dhcp4Mode =
@@ -104,7 +105,12 @@ export class Dhcp4Server {
       this.emit({ type: "ignore", mac: client.mac, reason: res.ignore });
       return;
     }
-    await this.transport.send(d.port, encodePacket(res.reply), res.to);
+    try {
+      await this.transport.send(d.port, encodePacket(res.reply), res.to);
+    } catch (e) {
+      this.emit({ type: "send-error", mac: client.mac, to: res.to, reason: (e as Error).message });
+      return;
+    }
     this.emit({
       type: "reply",
       mac: client.mac,

@@ -28,6 +28,7 @@ export type ArmedWatchdog = { kind: "process"; pid: number } | { kind: "systemd-
 
 /** Starts a watcher for one run's network changes; throws when it could not be started. */
 export interface Watchdog {
+  kind: ArmedWatchdog["kind"];
   arm(request: ArmRequest): Promise<ArmedWatchdog>;
   /** Stops a watcher that is no longer needed (a confirmed run); best effort. */
   disarm(armed: JournalRun["watchdog"]): Promise<void>;
@@ -91,6 +92,7 @@ export const systemdIsInit = () => existsSync("/run/systemd/system");
 /** A transient systemd timer: survives the apply process, its session and its cgroup. */
 export function systemdWatchdog(runner: CommandRunner): Watchdog {
   return {
+    kind: "systemd-timer",
     async arm(r) {
       const res = await runner.run("systemd-run", systemdRunArgs(r), { timeoutMs: 30_000 });
       if (res.exitCode !== 0)
@@ -127,6 +129,7 @@ const HANDSHAKE_ENV = "KVMSTRAP_WATCHDOG_HANDSHAKE_FD";
  */
 export function processWatchdog(): Watchdog {
   return {
+    kind: "process",
     async arm(r) {
       const logDir = path.join(r.stateDir, "log");
       await mkdir(logDir, { recursive: true });

@@ -49,12 +49,16 @@ export function runs(stateDir: string): JournalRun[] {
 export const latest = (stateDir: string): JournalRun | undefined => runs(stateDir).at(-1);
 
 /** Polls until `ok` returns a truthy value (returned), or throws after timeoutMs naming `what`. */
-export async function until<T>(what: string, ok: () => T | Promise<T>, timeoutMs = 20_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  ok: () => T | Promise<T>,
+  timeoutMs = 20_000,
+): Promise<NonNullable<T>> {
   const t0 = Date.now();
   for (;;) {
     try {
       const v = await ok();
-      if (v) return v;
+      if (v) return v as NonNullable<T>;
     } catch {
       /* not yet */
     }

@@ -1,12 +1,19 @@
 // View models: everything the screens show, computed once from the host report so a keypress only
 // re-renders (never re-detects or re-checks). No decisions of its own: verdicts come from checks/,
-// disk exclusions from checks/resources, passthrough obstacles from plan/passthrough-plan.
+// and whether a device, a disk, a PF or a bond member may be used comes from the rule set
+// (src/answer/rules), asked about the very draft the choice would make, as validate and plan see it.
 import { formatSize, nicCandidates, nicLabel, pciLabel } from "../answer/match.js";
-import { answerSchema, type DiskMatch, type NicMatch } from "../answer/schema.js";
+import {
+  diskFindingsFor,
+  type Finding,
+  findingsForDraft,
+  passthroughFindingsFor,
+  sriovOf,
+} from "../answer/rules/index.js";
+import type { DiskMatch, NicMatch } from "../answer/schema.js";
 import { type Check, runChecks, verdict } from "../checks/index.js";
-import { diskExclusion } from "../checks/resources.js";
 import type { DiskReport, HostReport, NicReport, PciDevice } from "../detect/types.js";
-import { passthroughObstacle } from "../plan/passthrough-plan.js";
+import { type Draft, withBonds, withBridge } from "./draft.js";
 import { hardwareItems } from "./hardware.js";
 
 export interface Item {
@@ -23,14 +30,18 @@ export interface NicRow {
 }
 
 export interface PfRow extends NicRow {
-  totalVfs: number;
+  /** null: the snapshot did not capture sriov_totalvfs (the PF's VFs are visible). */
+  totalVfs: number | null;
   numVfs: number;
 }
 
 export interface DiskRow {
   disk: DiskReport;
   label: string;
+  /** Why the disk cannot join a pool that keeps its content (null: it can). */
   exclusion: string | null;
+  /** Why the disk cannot join a pool that wipes it (null: it can). */
+  wipeExclusion: string | null;
   rule: DiskMatch | null;
   /** What the operator types before a wipe: the serial, or the by-id name without one. */
   confirm: string | null;
@@ -41,6 +52,8 @@ export interface DevRow {
   label: string;
   bridge: boolean;
   obstacle: string | null;
+  /** What the rules warn about when this device is passed through (e.g. the boot VGA), or null. */
+  warning: string | null;
 }
 
 export interface GroupRow {
@@ -78,30 +91,69 @@ function diskRule(d: DiskReport): DiskMatch | null {
 
 const isBridge = (d: PciDevice) => /^060[04]/.test(d.classId ?? "");
 
+const firstError = (findings: Finding[], keep: (f: Finding) => boolean = () => true) =>
+  findings.find((f) => f.level === "error" && keep(f))?.message ?? null;
+
+const ofDevice = (f: Finding) =>
+  f.path.startsWith("passthrough[") && f.ruleId !== "passthrough.group-incomplete";
+
+/** What the rules say about this device alone (its group's completeness aside: the TUI picks groups). */
+export const deviceObstacle = (report: HostReport, address: string): string | null =>
+  firstError(passthroughFindingsFor(report, [address]), ofDevice);
+
+/** What the rules say about passing these endpoints through together (a whole group). */
+export const groupObstacle = (report: HostReport, addresses: readonly string[]): string | null =>
+  addresses.length ? firstError(passthroughFindingsFor(report, addresses)) : null;
+
+/** The first error a choice adds to the draft (wherever the rules put it), or null. */
+function problemAdded(report: HostReport, before: Draft, after: Draft): string | null {
+  const key = (f: Finding) => `${f.ruleId} ${f.path} ${f.message}`;
+  const had = new Set(findingsForDraft(before, report).map(key));
+  return firstError(findingsForDraft(after, report), (f) => !had.has(key(f)));
+}
+
+/** Why this NIC cannot join a new bond in the draft, or null. */
+export function bondMemberProblem(report: HostReport, draft: Draft, rule: NicMatch): string | null {
+  const bonds = draft.network?.bonds ?? [];
+  const taken = new Set([...bonds.map((b) => b.name), ...(draft.network?.bridges ?? []).map((b) => b.name)]);
+  let i = bonds.length;
+  while (taken.has(`bond${i}`)) i++;
+  const probe = withBonds(draft, [...bonds, { name: `bond${i}`, mode: "active-backup", interfaces: [rule] }]);
+  return problemAdded(report, draft, probe);
+}
+
+/** Why this NIC cannot be the first bridge's uplink in the draft, or null. */
+export function uplinkProblem(report: HostReport, draft: Draft, rule: NicMatch): string | null {
+  const bridge = draft.network?.bridges?.[0] ?? { name: "br0", addresses: "dhcp" as const };
+  return problemAdded(report, draft, withBridge(draft, { ...bridge, uplink: rule }));
+}
+
+/** Why this PF cannot have `numVfs` VFs (a draft with only that sriov entry), or null. */
+export function sriovProblem(report: HostReport, rule: NicMatch, numVfs: number): string | null {
+  return firstError(findingsForDraft({ version: 1, sriov: [{ pf: rule, numVfs }] }, report));
+}
+
 export function buildModel(report: HostReport): HostModel {
   const checks = runChecks(report);
   const { iommu } = report;
-  const ctx = {
-    report,
-    answer: answerSchema.parse({ version: 1 }),
-    current: new Map(),
-    actions: [],
-    refusals: [],
+  const devRow = (d: PciDevice): DevRow => {
+    const findings = passthroughFindingsFor(report, [d.address]).filter(ofDevice);
+    return {
+      dev: d,
+      label: pciLabel(d),
+      bridge: isBridge(d),
+      obstacle: firstError(findings),
+      warning: findings.find((f) => f.level === "warning")?.message ?? null,
+    };
   };
-  const devRow = (d: PciDevice): DevRow => ({
-    dev: d,
-    label: pciLabel(d),
-    bridge: isBridge(d),
-    obstacle: passthroughObstacle(ctx, d),
-  });
   const grouped = new Set<string>();
   const groups: GroupRow[] = [...iommu.groups]
     .sort((a, b) => a.id - b.id)
     .map((g) => {
       const devices = g.devices.flatMap((a) => report.pci.filter((p) => p.address === a)).map(devRow);
       for (const d of devices) grouped.add(d.dev.address);
-      const stop = devices.find((d) => !d.bridge && d.obstacle);
-      return { id: g.id, devices, blocker: stop ? (stop.obstacle ?? null) : null };
+      const endpoints = devices.filter((d) => !d.bridge).map((d) => d.dev.address);
+      return { id: g.id, devices, blocker: groupObstacle(report, endpoints) };
     });
   const loose = report.pci.filter((p) => !grouped.has(p.address)).map(devRow);
   if (loose.length) groups.push({ id: null, devices: loose, blocker: null });
@@ -111,20 +163,26 @@ export function buildModel(report: HostReport): HostModel {
     rule: nicRule(n),
     management: n.management,
   }));
-  const pciSriov = new Map(report.pci.map((p) => [p.address, p.sriov]));
-  const pfs: PfRow[] = nics.flatMap((r) => {
-    const s = r.nic.sriov ?? (r.nic.pciAddress ? pciSriov.get(r.nic.pciAddress) : null) ?? null;
-    return s && s.totalVfs > 0 && !r.nic.virtual ? [{ ...r, totalVfs: s.totalVfs, numVfs: s.numVfs }] : [];
+  const pfs: PfRow[] = nics.flatMap((r): PfRow[] => {
+    const { info, visibleVfs } = sriovOf(report, r.nic);
+    if (info && info.totalVfs > 0) return [{ ...r, totalVfs: info.totalVfs, numVfs: info.numVfs }];
+    return !info && visibleVfs.length ? [{ ...r, totalVfs: null, numVfs: visibleVfs.length }] : [];
   });
   const disks = report.disks
     .filter((d) => !d.virtual)
-    .map((d) => ({
-      disk: d,
-      label: `${d.name} ${d.sizeBytes !== null ? formatSize(d.sizeBytes) : "?"} ${d.model ?? ""}`.trim(),
-      exclusion: diskExclusion(d) ?? (diskRule(d) ? null : "no by-id link or serial to name it safely"),
-      rule: diskRule(d),
-      confirm: d.serial ?? diskRule(d)?.byId ?? null,
-    }));
+    .map((d) => {
+      const rule = diskRule(d);
+      const unnamed = "no by-id link or serial to name it safely";
+      const why = (wipe: boolean) => (rule ? firstError(diskFindingsFor(report, rule, wipe)) : unnamed);
+      return {
+        disk: d,
+        label: `${d.name} ${d.sizeBytes !== null ? formatSize(d.sizeBytes) : "?"} ${d.model ?? ""}`.trim(),
+        exclusion: why(false),
+        wipeExclusion: why(true),
+        rule,
+        confirm: d.serial ?? rule?.byId ?? null,
+      };
+    });
   return {
     report,
     checks,

@@ -12,7 +12,8 @@ import { buildSriovHost, SRIOV } from "../helpers/sysfs-fixture.js";
 import { type Driven, drive, KEY } from "./helpers.js";
 
 const out = mkdtempSync(path.join(tmpdir(), "kvmstrap-tui-flow-"));
-const sriov = buildSriovHost();
+// Configured by netplan, so the bridge the flow picks can be planned (network.stack-unknown).
+const sriov = buildSriovHost().file("/etc/netplan/50-cloud-init.yaml", "network: {version: 2}\n");
 afterAll(() => sriov.cleanup());
 
 /** The unattended path, as shipped: `kvmstrap apply FILE --yes --root ROOT` prepares with this. */

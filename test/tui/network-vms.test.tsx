@@ -16,7 +16,7 @@ import { type Driven, drive, KEY, reportOf } from "./helpers.js";
 const at = (id: string) => SCREENS.findIndex((s) => s.id === id);
 const TEMPLATES = path.join(projectRoot, "templates/cloud-init");
 const out = mkdtempSync(path.join(tmpdir(), "kvmstrap-tui-netvm-"));
-const KEYTEXT = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtestkeytestkeytestkeytestkeytestkey ops@laptop";
+const KEYTEXT = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@laptop";
 
 /** The SR-IOV host plus a management NIC (default route) and two spare NICs to bond. */
 function buildBondHost(): SysfsFixture {
@@ -28,10 +28,14 @@ function buildBondHost(): SysfsFixture {
   fx.netdev({ name: "enp5s0f0", pci: "0000:05:00.0", mac: "3c:ec:ef:00:00:02", speed: 1000 });
   fx.netdev({ name: "enp5s0f1", pci: "0000:05:00.1", mac: "3c:ec:ef:00:00:03", speed: 1000 });
   fx.routes([{ iface: "eno1", gateway: "0100000A", metric: 100 }]);
-  return buildSriovHost(fx);
+  return withNetplan(buildSriovHost(fx));
 }
 
-const sriov = buildSriovHost();
+/** A host configured by netplan: bridges, bonds and VLANs can be planned there (network.stack-unknown). */
+const withNetplan = (fx: SysfsFixture) =>
+  fx.file("/etc/netplan/50-cloud-init.yaml", "network: {version: 2}\n");
+
+const sriov = withNetplan(buildSriovHost());
 const bondHost = buildBondHost();
 afterAll(() => {
   sriov.cleanup();
@@ -154,7 +158,7 @@ describe("tui network: VLANs and bonds", () => {
     await d.press(KEY.tab); // back to the uplink list (pane 0 -> 1 -> 0)
     await d.press(KEY.tab);
     await downTo(d, /enp5s0f0/);
-    expect(await d.press(KEY.enter)).toContain("refused: enp5s0f0 is in bond bond0");
+    expect(await d.press(KEY.enter)).toContain("refused: enp5s0f0 is already claimed by network.bridges[0].uplink");
     d.unmount();
   });
 });

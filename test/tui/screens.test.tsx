@@ -72,12 +72,13 @@ describe("tui screens on synthetic hosts", () => {
     d.unmount();
   });
 
-  it("Passthrough groups devices, refuses the boot VGA and picks a whole group", async () => {
+  it("Passthrough groups devices, warns about the boot VGA (a second GPU remains) and picks a whole group", async () => {
     const d = await drive(vfio.root, { start: at("passthrough") });
     expect(d.frame()).toContain(`IOMMU group ${VFIO.group}`);
-    expect(d.frame()).toContain("boot VGA");
-    const refused = await d.press(KEY.down, KEY.enter); // the iGPU line in group 0
-    expect(refused).toMatch(/refused: .*boot VGA/);
+    expect(d.frame()).toContain("(warning: is the boot VGA");
+    const warned = await d.press(KEY.down, KEY.enter); // the iGPU line in group 0
+    expect(warned).toMatch(new RegExp(`picked ${VFIO.igpu}; warning: .*boot VGA`));
+    await d.press(KEY.enter); // and back out
     const lines = d.frame().split("\n");
     const from = lines.findIndex((l) => l.includes(">"));
     const to = lines.findIndex((l) => l.includes(`IOMMU group ${VFIO.group}`));
@@ -105,10 +106,10 @@ describe("tui screens on synthetic hosts", () => {
       });
     report.disks = [disk("sda", { roles: ["root"] }), disk("sdb", {})];
     const d = await drive(sriov.root, { report, start: at("storage") });
-    expect(d.frame()).toContain("sda 500 GB TESTDISK: holds root");
+    expect(d.frame()).toContain("sda 500 GB TESTDISK: sda is not free (holds root)");
     await d.press(KEY.enter, KEY.enter); // none -> dir -> lvm-thin
     expect(d.frame()).toContain("lvm-thin");
-    expect(await d.press(KEY.tab, KEY.enter)).toContain("refused: sda holds root");
+    expect(await d.press(KEY.tab, KEY.enter)).toContain("refused: sda is not free (holds root)");
     await d.press(KEY.down, KEY.enter);
     expect(d.frame()).toMatch(/\[x\] sdb/);
     await d.press(KEY.tab, KEY.down, KEY.down, KEY.enter); // wipe disks

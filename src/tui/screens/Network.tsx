@@ -14,6 +14,7 @@ import {
   withBridge,
   withVlans,
 } from "../draft.js";
+import { bondMemberProblem, uplinkProblem } from "../model.js";
 import type { ScreenProps } from "../types.js";
 import { Line, ListView, move, NoteLine, Prompt, useHold, useKeys } from "../ui.js";
 
@@ -53,8 +54,12 @@ export function Network(props: ScreenProps): ReactNode {
       }
     return out;
   }, [bonds, model]);
-  // Bond members: never the management NIC, the bridge uplink or a NIC already in another bond.
-  const candidates = model.nics.filter((n) => !n.management && keyOf(n) !== picked && !bonded.has(keyOf(n)));
+  // Bond members: the NICs the rule set accepts in a new bond (never the management NIC, the bridge
+  // uplink or a NIC already in another bond: validate and plan say the same).
+  const candidates = useMemo(
+    () => model.nics.filter((n) => bondMemberProblem(model.report, draft, n.rule) === null),
+    [model, draft],
+  );
   useHold(setHold, editing || ask ? "all" : bondEd ? "esc" : "none");
   const rows = [
     ...model.nics.map((n) => {
@@ -108,8 +113,8 @@ export function Network(props: ScreenProps): ReactNode {
   const pick = (i: number) => {
     const n = model.nics[i];
     if (!n) return update(null);
-    const inBond = bonded.get(keyOf(n));
-    if (inBond) return setNote(`refused: ${n.nic.name ?? keyOf(n)} is in bond ${inBond}`);
+    const why = uplinkProblem(model.report, draft, n.rule);
+    if (why) return setNote(`refused: ${why}`);
     update({ ...(bridge ?? { name: "br0", addresses: "dhcp" }), uplink: n.rule });
   };
   const submit = (f: Field, v: string) => {

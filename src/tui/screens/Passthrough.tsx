@@ -1,6 +1,7 @@
 // Passthrough: PCI devices grouped by IOMMU group, with viability. A group passes through whole or
-// not at all, so Enter picks every endpoint of the group; a pick the planner would refuse (boot VGA,
-// management NIC, boot disk controller, a bridge, a group with such a device) is refused here first.
+// not at all, so Enter picks every endpoint of the group; a pick the rule set refuses (the only GPU,
+// the management NIC, a boot disk's controller, a bridge, a group with such a device) is refused here
+// with the rule's own words, and its warnings (the boot VGA) are shown as the pick is made.
 import { Box } from "ink";
 import { type ReactNode, useMemo, useState } from "react";
 import { passthroughPicked } from "../draft.js";
@@ -36,10 +37,11 @@ export function Passthrough({ model, draft, setDraft, theme, width, height }: Sc
     const all = eps.every((d) => picked.has(d.dev.address));
     const next = new Set(picked);
     for (const d of eps) all ? next.delete(d.dev.address) : next.add(d.dev.address);
+    const warning = eps.find((d) => d.warning)?.warning;
     setMessage(
       all
         ? null
-        : `picked ${eps.map((d) => d.dev.address).join(", ")}${groupsOn ? "" : "; the IOMMU is enabled in the answer"}`,
+        : `picked ${eps.map((d) => d.dev.address).join(", ")}${groupsOn ? "" : "; the IOMMU is enabled in the answer"}${warning ? `; warning: ${warning}` : ""}`,
     );
     setDraft((d) => ({
       ...d,
@@ -68,7 +70,11 @@ export function Passthrough({ model, draft, setDraft, theme, width, height }: Sc
     }
     const mark = picked.has(dev.dev.address) ? theme.sym.on : dev.bridge ? "   " : theme.sym.off;
     const why = dev.obstacle && !dev.bridge ? `  (${dev.obstacle.replace(`${dev.dev.address} `, "")})` : "";
-    return { text: `  ${mark} ${dev.label}${why}`, color: dev.obstacle && !dev.bridge ? "red" : undefined };
+    const note = !why && dev.warning ? `  (warning: ${dev.warning.replace(`${dev.dev.address} `, "")})` : "";
+    return {
+      text: `  ${mark} ${dev.label}${why}${note}`,
+      color: why ? "red" : note ? "yellow" : undefined,
+    };
   });
   return (
     <Box flexDirection="column">

@@ -1,9 +1,9 @@
-// SR-IOV: the physical functions and their VF counts. A count above sriov_totalvfs is refused, and
-// so is any change on the management NIC (a VF count change resets its link).
+// SR-IOV: the physical functions and their VF counts. Whether a count may be set is the rule set's
+// answer (a count above sriov_totalvfs, any change on the management NIC: a VF change resets its link).
 import { Box } from "ink";
 import { type ReactNode, useMemo, useState } from "react";
 import { type Draft, pickedNic, sriovCounts } from "../draft.js";
-import type { PfRow } from "../model.js";
+import { type PfRow, sriovProblem } from "../model.js";
 import type { ScreenProps } from "../types.js";
 import { Line, ListView, move, Prompt, useHold, useKeys } from "../ui.js";
 
@@ -23,10 +23,10 @@ export function Sriov({ model, draft, setDraft, theme, width, height, setHold }:
   const pf = model.pfs[sel];
   const apply = (n: number | null) => {
     if (!pf) return;
-    if (pf.management)
-      return setMessage(`refused: ${pf.label} is the management NIC; a VF change resets its link`);
-    if (n !== null && (n < 0 || n > pf.totalVfs || !Number.isInteger(n)))
-      return setMessage(`refused: ${pf.label} supports 0 to ${pf.totalVfs} VFs (sriov_totalvfs), not ${n}`);
+    if (n !== null && (n < 0 || !Number.isInteger(n)))
+      return setMessage(`refused: a VF count is a whole number from 0, not ${n}`);
+    const problem = sriovProblem(model.report, pf.rule, n ?? pf.numVfs);
+    if (problem) return setMessage(`refused: ${problem}`);
     setMessage(null);
     setDraft((d) => setCount(d, pf, n, model.report));
   };
@@ -51,7 +51,7 @@ export function Sriov({ model, draft, setDraft, theme, width, height, setHold }:
     const want = counts.get(keyOf(p) ?? "");
     const plan = want === undefined ? "unchanged" : `-> ${want} VFs`;
     return {
-      text: `${p.management ? theme.sym.mgmt : " "} ${p.label}  now ${p.numVfs}/${p.totalVfs}  ${plan}${p.management ? "  (management: locked)" : ""}`,
+      text: `${p.management ? theme.sym.mgmt : " "} ${p.label}  now ${p.numVfs}/${p.totalVfs ?? "?"}  ${plan}${p.management ? "  (management: locked)" : ""}`,
       color: p.management ? "yellow" : want !== undefined ? "cyan" : undefined,
     };
   });
@@ -66,7 +66,7 @@ export function Sriov({ model, draft, setDraft, theme, width, height, setHold }:
       <ListView rows={rows} selected={sel} height={Math.max(2, height - 4)} width={width} theme={theme} />
       {editing && pf ? (
         <Prompt
-          label={`VFs for ${pf.label} (0-${pf.totalVfs})`}
+          label={`VFs for ${pf.label} (0-${pf.totalVfs ?? "?"})`}
           initial={String(counts.get(keyOf(pf) ?? "") ?? pf.numVfs)}
           width={width}
           theme={theme}

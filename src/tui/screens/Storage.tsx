@@ -46,13 +46,16 @@ export function Storage({ model, draft, setDraft, theme, width, height, setHold 
     if (!pool) return;
     if (pool.wipe) return set({ ...pool, wipe: false });
     const rows = model.disks.filter((r) => chosen.has(r.disk.name));
-    if (!rows.length) return setMessage("pick the disks first (Tab to the disk list)");
+    const refused = rows.find((r) => r.wipeExclusion);
+    if (refused) return setMessage(`refused: ${refused.wipeExclusion}`);
+    // Nothing picked yet: each disk added from now on is confirmed by its serial as it is added.
+    if (!rows.length) return set({ ...pool, wipe: true });
     setPending({ disks: rows, commit: (d) => withPool(d, { ...pool, wipe: true }) });
   };
   const toggleDisk = (r: DiskRow) => {
     if (!pool || !usesDisks) return setMessage("choose an lvm-thin or zfs pool to use whole disks");
-    if (r.exclusion || !r.rule)
-      return setMessage(`refused: ${r.disk.name} ${r.exclusion ?? "cannot be named"}`);
+    const why = pool.wipe ? r.wipeExclusion : r.exclusion;
+    if (why || !r.rule) return setMessage(`refused: ${why ?? `${r.disk.name} cannot be named`}`);
     setMessage(null);
     const disks = (pool.disks ?? []).filter((x) => JSON.stringify(x) !== JSON.stringify(r.rule));
     if (chosen.has(r.disk.name)) return set({ ...pool, disks });
@@ -81,8 +84,8 @@ export function Storage({ model, draft, setDraft, theme, width, height, setHold 
     setDraft(pending.commit);
   };
   const rows = model.disks.map((r) => ({
-    text: `${chosen.has(r.disk.name) ? theme.sym.on : theme.sym.off} ${r.label}: ${r.exclusion ?? `free (${r.rule?.byId ?? r.rule?.serial})`}`,
-    color: r.exclusion ? "yellow" : undefined,
+    text: `${chosen.has(r.disk.name) ? theme.sym.on : theme.sym.off} ${r.label}: ${(pool?.wipe ? r.wipeExclusion : r.exclusion) ?? `${pool?.wipe ? "usable, wiped" : "free"} (${r.rule?.byId ?? r.rule?.serial})`}`,
+    color: (pool?.wipe ? r.wipeExclusion : r.exclusion) ? "yellow" : undefined,
   }));
   const wiping = pending?.disks[0];
   return (

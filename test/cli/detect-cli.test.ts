@@ -1,9 +1,19 @@
 // Drives the built CLI (bin/kvmstrap.js -> dist/) as a user would: exit codes, JSON, errors.
-import { execFile } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { projectRoot, SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/shared-hosts.js";
 
@@ -110,6 +120,59 @@ describe("bad snapshot input", () => {
     expect(r.stderr).toMatch(/^kvmstrap: --snapshot .*bad\.tar\.gz/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
+});
+
+describe("hostile input through the shipped CLI", () => {
+  it("detect --root on a tree with a FIFO and sys -> /sys finishes, with the facts unknown and warned", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), "kvmstrap-hostile-cli-"));
+    mkdirSync(path.join(root, "proc/sys/kernel"), { recursive: true });
+    writeFileSync(path.join(root, "proc/sys/kernel/hostname"), "hostile\n");
+    execFileSync("mkfifo", [path.join(root, "proc/cpuinfo")]);
+    symlinkSync("/sys", path.join(root, "sys"));
+    const t0 = performance.now();
+    const r = await run(["detect", "--json", "--root", root]);
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    expect([0, 1]).toContain(r.code);
+    const { report } = JSON.parse(r.stdout);
+    expect(report.cpu.model).toBeNull();
+    expect(report.nics).toEqual([]);
+    const warned = (p: string, re: RegExp) =>
+      report.warnings.some((w: { path: string; message: string }) => w.path === p && re.test(w.message));
+    expect(warned("/proc/cpuinfo", /a FIFO: not opened/)).toBe(true);
+    expect(warned("/sys/class/net", /symlink loop/)).toBe(true);
+    const text = await run(["detect", "--root", root]);
+    expect(text.stdout).toMatch(/\/proc\/cpuinfo: not read, so what it holds is unknown: a FIFO/);
+  }, 40_000);
+
+  it("detect --snapshot on a gzip bomb: exit 2 in seconds, one line, no temporary root left", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kvmstrap-bomb-cli-"));
+    const childTmp = mkdtempSync(path.join(tmpdir(), "kvmstrap-bomb-tmp-"));
+    // A ustar header claiming a 6 GiB file, then 3 GiB of zeros as 1 MiB gzip members (about 3 MB).
+    const h = Buffer.alloc(512);
+    h.write("./proc/cpuinfo", 0);
+    h.write("0000644\0", 100);
+    h.write("0000000\0", 108);
+    h.write("0000000\0", 116);
+    h.write(`${(6 * 2 ** 30).toString(8).padStart(11, "0")}\0`, 124);
+    h.write("00000000000\0", 136);
+    h.write("        ", 148);
+    h.write("0", 156);
+    h.write("ustar\u000000", 257);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+    const zeros = gzipSync(Buffer.alloc(2 ** 20), { level: 9 });
+    writeFileSync(path.join(dir, "bomb.tar.gz"), Buffer.concat([gzipSync(h), ...Array(3072).fill(zeros)]));
+    const t0 = performance.now();
+    const r = await run(["detect", "--snapshot", path.join(dir, "bomb.tar.gz")], { TMPDIR: childTmp });
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^kvmstrap: --snapshot .*bomb\.tar\.gz: refused: .*(compression bomb|larger than)/,
+    );
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(readdirSync(childTmp)).toEqual([]);
+  }, 40_000);
 });
 
 describe.skipIf(!sharedHostsAvailable)("kvmstrap snapshot, then detect --snapshot", () => {

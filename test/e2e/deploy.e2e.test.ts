@@ -9,6 +9,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Journal } from "../../src/apply/journal.js";
 import { detectHost } from "../../src/detect/index.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { ExecaRunner } from "../../src/host/commands.js";
@@ -100,6 +101,18 @@ describe("kvmstrap vm deploy on the test libvirtd", () => {
     );
     expect(r.converged).toBe(false);
     expect(r.domainType).toBe("qemu");
+    // The deploy was a journaled plan: every VM action done, in order, under the VM dir's journal.
+    const run = await new Journal(path.join(vmDir, ".journal")).load(r.runId);
+    expect(run?.phase).toBe("done");
+    expect(run?.actions.map((a) => [a.id.replace(`vm.${name}.`, ""), a.status])).toEqual([
+      ["define", "done"],
+      ["overlay", "done"],
+      ["seed", "done"],
+      ["record", "done"],
+      ["start", "done"],
+    ]);
+    // libvirtd keeps kvmstrap's mark in the definition: that is how a re-run knows the domain is its own.
+    expect(await lv.domainXml(name)).toContain("urn:kvmstrap:vm:1");
     expect(await backingFile(new ExecaRunner(), r.overlay)).toBe(image.qcow2);
     expect(await lv.domainState(name)).toBe("running");
 
@@ -142,7 +155,8 @@ describe("kvmstrap vm deploy on the test libvirtd", () => {
     expect(d.keptBase).toBe(image.qcow2);
     expect(d.removed).not.toContain(image.qcow2);
     expect(await lv.domainExists(name)).toBe(false);
-    expect(await readdir(vmDir)).toEqual([]);
+    // Only the deploy journal stays (it records the runs; vm delete is not one of them).
+    expect(await readdir(vmDir)).toEqual([".journal"]);
     expect((await stat(image.qcow2)).isFile()).toBe(true);
     expect(await sha(image.qcow2)).toBe(baseHash);
   });

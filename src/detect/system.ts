@@ -145,7 +145,11 @@ async function listConfigFiles(
     ...under("/etc/default/grub.d", grubD, (n) => n.endsWith(".cfg")),
     ...under("/etc/netplan", dirs.netplanDir, (n) => n.endsWith(".yaml")),
     ...under("/etc/network/interfaces.d", dirs.interfacesD, (n) => !n.startsWith(".")),
-    ...under("/etc/systemd/network", dirs.networkdDir, (n) => n.endsWith(".network")),
+    ...under(
+      "/etc/systemd/network",
+      dirs.networkdDir,
+      (n) => n.endsWith(".network") || n.endsWith(".netdev"),
+    ),
     ...under("/etc/NetworkManager/system-connections", dirs.nmDir, (n) => !n.startsWith(".")),
   ].sort();
 }

@@ -192,7 +192,7 @@ export interface SystemReport {
   bootTools?: BootTools;
   /**
    * Existing configuration files a plan may have to take over: GRUB drop-ins, networkd .network
-   * files, ifupdown interfaces.d files, NetworkManager profiles, netplan YAML. Host paths, sorted.
+   * and .netdev files, ifupdown interfaces.d files, NetworkManager profiles, netplan YAML. Host paths, sorted.
    */
   configFiles?: string[];
   sources: Sources;

@@ -9,7 +9,13 @@ import { renderIfupdown2 } from "./render/ifupdown2.js";
 import { renderNetplan } from "./render/netplan.js";
 import { NETWORKD_DIR, networkdFileName, renderNetworkd } from "./render/networkd.js";
 import { NM_DIR, nmUuid, renderNmKeyfiles } from "./render/networkmanager.js";
-import { takeOverIfupdown, takeOverNetplan, takeOverNetworkd, takeOverNmProfile } from "./render/takeover.js";
+import {
+  netdevShadows,
+  takeOverIfupdown,
+  takeOverNetplan,
+  takeOverNetworkd,
+  takeOverNmProfile,
+} from "./render/takeover.js";
 import type { Addressing, NetworkDesired } from "./render/types.js";
 
 export const NETWORK_PATHS = {
@@ -118,7 +124,7 @@ export function planNetwork(ctx: PlanContext): void {
   const takeover = takeOverExisting(ctx, stack, desired, files);
   const summary = `${stack}: ${desired.bridges.map((b) => `${b.name} over ${b.ports.join("+") || "nothing"}`).join(", ") || "bonds and VLANs"}`;
   const changes = [...takeover.files, ...files].filter((f) => currentOf(ctx, f.path) !== f.content);
-  if (changes.length === 0) return;
+  if (changes.length === 0 && takeover.removals.length === 0) return;
 
   // Reverted newest first: these no-ops run their undo last, once the previous files are back:
   // the stack reloads them, then (NetworkManager) the profiles we turned off come up again.
@@ -138,6 +144,16 @@ export function planNetwork(ctx: PlanContext): void {
     effect: "network",
     summary: "on revert: reload the previous network configuration",
   });
+  for (const r of takeover.removals) {
+    ctx.actions.push({
+      kind: "remove-file",
+      id: `network.takeover.${r.path}`,
+      path: r.path,
+      previous: r.previous,
+      effect: "network",
+      summary: `${stack}: remove ${r.why}`,
+    });
+  }
   for (const f of takeover.files) {
     planFile(ctx, {
       id: `network.takeover.${f.path}`,
@@ -178,6 +194,7 @@ export function planNetwork(ctx: PlanContext): void {
 
 type Takeover = {
   files: { path: string; content: string; mode?: number; why: string }[];
+  removals: { path: string; previous: string; why: string }[];
   reactivate: { uuid: string; port: string }[];
   activate: string[];
 };
@@ -189,7 +206,7 @@ function takeOverExisting(
   desired: NetworkDesired,
   ours: { path: string }[],
 ): Takeover {
-  const out: Takeover = { files: [], reactivate: [], activate: [] };
+  const out: Takeover = { files: [], removals: [], reactivate: [], activate: [] };
   const mine = new Set(ours.map((f) => f.path));
   const names = [...desired.ports, ...desired.bonds, ...desired.bridges, ...desired.vlans].map((d) => d.name);
   const existing = (dir: string) =>
@@ -213,7 +230,13 @@ function takeOverExisting(
   }
   if (stack === "networkd") {
     const ourFile = (n: string) => networkdFileName(n, "network");
-    for (const f of existing(NETWORKD_DIR)) {
+    for (const f of existing(NETWORKD_DIR).filter((x) => x.path.endsWith(".netdev"))) {
+      const name = f.path.slice(NETWORKD_DIR.length + 1);
+      const shadows = netdevShadows(name, f.content, names, (n) => networkdFileName(n, "netdev"));
+      if (shadows)
+        out.removals.push({ path: f.path, previous: f.content, why: `${f.path} defines ${shadows} first` });
+    }
+    for (const f of existing(NETWORKD_DIR).filter((x) => x.path.endsWith(".network"))) {
       const content = takeOverNetworkd(f.path.slice(NETWORKD_DIR.length + 1), f.content, names, ourFile);
       if (content !== f.content)
         out.files.push({

@@ -83,13 +83,14 @@ for i in $(seq 1 40); do sleep 0.2; grep -q "$2: found matching network" /run/ne
 for i in $(seq 1 10); do sleep 0.2; ip -j link show "$2" | grep -q '"master"' && break; done
 ip -j link show "$2"
 grep -m1 "$2: found matching network" /run/networkd.log || echo "no matching network"
+ip -j link show br0 2>/dev/null || echo "[]"
 kill %1 2>/dev/null || true`;
 const canRunNetworkd =
   has("unshare") &&
   spawnSync("unshare", ["-m", "-n", "--propagation", "private", "true"]).status === 0 &&
   has("/lib/systemd/systemd-networkd");
 /** The uplink's master under the real networkd, and the .network file networkd chose for it. */
-function uplinkUnderNetworkd(netDir: string): { master?: string; file: string } {
+function uplinkUnderNetworkd(netDir: string): { master?: string; file: string; bridgeMac?: string } {
   chmodSync(netDir, 0o755); // networkd reads as systemd-network, and mkdtemp makes 0700
   const r = run([
     "unshare",
@@ -105,8 +106,12 @@ function uplinkUnderNetworkd(netDir: string): { master?: string; file: string } 
     PF,
   ]);
   expect(r.code, r.stderr).toBe(0);
-  const [json = "[]", chose = ""] = r.stdout.trim().split("\n");
-  return { master: JSON.parse(json)[0]?.master, file: /network '([^']+)'/.exec(chose)?.[1] ?? chose };
+  const [json = "[]", chose = "", bridge = "[]"] = r.stdout.trim().split("\n");
+  return {
+    master: JSON.parse(json)[0]?.master,
+    file: /network '([^']+)'/.exec(chose)?.[1] ?? chose,
+    bridgeMac: JSON.parse(bridge)[0]?.address,
+  };
 }
 
 describe("systemd-networkd: an older .network file for the uplink no longer wins", () => {
@@ -114,6 +119,8 @@ describe("systemd-networkd: an older .network file for the uplink no longer wins
     "/etc/systemd/network/10-uplink.network": `[Match]\nName=${PF}\n\n[Network]\nDHCP=yes\n`,
     // Matched by MAC: would also match br0, which takes the uplink's MAC.
     "/etc/systemd/network/20-bymac.network": "[Match]\nMACAddress=a0:36:9f:00:00:01\n\n[Network]\nDHCP=yes\n",
+    // Creates br0 before ours would: networkd keeps the first definition (without our MAC).
+    "/etc/systemd/network/25-br0.netdev": "[NetDev]\nName=br0\nKind=bridge\n",
     // Does not match anything of ours: left alone.
     "/etc/systemd/network/30-other.network": "[Match]\nName=wl*\n\n[Network]\nDHCP=yes\n",
   };
@@ -124,6 +131,13 @@ describe("systemd-networkd: an older .network file for the uplink no longer wins
     // Name=<uplink> cannot match br0: only the uplink is excluded there.
     expect(files.get("/etc/systemd/network/10-uplink.network")).toMatch(new RegExp(`^Name=!${PF}$`, "m"));
     expect(files.get("/etc/systemd/network/20-bymac.network")).toContain(`Name=!${PF} !br0`);
+    expect(files.has("/etc/systemd/network/25-br0.netdev")).toBe(false);
+    expect(
+      plan.actions.find((a) => a.id === "network.takeover./etc/systemd/network/25-br0.netdev"),
+    ).toMatchObject({
+      kind: "remove-file",
+      previous: OLD["/etc/systemd/network/25-br0.netdev"],
+    });
     expect(files.get("/etc/systemd/network/30-other.network")).toBe(
       OLD["/etc/systemd/network/30-other.network"],
     );
@@ -141,7 +155,11 @@ describe("systemd-networkd: an older .network file for the uplink no longer wins
     async () => {
       const plan = await planIn(host(OLD), bridgeAnswer("networkd"));
       const dir = materialise(resultOf(plan, OLD, "/etc/systemd/network"), "/etc/systemd/network");
-      expect(uplinkUnderNetworkd(dir).master).toBe("br0");
+      expect(uplinkUnderNetworkd(dir)).toEqual({
+        master: "br0",
+        file: `/etc/systemd/network/60-kvmstrap-${PF}.network`,
+        bridgeMac: "a0:36:9f:00:00:01", // the uplink's, from our .netdev
+      });
     },
   );
 
@@ -151,10 +169,9 @@ describe("systemd-networkd: an older .network file for the uplink no longer wins
       const plan = await planIn(host(OLD), bridgeAnswer("networkd"));
       const files = resultOf(plan, OLD, "/etc/systemd/network");
       for (const [p, c] of Object.entries(OLD)) files.set(p, c);
-      expect(uplinkUnderNetworkd(materialise(files, "/etc/systemd/network"))).toEqual({
-        master: undefined,
-        file: "/etc/systemd/network/10-uplink.network",
-      });
+      const seen = uplinkUnderNetworkd(materialise(files, "/etc/systemd/network"));
+      expect(seen).toMatchObject({ master: undefined, file: "/etc/systemd/network/10-uplink.network" });
+      expect(seen.bridgeMac).not.toBe("a0:36:9f:00:00:01");
     },
   );
 });

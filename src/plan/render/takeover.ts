@@ -10,10 +10,11 @@
 //     autoconnect=false, and their uuid is returned so the plan can activate them again on revert;
 //   - netplan merges every YAML file: an old definition of our NIC keeps its addresses and DHCP on
 //     what is now a bridge port, so those keys go (its match/set-name stay: they name the NIC);
-//     an old bridge, bond or VLAN of the same name is dropped whole.
+//     an old bridge, bond or VLAN of the same name is dropped whole, and other bridges and bonds
+//     let go of our interfaces.
 // Each function returns the new content, or the same content when nothing needs to change.
 
-import { isMap, isScalar, parseDocument } from "yaml";
+import { isMap, isScalar, isSeq, parseDocument } from "yaml";
 
 /** fnmatch(3) without flags, as networkd matches Name= globs: *, ? and [...] (with ! or ^). */
 export function globMatches(glob: string, name: string): boolean {
@@ -91,6 +92,20 @@ export function takeOverNetworkd(
   return lines.join("\n");
 }
 
+/**
+ * Whether an existing .netdev named `fileName` creates one of our devices first: networkd keeps the
+ * first definition of a name, so ours (its MAC, bridge settings) would be ignored.
+ */
+export function netdevShadows(
+  fileName: string,
+  content: string,
+  ours: string[],
+  ourFile: (name: string) => string,
+): string | null {
+  const name = iniLines(content).find((l) => l.section === "NetDev" && l.key === "Name")?.value;
+  return name && ours.includes(name) && fileName < ourFile(name) ? name : null;
+}
+
 const NETPLAN_ADDRESSING = [
   "dhcp4",
   "dhcp6",
@@ -143,9 +158,17 @@ export function takeOverNetplan(content: string, ours: ReadonlySet<string>, port
     const m = section(kind);
     for (const item of [...(m?.items ?? [])]) {
       const id = String(isScalar(item.key) ? item.key.value : item.key);
-      if (!ours.has(id)) continue;
-      m?.delete(id);
-      changed = true;
+      if (ours.has(id)) {
+        m?.delete(id);
+        changed = true;
+        continue;
+      }
+      // Another bridge or bond that still lists one of our interfaces would claim it too.
+      const members = isMap(item.value) ? item.value.get("interfaces") : null;
+      if (!isSeq(members)) continue;
+      const before = members.items.length;
+      members.items = members.items.filter((x) => !ours.has(String(isScalar(x) ? x.value : x)));
+      if (members.items.length !== before) changed = true;
     }
     if (m && m.items.length === 0) network.delete(kind);
   }

@@ -3,6 +3,7 @@ import {
   globMatches,
   networkdMayMatch,
   takeOverIfupdown,
+  takeOverNetplan,
   takeOverNetworkd,
   takeOverNmProfile,
 } from "../../../src/plan/render/takeover.js";
@@ -114,5 +115,33 @@ describe("NetworkManager takeover", () => {
     expect(t?.content).toBe(on.replace("autoconnect=true", "autoconnect=false"));
     const off = takeOverNmProfile(t?.content ?? "", [port]);
     expect(off).toMatchObject({ content: t?.content, autoconnect: false });
+  });
+});
+
+describe("netplan takeover", () => {
+  const ports = [{ name: "eno1", mac: "52:54:00:aa:00:01" }];
+  it("strips addressing from our NIC (keeping match and set-name), drops a same-named bridge, frees ours from others", () => {
+    const before = [
+      "network:",
+      "  version: 2",
+      "  ethernets:",
+      "    nic:",
+      '      match: {macaddress: "52:54:00:AA:00:01"}',
+      "      set-name: eno1",
+      "      dhcp4: true",
+      "    eno2:",
+      "      dhcp4: true",
+      "  bridges:",
+      "    br0: {interfaces: [eno2]}",
+      "    old: {interfaces: [eno1, eno2], dhcp4: true}",
+      "",
+    ].join("\n");
+    const after = takeOverNetplan(before, new Set(["eno1", "br0"]), ports);
+    expect(after).toContain("set-name: eno1");
+    expect(after).not.toMatch(/nic:[\s\S]*dhcp4: true[\s\S]*eno2:/);
+    expect(after).toMatch(/eno2:\n\s+dhcp4: true/);
+    expect(after).not.toContain("br0");
+    expect(after).toMatch(/old: \{ interfaces: \[ eno2 \], dhcp4: true \}/);
+    expect(takeOverNetplan(after, new Set(["eno1", "br0"]), ports)).toBe(after);
   });
 });

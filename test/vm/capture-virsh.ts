@@ -54,6 +54,7 @@ async function main() {
     await capture("net-define.txt", ["net-define", await put("net", networkXml())], "ok");
     await virsh(["net-start", TEST_NET.name]);
     await capture("net-list-all.txt", ["net-list", "--all"], "ok");
+    await capture("net-dumpxml.txt", ["net-dumpxml", TEST_NET.name], "ok");
 
     const poolDir = path.join(work, "pool");
     await mkdir(poolDir);

@@ -53,6 +53,14 @@ describe("the phone_home address", () => {
     expect(await phoneHomeAddress([{ kind: "network", network: "lo-net" }], lv)).toEqual({
       address: "127.0.0.1",
     });
+    // The definition a real libvirtd gives back (net-dumpxml, captured): the host's address on it.
+    lv.networkXmls.set(
+      "kvmstrap-test",
+      readFileSync(path.join(import.meta.dirname, "fixtures/virsh/net-dumpxml.txt"), "utf8"),
+    );
+    expect(await phoneHomeAddress([{ kind: "network", network: "kvmstrap-test" }], lv)).toEqual({
+      address: "192.168.150.1",
+    });
     const ifs = { br0: [{ family: "IPv4", address: "10.0.0.5", internal: false }] } as never;
     expect(await phoneHomeAddress([{ kind: "bridge", bridge: "br0" }], lv, ifs)).toEqual({
       address: "10.0.0.5",

@@ -85,6 +85,10 @@ async function detectBootTools(ctx: DetectContext): Promise<BootTools> {
     for (const d of BIN_DIRS) if (await fs.exists(`${d}/${program}`)) return true;
     return false;
   };
+  const [pbt, pbtUuids] = await Promise.all([
+    has("proxmox-boot-tool"),
+    fs.exists("/etc/kernel/proxmox-boot-uuids"),
+  ]);
   const [updateGrub, grub2Mkconfig, grubMkconfig, grubby, updateInitramfs, dracut, kernelInstall, entries] =
     await Promise.all([
       has("update-grub"),
@@ -110,6 +114,7 @@ async function detectBootTools(ctx: DetectContext): Promise<BootTools> {
     grubby,
     initramfs: updateInitramfs ? "update-initramfs" : dracut ? "dracut" : null,
     kernelInstall,
+    proxmoxBootTool: pbt && pbtUuids,
   };
 }
 

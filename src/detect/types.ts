@@ -208,6 +208,8 @@ export interface BootTools {
   grubby: boolean;
   initramfs: "update-initramfs" | "dracut" | null;
   kernelInstall: boolean;
+  /** Proxmox VE keeps its ESPs (GRUB or systemd-boot) in sync with proxmox-boot-tool refresh. */
+  proxmoxBootTool?: boolean;
 }
 
 export interface HostReport {

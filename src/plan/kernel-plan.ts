@@ -80,6 +80,8 @@ const BLS_REGENERATE = [
   'if [ -n "$add" ]; then grubby --update-kernel=ALL --args="$add"; fi',
 ].join("\n");
 
+const PROXMOX_REFRESH = ["proxmox-boot-tool", "refresh"];
+
 /** What rewrites the boot files from their sources on this host; Debian's tools when undetected. */
 export function bootRegenerators(ctx: PlanContext): {
   grub: string[];
@@ -104,6 +106,8 @@ export function bootRegenerators(ctx: PlanContext): {
     "-c",
     'set -e; for m in /lib/modules/*; do v=$(basename "$m"); for img in "/boot/vmlinuz-$v" "$m/vmlinuz"; do if [ -e "$img" ]; then kernel-install add "$v" "$img"; break; fi; done; done',
   ];
+  // Proxmox VE: the ESPs proxmox-boot-tool keeps (GRUB or systemd-boot) are refreshed by it alone.
+  if (t?.proxmoxBootTool) return { grub: PROXMOX_REFRESH, initramfs, entries: PROXMOX_REFRESH };
   return { grub, initramfs, entries };
 }
 

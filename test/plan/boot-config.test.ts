@@ -159,6 +159,21 @@ describe("each distribution's own regenerators, from what detection found", () =
     expect(run(["sh", "-n", "-c", argv[2] ?? ""]).code).toBe(0);
   });
 
+  it("Proxmox VE with proxmox-boot-tool: it refreshes the ESPs after /etc/kernel/cmdline changes", async () => {
+    const fx = host("GenuineIntel", {
+      "/etc/kernel/cmdline": "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=off\n",
+      "/etc/kernel/proxmox-boot-uuids": "1234-ABCD\n",
+      "/usr/sbin/proxmox-boot-tool": "",
+      "/usr/bin/kernel-install": "",
+    });
+    const p = await planIn(fx, IOMMU);
+    expect(contentOf(p, "/etc/kernel/cmdline")).toBe(
+      "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt\n",
+    );
+    expect(command(p, "boot.refresh-entries")?.argv).toEqual(["proxmox-boot-tool", "refresh"]);
+    expect(command(p, "boot.regenerate-on-undo")?.undo).toEqual(["proxmox-boot-tool", "refresh"]);
+  });
+
   it("RHEL 8 on UEFI without BLS: grub2-mkconfig -o the ESP's real grub.cfg", async () => {
     const fx = host("GenuineIntel", {
       "/etc/default/grub": GRUB_OFF,

@@ -14,16 +14,12 @@ import type { HostReport } from "../../src/detect/types.js";
 import { LibvirtError } from "../../src/vm/libvirt.js";
 import { classifyVirshError, virshErrorMessage } from "../../src/vm/libvirt-error.js";
 import { PHONE_HOME_PORT, phoneHomeAddress, startPhoneHomeFor } from "../../src/vm/phone-home.js";
+import { labReport } from "../answer/hosts.js";
 import { captureCli } from "../helpers/capture-cli.js";
 import { FakeLibvirt } from "./fake-libvirt.js";
 
 const hasQemuImg = spawnSync("qemu-img", ["--version"]).status === 0;
-const report = {
-  kvm: { vhostNet: false, probe: { verdict: "unusable", detail: "not probed in tests" } },
-  memory: { numa: [{ id: 0, cpus: "0-1", hugepages: {} }], hugepages: {}, hugepageSizeKiB: 2048 },
-  pci: [],
-  cpu: { onlineCpus: "0-1" },
-} as unknown as HostReport;
+let report: HostReport; // a synthetic lab host (test/answer/hosts.ts): vm deploy validates against it
 const NET_XML = `<network>
   <name>lo-net</name>
   <bridge name='kvst-nobr0' stp='on' delay='0'/>
@@ -40,7 +36,8 @@ const fake = () => {
   return lv;
 };
 
-beforeAll(() => {
+beforeAll(async () => {
+  report = await labReport();
   root = mkdtempSync(path.join(tmpdir(), "kvmstrap-vm-wait-"));
   base = path.join(root, "base.qcow2");
   if (hasQemuImg) execFileSync("qemu-img", ["create", "-q", "-f", "qcow2", base, "64M"]);

@@ -273,72 +273,72 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
           runId,
           time: now(),
         });
-        continue;
-      }
-      try {
-        const wasStarted = entry.status === "started";
-        let applied = await isApplied(a, options, true);
-        if (applied === null) applied = !wasStarted && !changedSoFar && doneBefore.has(a.id);
-        if (applied && !wasStarted) {
-          await journal.markSkipped(run, a.id);
-          counts.skipped++;
-          emit({
-            type: "step",
-            phase: "skipped",
-            id: a.id,
-            summary: a.summary,
-            detail: `already applied: ${describe(a)}`,
-            runId,
-            time: now(),
-          });
-        } else {
-          if (!applied) {
-            if (a.effect === "network") await armWatchdog(groupEnd(actions, i));
-            await journal.markStarted(
-              run,
-              a.id,
-              entry.before ?? (await captureBefore(a, options.target, options)),
-            );
-            await testDelay();
-            await perform(a, options);
-            operations.push(operationOf(a, "change"));
+      } else {
+        try {
+          const wasStarted = entry.status === "started";
+          let applied = await isApplied(a, options, true);
+          if (applied === null) applied = !wasStarted && !changedSoFar && doneBefore.has(a.id);
+          if (applied && !wasStarted) {
+            await journal.markSkipped(run, a.id);
+            counts.skipped++;
+            emit({
+              type: "step",
+              phase: "skipped",
+              id: a.id,
+              summary: a.summary,
+              detail: `already applied: ${describe(a)}`,
+              runId,
+              time: now(),
+            });
+          } else {
+            if (!applied) {
+              if (a.effect === "network") await armWatchdog(groupEnd(actions, i));
+              await journal.markStarted(
+                run,
+                a.id,
+                entry.before ?? (await captureBefore(a, options.target, options)),
+              );
+              await testDelay();
+              await perform(a, options);
+              operations.push(operationOf(a, "change"));
+            }
+            await journal.markDone(run, a.id);
+            counts.done++;
+            changedSoFar = true;
+            const durationMs = Date.now() - ts;
+            emit({
+              type: "step",
+              phase: "finished",
+              id: a.id,
+              summary: a.summary,
+              detail: describe(a),
+              durationMs,
+              runId,
+              time: now(),
+            });
           }
-          await journal.markDone(run, a.id);
-          counts.done++;
-          changedSoFar = true;
+        } catch (e) {
+          const error = message(e);
+          counts.failed++;
+          await journal.markFailed(run, a.id, error);
           const durationMs = Date.now() - ts;
+          const remediation = a.remediation;
           emit({
             type: "step",
-            phase: "finished",
+            phase: "failed",
             id: a.id,
             summary: a.summary,
-            detail: describe(a),
+            error,
+            remediation,
             durationMs,
             runId,
             time: now(),
           });
+          if (a.effect === "network") await revertNetwork(`network step ${a.id} failed: ${error}`);
+          return fail(`${a.id}: ${error}`, { failedId: a.id, remediation });
         }
-      } catch (e) {
-        const error = message(e);
-        counts.failed++;
-        await journal.markFailed(run, a.id, error);
-        const durationMs = Date.now() - ts;
-        const remediation = a.remediation;
-        emit({
-          type: "step",
-          phase: "failed",
-          id: a.id,
-          summary: a.summary,
-          error,
-          remediation,
-          durationMs,
-          runId,
-          time: now(),
-        });
-        if (a.effect === "network") await revertNetwork(`network step ${a.id} failed: ${error}`);
-        return fail(`${a.id}: ${error}`, { failedId: a.id, remediation });
+        await testDelay();
       }
-      await testDelay();
     }
     // Gates at the end of a network or reboot group that changed something.
     const next = actions[i + 1];

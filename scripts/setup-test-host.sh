@@ -17,6 +17,7 @@ apt_packages=(
   mmdebstrap e2fsprogs ovmf                    # the e2e guest image (mmdebstrap, mke2fs -d); UEFI firmware
   cloud-init xorriso genisoimage               # cloud-init schema for seeds; xorriso/isoinfo read seed ISOs back
   virtinst                                     # npm run bench:vm compares against virt-install --import --cloud-init
+  tcpdump gcc libc6-dev                        # DHCP firmware captures; cc builds the SO_BINDTODEVICE addon
   tftp-hpa atftp tftpd-hpa                     # TFTP clients for test/pxe/tftp; in.tftpd run in the foreground by bench:pxe
 )
 missing=()

@@ -176,6 +176,13 @@ describe.skipIf(why)(`real PXE firmware against the DHCP server${why ? ` (skippe
           "the guest's TFTP read request",
         );
         expect(got.file).toBe("ipxe.efi");
+        // EDK2 took the file from our OFFER (discovery control bit 3) and then REQUESTed its
+        // address from dnsmasq, which the proxy let pass.
+        expect(proxy.lines.seen).toContainEqual({
+          type: "ignore",
+          mac,
+          reason: "REQUEST for another server",
+        });
         expect(proxy.lines.seen.find((o) => o.type === "reply" && o.mac === mac)).toMatchObject({
           yiaddr: "0.0.0.0",
           bootFile: "ipxe.efi",

@@ -37,6 +37,41 @@ afterAll(() => {
   for (const ns of [server, clientA, clientB]) ns?.destroy();
 });
 
+// Sends `hex` (repeated `count` times) from `fromPort` to `to`, and collects what comes back to
+// that port for `ms`.
+const SENDER = `
+const dgram = require("node:dgram");
+const [hex, to, fromPort, count, ms] = process.argv.slice(1);
+const s = dgram.createSocket({ type: "udp4", reuseAddr: true });
+const got = [];
+s.on("message", (m, r) => got.push({ from: r.address, port: r.port, hex: m.toString("hex") }));
+s.bind(Number(fromPort), async () => {
+  s.setBroadcast(true);
+  const payloads = hex.split(",").map((h) => Buffer.from(h, "hex"));
+  for (let i = 0; i < Number(count); i++) {
+    await new Promise((r) => s.send(payloads[i % payloads.length], 67, to, r));
+  }
+  setTimeout(() => { console.log(JSON.stringify(got)); s.close(); }, Number(ms));
+});`;
+
+async function send(ns: Netns, hex: string[], to: string, fromPort: number, count: number, ms = 1500) {
+  const child = ns.spawn("node", [
+    "-e",
+    SENDER,
+    hex.join(","),
+    to,
+    String(fromPort),
+    String(count),
+    String(ms),
+  ]);
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  await new Promise((r) => child.on("exit", r));
+  return JSON.parse(out || "[]") as { from: string; port: number; hex: string }[];
+}
+
 // Broadcasts one DISCOVER from port 68 and collects what comes back to port 68 for `ms`.
 const CLIENT = `
 const dgram = require("node:dgram");
@@ -104,6 +139,74 @@ describe.skipIf(why)(`DHCP on one interface of a multi-homed host${why ? ` (skip
       await s.stop();
     }
   }, 40_000);
+
+  it("answers a relay (giaddr) by unicast to the relay's port 67", async () => {
+    const s = await startServer({
+      binding: { interface: "brA" },
+      serverIp: "10.71.0.1",
+      httpBase: "http://10.71.0.1",
+    });
+    try {
+      const pkt = discover(
+        [
+          [Opt.VENDOR_CLASS, Buffer.from("PXEClient:Arch:00007:UNDI:003000")],
+          [Opt.CLIENT_ARCH, Buffer.from([0, 7])],
+        ],
+        "02:00:00:00:0a:07",
+      );
+      pkt.giaddr = "10.71.0.50";
+      pkt.hops = 1;
+      const got = await send(clientA, [encodePacket(pkt).toString("hex")], "10.71.0.1", 67, 1);
+      expect(got.map((g) => [g.from, g.port])).toEqual([["10.71.0.1", 67]]);
+      const reply = decodePacket(Buffer.from(got[0]?.hex ?? "", "hex"));
+      expect(reply.ok && [reply.value.giaddr, reply.value.file]).toEqual(["10.71.0.50", "ipxe.efi"]);
+      expect(s.lines.seen).toContainEqual(
+        expect.objectContaining({ type: "reply", to: { address: "10.71.0.50", port: 67 } }),
+      );
+    } finally {
+      await s.stop();
+    }
+  }, 40_000);
+
+  it("stays up through 5,000 malformed datagrams and still answers a real request after them", async () => {
+    const s = await startServer({
+      binding: { interface: "brA" },
+      serverIp: "10.71.0.1",
+      httpBase: "http://10.71.0.1",
+    });
+    try {
+      const good = encodePacket(
+        discover([
+          [Opt.VENDOR_CLASS, Buffer.from("PXEClient")],
+          [Opt.CLIENT_ARCH, Buffer.from([0, 0])],
+        ]),
+      );
+      const junk = [
+        Buffer.alloc(3),
+        good.subarray(0, 239),
+        Buffer.concat([good.subarray(0, 240), Buffer.from([60, 250, 1])]),
+        Buffer.alloc(1400, 0xff),
+      ];
+      await send(
+        clientA,
+        junk.map((b) => b.toString("hex")),
+        "255.255.255.255",
+        68,
+        5000,
+        200,
+      );
+      // UDP may drop part of a flood; count what arrived once the server has caught up.
+      const errors = () => s.lines.seen.filter((o) => o.type === "decode-error").length;
+      for (let last = -1; last !== errors(); ) {
+        last = errors();
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      expect(errors()).toBeGreaterThan(1000);
+      expect(await ask(clientA, "02:00:00:00:0a:08")).toHaveLength(1);
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
 
   // What plain dgram offers, measured: which bridges' broadcasts reach a socket bound each way.
   // Any event naming the client's MAC (a reply, a send error, an ignore) means it was received.

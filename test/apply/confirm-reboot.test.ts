@@ -13,6 +13,7 @@ import { Journal, StateError } from "../../src/apply/journal.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { ExecaRunner } from "../../src/host/commands.js";
 import { RootedTargetFs } from "../../src/host/target.js";
+import { alive, until } from "./deadman-helpers.js";
 import { planOf, populate, tempDir, tree, writeFileAction } from "./helpers.js";
 
 const runner = new ExecaRunner();
@@ -119,6 +120,8 @@ describe("confirm-or-revert timer for network actions", () => {
     const run = await journal.latestRun();
     if (!run) throw new Error("no run");
     run.actions[1] = { ...(run.actions[1] ?? { id: "net.uplink" }), status: "done" };
+    // Its watchdog saw the confirmation and exits; wait for that, or it would take this revert.
+    await until("the first run's watchdog to exit", () => !alive(run.watchdog?.pid), 5_000);
     run.gates = [];
     delete run.watchdog;
     await journal.setPhase(run, "awaiting-confirm", {

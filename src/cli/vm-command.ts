@@ -245,7 +245,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
         }
         const spec = resolved.spec;
         // --wait follows phone_home too: a server where the VM's network reaches this host.
-        const home = values.wait ? await startPhoneHomeFor(spec.nics, libvirt) : undefined;
+        const home = values.wait ? await startPhoneHomeFor([spec], libvirt) : undefined;
         if (home?.note) process.stderr.write(`kvmstrap: note: ${home.note}\n`);
         const r = await deployVm(spec, {
           libvirt,
@@ -425,6 +425,9 @@ async function deployAnswer(source: AnswerSource, o: AnswerDeploy): Promise<numb
     else process.stdout.write(`${file}: no VMs in the vms: section\n`);
     return EXIT.ok;
   }
+  // --wait follows phone_home too: one server where the VMs' networks reach this host.
+  const home = o.waitS !== undefined ? await startPhoneHomeFor(specs, o.libvirt) : undefined;
+  if (home?.note) process.stderr.write(`kvmstrap: note: ${home.note}\n`);
   const deps = {
     libvirt: o.libvirt,
     report: o.report,
@@ -432,6 +435,7 @@ async function deployAnswer(source: AnswerSource, o: AnswerDeploy): Promise<numb
     imageCache: o.cache,
     bus: o.bus,
     ...(o.sysClassNet ? { sysClassNet: o.sysClassNet } : {}),
+    ...(home?.server ? { phoneHome: { url: home.server.url } } : {}),
   };
   const results = await deployMany(specs, deps, { concurrency: o.concurrency });
   const ready = new Map<string, Awaited<ReturnType<typeof waitReady>> | Error>();
@@ -445,11 +449,15 @@ async function deployAnswer(source: AnswerSource, o: AnswerDeploy): Promise<numb
           await waitReady(
             r.name,
             { libvirt: o.libvirt, dir: o.dir, bus: o.bus },
-            { timeoutMs: waitS * 1000 },
+            {
+              timeoutMs: waitS * 1000,
+              ...(home?.server && !r.result.converged ? { phoneHome: home.server } : {}),
+            },
           ).catch((e: unknown) => e as Error),
         );
       }),
     );
+    await home?.server?.close();
   }
   await o.bus.drain(5000);
   const failed = results.filter((r) => !r.ok || ready.get(r.name) instanceof Error);

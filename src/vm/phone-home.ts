@@ -122,25 +122,36 @@ export async function phoneHomeAddress(
 
 /**
  * The phone_home server `vm deploy --wait` needs: listening on PHONE_HOME_PORT at the address the
- * VM's network reaches (phoneHomeAddress). Unref'd, so it never keeps the process alive. null with a
- * note when the VM cannot reach the host or the port is taken (the wait then skips that stage).
+ * VMs' networks reach (phoneHomeAddress of each VM's first NIC; one server, so they must agree).
+ * Unref'd, so it never keeps the process alive. null with a note when a VM cannot reach the host,
+ * the VMs reach it at different addresses, or the port is taken (the wait then skips that stage).
  */
 export async function startPhoneHomeFor(
-  nics: readonly VmNic[],
+  vms: readonly { name: string; nics: readonly VmNic[] }[],
   libvirt: Libvirt,
   port = PHONE_HOME_PORT,
 ): Promise<{ server: PhoneHomeServer | null; note?: string }> {
-  const where = await phoneHomeAddress(nics, libvirt).catch((e: Error) => ({
-    address: null,
-    reason: e.message,
-  }));
   const skipped = (why: string) => ({ server: null, note: `the wait skips phone_home: ${why}` });
-  if (where.address === null) return skipped(where.reason);
+  const found = new Map<string, string[]>();
+  for (const vm of vms) {
+    const where = await phoneHomeAddress(vm.nics, libvirt).catch((e: Error) => ({
+      address: null,
+      reason: e.message,
+    }));
+    if (where.address === null) return skipped(`${vm.name}: ${where.reason}`);
+    found.set(where.address, [...(found.get(where.address) ?? []), vm.name]);
+  }
+  const [address, ...others] = [...found.keys()];
+  if (!address) return skipped("no VMs");
+  if (others.length) {
+    const list = [...found].map(([a, names]) => `${names.join(", ")} at ${a}`).join("; ");
+    return skipped(`the VMs reach this host at different addresses (${list})`);
+  }
   try {
-    return { server: await startPhoneHomeServer(where.address, port) };
+    return { server: await startPhoneHomeServer(address, port) };
   } catch (e) {
     return skipped(
-      `cannot listen on ${where.address}:${port} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      `cannot listen on ${address}:${port} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
     );
   }
 }

@@ -3,7 +3,7 @@
 // the post. And a libvirt failure (here the captured "vhost-net ... unavailable") prints as libvirt's
 // reason with a fix, exit 1, never as "internal error". Fake libvirt; real qemu-img, seed and HTTP.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -66,11 +66,25 @@ describe("the phone_home address", () => {
       address: null,
       reason: "bridge br1 has no IPv4 address on this host",
     });
-    const none = await startPhoneHomeFor([{ kind: "macvtap", dev: "eth0", mode: "bridge" }], lv);
+    const none = await startPhoneHomeFor(
+      [{ name: "t", nics: [{ kind: "macvtap", dev: "eth0", mode: "bridge" }] }],
+      lv,
+    );
     expect(none).toEqual({
       server: null,
-      note: "the wait skips phone_home: a macvtap NIC cannot reach its own host",
+      note: "the wait skips phone_home: t: a macvtap NIC cannot reach its own host",
     });
+    // An answer's VMs share one server, so they must reach the host at one address.
+    const split = await startPhoneHomeFor(
+      [
+        { name: "a", nics: [{ kind: "network", network: "lo-net" }] },
+        { name: "b", nics: [{ kind: "network", network: "kvmstrap-test" }] },
+      ],
+      lv,
+    );
+    expect(split.note).toBe(
+      "the wait skips phone_home: the VMs reach this host at different addresses (a at 127.0.0.1; b at 192.168.150.1)",
+    );
   });
 });
 
@@ -134,6 +148,76 @@ describe.skipIf(!hasQemuImg)("vm deploy --wait (skipped without qemu-img)", () =
     expect(r.stdout).toMatch(/phone-home\s+\+[\d.]+ s from 127\.0\.0\.1 \(web\)/);
     const seed = readFileSync(path.join(dir, "web", "seed.iso")).toString("latin1");
     expect(seed).toContain(`http://127.0.0.1:${PHONE_HOME_PORT}/phone-home/$INSTANCE_ID`);
+  });
+
+  it("--answer --wait: the VMs of the file share one phone_home server and each waits for its post", async () => {
+    const lv = fake();
+    const dir = path.join(root, "vms-answer");
+    const names = ["a1", "a2"];
+    for (const [i, name] of names.entries()) {
+      lv.addresses[name] = [
+        {
+          iface: "vnet0",
+          mac: `52:54:00:00:00:0${i}`,
+          addrs: [{ family: "ipv4", address: `192.0.2.${10 + i}`, prefix: 24 }],
+        },
+      ];
+      lv.agentUp.add(name);
+    }
+    const key =
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@kvmstrap";
+    const file = path.join(root, "answer.yaml");
+    writeFileSync(
+      file,
+      ["version: 1", "vms:"]
+        .concat(
+          ...names.map((name) => [
+            `  - name: ${name}`,
+            `    image: ${base}`,
+            "    vcpus: 1",
+            "    memoryMiB: 256",
+            "    diskGiB: 1",
+            "    user:",
+            "      name: debian",
+            `      sshKeys: ["${key}"]`,
+            "    nics: [{ network: lo-net }]",
+          ]),
+        )
+        .join("\n"),
+    );
+    const guests = names.map(async (name) => {
+      for (let i = 0; i < 200; i++) {
+        const text = await readFile(path.join(dir, name, "vm.json"), "utf8").catch(() => "");
+        if (text && lv.domains.get(name)?.state === "running") {
+          const id = JSON.parse(text).instanceId as string;
+          const r = await fetch(`http://127.0.0.1:${PHONE_HOME_PORT}/phone-home/${id}`, {
+            method: "POST",
+            body: new URLSearchParams({ instance_id: id, hostname: name }),
+          });
+          return r.status;
+        }
+        await sleep(50);
+      }
+      return 0;
+    });
+    const r = await captureCli(() =>
+      vmCommand(["deploy", "--answer", file, "--dir", dir, "--wait", "15", "--json"], {
+        libvirt: lv,
+        report,
+      }),
+    );
+    expect(await Promise.all(guests)).toEqual([200, 200]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{\n  "type": "result"')));
+    for (const d of out.deploys) {
+      expect(d.ready.timeline.map((t: { stage: string }) => t.stage)).toEqual([
+        "defined",
+        "started",
+        "address",
+        "phone-home",
+        "cloud-init",
+      ]);
+    }
   });
 
   it("prints libvirt's reason and a fix (exit 1) for a start the host cannot do, not 'internal error'", async () => {

@@ -60,7 +60,7 @@ describe("kvmstrap apply / undo / confirm", () => {
       }),
     );
     await expect(applyCommand(["--plan", bad, "--yes", "--root", root])).rejects.toThrow(
-      /actions\[0\]: path must be absolute/,
+      /actions\[0\]\.path: must be an absolute path/,
     );
     await expect(applyCommand(["--plan", bad, "--yes", "--root", root])).rejects.toBeInstanceOf(InputError);
     await expect(applyCommand(["--plan", "/nonexistent.json", "--yes"])).rejects.toThrow(/no such file/);

@@ -94,8 +94,8 @@ const isBridge = (d: PciDevice) => /^060[04]/.test(d.classId ?? "");
 const firstError = (findings: Finding[], keep: (f: Finding) => boolean = () => true) =>
   findings.find((f) => f.level === "error" && keep(f))?.message ?? null;
 
-const ofDevice = (f: Finding) =>
-  f.path.startsWith("passthrough[") && f.ruleId !== "passthrough.group-incomplete";
+/** Everything the rules say about picking one device, except that its group must come along. */
+const ofDevice = (f: Finding) => f.ruleId !== "passthrough.group-incomplete";
 
 /** What the rules say about this device alone (its group's completeness aside: the TUI picks groups). */
 export const deviceObstacle = (report: HostReport, address: string): string | null =>

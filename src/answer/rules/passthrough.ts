@@ -122,7 +122,8 @@ export const passthroughRules: Rule[] = [
     "nothing sharing an IOMMU group with the management NIC or a boot disk's controller",
     ({ report, facts }, emit) => {
       for (const { path, dev } of passthroughEntries(facts)) {
-        if (!report.iommu.groupsPopulated || hazard(facts, dev.address)) continue;
+        // A device refused for itself (a hazard, a bridge) needs no second word about its group.
+        if (!report.iommu.groupsPopulated || hazard(facts, dev.address) || isPciBridge(dev)) continue;
         for (const other of groupOf(dev, report)?.devices ?? []) {
           if (other === dev.address || isPciBridge(facts.pciByAddress.get(other))) continue;
           const h = hazard(facts, other);

@@ -11,7 +11,15 @@ import path from "node:path";
 
 export type ReadProblem = {
   path: string;
-  reason: "missing" | "dangling" | "unreadable" | "loop" | "outside-root" | "special" | "too-large";
+  reason:
+    | "missing"
+    | "dangling"
+    | "unreadable"
+    | "loop"
+    | "outside-root"
+    | "special"
+    | "too-large"
+    | "budget";
   detail: string;
 };
 
@@ -24,10 +32,17 @@ export type ReadProblem = {
 export const READ_LIMITS = {
   /** Bytes of one text file: /proc/cpuinfo of a 448-CPU machine is under 2 MB. */
   textBytes: 8 * 2 ** 20,
+  /** Bytes of all text reads together: a large real host reads a few MB. */
+  textBytesTotal: 128 * 2 ** 20,
   /** Entries of one directory: a host with thousands of VFs stays well below. */
   dirEntries: 16_384,
   /** Links followed while resolving one path (the kernel's own limit). */
   linkHops: 40,
+  /**
+   * Reads of all kinds by one HostFs: a detection of a large real host makes about 10k. The bound on
+   * the whole walk, whatever shape a hostile tree gives it.
+   */
+  operations: 250_000,
 };
 
 export interface HostFs {
@@ -107,6 +122,8 @@ export class RootedHostFs implements HostFs {
   readonly problems: ReadProblem[] = [];
   readonly root: string;
   private readonly live: boolean;
+  private operations = 0;
+  private textBytes = 0;
   /** Host directory -> real directory, resolved once per directory. */
   private readonly dirs = new Map<string, Promise<string>>();
 
@@ -191,6 +208,26 @@ export class RootedHostFs implements HostFs {
     return current;
   }
 
+  /** Counts the bytes of a text read; past the byte budget, later reads are refused like extra ones. */
+  private counted(text: string): string {
+    this.textBytes += text.length;
+    if (this.textBytes > READ_LIMITS.textBytesTotal)
+      this.operations = Math.max(this.operations, READ_LIMITS.operations);
+    return text;
+  }
+
+  /** Counts one read; past the budget every read is refused, with one warning for all of them. */
+  private overBudget(hostPath: string): boolean {
+    if (++this.operations <= READ_LIMITS.operations) return false;
+    if (this.operations === READ_LIMITS.operations + 1)
+      this.problems.push({
+        path: hostPath,
+        reason: "budget",
+        detail: `the read budget (${READ_LIMITS.operations} reads, ${READ_LIMITS.textBytesTotal} bytes) is spent: this and every later read were skipped`,
+      });
+    return true;
+  }
+
   private note(hostPath: string, e: unknown): void {
     if (e instanceof ReadRefused) {
       this.problems.push({ path: hostPath, reason: e.reason, detail: e.message });
@@ -202,8 +239,10 @@ export class RootedHostFs implements HostFs {
   }
 
   async readText(hostPath: string): Promise<string | null> {
+    if (this.overBudget(hostPath)) return null;
     try {
-      if (this.live) return await readWhole(path.posix.resolve("/", hostPath), fs.constants.O_RDONLY);
+      if (this.live)
+        return this.counted(await readWhole(path.posix.resolve("/", hostPath), fs.constants.O_RDONLY));
       // Under a root nothing is opened before lstat says it is a regular file of a sane size, and
       // links are resolved inside the root (O_NOFOLLOW keeps the kernel from following them to the
       // live machine if the tree changes in between; O_NONBLOCK keeps a FIFO from blocking the open).
@@ -213,7 +252,9 @@ export class RootedHostFs implements HostFs {
           "too-large",
           `${st.size} bytes, more than ${READ_LIMITS.textBytes} a text read allows`,
         );
-      return await readWhole(at, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      return this.counted(
+        await readWhole(at, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK),
+      );
     } catch (e) {
       if (errCode(e) === "ENOENT") await this.noteDangling(hostPath);
       else this.note(hostPath, e);
@@ -237,6 +278,7 @@ export class RootedHostFs implements HostFs {
   }
 
   async readBytes(hostPath: string, offset: number, length: number): Promise<Buffer | null> {
+    if (this.overBudget(hostPath)) return null;
     let fd: number | undefined;
     try {
       const at = this.live ? path.posix.resolve("/", hostPath) : (await this.regularFile(hostPath, true)).at;
@@ -255,6 +297,7 @@ export class RootedHostFs implements HostFs {
   }
 
   async readDir(hostPath: string): Promise<string[] | null> {
+    if (this.overBudget(hostPath)) return null;
     try {
       const at = this.live ? this.real(hostPath) : await this.realDir(path.posix.resolve("/", hostPath));
       const names = await call<string[]>((cb) => fs.readdir(at, cb));
@@ -271,6 +314,7 @@ export class RootedHostFs implements HostFs {
   }
 
   async readLink(hostPath: string): Promise<string | null> {
+    if (this.overBudget(hostPath)) return null;
     try {
       const target = await call<string>(async (cb) => fs.readlink(await this.locate(hostPath), cb));
       return path.posix.resolve(path.posix.dirname(path.posix.resolve("/", hostPath)), target);
@@ -280,6 +324,7 @@ export class RootedHostFs implements HostFs {
   }
 
   async exists(hostPath: string): Promise<boolean> {
+    if (this.overBudget(hostPath)) return false;
     try {
       const at = await this.locateFollowing(hostPath);
       return await new Promise((resolve) => fs.stat(at, (err) => resolve(!err)));

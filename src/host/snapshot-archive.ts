@@ -249,6 +249,9 @@ const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 export function removeOnExit(dir: string): () => void {
   const removeNow = () => rmSync(dir, { recursive: true, force: true });
   const onSignal = (signal: NodeJS.Signals) => {
+    // Someone else handles this signal (apply rides out SIGHUP): the process goes on, and so does the
+    // root it reads; the exit hook still removes it.
+    if (process.listenerCount(signal) > 1) return;
     dispose();
     removeNow();
     process.kill(process.pid, signal);

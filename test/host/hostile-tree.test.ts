@@ -18,9 +18,10 @@ import { detectHost, type HostReport } from "../../src/detect/index.js";
 import { READ_LIMITS, RootedHostFs } from "../../src/host/fs.js";
 
 const dirs: string[] = [];
+// Removing 300k files takes seconds on a busy machine.
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 const CPUINFO =
   "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Test CPU\nflags\t\t: fpu vmx lm\n\n";
@@ -132,4 +133,26 @@ describe("detection on a hostile machine root", () => {
       new RegExp(`300000 entries, more than the ${READ_LIMITS.dirEntries}`),
     );
   }, 60_000);
+
+  it("the whole walk has a read budget: past it every read is skipped, with one warning", async () => {
+    const root = machine();
+    // 3000 PCI functions each cost a dozen reads; a budget of 2000 reads runs out among them.
+    const devices = path.join(root, "sys/bus/pci/devices");
+    for (let i = 0; i < 3000; i++)
+      mkdirSync(
+        path.join(
+          devices,
+          `0000:${(i >> 8).toString(16).padStart(2, "0")}:${((i >> 3) & 31).toString(16).padStart(2, "0")}.${i & 7}`,
+        ),
+      );
+    const saved = READ_LIMITS.operations;
+    READ_LIMITS.operations = 2000;
+    try {
+      const r = await detect(root);
+      const spent = r.warnings.filter((w) => /read budget .* is spent/.test(w.message));
+      expect(spent).toHaveLength(1);
+    } finally {
+      READ_LIMITS.operations = saved;
+    }
+  });
 });

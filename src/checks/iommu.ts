@@ -103,8 +103,9 @@ export function iommuChecks(r: HostReport): Check[] {
         level: "warn",
         state: "unsupported",
         reason: "interrupt remapping is off: VFIO refuses assignment unless unsafe interrupts are allowed",
-        remediation:
-          "Enable x2APIC/interrupt remapping in the BIOS, or (at your own risk) vfio_iommu_type1 allow_unsafe_interrupts=1.",
+        remediation: cpu.hypervisor
+          ? "Give this VM an IOMMU with interrupt remapping on its host (QEMU: -device intel-iommu,intremap=on with a split irqchip), or (at your own risk) vfio_iommu_type1 allow_unsafe_interrupts=1."
+          : "Enable x2APIC/interrupt remapping in the firmware setup, or (at your own risk) vfio_iommu_type1 allow_unsafe_interrupts=1.",
       }),
     );
   }

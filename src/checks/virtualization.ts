@@ -38,7 +38,8 @@ export function cpuVirtCheck(r: HostReport): Check {
       reason: `no virtualization check for the ${p.name} architecture; the KVM checks below still apply`,
     });
   }
-  if (cpu.firmwareVirt === "locked-off") {
+  // A guest's MSR reads "locked off" whenever its hypervisor hides VT-x: the fix is on the outer host.
+  if (cpu.firmwareVirt === "locked-off" && !cpu.hypervisor) {
     return check({
       ...base,
       level: "fail",

@@ -185,6 +185,24 @@ describe("the CPU and architecture come from the machine", () => {
   });
 });
 
+describe("advice for a guest points at its host", () => {
+  it("an x86 guest whose MSR reads 'locked, VMX off' is told to enable nesting, not to enter a BIOS", async () => {
+    const fx = fixture().file(
+      "/proc/cpuinfo",
+      "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon\nflags\t\t: fpu lm hypervisor\n\n",
+    );
+    // IA32_FEATURE_CONTROL (0x3a) = 1: locked, VMX outside SMX off (what KVM shows a guest without nesting).
+    const msr = Buffer.alloc(0x3a + 8);
+    msr[0x3a] = 1;
+    fx.file("/dev/cpu/0/msr", msr.toString("latin1"));
+    const r = await detectHost({ fs: fx.fs(), pciIds: null });
+    expect(r.cpu.firmwareVirt).toBe("locked-off");
+    const virt = runChecks(r).find((c) => c.id === "cpu.virt");
+    expect(virt?.remediation).toMatch(/outer hypervisor/);
+    expect(virt?.remediation).not.toMatch(/BIOS/);
+  });
+});
+
 describe("firmware mode", () => {
   it("is UEFI from an efivarfs or ESP mount when /sys/firmware was not captured", async () => {
     const efivarfs = fixture().file(

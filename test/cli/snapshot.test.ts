@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { lstat, open, readdir, readFile, readlink } from "node:fs/promises";
@@ -210,6 +211,30 @@ describe.skipIf(!sharedHostsAvailable)("re-capturing the shared snapshots", () =
     const again = await detectHost({ fs: new RootedHostFs(dir), pciIds: null });
     expect({ ...again, root: "" }).toEqual({ ...first, root: "" });
   });
+});
+
+describe("capturing a hostile machine root", () => {
+  it("a FIFO, a link loop and sys -> /sys end up as captured shapes, never a hang or the live /sys", async () => {
+    const root = tmp("hostile");
+    mkdirSync(path.join(root, "proc/sys/kernel"), { recursive: true });
+    writeFileSync(path.join(root, "proc/sys/kernel/hostname"), "hostile\n");
+    execFileSync("mkfifo", [path.join(root, "proc/cpuinfo")]);
+    symlinkSync("meminfo", path.join(root, "proc/meminfo"));
+    symlinkSync("/sys", path.join(root, "sys"));
+    const out = path.join(tmp("hostile-out"), "s.tar.gz");
+    let report: HostReport | undefined;
+    const detect = async (fs: HostFs) => {
+      report = await detectHost({ fs, pciIds: null });
+    };
+    await writeSnapshot(out, { mask: false, detect, root });
+    expect(report?.nics).toEqual([]);
+    const dir = tmp("hostile-x");
+    await extractSnapshot(out, dir);
+    const again = await detectHost({ fs: new RootedHostFs(dir), pciIds: null });
+    expect(again.hostname).toBe("hostile");
+    expect(again.nics).toEqual([]);
+    expect(again.cpu.model).toBeNull();
+  }, 30_000);
 });
 
 describe("snapshot format details", () => {

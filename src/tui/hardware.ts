@@ -2,7 +2,7 @@
 // shown on drill-down (sources, state, remediation). Built once per host report.
 import { diskLabel, nicLabel, pciLabel } from "../answer/match.js";
 import type { Check } from "../checks/index.js";
-import { diskExclusion } from "../checks/resources.js";
+import { diskContents, diskExclusion } from "../checks/resources.js";
 import type { DiskReport, HostReport, NicReport, PciDevice } from "../detect/types.js";
 import type { Category, Item } from "./model.js";
 
@@ -73,7 +73,7 @@ export function hardwareItems(report: HostReport, checks: Check[]): Record<Categ
     ].filter(Boolean),
   });
   const diskItem = (d: DiskReport): Item => {
-    const why = diskExclusion(d);
+    const why = diskExclusion(d, report) ?? diskContents(d);
     return {
       label: `${diskLabel(d)}${why ? `: ${why}` : ": free"}`,
       level: why ? "note" : "pass",

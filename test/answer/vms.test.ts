@@ -275,3 +275,24 @@ describe("vmSpecsFromAnswer", () => {
     expect(errors[0]?.message).toMatch(/unknown image "ubuntu-24.04": not in the image cache/);
   });
 });
+
+describe("explain walks the VMs' match rules too", () => {
+  it("each VM's sriov and macvtap NICs and passthrough devices are explained with their candidates", async () => {
+    const { explainAnswerData } = await import("../../src/answer/explain.js");
+    const a = answer(
+      [
+        `sriov: [{ pf: { name: ${SRIOV.pfName} }, numVfs: 2 }]`,
+        "vms:",
+        vm("web1", `nics: [{ sriov: { name: ${SRIOV.pfName} } }, { macvtap: { name: enp5s0 } }]`),
+        vm("web2", `passthrough: [{ id: "10de:1b80" }]`),
+      ].join("\n"),
+    );
+    const data = explainAnswerData(a, lab);
+    expect(data.map((e) => [e.path, e.chosen.length ? e.chosen[0]?.split(" ")[0] : e.error])).toEqual([
+      ["sriov[0].pf", SRIOV.pfName],
+      ["vms[0].nics[0].sriov", SRIOV.pfName],
+      ["vms[0].nics[1].macvtap", "enp5s0"],
+      ["vms[1].passthrough[0]", VFIO.gpu],
+    ]);
+  });
+});

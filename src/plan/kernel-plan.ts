@@ -214,7 +214,7 @@ function planCmdline(ctx: PlanContext): void {
   if (add.length === 0 && remove.length === 0) return;
   const bootloader = ctx.report.system.bootloader;
   const regen = bootRegenerators(ctx);
-  const summary = `kernel command line: ${[...add, ...remove.map((r) => `-${r}`)].join(" ")}`;
+  const summary = `kernel command line: ${add.join(" ") || "nothing added"}; contradicting parameters removed where present (${remove.join(", ")})`;
   const edits: { id: string; path: string; content: string }[] = [];
   // /etc/kernel/cmdline also feeds kernel-install's entries on GRUB hosts with BLS: kept consistent.
   const kernelCmdline = currentOf(ctx, PATHS.kernelCmdline);

@@ -11,6 +11,7 @@ import { NETWORKD_DIR, networkdFileName, renderNetworkd } from "./render/network
 import { NM_DIR, nmUuid, renderNmKeyfiles } from "./render/networkmanager.js";
 import {
   netdevShadows,
+  networkdSteals,
   takeOverIfupdown,
   takeOverNetplan,
   takeOverNetworkd,
@@ -237,15 +238,17 @@ function takeOverExisting(
         out.removals.push({ path: f.path, previous: f.content, why: `${f.path} defines ${shadows} first` });
     }
     for (const f of existing(NETWORKD_DIR).filter((x) => x.path.endsWith(".network"))) {
-      const content = takeOverNetworkd(f.path.slice(NETWORKD_DIR.length + 1), f.content, names, ourFile);
+      const name = f.path.slice(NETWORKD_DIR.length + 1);
+      const content = takeOverNetworkd(name, f.content, names, ourFile);
       if (content !== f.content)
         out.files.push({
           path: f.path,
           content,
-          why: `stop ${f.path} from matching ${names.join(", ")} first`,
+          why: `${f.path} no longer matches ${networkdSteals(name, f.content, names, ourFile).join(", ")} before kvmstrap's files`,
         });
     }
   }
+
   if (stack === "ifupdown2") {
     const set = new Set(names);
     const candidates = [

@@ -69,21 +69,28 @@ export function networkdMayMatch(content: string, name: string): boolean {
   return positive.length === 0 || positive.some((n) => globMatches(n, name));
 }
 
-/**
- * An existing .network file named `fileName`: adds `Name=!x` for every interface x of ours that it
- * could match and that it would win (it sorts before `ourFile(x)`).
- */
+/** Our interfaces an existing .network file named `fileName` could match before our file does. */
+export function networkdSteals(
+  fileName: string,
+  content: string,
+  ours: string[],
+  ourFile: (name: string) => string,
+): string[] {
+  return ours.filter((n) => fileName < ourFile(n) && networkdMayMatch(content, n));
+}
+
+/** An existing .network file with `Name=!x` added for every interface x of ours it would steal. */
 export function takeOverNetworkd(
   fileName: string,
   content: string,
   ours: string[],
   ourFile: (name: string) => string,
 ): string {
-  const steal = ours.filter((n) => fileName < ourFile(n) && networkdMayMatch(content, n));
+  const steal = networkdSteals(fileName, content, ours, ourFile);
   if (steal.length === 0) return content;
   const lines = content.split("\n");
   const add = [
-    `# kvmstrap: ${steal.join(", ")} are configured by ${ourFile(steal[0] ?? "")} and the files beside it`,
+    "# kvmstrap: these are configured by its 60-kvmstrap-*.network files (the first match wins)",
     `Name=${steal.map((n) => `!${n}`).join(" ")}`,
   ];
   const at = lines.findIndex((l) => l.trim() === "[Match]");

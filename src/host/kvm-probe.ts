@@ -23,6 +23,8 @@ export interface KvmProbeOptions {
   kernel?: string | null;
   cacheFile?: string;
   timeoutMs?: number;
+  /** Node's name for this host's architecture (process.arch by default). */
+  hostArch?: string;
   /** Whether /dev/kvm can be opened read-write; the real check by default (tests pass their own). */
   kvmAccessible?: () => Promise<boolean>;
 }
@@ -76,6 +78,11 @@ export async function runKvmProbe(options: KvmProbeOptions): Promise<KvmProbe> {
     const cached = await readCache(cacheFile, key);
     if (cached) return { ...cached, cached: true };
   }
+  // The probe's guests (a boot sector, an x86 kernel) are x86 code: elsewhere they prove nothing.
+  if ((options.hostArch ?? process.arch) !== "x64")
+    return unavailable(
+      `the functional probe runs x86 guests only; this host is ${options.hostArch ?? process.arch}`,
+    );
   const qemu = await runner.which("qemu-system-x86_64");
   if (!qemu) return unavailable("qemu-system-x86_64 is not installed, so no guest could be started");
   if (!(await (options.kvmAccessible ?? devKvmAccessible)()))

@@ -128,3 +128,19 @@ describe.skipIf(!qemu || !kvm)("the functional probe on this machine's /dev/kvm"
 });
 if (!(qemu && kvm))
   it.skip("functional probe skipped: qemu-system-x86_64 or /dev/kvm is missing here", () => {});
+
+describe("the probe on a non-x86 host", () => {
+  it("is unavailable, never a verdict from x86 guests", async () => {
+    const runner = new ContendedQemu();
+    const probe = await runKvmProbe({
+      runner,
+      mode: "always",
+      cacheFile: path.join(mkdtempSync(path.join(tmpdir(), "kvmstrap-probe-arm-")), "probe.json"),
+      hostArch: "arm64",
+      kvmAccessible: async () => true,
+    });
+    expect(probe.verdict).toBe("unavailable");
+    expect(probe.detail).toMatch(/x86 guests only; this host is arm64/);
+    expect(runner.maxActive).toBe(0);
+  });
+});

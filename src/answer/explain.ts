@@ -1,7 +1,9 @@
 // `kvmstrap answer explain`: for every match rule in the file, every candidate and why it matched or
-// not, and what the rule chose. The text is plain ASCII (serial consoles); the data serves --json.
+// not, what the rule chose, and what the rule set (./rules) says about that choice: the same
+// findings validate reports and plan refuses. Plain ASCII text (serial consoles); data for --json.
 import type { HostReport } from "../detect/types.js";
 import { diskLabel, type MatchResult, matchDisks, matchNics, matchPci, nicLabel, pciLabel } from "./match.js";
+import { type Finding, runRules } from "./rules/index.js";
 import { collectRules, type MatchRule } from "./rules.js";
 import type { Answer } from "./schema.js";
 
@@ -12,6 +14,8 @@ export interface RuleExplanation {
   candidates: { label: string; matched: boolean; reasons: string[] }[];
   chosen: string[];
   error: string | null;
+  /** The rule set's findings about this choice (the match error itself is `error`). */
+  findings: Pick<Finding, "ruleId" | "level" | "message">[];
 }
 
 function explainRule(r: MatchRule, report: HostReport): RuleExplanation {
@@ -22,6 +26,7 @@ function explainRule(r: MatchRule, report: HostReport): RuleExplanation {
     candidates: m.candidates.map(({ label, matched, reasons }) => ({ label, matched, reasons })),
     chosen: m.chosen.map(label),
     error: m.error,
+    findings: [],
   });
   if (r.kind === "nic") return shape(matchNics(r.rule, report), nicLabel);
   if (r.kind === "disk") return shape(matchDisks(r.rule, report), diskLabel);
@@ -29,7 +34,13 @@ function explainRule(r: MatchRule, report: HostReport): RuleExplanation {
 }
 
 export function explainAnswerData(answer: Answer, report: HostReport): RuleExplanation[] {
-  return collectRules(answer).map((r) => explainRule(r, report));
+  const findings = runRules(answer, report).filter((f) => !f.ruleId.startsWith("match."));
+  return collectRules(answer).map((r) => ({
+    ...explainRule(r, report),
+    findings: findings
+      .filter((f) => f.path === r.path)
+      .map(({ ruleId, level, message }) => ({ ruleId, level, message })),
+  }));
 }
 
 const ruleText = (rule: object) =>
@@ -53,6 +64,7 @@ export function explainAnswer(answer: Answer, report: HostReport): string {
     } else {
       lines.push(`  => ${e.chosen.join(", ")}`);
     }
+    for (const f of e.findings) lines.push(`  ! ${f.level} (${f.ruleId}): ${f.message}`);
     return lines.join("\n");
   });
   return `${blocks.join("\n\n")}\n`;

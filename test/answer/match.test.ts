@@ -9,7 +9,7 @@ import type { HostReport } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
 import { SKIP_REASON, sharedHostRoot, sharedHostsAvailable } from "../helpers/shared-hosts.js";
 import { buildDmarBridgeHost, buildSriovHost, DMAR_BRIDGE, SRIOV, VFIO } from "../helpers/sysfs-fixture.js";
-import { detectFixture, labReport } from "./hosts.js";
+import { detectFixture, LAB, labReport } from "./hosts.js";
 
 const names = <T extends { name: string | null }>(xs: T[]) => xs.map((x) => x.name);
 
@@ -234,5 +234,16 @@ describe("on synthetic hosts", () => {
     expect(text).toMatch(/passthrough\[0\]\.device \(pci: class: 03\)[\s\S]*=> error: 2 PCI devices match/);
     expect(text).toMatch(/ {6}rotational \(HDD\)\n[\s\S]*=> sdb/);
     expect(text).not.toMatch(/[^\x20-\x7e\n]/); // plain ASCII for serial consoles
+  });
+
+  it("explain shows under each choice what the rule set says about it (what validate reports)", () => {
+    const answer = parseAnswerText(
+      `version: 1\npassthrough:\n  - device: { address: "${LAB.mgmtPci}" }\n`,
+      "explain.yaml",
+    );
+    const text = explainAnswer(answer, lab);
+    expect(text).toContain(
+      `  ! error (passthrough.management-nic): ${LAB.mgmtPci} is the management NIC eno1 (${LAB.mgmtPci}): passing it through would cut this host off\n`,
+    );
   });
 });

@@ -294,5 +294,7 @@ describe("explain walks the VMs' match rules too", () => {
       ["vms[0].nics[1].macvtap", "enp5s0"],
       ["vms[1].passthrough[0]", VFIO.gpu],
     ]);
+    // The rule set's word on each choice comes with it: the GPU is not bound at boot.
+    expect(data[3]?.findings.map((f) => [f.level, f.ruleId])).toEqual([["warning", "vms.passthrough"]]);
   });
 });

@@ -121,7 +121,9 @@ async function vmApplied(a: VmAction, ctx: VmStepContext): Promise<boolean> {
       return now?.equals(seedBytes(a)) === true;
     }
     case "libvirt": {
-      const lv = port(ctx);
+      // Without a connection nothing can be in place (a dry run says "would"; a run fails clearly).
+      if (!ctx.libvirt) return false;
+      const lv = ctx.libvirt;
       if (a.op === "define-domain") return (await domainOf(lv, a)) === "ours";
       return (await lv.domainExists(a.name)) && (await lv.domainState(a.name)) === "running";
     }

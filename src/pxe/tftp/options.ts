@@ -12,6 +12,11 @@ export interface NegotiationLimits {
   maxBlksize: number;
   /** The largest windowsize granted; it bounds the memory a transfer holds for retransmission. */
   maxWindowsize: number;
+  /**
+   * The longest client timeout accepted, in seconds. RFC 2349 allows up to 255, but a stalled
+   * client asking that much would hold a transfer slot for half an hour; longer asks are ignored.
+   */
+  maxTimeoutSec: number;
 }
 
 export interface Negotiated {
@@ -58,7 +63,7 @@ export function negotiate(
         out.acknowledged.push(["windowsize", String(out.windowsize)]);
         break;
       case "timeout":
-        if (value === undefined || value < 1 || value > 255) break;
+        if (value === undefined || value < 1 || value > 255 || value > limits.maxTimeoutSec) break;
         out.timeoutSec = value;
         out.acknowledged.push(["timeout", String(value)]);
         break;

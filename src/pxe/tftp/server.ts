@@ -24,7 +24,7 @@ export interface TftpServerOptions {
   maxTransfers?: number;
   /** First retransmission timeout in ms when the client sends no timeout option; default 1000. */
   timeoutMs?: number;
-  /** Backoff ceiling in ms; default 8000. */
+  /** Backoff ceiling in ms; default 8000. A client's timeout option above it is ignored. */
   maxTimeoutMs?: number;
   /** Timeouts in a row before a transfer is abandoned; default 5. */
   retries?: number;
@@ -206,7 +206,10 @@ export class TftpServer {
     }
     const netascii = mode === "netascii";
     // netascii grows the file by its line ends, so its size is unknown until the end: no tsize.
-    const deal = negotiate(requested, netascii ? undefined : handle.size, this.config);
+    const deal = negotiate(requested, netascii ? undefined : handle.size, {
+      ...this.config,
+      maxTimeoutSec: Math.max(1, Math.floor(this.config.maxTimeoutMs / 1000)),
+    });
     let socket: Socket;
     try {
       socket = await this.transferSocket(rinfo);

@@ -97,7 +97,7 @@ describe("packet codec", () => {
 });
 
 describe("option negotiation", () => {
-  const limits = { maxBlksize: 1468, maxWindowsize: 64 };
+  const limits = { maxBlksize: 1468, maxWindowsize: 64, maxTimeoutSec: 10 };
   const ask = (pairs: [string, string][], size: number | undefined = 1000) =>
     negotiate(new Map(pairs), size, limits);
 
@@ -144,6 +144,7 @@ describe("option negotiation", () => {
     ["timeout", "0"],
     ["timeout", "256"],
     ["timeout", "3000"], // npm tftp sends milliseconds
+    ["timeout", "11"], // above the server's ceiling: a stalled client would hold its slot too long
     ["tsize", "x"],
     ["rollover", "0"],
     ["multicast", ""],

@@ -164,4 +164,21 @@ describe("packets captured from real firmware (test/pxe/dhcp4/fixtures/capture.s
       });
     }
   });
+
+  it("OVMF's UEFI HTTP Boot client: option 60 HTTPClient, x64 HTTP arch 16, the SMBIOS UUID", () => {
+    const records = readPcapUdp(path.join(fixtures, "ovmf-http.pcap"));
+    expect(records.length).toBeGreaterThan(0);
+    for (const r of records) {
+      const p = decoded(r.payload);
+      expect(messageType(p)).toBe(MessageType.DISCOVER);
+      expect(clientArchitectures(p)).toEqual([16]);
+      expect(clientUuid(p)).toBe("8c6c7a1e-4b6f-4d2a-9e3b-0123456789ab");
+      expect(describeClient(p)).toMatchObject({
+        vendorClass: "HTTPClient:Arch:00016:UNDI:003000",
+        pxe: false,
+        httpClient: true,
+        ipxe: false,
+      });
+    }
+  });
 });

@@ -2,7 +2,7 @@
 //  - ProxyDHCP beside dnsmasq as the site's DHCP (its own namespace, like another machine on the
 //    bridge): QEMU's iPXE ROM under SeaBIOS takes dnsmasq's address and our boot file, and asks
 //    for it over HTTP (iPXE gets its script URL); OVMF's own PXE client (EDK2) asks TFTP for the
-//    x64 iPXE binary our proxy named;
+//    x64 iPXE binary our proxy named; OVMF's UEFI HTTP Boot (PXE switched off) fetches it over HTTP;
 //  - full DHCP alone: the iPXE ROM gets an address from our range (persisted to the lease file)
 //    and asks for its script.
 // An observer in the server namespace (a dgram listener on 69 and an HTTP listener on 8080) reports
@@ -59,11 +59,11 @@ async function start(cmd: string, args: string[], what: string) {
   return { child, lines };
 }
 
-function guest(firmware: "seabios" | "ovmf", mac: string) {
+function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string) {
   // romfile= empty under OVMF: EDK2's own virtio-net driver and PXE client, not iPXE's EFI ROM.
-  const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "ovmf" ? ",romfile=" : ""}`;
+  const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "seabios" ? "" : ",romfile="}`;
   const fw: string[] = [];
-  if (firmware === "ovmf") {
+  if (firmware !== "seabios") {
     const vars = path.join(mkdtempSync(path.join(os.tmpdir(), "kvms-ovmf-")), "vars.fd");
     copyFileSync(OVMF_VARS, vars);
     fw.push(
@@ -72,6 +72,10 @@ function guest(firmware: "seabios" | "ovmf", mac: string) {
       "-drive",
       `if=pflash,format=raw,file=${vars}`,
     );
+    // OVMF's fw_cfg switches: with PXE off it goes straight to UEFI HTTP Boot.
+    if (firmware === "ovmf-http")
+      for (const v of ["IPv4PXESupport", "IPv6PXESupport"])
+        fw.push("-fw_cfg", `name=opt/org.tianocore/${v},string=n`);
   }
   const child = server.spawn("timeout", [
     String(GUEST_SECONDS),
@@ -188,6 +192,37 @@ describe.skipIf(why)(`real PXE firmware against the DHCP server${why ? ` (skippe
           bootFile: "ipxe.efi",
         });
         expect(dhcp.log()).toMatch(/DHCPACK\(vs1\) 10\.80\.0\.1\d\d 52:54:00:80:00:02/);
+      } finally {
+        await vm.stop();
+        proxy.child.kill("SIGTERM");
+        obs.child.kill("SIGTERM");
+        dhcp.stop();
+      }
+    },
+    (GUEST_SECONDS + 30) * 1000,
+  );
+
+  it.skipIf(!mayOvmf)(
+    `ProxyDHCP beside dnsmasq: OVMF's UEFI HTTP Boot fetches the iPXE EFI binary over HTTP${mayOvmf ? "" : " (skipped: package ovmf missing)"}`,
+    async () => {
+      const mac = "52:54:00:80:00:04";
+      const dhcp = siteDhcp();
+      const obs = await start("node", ["-e", OBSERVER], "observer");
+      const cfg: RunnerConfig = { binding: { interface: "br0" }, serverIp: SERVER_IP, httpBase: HTTP };
+      const proxy = await start("node", [runner, JSON.stringify(cfg)], "proxy");
+      const vm = guest("ovmf-http", mac);
+      try {
+        const got = await obs.lines.wait(
+          (o) => o.type === "http",
+          GUEST_SECONDS * 1000,
+          "the guest's HTTP request",
+        );
+        expect(got.path).toBe("/ipxe/ipxe.efi");
+        expect(proxy.lines.seen.find((o) => o.type === "reply" && o.mac === mac)).toMatchObject({
+          yiaddr: "0.0.0.0",
+          bootFile: `${HTTP}/ipxe/ipxe.efi`,
+        });
+        expect(dhcp.log()).toMatch(/DHCPACK\(vs1\) 10\.80\.0\.1\d\d 52:54:00:80:00:04/);
       } finally {
         await vm.stop();
         proxy.child.kill("SIGTERM");

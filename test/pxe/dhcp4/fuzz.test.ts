@@ -12,7 +12,7 @@ import { respondProxy } from "../../../src/pxe/dhcp4/proxy.js";
 import { readPcapUdp } from "./pcap.js";
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures");
-const seeds = ["seabios-ipxe.pcap", "ovmf-pxe.pcap"].flatMap((f) =>
+const seeds = ["seabios-ipxe.pcap", "ovmf-pxe.pcap", "ovmf-http.pcap"].flatMap((f) =>
   readPcapUdp(path.join(fixtures, f)).map((r) => r.payload),
 );
 

@@ -164,10 +164,11 @@ async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
       // Never replace a disk: a file there that is not this overlay is someone's data.
       if (await ctx.target.exists(a.path))
         throw taken(`${a.path} exists and is not this VM's overlay`, vmName(a.path));
-      const base = await baseOf(a, ctx);
-      const info = await checkImage(base.path, ctx.runner, ctx.target.real(a.cacheDir));
+      // A cached image by its name, so its format is the cache's, not guessed from a file name.
+      const image = a.image.includes("/") ? ctx.target.real(a.image) : a.image;
+      const info = await checkImage(image, ctx.runner, ctx.target.real(a.cacheDir));
       await mkdir(path.dirname(file), { recursive: true });
-      await createOverlay(ctx.runner, { ...info, format: base.format }, file, a.sizeBytes);
+      await createOverlay(ctx.runner, info, file, a.sizeBytes);
       return;
     }
     case "vm-seed": {

@@ -1,14 +1,16 @@
 // Why a native addon: a DHCP server on a multi-homed host must answer only clients on its
 // provisioning interface, and a DISCOVER is a limited broadcast (to 255.255.255.255) from 0.0.0.0.
 // Node's dgram cannot tell which interface a datagram came in on (no IP_PKTINFO, nodejs/node#59670)
-// and cannot set SO_BINDTODEVICE. Measured here (test/pxe/dhcp4/socket.test.ts): a socket bound to
-// 0.0.0.0:67 receives broadcasts from every interface; one bound to the interface's address
-// receives none of them; one bound to 255.255.255.255 receives them from every interface again.
-// A socket with SO_BINDTODEVICE receives only what arrived on that device and sends its
-// broadcasts out of it, so the fix is one setsockopt. This addon creates that socket and hands
+// and cannot set SO_BINDTODEVICE. Measured here with two bridges in one network namespace
+// (test/pxe/dhcp4/socket.test.ts): a socket bound to 0.0.0.0:67 or to 255.255.255.255:67 receives
+// the broadcasts of both bridges, and its broadcast reply follows the routing table, not the
+// request (ENETUNREACH without a default route); one bound to the interface's address receives
+// none of them. A socket with SO_BINDTODEVICE receives only what arrived on that device and sends
+// its broadcasts out of it, so the fix is one setsockopt. This addon creates that socket and hands
 // its descriptor to dgram (`bind({ fd })`), which does everything else. It is compiled on first
 // use with the system C compiler against the running Node's headers (N-API: no node-gyp, no
-// rebuild across Node versions) and cached by the hash of its source.
+// rebuild across Node versions) and cached by the hash of its source. Port 67 needs root or
+// CAP_NET_BIND_SERVICE; SO_BINDTODEVICE needs CAP_NET_RAW before Linux 5.7.
 import { createHash } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import { createRequire } from "node:module";

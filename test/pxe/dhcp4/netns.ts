@@ -108,7 +108,9 @@ export class Lines {
           continue;
         }
         this.seen.push(o);
-        this.waiters = this.waiters.filter((w) => (w.pred(o) ? (w.resolve(o), false) : true));
+        const ready = this.waiters.filter((w) => w.pred(o));
+        this.waiters = this.waiters.filter((w) => !ready.includes(w));
+        for (const w of ready) w.resolve(o);
       }
     });
     child.stderr?.on("data", (d: Buffer) => {

@@ -4,7 +4,11 @@
 //   - an action already in place is skipped (file content equal, sysfs value equal, `check` exits 0),
 //     so a second apply changes nothing;
 //   - a contiguous group of "network" actions is followed by a confirm-or-revert timer: unless
-//     `kvmstrap confirm` arrives before the deadline, every network action of the run is reverted;
+//     `kvmstrap confirm` arrives before the deadline, every network action of the run is reverted,
+//     by this process or by the watchdog armed before the group's first change, which outlives it
+//     (watchdog.ts; network-gate.ts decides under the run's lock);
+//   - on an offline target (an installer's, not running) live-only steps are deferred to the
+//     first-boot resume (offline.ts);
 //   - a contiguous group of "reboot" actions that changed something stops the run at
 //     awaiting-reboot; `resumeAfterReboot` (kvmstrap apply --resume from a first-boot unit) goes on.
 // Test hook: KVMSTRAP_TEST_STEP_DELAY_MS=N sleeps N ms before each side effect and after each action,

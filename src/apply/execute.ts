@@ -214,8 +214,10 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
       if (watchdog) await watchdog.disarm(run.watchdog).catch(() => {});
       return true;
     }
-    // Reverted by the watchdog while this process waited (its event went to its own log).
-    emit({ type: "reverted", reason: run.error ?? "reverted by the watchdog", ids: [], time: now(), runId });
+    // Reverted by the watchdog while this process waited (its own event went to its log).
+    const back = actions.filter((x, j) => x.effect === "network" && run.actions[j]?.status === "reverted");
+    const reason = run.error ?? "reverted by the watchdog";
+    emit({ type: "reverted", reason, ids: back.map((x) => x.id).reverse(), time: now(), runId });
     return false;
   };
   const gateContext = { target: options.target, runner: options.runner, stateDir: options.stateDir, bus };

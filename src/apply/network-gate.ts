@@ -3,7 +3,7 @@
 // `kvmstrap confirm`. Each decision is taken under the run's lock, on the journal as it is on disk,
 // so whichever comes first wins and the others find its result: a change is never both kept and
 // reverted, and a revert runs once.
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Action } from "../plan/actions.js";
 import { type EventBus, now } from "./events.js";
@@ -60,8 +60,11 @@ export async function withRunLock<T>(stateDir: string, runId: string, fn: () => 
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       const [pid, start] = (await readFile(file, "utf8").catch(() => "")).trim().split(" ");
       const holder = Number(pid);
-      // An empty lock is one being written right now; a dead holder's lock is stale.
-      if (
+      // An empty lock is one being written right now, unless its writer died between the two steps.
+      const age = Date.now() - ((await stat(file).catch(() => null))?.mtimeMs ?? Date.now());
+      if (!pid && age > 5_000) await rm(file, { force: true });
+      // A dead holder's lock is stale.
+      else if (
         Number.isInteger(holder) &&
         holder > 0 &&
         !(await processAlive(holder, start === "-" ? null : start))

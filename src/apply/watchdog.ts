@@ -65,9 +65,10 @@ export function watcherArgv(r: ArmRequest): string[] {
     REVERT_NETWORK_FLAG,
     r.runId,
     "--root",
-    r.root,
+    path.resolve(r.root),
     "--state-dir",
-    r.stateDir,
+    // systemd starts the watcher in /, the detached process where apply ran: absolute either way.
+    path.resolve(r.stateDir),
   ];
 }
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeClient } from "../../../src/pxe/dhcp4/client.js";
 import { decodePacket, encodePacket, MessageType, messageType, Opt } from "../../../src/pxe/dhcp4/packet.js";
 import { bundleRunner, Lines, Netns, netnsUnavailable } from "./netns.js";
-import { discover } from "./packets.js";
+import { discover, request } from "./packets.js";
 import type { RunnerConfig } from "./serve-runner.js";
 
 const why = netnsUnavailable();
@@ -37,7 +37,7 @@ afterAll(() => {
   for (const ns of [server, clientA, clientB]) ns?.destroy();
 });
 
-// Sends `hex` (repeated `count` times) from `fromPort` to `to`, and collects what comes back to
+// Sends `hex` (repeated `count` times) from `fromPort` to `to` ("addr" for port 67, or "addr:port"), and collects what comes back to
 // that port for `ms`.
 const SENDER = `
 const dgram = require("node:dgram");
@@ -49,7 +49,8 @@ s.bind(Number(fromPort), async () => {
   s.setBroadcast(true);
   const payloads = hex.split(",").map((h) => Buffer.from(h, "hex"));
   for (let i = 0; i < Number(count); i++) {
-    await new Promise((r) => s.send(payloads[i % payloads.length], 67, to, r));
+    const [host, port] = to.split(":");
+    await new Promise((r) => s.send(payloads[i % payloads.length], Number(port || 67), host, r));
   }
   setTimeout(() => { console.log(JSON.stringify(got)); s.close(); }, Number(ms));
 });`;
@@ -163,6 +164,34 @@ describe.skipIf(why)(`DHCP on one interface of a multi-homed host${why ? ` (skip
       expect(s.lines.seen).toContainEqual(
         expect.objectContaining({ type: "reply", to: { address: "10.71.0.50", port: 67 } }),
       );
+    } finally {
+      await s.stop();
+    }
+  }, 40_000);
+
+  it("answers a PXE REQUEST on port 4011 with an ACK unicast back to the client's address and port", async () => {
+    const s = await startServer({
+      binding: { interface: "brA" },
+      serverIp: "10.71.0.1",
+      httpBase: "http://10.71.0.1",
+    });
+    try {
+      const pkt = request(
+        MessageType.REQUEST,
+        [
+          [Opt.VENDOR_CLASS, Buffer.from("PXEClient:Arch:00007:UNDI:003000")],
+          [Opt.CLIENT_ARCH, Buffer.from([0, 7])],
+        ],
+        "02:00:00:00:0a:09",
+      );
+      pkt.ciaddr = "10.71.0.50";
+      pkt.flags = 0;
+      const got = await send(clientA, [encodePacket(pkt).toString("hex")], "10.71.0.1:4011", 4011, 1);
+      expect(got.map((g) => [g.from, g.port])).toEqual([["10.71.0.1", 4011]]);
+      const reply = decodePacket(Buffer.from(got[0]?.hex ?? "", "hex"));
+      if (!reply.ok) throw new Error(reply.error.reason);
+      expect(messageType(reply.value)).toBe(MessageType.ACK);
+      expect([reply.value.yiaddr, reply.value.file]).toEqual(["0.0.0.0", "ipxe.efi"]);
     } finally {
       await s.stop();
     }

@@ -75,6 +75,13 @@ export class BlockReader {
     }
   }
 
+  /** Bytes in blocks first..last (all full but the last block of the content). */
+  bytesIn(first: number, last: number): number {
+    const lastBlock = this.lastBlock;
+    if (lastBlock === undefined || last < lastBlock) return (last - first + 1) * this.blksize;
+    return (last - first) * this.blksize + this.block(last).length;
+  }
+
   /** Block n's payload; only valid for a block that `has` covers. */
   block(n: number): Buffer {
     const off = (n - 1) * this.blksize - this.start;

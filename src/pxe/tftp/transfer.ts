@@ -194,7 +194,7 @@ export class Transfer {
         return;
       case "slideWindow":
       case "finish":
-        for (let n = this.base; n <= acked; n++) this.bytes += this.reader.block(n).length;
+        this.bytes += this.reader.bytesIn(this.base, acked);
         this.base = acked + 1;
         // A gap seen by the client: what followed it is sent again from the block after the ACK.
         if (this.next > this.base) this.retransmits += this.next - this.base;

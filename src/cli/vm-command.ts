@@ -33,6 +33,8 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   deploy --answer FILE        Deploy every VM in the answer file's vms: section, --concurrency at a
                               time. Its match rules resolve on this host; errors name file:line:col.
                               Deploying the same file again converges, never duplicates.
+                              A deploy is journaled under DIR/.journal: killed, it converges when
+                              run again; kvmstrap undo --state-dir DIR/.journal reverses it.
   list                        The domains on the connection, and which kvmstrap deployed
   show NAME                   State, addresses, files and backing image of one VM
   start NAME | stop NAME      Start; ACPI shutdown (--force: power off)

@@ -4,7 +4,7 @@
 //    for it over HTTP (iPXE gets its script URL); OVMF's own PXE client (EDK2) asks TFTP for the
 //    x64 iPXE binary our proxy named; OVMF's UEFI HTTP Boot (PXE switched off) fetches it over HTTP;
 //  - full DHCP alone: the iPXE ROM gets an address from our range (persisted to the lease file)
-//    and asks for its script.
+//    and asks for its script; the same through dnsmasq as a DHCP relay on a routed segment.
 // An observer in the server namespace (a dgram listener on 69 and an HTTP listener on 8080) reports
 // what the guest asks for; the TFTP and HTTP servers themselves are not part of this test.
 import { copyFileSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
@@ -27,6 +27,7 @@ const GUEST_SECONDS = 120;
 
 let server: Netns;
 let site: Netns;
+let relay: Netns;
 let runner: string;
 
 beforeAll(async () => {
@@ -36,10 +37,17 @@ beforeAll(async () => {
   server.bridge("br0", `${SERVER_IP}/24`);
   server.tap("tap0", "br0");
   server.veth("vs0", "br0", site, "vs1", "10.80.0.2/24");
+  // A routed segment behind a DHCP relay (dnsmasq --dhcp-relay): 10.90.0.0/24 via 10.80.0.3.
+  relay = new Netns(`kvms-d4rly-${tag}`);
+  server.veth("vr0", "br0", relay, "vr1", "10.80.0.3/24");
+  relay.bridge("brR", "10.90.0.1/24");
+  relay.tap("tapR", "brR");
+  relay.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+  server.ip("route", "add", "10.90.0.0/24", "via", "10.80.0.3");
   runner = await bundleRunner();
 }, 60_000);
 afterAll(() => {
-  for (const ns of [server, site]) ns?.destroy();
+  for (const ns of [server, site, relay]) ns?.destroy();
 });
 
 const OBSERVER = `
@@ -59,7 +67,7 @@ async function start(cmd: string, args: string[], what: string) {
   return { child, lines };
 }
 
-function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string) {
+function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string, ns = server, tap = "tap0") {
   // romfile= empty under OVMF: EDK2's own virtio-net driver and PXE client, not iPXE's EFI ROM.
   const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "seabios" ? "" : ",romfile="}`;
   const fw: string[] = [];
@@ -77,7 +85,7 @@ function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string) {
       for (const v of ["IPv4PXESupport", "IPv6PXESupport"])
         fw.push("-fw_cfg", `name=opt/org.tianocore/${v},string=n`);
   }
-  const child = server.spawn("timeout", [
+  const child = ns.spawn("timeout", [
     String(GUEST_SECONDS),
     "qemu-system-x86_64",
     ...[
@@ -95,7 +103,7 @@ function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string) {
       "n",
     ],
     ...fw,
-    ...["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", nic],
+    ...["-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`, "-device", nic],
   ]);
   return {
     stop: async () => {
@@ -262,6 +270,58 @@ describe.skipIf(why)(`real PXE firmware against the DHCP server${why ? ` (skippe
         await vm.stop();
         dhcp.child.kill("SIGTERM");
         obs.child.kill("SIGTERM");
+      }
+    },
+    (GUEST_SECONDS + 30) * 1000,
+  );
+
+  it(
+    "full DHCP through a real relay (dnsmasq --dhcp-relay): replies unicast to the relay reach an iPXE guest on the far segment",
+    async () => {
+      const mac = "52:54:00:80:00:05";
+      const leaseFile = path.join(mkdtempSync(path.join(os.tmpdir(), "kvms-leases-")), "leases.json");
+      const dir = mkdtempSync(path.join(os.tmpdir(), "kvms-relay-"));
+      const relayd = relay.spawn("dnsmasq", [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=brR",
+        "--dhcp-relay=10.90.0.1,10.80.0.1",
+        `--pid-file=${dir}/pid`,
+        "--log-dhcp",
+        "--log-facility=-",
+      ]);
+      const obs = await start("node", ["-e", OBSERVER], "observer");
+      const cfg: RunnerConfig = {
+        binding: { interface: "br0" },
+        serverIp: SERVER_IP,
+        httpBase: HTTP,
+        full: {
+          range: "10.90.0.100-10.90.0.110",
+          subnetMask: "255.255.255.0",
+          leaseFile,
+          leaseTime: 600,
+          router: "10.90.0.1",
+        },
+      };
+      const dhcp = await start("node", [runner, JSON.stringify(cfg)], "full DHCP");
+      const vm = guest("seabios", mac, relay, "tapR");
+      try {
+        const got = await obs.lines.wait(
+          (o) => o.type === "http",
+          GUEST_SECONDS * 1000,
+          "the guest's HTTP request",
+        );
+        expect(got.path).toBe("/boot/52-54-00-80-00-05.ipxe");
+        const replies = dhcp.lines.seen.filter((o) => o.type === "reply" && o.mac === mac);
+        expect(replies.length).toBeGreaterThanOrEqual(2);
+        for (const r of replies) expect(r.to).toEqual({ address: "10.90.0.1", port: 67 });
+        expect(replies.find((r) => r.reply === 5)).toMatchObject({ yiaddr: "10.90.0.100" });
+      } finally {
+        await vm.stop();
+        dhcp.child.kill("SIGTERM");
+        obs.child.kill("SIGTERM");
+        relayd.kill("SIGTERM");
       }
     },
     (GUEST_SECONDS + 30) * 1000,

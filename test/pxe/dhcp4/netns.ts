@@ -53,6 +53,10 @@ export class Netns {
     peer.ip("link", "set", outside, "up");
   }
 
+  exec(cmd: string, args: string[]): string {
+    return execFileSync("ip", ["netns", "exec", this.name, cmd, ...args], { encoding: "utf8" });
+  }
+
   spawn(cmd: string, args: string[]): ChildProcess {
     const child = spawn("ip", ["netns", "exec", this.name, cmd, ...args], {
       stdio: ["ignore", "pipe", "pipe"],

@@ -10,7 +10,7 @@ export interface RunnerConfig {
   binding: Binding;
   serverIp: string;
   httpBase: string;
-  full?: { range: string; subnetMask: string; leaseFile: string; leaseTime: number };
+  full?: { range: string; subnetMask: string; leaseFile: string; leaseTime: number; router?: string };
 }
 
 const cfg = JSON.parse(process.argv[2] ?? "{}") as RunnerConfig;
@@ -24,7 +24,12 @@ async function main() {
     const store = new JsonFileLeaseStore(cfg.full.leaseFile);
     mode = {
       kind: "full",
-      config: { serverIp: cfg.serverIp, subnetMask: cfg.full.subnetMask, leaseTime: cfg.full.leaseTime },
+      config: {
+        serverIp: cfg.serverIp,
+        subnetMask: cfg.full.subnetMask,
+        leaseTime: cfg.full.leaseTime,
+        ...(cfg.full.router ? { router: cfg.full.router } : {}),
+      },
       table: new LeaseTable(range, await store.load()),
       store,
     };

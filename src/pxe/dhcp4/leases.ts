@@ -35,6 +35,7 @@ export function parseRange(text: string): Range | undefined {
 export class LeaseTable {
   private byMac = new Map<string, Lease>();
   private byIp = new Map<string, Lease>();
+  private cursor = 0;
 
   constructor(
     readonly range: Range,
@@ -60,14 +61,20 @@ export class LeaseTable {
     return !l || l.expires <= now || (l.mac === mac && l.state !== "declined");
   }
 
-  /** The client's previous address, else the one it asks for, else the lowest free one. */
+  /** The client's previous address, else the one it asks for, else the next free one in the range. */
   pick(mac: string, requested: string | undefined, now: number): string | undefined {
     const prev = this.byMac.get(mac);
     if (prev && prev.state !== "declined" && this.available(prev.ip, mac, now)) return prev.ip;
     if (requested && this.available(requested, mac, now)) return requested;
-    for (let n = this.range.first; n <= this.range.last; n++) {
+    // Scan from where the last free address was found, so filling a large pool stays linear.
+    const size = this.range.last - this.range.first + 1;
+    for (let k = 0; k < size; k++) {
+      const n = this.range.first + ((this.cursor + k) % size);
       const ip = ipFromNumber(n);
-      if (this.available(ip, mac, now)) return ip;
+      if (this.available(ip, mac, now)) {
+        this.cursor = (n - this.range.first + 1) % size;
+        return ip;
+      }
     }
     return undefined;
   }

@@ -87,7 +87,7 @@ const seed = await benchSeedBuild(
     hostname: "bench-vm",
     user: {
       name: "ops",
-      sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKeyOnly ops@bench"],
+      sshKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@bench"],
       sudo: true,
     },
   },

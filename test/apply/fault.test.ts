@@ -14,9 +14,12 @@ import { build } from "esbuild";
 import { beforeAll, describe, expect, it } from "vitest";
 import { undoLastRun } from "../../src/apply/engine.js";
 import { Journal } from "../../src/apply/journal.js";
+import type { HostReport } from "../../src/detect/types.js";
 import { ExecaRunner } from "../../src/host/commands.js";
 import { RootedTargetFs } from "../../src/host/target.js";
 import type { Action } from "../../src/plan/actions.js";
+import { vmActions as planVmActions } from "../../src/plan/vm-plan.js";
+import { specHash, type VmSpec } from "../../src/vm/vm-spec.js";
 import { FakeLibvirt } from "../vm/fake-libvirt.js";
 import { planOf, populate, tempDir, tree, writeFileAction } from "./helpers.js";
 
@@ -70,52 +73,26 @@ initialFiles["etc/old-1.conf"] = "old 1\n";
 const BASE_IMAGE = "/srv/images/base.qcow2";
 const VMS = ["vm-a", "vm-b"];
 
-/** The actions that deploy one VM, as plan/vm-plan.ts orders them. */
-function vmActions(name: string): Action[] {
-  const dir = `/var/lib/kvmstrap/vms/${name}`;
-  const hash = `spec-of-${name}`;
-  const xml = [
-    '<domain type="qemu">',
-    `  <name>${name}</name>`,
-    `  <metadata><kvmstrap:vm xmlns:kvmstrap="urn:kvmstrap:vm:1" spec="${hash}"/></metadata>`,
-    `  <devices><disk type="file"><source file="${dir}/disk.qcow2"/></disk></devices>`,
-    "</domain>",
-  ].join("\n");
-  const base = { effect: "none" as const, summary: `VM ${name}` };
-  return [
-    {
-      ...base,
-      kind: "libvirt",
-      op: "define-domain",
-      id: `vm.${name}.define`,
-      name,
-      xml,
-      specHash: hash,
-      nvram: false,
-      logs: [`${dir}/serial.log`],
-    },
-    {
-      ...base,
-      kind: "vm-overlay",
-      id: `vm.${name}.overlay`,
-      path: `${dir}/disk.qcow2`,
-      image: BASE_IMAGE,
-      cacheDir: "/var/lib/kvmstrap/images",
-      sizeBytes: 96 * 2 ** 20,
-    },
-    {
-      ...base,
-      kind: "vm-seed",
-      id: `vm.${name}.seed`,
-      path: `${dir}/seed.iso`,
-      userData: `#cloud-config\nhostname: ${name}\n`,
-      metaData: `instance-id: iid-${name}\n`,
-      networkConfig: "{}\n",
-    },
-    writeFileAction(`vm.${name}.record`, `${dir}/vm.json`, `{"name":"${name}"}\n`),
-    { ...base, kind: "libvirt", op: "start-domain", id: `vm.${name}.start`, name },
-  ];
-}
+/** What the planner needs of the host for a VM: no KVM here (TCG), one NUMA node. */
+const vmHost = {
+  kvm: { probe: { verdict: "unusable", detail: "no /dev/kvm in the test" }, vhostNet: false },
+  memory: { numa: [{ id: 0, cpus: "0" }] },
+  pci: [],
+  cpu: { onlineCpus: "0" },
+} as unknown as HostReport;
+
+const vmSpec = (name: string): VmSpec => ({
+  name,
+  image: BASE_IMAGE,
+  vcpus: 1,
+  memoryMiB: 256,
+  diskGiB: 0.09375, // 96 MiB
+  user: { name: "debian", sshKeys: [], sudo: true },
+  nics: [{ kind: "network", network: "default" }],
+});
+
+/** The actions that deploy one VM: the planner's own (plan/vm-plan.ts), as `vm deploy` runs them. */
+const vmActions = (name: string): Action[] => planVmActions(vmSpec(name), vmHost, {}, null).actions;
 
 /** A root's tree with each qcow2 overlay described by what qemu-img reads in it (its backing file
  *  relative to the root, its size): the bytes name the root's own absolute path. */
@@ -138,7 +115,7 @@ function domains(stateFile: string): Record<string, string> {
   return Object.fromEntries(
     Object.entries(state).map(([n, d]) => [
       n,
-      `${d.state}${d.xml.includes(`spec-of-${n}`) ? "" : " (foreign)"}`,
+      `${d.state}${d.xml.includes(specHash(vmSpec(n))) ? "" : " (foreign)"}`,
     ]),
   );
 }

@@ -4,7 +4,7 @@
 import { type Finding, refused } from "../answer/rules/index.js";
 import type { Answer } from "../answer/schema.js";
 import type { HostReport } from "../detect/types.js";
-import type { Action, Effect } from "./actions.js";
+import type { Action, Effect, Refusal } from "./actions.js";
 
 export interface PlanContext {
   report: HostReport;
@@ -17,12 +17,6 @@ export interface PlanContext {
   findings: Finding[];
 }
 
-/** Something the plan will not do, and why; ruleId names the rule of src/answer/rules that said so. */
-export interface Refusal {
-  path: string;
-  reason: string;
-  ruleId?: string;
-}
 
 export function currentOf(ctx: PlanContext, path: string): string | null {
   return ctx.current.get(path) ?? null;

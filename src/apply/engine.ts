@@ -104,6 +104,8 @@ async function supersede(journal: Journal, old: JournalRun, run: JournalRun): Pr
       entry.status = "started";
     }
   });
+  // Gates the old run passed stay passed: a confirmed network change is not asked about again.
+  run.gates = [...(old.gates ?? [])];
   run.supersedes = old.runId;
   await journal.save(run);
   old.supersededBy = run.runId;

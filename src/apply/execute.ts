@@ -130,6 +130,8 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
   });
   for (const a of actions) if (isFileAction(a)) await options.target.cleanStale((a as { path: string }).path);
   run.gates ??= [];
+  // The watchdog tells a live apply (still running the network group) from a dead one by this.
+  run.owner = await currentOwner();
 
   /** The journal as the watchdog or `kvmstrap confirm` may have left it while this process waited. */
   const reload = async () => {
@@ -145,7 +147,7 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
 
   /** Arms the watchdog for the network group ending at `end`, unless one watches it already. */
   const armWatchdog = async (end: number) => {
-    if (!watchdog || options.offline) return;
+    if (!watchdog || options.offline || run.gates?.includes(end)) return;
     if (run.watchdog?.gate === end && (await watchdog.alive(run.watchdog))) return;
     const armedAt = new Date();
     const fallbackDeadline = new Date(armedAt.getTime() + timeoutSeconds * 1000);
@@ -240,7 +242,6 @@ export async function execute(run: JournalRun, journal: Journal, options: ApplyO
     if (entry.status === "failed" || entry.status === "reverted") entry.status = "pending";
   delete run.error;
   if (options.offline) run.offline = true;
-  run.owner = await currentOwner();
   await journal.setPhase(run, "running");
 
   const doneBefore = await commandsDoneBefore(journal, run);

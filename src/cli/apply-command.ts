@@ -13,7 +13,7 @@ import { blockers, prepareFile } from "../app/prepare.js";
 import type { ApplyResult } from "../apply/engine.js";
 import { EventBus, fileLogSink, formatEvent, jsonLinesSink } from "../apply/events.js";
 import { Journal } from "../apply/journal.js";
-import { watchNetworkGate } from "../apply/network-gate.js";
+import { processAlive, watchNetworkGate } from "../apply/network-gate.js";
 import { isOfflineTarget } from "../apply/offline.js";
 import { validatePlan } from "../apply/plan-file.js";
 import { announceWatching } from "../apply/watchdog.js";
@@ -286,7 +286,17 @@ export async function confirmCommand(argv: string[]): Promise<number> {
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const id = await confirmNetwork(values.root ?? "/", values["state-dir"], runId);
   process.stderr.write(`kvmstrap: confirmed the network changes of run ${id}\n`);
+  await hintWhenApplyIsGone(stateDirOf(values.root ?? "/", values["state-dir"]), id);
   return EXIT.ok;
+}
+
+/** A confirmation outlives a killed apply, but the rest of its plan needs the apply run again. */
+async function hintWhenApplyIsGone(stateDir: string, runId: string): Promise<void> {
+  const run = await new Journal(stateDir).load(runId).catch(() => null);
+  if (!run?.owner || (await processAlive(run.owner.pid, run.owner.startTime))) return;
+  process.stderr.write(
+    "kvmstrap: the apply that made them is no longer running: run the same apply again to finish the plan\n",
+  );
 }
 
 /**

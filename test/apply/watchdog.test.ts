@@ -78,10 +78,35 @@ describe("the network watchdog of the CLI", () => {
     expect(alive(watchdog)).toBe(true);
     const confirm = cli(["confirm", "--root", root]);
     expect((await confirm.exited).code).toBe(0);
+    expect(confirm.stderr()).not.toContain("no longer running"); // the re-run goes on by itself
     expect((await again.exited).code).toBe(0);
     expect(latest(stateDir)?.phase).toBe("done");
     await until("the watchdog to exit", () => !alive(watchdog), 5_000);
     expect(await readFile(path.join(root, "etc/net/bridge.conf"), "utf8")).toBe("br0\n");
+  }, 40_000);
+
+  it("confirmed after the apply was killed: the watchdog keeps the change and exits; a re-run finishes the plan", async () => {
+    const { root, stateDir, apply } = await machine([
+      net("net.bridge", "/etc/net/bridge.conf", "br0\n"),
+      writeFileAction("after", "/etc/after.conf", "later\n"),
+    ]);
+    const first = apply(4);
+    const run = await awaitingConfirm(stateDir, first);
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const confirm = cli(["confirm", "--root", root]);
+    expect((await confirm.exited).code).toBe(0);
+    expect(confirm.stderr()).toContain("run the same apply again to finish the plan");
+    await until("the watchdog to exit", () => !alive(run.watchdog?.pid), 5_000);
+    await new Promise((r) =>
+      setTimeout(r, Math.max(0, Date.parse(run.deadline as string) - Date.now() + 500)),
+    );
+    expect(await readFile(path.join(root, "etc/net/bridge.conf"), "utf8")).toBe("br0\n");
+    expect(existsSync(path.join(root, "etc/after.conf"))).toBe(false);
+    const again = apply(4);
+    expect((await again.exited).code).toBe(0);
+    expect(again.stderr()).not.toContain("kvmstrap confirm"); // nothing changed on the network
+    expect(await readFile(path.join(root, "etc/after.conf"), "utf8")).toBe("later\n");
   }, 40_000);
 
   it("another plan is refused while a run awaits confirmation, and applies once the watchdog reverted it", async () => {

@@ -81,6 +81,8 @@ export function systemdRunArgs(r: ArmRequest, at: Date = new Date()): string[] {
     `--unit=${unitOf(r.runId)}`,
     `--on-active=${seconds}s`,
     "--timer-property=AccuracySec=1s",
+    // Unloaded once done, even when the watcher failed: one transient unit per run, none left over.
+    "--collect",
     `--description=kvmstrap: revert the network changes of run ${r.runId} unless confirmed`,
     "--",
     ...watcherArgv(r),

@@ -184,6 +184,7 @@ describe("the network watchdog of the CLI", () => {
       "--on-active=120s",
       "--timer-property=AccuracySec=1s",
     ]);
+    expect(args).toContain("--collect");
     expect(args.slice(args.indexOf("--") + 2)).toEqual([
       BIN,
       "apply",

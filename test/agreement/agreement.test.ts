@@ -2,6 +2,7 @@
 // `answer validate`, the refusals of `plan` and what the TUI reports for the same choice are the
 // same, and they are the rule ids the case expects (written by hand in corpus.ts).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RULES } from "../../src/answer/rules/index.js";
 import { type Answer, answerSchema } from "../../src/answer/schema.js";
 import { validateAnswer } from "../../src/answer/validate.js";
 import { detectHost } from "../../src/detect/index.js";
@@ -118,9 +119,16 @@ function answerOf(c: Case, report: HostReport): Answer {
 const usesSnapshot = (c: Case) => SNAPSHOTS[c.host] !== undefined;
 
 describe("validate = plan = TUI over the corpus", () => {
-  it("the corpus has at least 40 answers", () => {
+  it("the corpus has at least 40 answers, and every rule of the registry fires in one of them", () => {
     expect(CASES.length).toBeGreaterThanOrEqual(40);
     expect(new Set(CASES.map((c) => c.name)).size).toBe(CASES.length);
+    const fired = new Set(
+      CASES.flatMap((c) => [...c.errors.map((e) => e.split(" ")[0]), ...(c.warnings ?? [])]),
+    );
+    const silent = RULES.map((r) => r.id).filter(
+      (id) => ![...fired].some((f) => f === id || f?.startsWith(`${id}.`)),
+    );
+    expect(silent).toEqual([]);
   });
   for (const c of CASES) {
     it.skipIf(usesSnapshot(c) && !sharedHostsAvailable)(`${c.host}: ${c.name}`, () => {

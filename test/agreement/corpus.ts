@@ -137,6 +137,24 @@ export const CASES: Case[] = [
     errors: ["passthrough.only-gpu passthrough[0].device"],
   },
   {
+    name: "devices whose vendor:device could not be read: the boot-time bind cannot re-check them",
+    host: "lab",
+    variant: (r) => {
+      for (const p of r.pci) if (p.address === VFIO.gpu || p.address === VFIO.audio) p.deviceId = null;
+    },
+    tui: { kind: "passthrough", addresses: [VFIO.gpu, VFIO.audio] },
+    errors: [
+      "passthrough.unknown-ids passthrough[0].device",
+      "passthrough.unknown-ids passthrough[1].device",
+    ],
+  },
+  {
+    name: "a pick that does not apply to PCI devices",
+    host: "lab",
+    answer: { passthrough: [{ device: { class: "0300", pick: "largest" } }] },
+    errors: ["match.invalid passthrough[0].device"],
+  },
+  {
     name: "a class rule matching both GPUs without a pick",
     host: "lab",
     answer: { passthrough: [{ device: { class: "0300" } }] },
@@ -332,6 +350,19 @@ export const CASES: Case[] = [
     errors: [],
   },
   {
+    name: "two pools with one name, and one disk in both",
+    host: "lab",
+    answer: {
+      storage: {
+        pools: [
+          { name: "vmpool", type: "lvm-thin", disks: [{ serial: "WJG00001" }] },
+          { name: "vmpool", type: "lvm-thin", disks: [{ byId: "ata-ST4000NM000A-2HZ100_WJG00001" }] },
+        ],
+      },
+    },
+    errors: ["storage.pool-name storage.pools[1].name", "storage.disk-claimed storage.pools[1].disks[0]"],
+  },
+  {
     name: "a wipe of a disk picked by rotational: not named by byId or serial",
     host: "lab",
     answer: pool([{ rotational: true }], { wipe: true }),
@@ -390,6 +421,20 @@ export const CASES: Case[] = [
       nic: { name: "enp5s0" },
     },
     errors: ["network.claimed-twice network.bonds[0].interfaces[0]"],
+  },
+  {
+    name: "a bridge and a bond with one name, and a port naming a bond that does not exist",
+    host: "lab",
+    answer: {
+      network: {
+        bridges: [{ name: "br1", ports: [{ bond: "bond9" }] }],
+        bonds: [{ name: "br1", mode: "active-backup", interfaces: [{ name: "enp5s0" }] }],
+      },
+    },
+    errors: [
+      "network.duplicate-name network.bonds[0].name",
+      "network.bond-undefined network.bridges[0].ports[0].bond",
+    ],
   },
   {
     name: "an uplink rule matching nothing",
@@ -520,6 +565,16 @@ export const CASES: Case[] = [
     errors: ["host.ssh-key host.users[0].sshKeys[0]"],
   },
   {
+    name: "a plain password and a bad user name (built in code, past the schema)",
+    host: "lab",
+    answer: { host: { users: [{ name: "ops" }] } },
+    mutate: (a) => {
+      const u = a.host?.users[0];
+      if (u) Object.assign(u, { name: "Ops Team", passwordHash: "hunter2" });
+    },
+    errors: ["host.user-name host.users[0].name", "host.password-hash host.users[0].passwordHash"],
+  },
+  {
     name: "a scrypt ($7$) hash on the host and in a VM: accepted on both paths",
     host: "lab",
     answer: {
@@ -556,6 +611,26 @@ export const CASES: Case[] = [
     host: "lab",
     answer: { vms: [vm({ nics: [{ sriov: { name: SRIOV.pfName } }] })] },
     errors: ["vms.sriov-entry vms[0].nics[0].sriov"],
+  },
+  {
+    name: "a VM's macvtap NIC on a function without an interface",
+    host: "laptop",
+    answer: { vms: [vm({ nics: [{ macvtap: { pci: "0000:00:14.3" } }] })] },
+    errors: ["vms.macvtap vms[0].nics[0].macvtap"],
+  },
+  {
+    name: "the answer's own requirements: a failing check, too few NICs, no VFs; memory unread here (a warning)",
+    host: "dmar",
+    answer: {
+      requires: {
+        checks: { "iommu.enabled": "fail" },
+        minNics: { count: 4, level: "fail" },
+        minMemoryGiB: { value: 512, level: "fail" },
+        minVfs: { count: 8, level: "warn" },
+      },
+    },
+    errors: ['requires.checks requires.checks["iommu.enabled"]', "requires.min-nics requires.minNics"],
+    warnings: ["requires.min-memory", "requires.min-vfs"],
   },
   {
     name: "two VMs with one name, on a bridge nobody defined",

@@ -7,11 +7,10 @@
 //    and asks for its script; the same through dnsmasq as a DHCP relay on a routed segment.
 // An observer in the server namespace (a dgram listener on 69 and an HTTP listener on 8080) reports
 // what the guest asks for; the TFTP and HTTP servers themselves are not part of this test.
-import { copyFileSync, existsSync, mkdtempSync, readFileSync } from "node:fs";
-import os from "node:os";
+import { copyFileSync, existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bundleRunner, has, Lines, Netns, netnsUnavailable } from "./netns.js";
+import { bundleRunner, has, Lines, Netns, netnsUnavailable, removeTempDirs, tempDir } from "./netns.js";
 import type { RunnerConfig } from "./serve-runner.js";
 
 const why =
@@ -48,6 +47,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => {
   for (const ns of [server, site, relay]) ns?.destroy();
+  removeTempDirs();
 });
 
 const OBSERVER = `
@@ -72,7 +72,7 @@ function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string, ns = ser
   const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "seabios" ? "" : ",romfile="}`;
   const fw: string[] = [];
   if (firmware !== "seabios") {
-    const vars = path.join(mkdtempSync(path.join(os.tmpdir(), "kvms-ovmf-")), "vars.fd");
+    const vars = path.join(tempDir("ovmf"), "vars.fd");
     copyFileSync(OVMF_VARS, vars);
     fw.push(
       "-drive",
@@ -114,7 +114,7 @@ function guest(firmware: "seabios" | "ovmf" | "ovmf-http", mac: string, ns = ser
 }
 
 function siteDhcp() {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "kvms-site-"));
+  const dir = tempDir("site");
   const child = site.spawn("dnsmasq", [
     "--no-daemon",
     "--conf-file=/dev/null",
@@ -245,7 +245,7 @@ describe.skipIf(why)(`real PXE firmware against the DHCP server${why ? ` (skippe
     "full DHCP alone: SeaBIOS + iPXE ROM gets an address from our range, persisted, and fetches its script",
     async () => {
       const mac = "52:54:00:80:00:03";
-      const leaseFile = path.join(mkdtempSync(path.join(os.tmpdir(), "kvms-leases-")), "leases.json");
+      const leaseFile = path.join(tempDir("leases"), "leases.json");
       const obs = await start("node", ["-e", OBSERVER], "observer");
       const cfg: RunnerConfig = {
         binding: { interface: "br0" },
@@ -279,8 +279,8 @@ describe.skipIf(why)(`real PXE firmware against the DHCP server${why ? ` (skippe
     "full DHCP through a real relay (dnsmasq --dhcp-relay): replies unicast to the relay reach an iPXE guest on the far segment",
     async () => {
       const mac = "52:54:00:80:00:05";
-      const leaseFile = path.join(mkdtempSync(path.join(os.tmpdir(), "kvms-leases-")), "leases.json");
-      const dir = mkdtempSync(path.join(os.tmpdir(), "kvms-relay-"));
+      const leaseFile = path.join(tempDir("leases"), "leases.json");
+      const dir = tempDir("relay");
       const relayd = relay.spawn("dnsmasq", [
         "--no-daemon",
         "--conf-file=/dev/null",

@@ -1,7 +1,7 @@
 // Network namespaces, bridges and processes inside them, for the tests that use real sockets,
 // real firmware and dnsmasq. Everything is named with the test's pid and removed afterwards.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,7 +73,7 @@ export class Netns {
 
 /** Bundles serve-runner.ts (the shipped server code) into one .mjs that node can run in a namespace. */
 export async function bundleRunner(): Promise<string> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "kvms-dhcp-runner-"));
+  const dir = tempDir("dhcp-runner");
   const outfile = path.join(dir, "runner.mjs");
   await build({
     entryPoints: [path.join(here, "serve-runner.ts")],
@@ -150,9 +150,15 @@ export class Lines {
   }
 }
 
-export function writeTemp(name: string, text: string): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "kvms-dhcp-"));
-  const file = path.join(dir, name);
-  writeFileSync(file, text);
-  return file;
+const temps: string[] = [];
+
+/** A temporary directory removed by removeTempDirs() (call it from afterAll). */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `kvms-${prefix}-`));
+  temps.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
 }

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeClient } from "../../../src/pxe/dhcp4/client.js";
 import { decodePacket, encodePacket, MessageType, messageType, Opt } from "../../../src/pxe/dhcp4/packet.js";
-import { bundleRunner, Lines, Netns, netnsUnavailable } from "./netns.js";
+import { bundleRunner, Lines, Netns, netnsUnavailable, removeTempDirs } from "./netns.js";
 import { discover, request } from "./packets.js";
 import type { RunnerConfig } from "./serve-runner.js";
 
@@ -35,6 +35,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => {
   for (const ns of [server, clientA, clientB]) ns?.destroy();
+  removeTempDirs();
 });
 
 // Sends `hex` (repeated `count` times) from `fromPort` to `to` ("addr" for port 67, or "addr:port"), and collects what comes back to

@@ -77,7 +77,11 @@ export function respondFull(
   // The network the client is on: the relay's, or ours.
   const network = req.giaddr !== ZERO_IP ? req.giaddr : cfg.serverIp;
   if (!sameSubnet(network, ipFromNumber(table.range.first), cfg.subnetMask))
-    return silent(`relay ${req.giaddr} is not on the served subnet`);
+    return silent(
+      req.giaddr !== ZERO_IP
+        ? `relay ${req.giaddr} is not on the served subnet`
+        : `server address ${cfg.serverIp} is not on the range's subnet`,
+    );
   const mac = client.mac;
   const boot = (reply: Packet) => {
     if (decision.kind === "boot") applyBoot(reply, req, client, decision, cfg.serverIp);
@@ -88,7 +92,9 @@ export function respondFull(
       const ip = table.pick(mac, ipOption(req, Opt.REQUESTED_IP), now);
       if (!ip) return silent("address pool exhausted");
       const existing = table.forMac(mac, now);
-      const changed = !(existing?.ip === ip && existing.state === "bound");
+      // A live bound lease stays as it is; anything else (new, offered, or bound but lapsed, which
+      // another client could otherwise take meanwhile) is held for this client as an offer.
+      const changed = !(existing?.ip === ip && existing.state === "bound" && existing.expires > now);
       if (changed) table.set({ mac, ip, expires: now + (cfg.offerHold ?? 60), state: "offered" });
       const reply = replyTo(req, MessageType.OFFER);
       reply.yiaddr = ip;

@@ -259,6 +259,17 @@ describe("full DHCP responder", () => {
     expect(performance.now() - start).toBeLessThan(1000); // a scan from the range start each time took 1.3 s
   });
 
+  it("holds a lapsed lease for its returning client instead of letting another take it meanwhile", () => {
+    const t = new LeaseTable(range, [
+      { mac: "52:54:00:aa:bb:cc", ip: "10.50.0.100", expires: 900, state: "bound" },
+    ]);
+    const back = run(t, discover(), 1000);
+    expect("reply" in back && back.reply.yiaddr).toBe("10.50.0.100");
+    expect(back.changed).toBe(true);
+    const other = run(t, discover([], "02:00:00:00:00:07"), 1001);
+    expect("reply" in other && other.reply.yiaddr).toBe("10.50.0.101");
+  });
+
   it("DECLINE holds the address back; INFORM gets configuration without a lease", () => {
     const t = new LeaseTable(range);
     run(t, discover());

@@ -26,6 +26,8 @@ export interface ProxyConfig {
 /** Whether a request is for a ProxyDHCP at all, before asking the boot policy. */
 export function proxyCandidate(req: Packet, client: BootClient, port: number): string | undefined {
   if (req.op !== BOOTP_REQUEST) return "not a BOOTREQUEST";
+  // Boot policy and per-node scripts are keyed by MAC: only Ethernet clients have one here.
+  if (req.htype !== 1 || req.hlen !== 6) return `hardware type ${req.htype}/${req.hlen} is not Ethernet`;
   if (!client.pxe && !client.httpClient) return "not a PXE or HTTP Boot client (option 60)";
   const type = messageType(req);
   if (port === PXE_PORT) {

@@ -120,6 +120,9 @@ describe("ProxyDHCP responder", () => {
 
   it("stays silent for non-PXE clients, non-DISCOVERs on 67 and REQUESTs meant for the site DHCP", () => {
     expect(proxy(discover())).toMatchObject({ ignore: /not a PXE/ });
+    const noMac = discover(pxeBios);
+    noMac.hlen = 0;
+    expect(proxy(noMac)).toMatchObject({ ignore: /not Ethernet/ });
     expect(proxy(request(MessageType.RELEASE, pxeBios))).toMatchObject({ ignore: /not for a ProxyDHCP/ });
     const site = request(MessageType.REQUEST, [...pxeBios, [Opt.SERVER_ID, ipBytes("10.50.0.254")]]);
     expect(proxy(site)).toMatchObject({ ignore: /another server/ });

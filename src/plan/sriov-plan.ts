@@ -14,8 +14,6 @@ export const SRIOV_PATHS = {
   networkXml: (name: string) => `/etc/kvmstrap/libvirt/network-${name}.xml`,
 } as const;
 
-export { hostdevNetworkName };
-
 export function planSriov(ctx: PlanContext): void {
   const pfs: Parameters<typeof renderSriovScript>[0] = [];
   for (const [i, entry] of ctx.answer.sriov.entries()) {

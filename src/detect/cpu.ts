@@ -151,12 +151,11 @@ function parseS390(text: string): Parsed {
 
 export async function detectCpu(ctx: DetectContext): Promise<CpuReport> {
   const sources: Sources = {};
-  const [cpuinfo, online, offline, archText, modalias] = await Promise.all([
+  const [cpuinfo, online, offline, archText] = await Promise.all([
     ctx.fs.readText("/proc/cpuinfo"),
     ctx.fs.readText("/sys/devices/system/cpu/online"),
     ctx.fs.readText("/sys/devices/system/cpu/offline"),
     ctx.fs.readText("/proc/sys/kernel/arch"),
-    ctx.fs.readText("/sys/devices/system/cpu/modalias"),
   ]);
   if (online !== null) sources.onlineCpus = "/sys/devices/system/cpu/online";
   if (offline !== null) sources.offlineCpus = "/sys/devices/system/cpu/offline";
@@ -165,8 +164,13 @@ export async function detectCpu(ctx: DetectContext): Promise<CpuReport> {
   const candidates: [string | null, string][] = [
     [archText?.trim() || null, "/proc/sys/kernel/arch"],
     [cpuinfo ? architectureOfCpuInfo(cpuinfo) : null, "/proc/cpuinfo"],
-    [architectureOfModalias(modalias), "/sys/devices/system/cpu/modalias"],
   ];
+  // The CPU modalias is read only when neither says (a snapshot without a usable cpuinfo).
+  if (candidates.every(([a]) => a === null))
+    candidates.push([
+      architectureOfModalias(await ctx.fs.readText("/sys/devices/system/cpu/modalias")),
+      "/sys/devices/system/cpu/modalias",
+    ]);
   const known = candidates.find(([a]) => a !== null);
   const architecture = known?.[0] ?? null;
   if (known) sources.architecture = known[1];

@@ -287,13 +287,12 @@ export type DefaultRoute = { iface: string | null; source: string };
  * from /proc/net/ipv6_route. Null when neither table was captured (then nothing is known).
  */
 export async function readDefaultRoute(ctx: DetectContext): Promise<DefaultRoute | null> {
-  const [v4, v6] = await Promise.all([
-    ctx.fs.readText("/proc/net/route"),
-    ctx.fs.readText("/proc/net/ipv6_route"),
-  ]);
-  if (v4 === null && v6 === null) return null;
+  const v4 = await ctx.fs.readText("/proc/net/route");
   const best4 = v4 === null ? null : defaultOfV4(v4);
   if (best4 !== null) return { iface: best4, source: "/proc/net/route" };
+  // IPv6 only when IPv4 has no default route: most hosts answer from the first file.
+  const v6 = await ctx.fs.readText("/proc/net/ipv6_route");
+  if (v4 === null && v6 === null) return null;
   const best6 = v6 === null ? null : defaultOfV6(v6);
   if (best6 !== null) return { iface: best6, source: "/proc/net/ipv6_route" };
   return { iface: null, source: v4 !== null ? "/proc/net/route" : "/proc/net/ipv6_route" };

@@ -480,7 +480,19 @@ async function resolveDevice(
  * The first mount table found. A link (/etc/mtab -> /proc/self/mounts) is followed as a host path
  * explicitly, so an absolute link inside a snapshot never reads the mounts of the machine running us.
  */
-export async function readMounts(fs: HostFs): Promise<{ path: string; text: string } | null> {
+const mountTables = new WeakMap<HostFs, Promise<{ path: string; text: string } | null>>();
+
+/** The mount table, read once per HostFs (storage and firmware detection both need it). */
+export function readMounts(fs: HostFs): Promise<{ path: string; text: string } | null> {
+  let table = mountTables.get(fs);
+  if (!table) {
+    table = readMountTable(fs);
+    mountTables.set(fs, table);
+  }
+  return table;
+}
+
+async function readMountTable(fs: HostFs): Promise<{ path: string; text: string } | null> {
   for (const path of MOUNT_FILES) {
     const target = await fs.readLink(path);
     const text = await fs.readText(target ?? path);

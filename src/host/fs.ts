@@ -118,6 +118,19 @@ export function underRoot(root: string, hostPath: string): string {
   return root === "/" ? normal : path.join(root, normal);
 }
 
+const kindsOf = (entries: fs.Dirent[]) =>
+  new Map(entries.map((e) => [e.name, e.isFile() ? ("file" as const) : ("other" as const)]));
+
+/** A listing within READ_LIMITS.dirEntries, sorted. */
+function checkedListing(names: string[]): string[] {
+  if (names.length > READ_LIMITS.dirEntries)
+    throw new ReadRefused(
+      "too-large",
+      `${names.length} entries, more than the ${READ_LIMITS.dirEntries} a listing allows`,
+    );
+  return names.sort();
+}
+
 export class RootedHostFs implements HostFs {
   readonly problems: ReadProblem[] = [];
   readonly root: string;
@@ -126,6 +139,12 @@ export class RootedHostFs implements HostFs {
   private textBytes = 0;
   /** Host directory -> real directory, resolved once per directory. */
   private readonly dirs = new Map<string, Promise<string>>();
+  /**
+   * Real directory -> what its entries are ("file" for a regular file), listed once. A read under a
+   * root consults it instead of an lstat per file: a regular file is opened straight away, an absent
+   * one costs nothing, and only links and odd entries take the careful path.
+   */
+  private readonly listings = new Map<string, Promise<Map<string, "file" | "other"> | null>>();
 
   constructor(root = "/") {
     this.root = path.resolve(root);
@@ -246,12 +265,13 @@ export class RootedHostFs implements HostFs {
       // Under a root nothing is opened before lstat says it is a regular file of a sane size, and
       // links are resolved inside the root (O_NOFOLLOW keeps the kernel from following them to the
       // live machine if the tree changes in between; O_NONBLOCK keeps a FIFO from blocking the open).
-      const { at, st } = await this.regularFile(hostPath);
-      if (st.size > READ_LIMITS.textBytes)
-        throw new ReadRefused(
-          "too-large",
-          `${st.size} bytes, more than ${READ_LIMITS.textBytes} a text read allows`,
-        );
+      // A file its directory's listing showed as regular skips the lstat (a round trip per read on
+      // the hot path); the read itself still stops at READ_LIMITS.textBytes.
+      const located = await this.locate(hostPath);
+      const listing = await this.listing(path.dirname(located));
+      const kind = listing?.get(path.basename(located));
+      if (listing && kind === undefined) return null; // absent: normal in a partial snapshot
+      const at = kind === "file" ? located : (await this.regularFile(hostPath)).at;
       return this.counted(
         await readWhole(at, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK),
       );
@@ -260,6 +280,23 @@ export class RootedHostFs implements HostFs {
       else this.note(hostPath, e);
       return null;
     }
+  }
+
+  /** The entries of a real directory under the root, once; null when it cannot be listed in bounds. */
+  private listing(realDir: string): Promise<Map<string, "file" | "other"> | null> {
+    let p = this.listings.get(realDir);
+    if (!p) {
+      p = new Promise((resolve) =>
+        fs.readdir(realDir, { withFileTypes: true }, (err, entries) => {
+          const code = err?.code;
+          if (code === "ENOENT" || code === "ENOTDIR") resolve(new Map());
+          else if (err || entries.length > READ_LIMITS.dirEntries) resolve(null);
+          else resolve(kindsOf(entries));
+        }),
+      );
+      this.listings.set(realDir, p);
+    }
+    return p;
   }
 
   /** lstat of the file a host path names under the root, links resolved; refuses non-regular files. */
@@ -271,6 +308,8 @@ export class RootedHostFs implements HostFs {
       st = await call<fs.Stats>((cb) => fs.lstat(at, cb));
     }
     if (st.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    if (st.isFile() && st.size > READ_LIMITS.textBytes && !allowDevice)
+      throw new ReadRefused("too-large", `larger than ${READ_LIMITS.textBytes} bytes (${st.size})`);
     const device =
       st.isCharacterDevice() && allowDevice && SAFE_DEVICE.test(path.posix.resolve("/", hostPath));
     if (!st.isFile() && !device) throw new ReadRefused("special", `${kindOf(st)}: not opened`);
@@ -299,14 +338,12 @@ export class RootedHostFs implements HostFs {
   async readDir(hostPath: string): Promise<string[] | null> {
     if (this.overBudget(hostPath)) return null;
     try {
-      const at = this.live ? this.real(hostPath) : await this.realDir(path.posix.resolve("/", hostPath));
-      const names = await call<string[]>((cb) => fs.readdir(at, cb));
-      if (names.length > READ_LIMITS.dirEntries)
-        throw new ReadRefused(
-          "too-large",
-          `${names.length} entries, more than the ${READ_LIMITS.dirEntries} a listing allows`,
-        );
-      return names.sort();
+      if (this.live) return checkedListing(await call<string[]>((cb) => fs.readdir(this.real(hostPath), cb)));
+      const at = await this.realDir(path.posix.resolve("/", hostPath));
+      const entries = await call<fs.Dirent[]>((cb) => fs.readdir(at, { withFileTypes: true }, cb));
+      const names = checkedListing(entries.map((e) => e.name));
+      if (!this.listings.has(at)) this.listings.set(at, Promise.resolve(kindsOf(entries)));
+      return names;
     } catch (e) {
       this.note(hostPath, e);
       return null;

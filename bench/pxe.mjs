@@ -13,7 +13,16 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
-import { chmodSync, createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  createReadStream,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -94,7 +103,7 @@ async function startKvmstrap() {
       if (msg.event) events.push(msg.event);
     });
   });
-  return { port, events };
+  return { port, events, pid: child.pid };
 }
 
 async function startTftpd() {
@@ -106,34 +115,84 @@ async function startTftpd() {
   await new Promise((r) => setTimeout(r, 300));
   if (child.exitCode !== null)
     throw new Error(`in.tftpd exited (${child.exitCode}); port ${TFTPD_PORT} in use?`);
-  return { port: TFTPD_PORT };
+  return { port: TFTPD_PORT, pid: child.pid };
 }
 
-async function timed(file, args) {
+// CPU seconds a server spends on a transfer: a figure the machine's other load disturbs far less
+// than wall time. in.tftpd forks a child per transfer and lets it be reaped unseen (its time never
+// reaches cutime), so the child is found in /proc and sampled every 10 ms until it exits: its
+// last <= 10 ms go uncounted.
+const CLOCK_TICKS = 100;
+function statFields(pid) {
+  try {
+    // After "pid (comm) ": state is [0], ppid [1], utime [11], stime [12].
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  } catch {
+    return undefined;
+  }
+}
+const cpuOf = (fields) => (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+
+function cpuSampler(pid) {
+  const own0 = cpuOf(statFields(pid));
+  const children = new Map();
+  const timer = setInterval(() => {
+    for (const [entry, child] of children) {
+      const fields = statFields(entry);
+      if (fields) child.cpu = cpuOf(fields);
+    }
+    if (children.size > 0) return;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^[0-9]+$/.test(entry)) continue;
+      const fields = statFields(entry);
+      if (fields && fields[1] === String(pid)) children.set(entry, { cpu: cpuOf(fields) });
+    }
+  }, 10);
+  return () => {
+    clearInterval(timer);
+    let total = cpuOf(statFields(pid)) - own0;
+    for (const child of children.values()) total += child.cpu;
+    return total;
+  };
+}
+
+const cpu = {};
+async function timed(file, args, server) {
   rmSync(out, { force: true });
   const t = performance.now();
+  const sampler = cpuSampler(server.pid);
   await execFileP(file, args, { timeout: 300_000 });
   const seconds = (performance.now() - t) / 1000;
+  const key = `${file}/${server.name}`;
+  cpu[key] = [...(cpu[key] ?? []), sampler()];
   if (statSync(out).size !== SIZE) throw new Error(`${file} wrote ${statSync(out).size} bytes, not ${SIZE}`);
   return seconds;
 }
 
-const curl = (port) =>
-  timed("curl", ["-sS", "--fail", "--tftp-blksize", "1468", "-o", out, `tftp://127.0.0.1:${port}/f.bin`]);
-const atftp = (port) =>
-  timed("atftp", [
-    "--option",
-    "blksize 1468",
-    "--option",
-    "windowsize 16",
-    "-g",
-    "-r",
-    "f.bin",
-    "-l",
-    out,
-    "127.0.0.1",
-    String(port),
-  ]);
+const curl = (server) =>
+  timed(
+    "curl",
+    ["-sS", "--fail", "--tftp-blksize", "1468", "-o", out, `tftp://127.0.0.1:${server.port}/f.bin`],
+    server,
+  );
+const atftp = (server) =>
+  timed(
+    "atftp",
+    [
+      "--option",
+      "blksize 1468",
+      "--option",
+      "windowsize 16",
+      "-g",
+      "-r",
+      "f.bin",
+      "-l",
+      out,
+      "127.0.0.1",
+      String(server.port),
+    ],
+    server,
+  );
 
 /**
  * Our own RFC 7440 receiver, duplicating every `dupEvery`-th ACK (0: none). Counts DATA packets,
@@ -162,7 +221,7 @@ function ownClient(port, windowsize, dupEvery) {
     const finish = (error) => {
       clearInterval(retry);
       clearTimeout(deadline);
-      socket.close();
+      if (error) socket.close();
       if (error) reject(error);
       else
         resolve({
@@ -171,9 +230,9 @@ function ownClient(port, windowsize, dupEvery) {
           dupAcks: dupEvery ? Math.floor(acks / dupEvery) : 0,
         });
     };
-    const ack = (block) => {
+    const ack = (block, sent) => {
       lastAck = encodeAck(block);
-      socket.send(lastAck, tid, "127.0.0.1");
+      socket.send(lastAck, tid, "127.0.0.1", sent);
       if (dupEvery && acks % dupEvery === dupEvery - 1) socket.send(lastAck, tid, "127.0.0.1");
       acks++;
     };
@@ -199,12 +258,10 @@ function ownClient(port, windowsize, dupEvery) {
       const last = p.data.length < 1468;
       if (last || ++inWindow >= windowsize) {
         inWindow = 0;
-        ack(p.block);
+        // The socket closes once the final ACK has left: closing at once could cancel it.
+        ack(p.block, last ? () => socket.close() : undefined);
       }
-      if (last) {
-        if (bytes !== SIZE) return finish(new Error(`own client got ${bytes} bytes`));
-        finish();
-      }
+      if (last) finish(bytes === SIZE ? undefined : new Error(`own client got ${bytes} bytes`));
     });
     socket.bind(0, "127.0.0.1", () => socket.send(request, port, "127.0.0.1"));
   });
@@ -221,15 +278,15 @@ try {
   mkdirSync(served, { mode: 0o755 });
   writeFileSync(path.join(served, "f.bin"), randomBytes(SIZE), { mode: 0o644 });
   const want = await sha256(path.join(served, "f.bin"));
-  const ours = await startKvmstrap();
-  const hpa = await startTftpd();
+  const ours = { name: "kvmstrap", ...(await startKvmstrap()) };
+  const hpa = { name: "tftpd-hpa", ...(await startTftpd()) };
 
   // Each client checked once for a correct copy before timing.
   for (const [name, run] of [
-    ["curl/kvmstrap", () => curl(ours.port)],
-    ["curl/tftpd-hpa", () => curl(hpa.port)],
-    ["atftp/kvmstrap", () => atftp(ours.port)],
-    ["atftp/tftpd-hpa", () => atftp(hpa.port)],
+    ["curl/kvmstrap", () => curl(ours)],
+    ["curl/tftpd-hpa", () => curl(hpa)],
+    ["atftp/kvmstrap", () => atftp(ours)],
+    ["atftp/tftpd-hpa", () => atftp(hpa)],
   ]) {
     await run();
     if ((await sha256(out)) !== want) throw new Error(`${name}: the copy differs from the file`);
@@ -248,10 +305,10 @@ try {
   const dupStats = [];
   for (let i = 0; i < RUNS; i++) {
     log(`run ${i + 1}/${RUNS}`);
-    times.curlOurs.push(await curl(ours.port));
-    times.curlHpa.push(await curl(hpa.port));
-    times.atftpOurs.push(await atftp(ours.port));
-    times.atftpHpa.push(await atftp(hpa.port));
+    times.curlOurs.push(await curl(ours));
+    times.curlHpa.push(await curl(hpa));
+    times.atftpOurs.push(await atftp(ours));
+    times.atftpHpa.push(await atftp(hpa));
     for (const w of [16, 1]) {
       const clean = await ownClient(ours.port, w, 0);
       const dup = await ownClient(ours.port, w, 100);
@@ -264,6 +321,7 @@ try {
   // The server's own account of windowsize 16 against atftp: granted, and no retransmissions.
   const atftpEvents = ours.events.filter((e) => e.windowsize === 16 && e.outcome === "completed");
   const resent = ours.events.reduce((n, e) => n + e.retransmits, 0);
+  const unfinished = ours.events.filter((e) => e.outcome !== "completed").length;
   for (const e of ours.events.filter((x) => x.retransmits > 0))
     log(
       `retransmissions: ${e.retransmits} after ${e.timeouts} timeouts (windowsize ${e.windowsize}, ${e.client})`,
@@ -298,11 +356,16 @@ try {
     console.log(
       `  ${name.padEnd(width)}  ${value.padStart(11)}  ${target ? `${target.padEnd(8)} ${ok ? "ok" : "MISSED"}` : ""}`,
     );
+  const cpuMs = (key) => `${(median(cpu[key].slice(1)) * 1000).toFixed(0)} ms`;
+  console.log(
+    `  server CPU per 64 MiB (median): curl ${cpuMs("curl/kvmstrap")} kvmstrap, ${cpuMs("curl/tftpd-hpa")} tftpd-hpa; ` +
+      `atftp ${cpuMs("atftp/kvmstrap")} kvmstrap (windowsize 16), ${cpuMs("atftp/tftpd-hpa")} tftpd-hpa (lock-step)`,
+  );
   const extra = dupStats.map((s) => s.extraData);
   console.log(
     `  duplicated ACKs per run: ${dupStats[0]?.dupAcks ?? 0} (windowsize 16) / ${dupStats[1]?.dupAcks ?? 0} (lock-step); ` +
       `DATA packets beyond one per block: max ${Math.max(...extra)}; server retransmissions in all runs: ${resent}; ` +
-      `atftp transfers granted windowsize 16: ${atftpEvents.length}`,
+      `atftp transfers granted windowsize 16: ${atftpEvents.length}; transfers not completed: ${unfinished}`,
   );
 } catch (error) {
   console.error(`[bench:pxe] failed: ${error instanceof Error ? error.message : error}`);

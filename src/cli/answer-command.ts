@@ -14,7 +14,7 @@ import { answerJsonSchema } from "../answer/schema.js";
 import { type Issue, validateAnswer } from "../answer/validate.js";
 import { baseDirOf, locateIssue } from "../app/prepare.js";
 import type { HostReport } from "../detect/types.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
 
 export const ANSWER_HELP = `Usage: kvmstrap answer <validate|explain|schema> [FILE] [options]
@@ -36,15 +36,17 @@ Options (validate, explain):
 Without --root, --snapshot or --report the answer file is checked against this host.
 `;
 
+export const ANSWER_OPTIONS = {
+  root: { type: "string" },
+  snapshot: { type: "string" },
+  report: { type: "string" },
+  unattended: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function answerCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    root: { type: "string" },
-    snapshot: { type: "string" },
-    report: { type: "string" },
-    unattended: { type: "boolean" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, ANSWER_OPTIONS);
   const [sub, file, extra] = positionals;
   if (values.help || sub === "help") {
     process.stdout.write(ANSWER_HELP);

@@ -1,6 +1,6 @@
 import { inspect } from "../app/inspect.js";
 import { withMachine } from "../app/machine.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 import { renderReport } from "./render-report.js";
 import { makeStyle } from "./style.js";
@@ -22,16 +22,18 @@ Options:
   -h, --help           Print this help
 `;
 
+export const DETECT_OPTIONS = {
+  json: { type: "boolean" },
+  root: { type: "string" },
+  snapshot: { type: "string" },
+  probe: { type: "string" },
+  "probe-kernel": { type: "string" },
+  "no-color": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function detectCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    json: { type: "boolean" },
-    root: { type: "string" },
-    snapshot: { type: "string" },
-    probe: { type: "string" },
-    "probe-kernel": { type: "string" },
-    "no-color": { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, DETECT_OPTIONS);
   if (values.help) {
     process.stdout.write(DETECT_HELP);
     return EXIT.ok;

@@ -2,7 +2,7 @@
 // anything changes. --json prints the actions (what `kvmstrap apply --plan` takes).
 import { prepareFile } from "../app/prepare.js";
 import { renderPlanText } from "../plan/diff.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 
 export const PLAN_HELP = `Usage: kvmstrap plan FILE [options]
@@ -19,12 +19,14 @@ Options:
 Exit: 0 a plan with nothing refused, 1 something refused, 2 a bad answer file or usage.
 `;
 
+export const PLAN_OPTIONS = {
+  root: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function planCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    root: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, PLAN_OPTIONS);
   if (values.help) {
     process.stdout.write(PLAN_HELP);
     return EXIT.ok;

@@ -1,6 +1,6 @@
 // `kvmstrap tui` (and `kvmstrap` alone on a terminal): the interactive installer. It only starts the
 // Ink app; detection, checks, the answer schema, the plan and apply are the engine's.
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 
 export const TUI_HELP = `Usage: kvmstrap tui [options]
@@ -24,13 +24,15 @@ Without one:
   kvmstrap apply F --yes       apply an answer file unattended
 `;
 
+export const TUI_OPTIONS = {
+  root: { type: "string" },
+  snapshot: { type: "string" },
+  answer: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function tuiCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    root: { type: "string" },
-    snapshot: { type: "string" },
-    answer: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, TUI_OPTIONS);
   if (values.help) {
     process.stdout.write(TUI_HELP);
     return EXIT.ok;

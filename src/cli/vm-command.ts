@@ -20,7 +20,7 @@ import { deleteVm, deployMany, listVms, showVm, startVm, stopVm } from "../vm/ma
 import { startPhoneHomeFor } from "../vm/phone-home.js";
 import { ReadinessError, waitReady } from "../vm/readiness.js";
 import { DeployError, INPUT_CODES } from "../vm/vm-state.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 
 export const DEFAULT_URI = "qemu:///system";
@@ -130,29 +130,31 @@ const SPEC_FLAGS = [
   "pin",
 ] as const;
 
+export const VM_OPTIONS = {
+  answer: { type: "string" },
+  concurrency: { type: "string" },
+  name: { type: "string" },
+  image: { type: "string" },
+  vcpus: { type: "string" },
+  memory: { type: "string" },
+  disk: { type: "string" },
+  network: { type: "string", multiple: true },
+  bridge: { type: "string", multiple: true },
+  "ssh-key": { type: "string", multiple: true },
+  user: { type: "string" },
+  hostname: { type: "string" },
+  pin: { type: "boolean" },
+  wait: { type: "string" },
+  connect: { type: "string" },
+  dir: { type: "string" },
+  cache: { type: "string" },
+  force: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    answer: { type: "string" },
-    concurrency: { type: "string" },
-    name: { type: "string" },
-    image: { type: "string" },
-    vcpus: { type: "string" },
-    memory: { type: "string" },
-    disk: { type: "string" },
-    network: { type: "string", multiple: true },
-    bridge: { type: "string", multiple: true },
-    "ssh-key": { type: "string", multiple: true },
-    user: { type: "string" },
-    hostname: { type: "string" },
-    pin: { type: "boolean" },
-    wait: { type: "string" },
-    connect: { type: "string" },
-    dir: { type: "string" },
-    cache: { type: "string" },
-    force: { type: "boolean" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, VM_OPTIONS);
   const [sub, arg, extra] = positionals;
   if (values.help || sub === "help" || sub === undefined) {
     process.stdout.write(VM_HELP);

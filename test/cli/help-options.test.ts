@@ -1,0 +1,35 @@
+// Every command's --help lists exactly the options its parser accepts: the help text is held to the
+// option table the command parses with, so a flag cannot be added, renamed or dropped in one place
+// only.
+import { describe, expect, it } from "vitest";
+import { ANSWER_HELP, ANSWER_OPTIONS } from "../../src/cli/answer-command.js";
+import { helpOptionNames, type OptionTable } from "../../src/cli/args.js";
+import { DETECT_HELP, DETECT_OPTIONS } from "../../src/cli/detect.js";
+import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
+import { TUI_HELP, TUI_OPTIONS } from "../../src/cli/tui-command.js";
+import { VM_HELP, VM_OPTIONS } from "../../src/cli/vm-command.js";
+
+const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: string[] }[] = [
+  { name: "detect", help: DETECT_HELP, options: DETECT_OPTIONS },
+  { name: "plan", help: PLAN_HELP, options: PLAN_OPTIONS },
+  { name: "answer", help: ANSWER_HELP, options: ANSWER_OPTIONS },
+  { name: "tui", help: TUI_HELP, options: TUI_OPTIONS },
+  { name: "vm", help: VM_HELP, options: VM_OPTIONS },
+];
+
+describe("help texts match the option tables", () => {
+  for (const c of COMMANDS) {
+    it(`kvmstrap ${c.name} --help lists every option it accepts, and no other`, () => {
+      const accepted = Object.keys(c.options)
+        .filter((k) => !(c.hidden ?? []).includes(k))
+        .sort();
+      expect(helpOptionNames(c.help)).toEqual(accepted);
+    });
+  }
+
+  it("reads option lines the way the help texts write them", () => {
+    const help =
+      "Options:\n  --json         JSON\n  -h, --help     help\n  --root DIR     a root\n  --offline, --online  both\nNot an option: --nope\n";
+    expect(helpOptionNames(help)).toEqual(["help", "json", "offline", "online", "root"]);
+  });
+});

@@ -95,6 +95,6 @@ describe("plan, apply, converge and undo into a temporary root", () => {
     const r = await run(["apply", answer, "--root", root, "--yes"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("sriov[0].numVfs");
-    expect(r.stderr).toContain("at most 7 VFs");
+    expect(r.stderr).toContain("supports at most 7 (sriov_totalvfs)");
   });
 });

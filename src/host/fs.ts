@@ -118,6 +118,11 @@ export function underRoot(root: string, hostPath: string): string {
   return root === "/" ? normal : path.join(root, normal);
 }
 
+// The kernel's views in a captured tree: nothing kvmstrap applies creates or removes files there, so
+// one listing per directory stays true for the life of a HostFs. /etc and the rest are read afresh
+// (a TUI session plans again after it applied).
+const KERNEL_VIEWS = /^\/(sys|proc|dev|run\/udev)\//;
+
 const kindsOf = (entries: fs.Dirent[]) =>
   new Map(entries.map((e) => [e.name, e.isFile() ? ("file" as const) : ("other" as const)]));
 
@@ -237,7 +242,8 @@ export class RootedHostFs implements HostFs {
 
   /** Counts one read; past the budget every read is refused, with one warning for all of them. */
   private overBudget(hostPath: string): boolean {
-    if (++this.operations <= READ_LIMITS.operations) return false;
+    // The live kernel's own views are trusted; a tree under a root is not.
+    if (this.live || ++this.operations <= READ_LIMITS.operations) return false;
     if (this.operations === READ_LIMITS.operations + 1)
       this.problems.push({
         path: hostPath,
@@ -268,7 +274,9 @@ export class RootedHostFs implements HostFs {
       // A file its directory's listing showed as regular skips the lstat (a round trip per read on
       // the hot path); the read itself still stops at READ_LIMITS.textBytes.
       const located = await this.locate(hostPath);
-      const listing = await this.listing(path.dirname(located));
+      const listing = KERNEL_VIEWS.test(path.posix.resolve("/", hostPath))
+        ? await this.listing(path.dirname(located))
+        : null;
       const kind = listing?.get(path.basename(located));
       if (listing && kind === undefined) return null; // absent: normal in a partial snapshot
       const at = kind === "file" ? located : (await this.regularFile(hostPath)).at;

@@ -157,4 +157,13 @@ describe("detection on a hostile machine root", () => {
       READ_LIMITS.operations = saved;
     }
   });
+
+  it("configuration files are read afresh: one HostFs sees a file apply created after its first look", async () => {
+    const root = machine();
+    mkdirSync(path.join(root, "etc/default"), { recursive: true });
+    const fs = new RootedHostFs(root);
+    expect(await fs.readText("/etc/default/grub")).toBeNull();
+    writeFileSync(path.join(root, "etc/default/grub"), 'GRUB_CMDLINE_LINUX=""\n');
+    expect(await fs.readText("/etc/default/grub")).toBe('GRUB_CMDLINE_LINUX=""\n');
+  });
 });

@@ -2,7 +2,9 @@
 // Paths given to it are always host paths ("/sys/class/net"); the root is a detail of the port, so
 // a snapshot and the live host read the same. Under a root other than "/", symlinks are resolved
 // inside the root: an absolute link in a snapshot (etc/mtab -> /proc/self/mounts) must lead to the
-// snapshot's file, never to the live machine's.
+// snapshot's file, never to the live machine's. A tree under a root is untrusted: see READ_LIMITS.
+// One RootedHostFs is one look at a tree: it caches how directories resolve and what the kernel
+// views (/sys, /proc, /dev) hold, so a new look at a changed tree takes a new instance.
 //
 // I/O is asynchronous and uses the callback API: fs/promises' readFile costs four thread-pool round
 // trips per file, about 4x slower on the hundreds of small sysfs reads one detection makes.

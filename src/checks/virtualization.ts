@@ -214,7 +214,10 @@ export function kvmModuleCheck(r: HostReport): Check {
     reason: loaded.length
       ? `only ${loaded.join(", ")} is loaded; ${wanted} is not`
       : "no kvm module is loaded",
-    remediation: `modprobe ${wanted ?? "kvm"} (persist it with "${wanted ?? "kvm"}" in /etc/modules-load.d/kvm.conf); if it refuses to load, check dmesg and any blacklist in /etc/modprobe.d.`,
+    remediation:
+      platformOf(r).arch === "arm64"
+        ? "arm64 kernels build KVM in: it is missing when the kernel did not boot at EL2 (see cpu.virt), or was built without CONFIG_KVM."
+        : `modprobe ${wanted ?? "kvm"} (persist it with "${wanted ?? "kvm"}" in /etc/modules-load.d/kvm.conf); if it refuses to load, check dmesg and any blacklist in /etc/modprobe.d.`,
   });
 }
 

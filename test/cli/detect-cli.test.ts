@@ -10,6 +10,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -173,6 +174,34 @@ describe("hostile input through the shipped CLI", () => {
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(readdirSync(childTmp)).toEqual([]);
   }, 40_000);
+});
+
+describe("a slow snapshot", () => {
+  it("reports extraction progress on stderr once it takes more than a second", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "kvmstrap-slow-cli-"));
+    const fifo = path.join(dir, "slow.tar.gz");
+    execFileSync("mkfifo", [fifo]);
+    const tar = (await import("tar-stream")).default;
+    const pack = tar.pack();
+    pack.entry({ name: "./proc/sys/kernel/hostname" }, "slow\n");
+    for (let i = 0; i < 64; i++) pack.entry({ name: `./sys/class/dmi/f${i}` }, "x".repeat(8192));
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of pack) chunks.push(c as Buffer);
+    const archive = gzipSync(Buffer.concat(chunks), { level: 0 });
+    const running = run(["detect", "--json", "--snapshot", fifo]);
+    const writer = await open(fifo, "w");
+    // A quarter now, the rest after 1.5 s: the extraction is then past its first second.
+    const cut = archive.length >> 2;
+    await writer.write(archive.subarray(0, cut));
+    await new Promise((r) => setTimeout(r, 1500));
+    await writer.write(archive.subarray(cut));
+    await writer.close();
+    const r = await running;
+    expect([0, 1]).toContain(r.code);
+    expect(r.stderr).toMatch(/^kvmstrap: extracting .*slow\.tar\.gz: \d+ entries, \d+ MiB after \d+ s$/m);
+    expect(JSON.parse(r.stdout).report.hostname).toBe("slow");
+  }, 30_000);
 });
 
 describe.skipIf(!sharedHostsAvailable)("kvmstrap snapshot, then detect --snapshot", () => {

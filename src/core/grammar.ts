@@ -23,6 +23,15 @@ export const PCI_ADDRESS = regex(
   "a PCI address such as 0000:01:00.0",
 );
 
+/** A PCI address as sysfs names it (domain included, lower case): what boot scripts are given. */
+export const SYSFS_PCI_ADDRESS = regex(
+  /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/,
+  "a full PCI address in lower case such as 0000:01:00.0",
+);
+
+/** A PCI vendor or device id: four lower-case hex digits. */
+export const PCI_ID = regex(/^[0-9a-f]{4}$/, "a 4-digit PCI id such as 8086");
+
 export const MAC = regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/, "a MAC address such as 52:54:00:12:34:56");
 
 /** Linux interface names: at most IFNAMSIZ-1 (15) bytes, never "." or "..", no "/" or blanks. */

@@ -3,6 +3,8 @@
 // sriov_numvfs only changes through 0 (the kernel refuses N -> M directly), and only when it differs.
 // SYSFS_ROOT (default /sys) and KMSG let tests run it against a fixture tree.
 
+import { INTERFACE_NAME as IFNAME, MAC, SYSFS_PCI_ADDRESS as PCI_ADDRESS } from "../../core/grammar.js";
+
 export const SRIOV_SCRIPT_PATH = "/usr/local/lib/kvmstrap/sriov-setup";
 export const SRIOV_UNIT_PATH = "/etc/systemd/system/kvmstrap-sriov.service";
 
@@ -12,10 +14,6 @@ export type SriovPf = {
   numVfs: number;
   vfs: { index: number; mac?: string; vlan?: number; trust?: boolean; spoofchk?: boolean }[];
 };
-
-const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
-const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
 function pfLines(pf: SriovPf): string[] {
   const where = `sriov: PF ${pf.pfName}`;

@@ -4,11 +4,10 @@
 // that device is refused (logged to stderr and the kernel log, left alone, exit status 1).
 // SYSFS_ROOT (default /sys) and KMSG (default /dev/kmsg) let tests run it against a fixture tree.
 
+import { SYSFS_PCI_ADDRESS as PCI_ADDRESS, PCI_ID } from "../../core/grammar.js";
+
 export const VFIO_BIND_SCRIPT_PATH = "/usr/local/lib/kvmstrap/vfio-bind";
 export const VFIO_BIND_UNIT_PATH = "/etc/systemd/system/kvmstrap-vfio-bind.service";
-
-const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-const PCI_ID = /^[0-9a-f]{4}$/;
 
 export type VfioDevice = { address: string; vendorId: string; deviceId: string };
 

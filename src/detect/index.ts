@@ -67,6 +67,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   for (const p of fs.problems) {
     ctx.warnings.push({
       path: p.path,
+      reason: p.reason,
       message:
         p.reason === "dangling"
           ? p.detail

@@ -3,7 +3,12 @@
 export type Sources = Record<string, string>;
 export type TriState = "yes" | "no" | "unknown";
 
-export type Warning = { path: string; message: string };
+export type Warning = {
+  path: string;
+  message: string;
+  /** Why a file was not read, when it was the reader that refused (loop, special, too-large...). */
+  reason?: string;
+};
 
 export type FirmwareVirtLock = "enabled" | "locked-off" | "unknown";
 

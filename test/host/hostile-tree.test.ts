@@ -77,6 +77,7 @@ describe("detection on a hostile machine root", () => {
     const r = await detect(root);
     expect(r.cpu.model).toBeNull();
     expect(warningAt(r, "/proc/cpuinfo").join()).toMatch(/a FIFO: not opened/);
+    expect(r.warnings.filter((w) => w.path === "/proc/cpuinfo").map((w) => w.reason)).toContain("special");
   });
 
   it("sys -> /sys never reaches the live machine's /sys", async () => {

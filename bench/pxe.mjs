@@ -54,7 +54,7 @@ const { decodePacket, encodeAck, encodeRequest } = await dist("pxe/tftp/packet.j
 
 const MiB = 2 ** 20;
 const SIZE = 64 * MiB;
-const RUNS = Number(process.env.KVMSTRAP_BENCH_RUNS ?? 5);
+const RUNS = Number(process.env.KVMSTRAP_BENCH_RUNS ?? 7);
 const TFTPD_PORT = 16969;
 const log = (m) => console.error(`[bench:pxe] ${m}`);
 const median = (xs) => {
@@ -327,35 +327,39 @@ try {
       `retransmissions: ${e.retransmits} after ${e.timeouts} timeouts (windowsize ${e.windowsize}, ${e.client})`,
     );
 
-  const m = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  // Medians decide the targets. The best run is shown beside them: on a shared 2-core machine the
+  // other load stalls one process or the other, and the best run is the least disturbed.
+  const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  const best = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, Math.min(...v)]));
+  const rate = (k) =>
+    `${mbs(med[k]).toFixed(1).padStart(6)} MB/s  ${mbs(best[k]).toFixed(1).padStart(6)} MB/s`;
+  const ratio = (ours, theirs, target) => {
+    const r = med[theirs] / med[ours];
+    return `${r.toFixed(2).padStart(6)}x     ${(best[theirs] / best[ours]).toFixed(2).padStart(6)}x     ${target}: ${r >= Number.parseFloat(target.slice(3)) ? "ok" : "MISSED"}`;
+  };
+  const share = (clean, dup) => {
+    const r = med[clean] / med[dup];
+    return `${(r * 100).toFixed(0).padStart(6)}%     ${((best[clean] / best[dup]) * 100).toFixed(0).padStart(6)}%     >= 80%: ${r >= 0.8 ? "ok" : "MISSED"}`;
+  };
   const rows = [
-    ["curl lock-step, kvmstrap", `${mbs(m.curlOurs).toFixed(1)} MB/s`, "", ""],
-    ["curl lock-step, tftpd-hpa", `${mbs(m.curlHpa).toFixed(1)} MB/s`, "", ""],
-    ["  ratio", `${(m.curlHpa / m.curlOurs).toFixed(2)}x`, ">= 0.7x", m.curlHpa / m.curlOurs >= 0.7],
-    ["atftp windowsize 16, kvmstrap", `${mbs(m.atftpOurs).toFixed(1)} MB/s`, "", ""],
-    ["atftp windowsize 16, tftpd-hpa (lock-step)", `${mbs(m.atftpHpa).toFixed(1)} MB/s`, "", ""],
-    ["  ratio", `${(m.atftpHpa / m.atftpOurs).toFixed(2)}x`, ">= 1.0x", m.atftpHpa / m.atftpOurs >= 1.0],
-    ["own client windowsize 16, clean", `${mbs(m.clean16).toFixed(1)} MB/s`, "", ""],
-    ["own client windowsize 16, 1% ACKs duplicated", `${mbs(m.dup16).toFixed(1)} MB/s`, "", ""],
-    [
-      "  share of clean",
-      `${((m.clean16 / m.dup16) * 100).toFixed(0)}%`,
-      ">= 80%",
-      m.clean16 / m.dup16 >= 0.8,
-    ],
-    ["own client lock-step, clean", `${mbs(m.clean1).toFixed(1)} MB/s`, "", ""],
-    ["own client lock-step, 1% ACKs duplicated", `${mbs(m.dup1).toFixed(1)} MB/s`, "", ""],
-    ["  share of clean", `${((m.clean1 / m.dup1) * 100).toFixed(0)}%`, ">= 80%", m.clean1 / m.dup1 >= 0.8],
+    ["curl lock-step, kvmstrap", rate("curlOurs")],
+    ["curl lock-step, tftpd-hpa", rate("curlHpa")],
+    ["  kvmstrap / tftpd-hpa", ratio("curlOurs", "curlHpa", ">= 0.7")],
+    ["atftp windowsize 16, kvmstrap", rate("atftpOurs")],
+    ["atftp windowsize 16, tftpd-hpa (lock-step)", rate("atftpHpa")],
+    ["  kvmstrap / tftpd-hpa", ratio("atftpOurs", "atftpHpa", ">= 1.0")],
+    ["own client windowsize 16, clean", rate("clean16")],
+    ["own client windowsize 16, 1% ACKs duplicated", rate("dup16")],
+    ["  duplicated / clean", share("clean16", "dup16")],
+    ["own client lock-step, clean", rate("clean1")],
+    ["own client lock-step, 1% ACKs duplicated", rate("dup1")],
+    ["  duplicated / clean", share("clean1", "dup1")],
   ];
   const width = Math.max(...rows.map((r) => r[0].length));
   const load = (await import("node:os")).loadavg()[0].toFixed(1);
-  console.log(
-    `TFTP, ${SIZE / MiB} MiB at blksize 1468 on loopback, median of ${RUNS} runs (load average ${load}):`,
-  );
-  for (const [name, value, target, ok] of rows)
-    console.log(
-      `  ${name.padEnd(width)}  ${value.padStart(11)}  ${target ? `${target.padEnd(8)} ${ok ? "ok" : "MISSED"}` : ""}`,
-    );
+  console.log(`TFTP, ${SIZE / MiB} MiB at blksize 1468 on loopback, ${RUNS} runs (load average ${load})`);
+  console.log(`  ${"".padEnd(width)}  ${"median".padStart(11)}  ${"best".padStart(11)}`);
+  for (const [name, value] of rows) console.log(`  ${name.padEnd(width)}  ${value}`);
   const cpuMs = (key) => `${(median(cpu[key].slice(1)) * 1000).toFixed(0)} ms`;
   console.log(
     `  server CPU per 64 MiB (median): curl ${cpuMs("curl/kvmstrap")} kvmstrap, ${cpuMs("curl/tftpd-hpa")} tftpd-hpa; ` +

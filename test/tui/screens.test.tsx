@@ -127,6 +127,31 @@ describe("tui screens on synthetic hosts", () => {
     d.unmount();
   });
 
+  it("Storage takes a partitioned disk only into a pool that wipes it (what validate and plan say)", async () => {
+    const report = await reportOf(sriov.root);
+    const parts = [{ name: "sdb1", sizeBytes: null, mountpoints: [], holders: [], fstype: "ext4" }];
+    report.disks = [
+      labDisk({ name: "sdb", sizeBytes: 500e9, model: "TESTDISK", serial: "SER-sdb", partitions: parts }),
+    ];
+    const d = await drive(sriov.root, { report, start: at("storage") });
+    expect(d.frame()).toContain("sdb 500 GB TESTDISK: sdb has partition sdb1: it is not free");
+    await d.press(KEY.enter, KEY.enter); // none -> dir -> lvm-thin
+    expect(await d.press(KEY.tab, KEY.enter)).toContain("refused: sdb has partition sdb1: it is not free");
+    await d.press(KEY.tab, KEY.down, KEY.down, KEY.enter); // wipe disks, none picked yet
+    expect(d.frame()).toContain("wipe disks  YES");
+    await d.press(KEY.tab, KEY.enter);
+    expect(d.frame()).toContain("WIPE sdb? type its serial");
+    await d.type("SER-sdb");
+    await d.press(KEY.enter);
+    expect(
+      (await d.draftWhere((x) => Boolean(x.storage?.pools?.[0]?.disks?.length))).storage?.pools?.[0],
+    ).toMatchObject({
+      wipe: true,
+      disks: [{ serial: "SER-sdb" }],
+    });
+    d.unmount();
+  });
+
   it("VMs lists the answer's VM entries, or says there are none", async () => {
     const empty = await drive(sriov.root, { start: at("vms") });
     expect(empty.frame()).toContain("No VMs in the answer file");

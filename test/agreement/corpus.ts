@@ -388,6 +388,16 @@ export const CASES: Case[] = [
     errors: ["storage.wipe-named storage.pools[0].disks[0]", "storage.root-unknown storage.pools[0].wipe"],
   },
   {
+    name: "the laptop (/ on LUKS, which detection cannot tie to a disk): its only disk, wiped",
+    host: "laptop",
+    answer: pool([{ pick: "first" }], { wipe: true }),
+    errors: [
+      "storage.disk-in-use storage.pools[0].disks[0]",
+      "storage.wipe-named storage.pools[0].disks[0]",
+      "storage.root-unknown storage.pools[0].wipe",
+    ],
+  },
+  {
     name: "the Ryzen's partitioned disk is not free",
     host: "ryzen",
     answer: pool([{ largest: true }]),

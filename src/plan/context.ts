@@ -17,7 +17,6 @@ export interface PlanContext {
   findings: Finding[];
 }
 
-
 export function currentOf(ctx: PlanContext, path: string): string | null {
   return ctx.current.get(path) ?? null;
 }

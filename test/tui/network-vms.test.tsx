@@ -158,7 +158,9 @@ describe("tui network: VLANs and bonds", () => {
     await d.press(KEY.tab); // back to the uplink list (pane 0 -> 1 -> 0)
     await d.press(KEY.tab);
     await downTo(d, /enp5s0f0/);
-    expect(await d.press(KEY.enter)).toContain("refused: enp5s0f0 is already claimed by network.bridges[0].uplink");
+    expect(await d.press(KEY.enter)).toContain(
+      "refused: enp5s0f0 is already claimed by network.bridges[0].uplink",
+    );
     d.unmount();
   });
 });

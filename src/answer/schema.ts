@@ -138,7 +138,7 @@ export const pool = z.strictObject({
   wipe: z
     .boolean()
     .default(false)
-    .describe("erase the disks first; unattended runs wipe only disks named by byId or serial"),
+    .describe("erase the disks first; a wipe needs every disk named by byId or serial"),
   autostart: z.boolean().default(true),
 });
 

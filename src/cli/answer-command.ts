@@ -13,7 +13,7 @@ import {
 import { answerJsonSchema } from "../answer/schema.js";
 import { type Issue, validateAnswer } from "../answer/validate.js";
 import { baseDirOf, locateIssue } from "../app/prepare.js";
-import type { HostReport } from "../detect/types.js";
+import { HOST_REPORT_SCHEMA, type HostReport, hostReport as hostReportSchema } from "../detect/types.js";
 import { type OptionTable, parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
 
@@ -133,22 +133,17 @@ export async function readReport(file: string): Promise<HostReport> {
     );
   }
   const wrapped = (data as { report?: unknown } | null)?.report;
-  const report = (
-    typeof wrapped === "object" && wrapped !== null ? wrapped : data
-  ) as Partial<HostReport> | null;
-  const ok =
-    report?.schema === "kvmstrap.host-report/1" &&
-    Array.isArray(report.nics) &&
-    Array.isArray(report.disks) &&
-    Array.isArray(report.pci) &&
-    typeof report.iommu === "object" &&
-    report.iommu !== null &&
-    Array.isArray(report.iommu.groups) &&
-    typeof report.memory === "object";
-  if (!ok) {
+  const candidate = typeof wrapped === "object" && wrapped !== null ? wrapped : data;
+  if ((candidate as { schema?: unknown } | null)?.schema !== HOST_REPORT_SCHEMA) {
     throw new InputError(
       `--report ${file}: not a kvmstrap host report (write one with "kvmstrap detect --json")`,
     );
   }
-  return report as HostReport;
+  const parsed = hostReportSchema.safeParse(candidate);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join(".") : "report";
+    throw new InputError(`--report ${file}: ${where}: ${issue?.message ?? "not a valid host report"}`);
+  }
+  return parsed.data;
 }

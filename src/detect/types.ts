@@ -1,237 +1,275 @@
 // The host report: every fact detection gathers, as plain JSON-serialisable data. A value of null
 // means "unknown" (the file was absent or malformed); `sources` maps a field to the path it came from.
-export type Sources = Record<string, string>;
-export type TriState = "yes" | "no" | "unknown";
+// Defined once, as zod schemas with the TypeScript types inferred from them, so a report read back
+// from disk (`answer validate --report`, a fleet node's upload) is checked against the same
+// definition detection writes.
+import { z } from "zod";
 
-export type Warning = {
-  path: string;
-  message: string;
+const str = z.string();
+const strOrNull = z.string().nullable();
+const intOrNull = z.number().int().nullable();
+
+export const sources = z.record(z.string(), z.string());
+export const triState = z.enum(["yes", "no", "unknown"]);
+
+export const warning = z.object({
+  path: str,
+  message: str,
   /** Why a file was not read, when it was the reader that refused (loop, special, too-large...). */
-  reason?: string;
-};
+  reason: str.optional(),
+});
 
-export type FirmwareVirtLock = "enabled" | "locked-off" | "unknown";
+export const firmwareVirtLock = z.enum(["enabled", "locked-off", "unknown"]);
 
-export interface CpuReport {
-  vendor: string | null; // GenuineIntel, AuthenticAMD; ARM, Ampere...; IBM
-  model: string | null;
+export const cpuReport = z.object({
+  vendor: strOrNull, // GenuineIntel, AuthenticAMD; ARM, Ampere...; IBM
+  model: strOrNull,
   /** uname -m of the machine: x86_64, aarch64, s390x...; "unknown" when nothing captured says. */
-  architecture: string;
-  sockets: number | null;
-  cores: number | null; // physical cores across sockets
-  threads: number | null; // logical CPUs listed in cpuinfo (online)
-  onlineCpus: string | null; // kernel cpulist, e.g. "0-1"
-  offlineCpus: string | null;
-  flags: string[];
-  virt: "vmx" | "svm" | null; // what /proc/cpuinfo shows (x86 only; null elsewhere)
-  secondLevelPaging: TriState; // EPT (Intel) or NPT (AMD)
-  pdpe1gb: boolean;
-  hypervisor: boolean; // running as a guest itself
-  firmwareVirt: FirmwareVirtLock; // from MSR 0x3A (Intel) or VM_CR (AMD)
-  firmwareVirtDetail: string;
-  sources: Sources;
-}
+  architecture: str,
+  sockets: intOrNull,
+  cores: intOrNull, // physical cores across sockets
+  threads: intOrNull, // logical CPUs listed in cpuinfo (online)
+  onlineCpus: strOrNull, // kernel cpulist, e.g. "0-1"
+  offlineCpus: strOrNull,
+  flags: z.array(str),
+  virt: z.enum(["vmx", "svm"]).nullable(), // what /proc/cpuinfo shows (x86 only; null elsewhere)
+  secondLevelPaging: triState, // EPT (Intel) or NPT (AMD)
+  pdpe1gb: z.boolean(),
+  hypervisor: z.boolean(), // running as a guest itself
+  firmwareVirt: firmwareVirtLock, // from MSR 0x3A (Intel) or VM_CR (AMD)
+  firmwareVirtDetail: str,
+  sources,
+});
 
-export type ProbeVerdict = "usable" | "unusable" | "not-run" | "unavailable";
+export const probeVerdict = z.enum(["usable", "unusable", "not-run", "unavailable"]);
 
-export interface KvmProbe {
-  verdict: ProbeVerdict;
+export const kvmProbe = z.object({
+  verdict: probeVerdict,
   /** What was run and what it showed, in one sentence. */
-  detail: string;
-  stages: { name: string; ok: boolean; ms: number; detail: string }[];
-  cached: boolean;
-}
+  detail: str,
+  stages: z.array(z.object({ name: str, ok: z.boolean(), ms: z.number(), detail: str })),
+  cached: z.boolean(),
+});
 
-export interface KvmReport {
-  modules: Record<string, { loaded: boolean; parameters: Record<string, string> }>;
+export const kvmReport = z.object({
+  modules: z.record(str, z.object({ loaded: z.boolean(), parameters: z.record(str, str) })),
   /** null: unknown (a snapshot that did not capture /dev). */
-  devKvm: { present: boolean | null; accessible: TriState };
-  vhostNet: boolean | null;
-  tun: boolean | null;
-  probe: KvmProbe;
-  sources: Sources;
-}
+  devKvm: z.object({ present: z.boolean().nullable(), accessible: triState }),
+  vhostNet: z.boolean().nullable(),
+  tun: z.boolean().nullable(),
+  probe: kvmProbe,
+  sources,
+});
 
-export interface IommuGroup {
-  id: number;
-  devices: string[]; // PCI addresses
-}
+export const iommuGroup = z.object({
+  id: z.number().int(),
+  devices: z.array(str), // PCI addresses
+});
 
-export interface IommuReport {
-  acpiTable: "DMAR" | "IVRS" | "IORT" | null;
-  acpiTablesReadable: boolean;
-  cmdline: string | null;
-  cmdlineParams: Record<string, string>; // intel_iommu, amd_iommu, iommu
-  groupsPopulated: boolean;
-  groups: IommuGroup[];
-  interruptRemapping: TriState;
-  sources: Sources;
-}
+export const iommuReport = z.object({
+  acpiTable: z.enum(["DMAR", "IVRS", "IORT"]).nullable(),
+  acpiTablesReadable: z.boolean(),
+  cmdline: strOrNull,
+  cmdlineParams: z.record(str, str), // intel_iommu, amd_iommu, iommu
+  groupsPopulated: z.boolean(),
+  groups: z.array(iommuGroup),
+  interruptRemapping: triState,
+  sources,
+});
 
-export interface SriovInfo {
+export const sriovInfo = z.object({
   /** sriov_totalvfs; when totalVfsKnown is false, the count of visible VFs (a lower bound). */
-  totalVfs: number;
-  numVfs: number;
-  vfs: string[]; // PCI addresses of virtfnN
+  totalVfs: z.number().int(),
+  numVfs: z.number().int(),
+  vfs: z.array(str), // PCI addresses of virtfnN
   /**
    * false: the snapshot lacks sriov_totalvfs, but virtfnN links show the function is SR-IOV capable,
    * so how many VFs it supports is unknown. Absent means known.
    */
-  totalVfsKnown?: boolean;
-}
+  totalVfsKnown: z.boolean().optional(),
+});
 
-export interface PciDevice {
-  address: string; // 0000:00:02.0
-  vendorId: string | null; // 8086; null when neither vendor nor modalias could be read
-  deviceId: string | null;
-  subsystemVendorId: string | null;
-  subsystemDeviceId: string | null;
-  vendorName: string | null;
-  deviceName: string | null;
-  classId: string | null; // 030000; null when neither class nor modalias could be read
-  className: string | null;
-  driver: string | null;
-  driverOverride: string | null;
-  numaNode: number | null;
-  iommuGroup: number | null;
-  bootVga: boolean | null;
-  resetMethods: string[] | null;
-  sriov: SriovInfo | null;
-  physfn: string | null; // set on a VF
-  parent: string | null; // upstream PCI bridge
-  sources: Sources;
-}
+export const pciDevice = z.object({
+  address: str, // 0000:00:02.0
+  vendorId: strOrNull, // 8086; null when neither vendor nor modalias could be read
+  deviceId: strOrNull,
+  subsystemVendorId: strOrNull,
+  subsystemDeviceId: strOrNull,
+  vendorName: strOrNull,
+  deviceName: strOrNull,
+  classId: strOrNull, // 030000; null when neither class nor modalias could be read
+  className: strOrNull,
+  driver: strOrNull,
+  driverOverride: strOrNull,
+  numaNode: intOrNull,
+  iommuGroup: intOrNull,
+  bootVga: z.boolean().nullable(),
+  resetMethods: z.array(str).nullable(),
+  sriov: sriovInfo.nullable(),
+  physfn: strOrNull, // set on a VF
+  parent: strOrNull, // upstream PCI bridge
+  sources,
+});
 
-export interface NicReport {
-  name: string | null; // null: the PCI function has no network interface in this report
-  mac: string | null;
-  pciAddress: string | null;
-  driver: string | null;
-  carrier: boolean | null;
-  speedMbps: number | null;
-  operstate: string | null;
-  mtu: number | null;
-  virtual: boolean; // bridge, veth, tap, bond...
-  kind: string | null; // bridge, bond, vlan, veth, tun, physical, vf, wireless...
-  master: string | null; // bridge or bond it belongs to
-  sriov: SriovInfo | null;
-  management: boolean; // carries the default route
+export const nicReport = z.object({
+  name: strOrNull, // null: the PCI function has no network interface in this report
+  mac: strOrNull,
+  pciAddress: strOrNull,
+  driver: strOrNull,
+  carrier: z.boolean().nullable(),
+  speedMbps: z.number().nullable(),
+  operstate: strOrNull,
+  mtu: intOrNull,
+  virtual: z.boolean(), // bridge, veth, tap, bond...
+  kind: strOrNull, // bridge, bond, vlan, veth, tun, physical, vf, wireless...
+  master: strOrNull, // bridge or bond it belongs to
+  sriov: sriovInfo.nullable(),
+  management: z.boolean(), // carries the default route
   /** Carries the default route: "unknown" when no route table was captured (management is then false). */
-  defaultRoute?: TriState;
+  defaultRoute: triState.optional(),
   /** Set on an SR-IOV virtual function (kind "vf"): the PCI address of its physical function. */
-  physfn?: string | null;
-  sources: Sources;
-}
+  physfn: strOrNull.optional(),
+  sources,
+});
 
-export interface Partition {
-  name: string;
-  sizeBytes: number | null;
-  mountpoints: string[];
-  holders: string[];
-  fstype: string | null;
-  byId?: string[]; // /dev/disk/by-id links to this partition (set by detectDisks)
-}
+export const partition = z.object({
+  name: str,
+  sizeBytes: z.number().nullable(),
+  mountpoints: z.array(str),
+  holders: z.array(str),
+  fstype: strOrNull,
+  byId: z.array(str).optional(), // /dev/disk/by-id links to this partition (set by detectDisks)
+});
 
-export interface DiskReport {
-  name: string; // sda, nvme0n1
-  path: string; // /dev/sda
-  sizeBytes: number | null;
-  model: string | null;
-  serial: string | null;
-  wwn: string | null;
-  byId: string[]; // /dev/disk/by-id/...
-  rotational: boolean | null;
-  removable: boolean | null;
-  readOnly: boolean | null;
-  transport: string | null; // nvme, sata, virtio, usb...
-  pciAddress: string | null; // controller
-  virtual: boolean; // dm, loop, zram, md
-  partitions: Partition[];
-  holders: string[];
-  mountpoints: string[];
-  signatures: string[]; // filesystem/RAID/LVM/ZFS found on the disk or its partitions
-  roles: ("root" | "boot" | "efi" | "boot-medium" | "swap")[];
-  sources: Sources;
-}
+export const diskRole = z.enum(["root", "boot", "efi", "boot-medium", "swap"]);
 
-export interface NumaNode {
-  id: number;
-  cpus: string | null; // cpulist
-  memoryKiB: number | null;
-  hugepages: Record<string, { total: number; free: number }>; // keyed by "2048kB", "1048576kB"
-  distances: number[];
-}
+export const diskReport = z.object({
+  name: str, // sda, nvme0n1
+  path: str, // /dev/sda
+  sizeBytes: z.number().nullable(),
+  model: strOrNull,
+  serial: strOrNull,
+  wwn: strOrNull,
+  byId: z.array(str), // /dev/disk/by-id/...
+  rotational: z.boolean().nullable(),
+  removable: z.boolean().nullable(),
+  readOnly: z.boolean().nullable(),
+  transport: strOrNull, // nvme, sata, virtio, usb...
+  pciAddress: strOrNull, // controller
+  virtual: z.boolean(), // dm, loop, zram, md
+  partitions: z.array(partition),
+  holders: z.array(str),
+  mountpoints: z.array(str),
+  signatures: z.array(str), // filesystem/RAID/LVM/ZFS found on the disk or its partitions
+  roles: z.array(diskRole),
+  sources,
+});
 
-export interface MemoryReport {
-  totalKiB: number | null;
-  availableKiB: number | null;
-  hugepageSizeKiB: number | null;
-  hugepages: Record<string, { total: number; free: number }>;
-  numa: NumaNode[];
-  thp: string | null; // the bracketed choice of transparent_hugepage/enabled
-  ksm: { run: TriState; pagesSharing: number | null };
-  sources: Sources;
-}
+const hugepageCounts = z.record(str, z.object({ total: z.number(), free: z.number() })); // "2048kB"...
 
-export interface FirmwareReport {
-  mode: "uefi" | "bios" | "unknown";
-  secureBoot: TriState;
-  system: { vendor: string | null; product: string | null; biosVersion: string | null };
-  sources: Sources;
-}
+export const numaNode = z.object({
+  id: z.number().int(),
+  cpus: strOrNull, // cpulist
+  memoryKiB: z.number().nullable(),
+  hugepages: hugepageCounts, // keyed by "2048kB", "1048576kB"
+  distances: z.array(z.number()),
+});
 
-export interface CgroupReport {
-  version: 1 | 2 | null;
-  controllers: string[];
-  sources: Sources;
-}
+export const memoryReport = z.object({
+  totalKiB: z.number().nullable(),
+  availableKiB: z.number().nullable(),
+  hugepageSizeKiB: z.number().nullable(),
+  hugepages: hugepageCounts,
+  numa: z.array(numaNode),
+  thp: strOrNull, // the bracketed choice of transparent_hugepage/enabled
+  ksm: z.object({ run: triState, pagesSharing: z.number().nullable() }),
+  sources,
+});
 
-export interface SystemReport {
-  bootloader: "grub" | "systemd-boot" | "unknown";
-  networkStack: "netplan" | "ifupdown2" | "ifupdown" | "networkd" | "networkmanager" | "unknown";
+export const firmwareReport = z.object({
+  mode: z.enum(["uefi", "bios", "unknown"]),
+  secureBoot: triState,
+  system: z.object({ vendor: strOrNull, product: strOrNull, biosVersion: strOrNull }),
+  sources,
+});
+
+export const cgroupReport = z.object({
+  version: z.union([z.literal(1), z.literal(2)]).nullable(),
+  controllers: z.array(str),
+  sources,
+});
+
+export const bootTools = z.object({
+  /** grub.cfg generator: Debian's wrapper, or the RHEL-family / upstream grub-mkconfig. */
+  grubMkconfig: z.enum(["update-grub", "grub2-mkconfig", "grub-mkconfig"]).nullable(),
+  /** The grub.cfg the generator must write (grub2-mkconfig/grub-mkconfig need -o). */
+  grubCfg: strOrNull,
+  /** Boot Loader Specification entries in /boot/loader/entries (RHEL-family GRUB, systemd-boot). */
+  bls: z.boolean(),
+  grubby: z.boolean(),
+  initramfs: z.enum(["update-initramfs", "dracut"]).nullable(),
+  kernelInstall: z.boolean(),
+  /** Proxmox VE keeps its ESPs (GRUB or systemd-boot) in sync with proxmox-boot-tool refresh. */
+  proxmoxBootTool: z.boolean().optional(),
+});
+
+export const systemReport = z.object({
+  bootloader: z.enum(["grub", "systemd-boot", "unknown"]),
+  networkStack: z.enum(["netplan", "ifupdown2", "ifupdown", "networkd", "networkmanager", "unknown"]),
   /** The running kernel's command line, to verify a plan's parameters after the reboot. */
-  cmdline: string | null;
+  cmdline: strOrNull,
   /** The zfs module is loaded: ZFS pools can be offered. */
-  zfs: boolean;
+  zfs: z.boolean(),
   /** What regenerates grub.cfg, the boot entries and the initramfs here (absent: not detected). */
-  bootTools?: BootTools;
+  bootTools: bootTools.optional(),
   /**
    * Existing configuration files a plan may have to take over: GRUB drop-ins, networkd .network
    * and .netdev files, ifupdown interfaces.d files, NetworkManager profiles, netplan YAML. Host paths, sorted.
    */
-  configFiles?: string[];
-  sources: Sources;
-}
+  configFiles: z.array(str).optional(),
+  sources,
+});
 
-export interface BootTools {
-  /** grub.cfg generator: Debian's wrapper, or the RHEL-family / upstream grub-mkconfig. */
-  grubMkconfig: "update-grub" | "grub2-mkconfig" | "grub-mkconfig" | null;
-  /** The grub.cfg the generator must write (grub2-mkconfig/grub-mkconfig need -o). */
-  grubCfg: string | null;
-  /** Boot Loader Specification entries in /boot/loader/entries (RHEL-family GRUB, systemd-boot). */
-  bls: boolean;
-  grubby: boolean;
-  initramfs: "update-initramfs" | "dracut" | null;
-  kernelInstall: boolean;
-  /** Proxmox VE keeps its ESPs (GRUB or systemd-boot) in sync with proxmox-boot-tool refresh. */
-  proxmoxBootTool?: boolean;
-}
+export const HOST_REPORT_SCHEMA = "kvmstrap.host-report/1";
 
-export interface HostReport {
-  schema: "kvmstrap.host-report/1";
-  root: string;
-  live: boolean;
-  hostname: string | null;
-  kernel: string | null;
-  cpu: CpuReport;
-  kvm: KvmReport;
-  iommu: IommuReport;
-  pci: PciDevice[];
-  nics: NicReport[];
-  disks: DiskReport[];
-  memory: MemoryReport;
-  firmware: FirmwareReport;
-  cgroups: CgroupReport;
-  system: SystemReport;
-  warnings: Warning[];
-}
+export const hostReport = z.object({
+  schema: z.literal(HOST_REPORT_SCHEMA),
+  root: str,
+  live: z.boolean(),
+  hostname: strOrNull,
+  kernel: strOrNull,
+  cpu: cpuReport,
+  kvm: kvmReport,
+  iommu: iommuReport,
+  pci: z.array(pciDevice),
+  nics: z.array(nicReport),
+  disks: z.array(diskReport),
+  memory: memoryReport,
+  firmware: firmwareReport,
+  cgroups: cgroupReport,
+  system: systemReport,
+  warnings: z.array(warning),
+});
+
+export type Sources = z.infer<typeof sources>;
+export type TriState = z.infer<typeof triState>;
+export type Warning = z.infer<typeof warning>;
+export type FirmwareVirtLock = z.infer<typeof firmwareVirtLock>;
+export type CpuReport = z.infer<typeof cpuReport>;
+export type ProbeVerdict = z.infer<typeof probeVerdict>;
+export type KvmProbe = z.infer<typeof kvmProbe>;
+export type KvmReport = z.infer<typeof kvmReport>;
+export type IommuGroup = z.infer<typeof iommuGroup>;
+export type IommuReport = z.infer<typeof iommuReport>;
+export type SriovInfo = z.infer<typeof sriovInfo>;
+export type PciDevice = z.infer<typeof pciDevice>;
+export type NicReport = z.infer<typeof nicReport>;
+export type Partition = z.infer<typeof partition>;
+export type DiskReport = z.infer<typeof diskReport>;
+export type NumaNode = z.infer<typeof numaNode>;
+export type MemoryReport = z.infer<typeof memoryReport>;
+export type FirmwareReport = z.infer<typeof firmwareReport>;
+export type CgroupReport = z.infer<typeof cgroupReport>;
+export type SystemReport = z.infer<typeof systemReport>;
+export type BootTools = z.infer<typeof bootTools>;
+export type HostReport = z.infer<typeof hostReport>;

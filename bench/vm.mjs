@@ -18,6 +18,7 @@ import { execFile } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
@@ -67,6 +68,7 @@ const rows = [];
 const row = (name, value, target, ok) => rows.push({ name, value, target, ok });
 const log = (m) => console.error(`[bench:vm] ${m}`);
 const t0 = performance.now();
+const loadAtStart = loadavg()[0];
 
 // The test libvirtd is TypeScript outside the build: bundled by esbuild into .cache/ as
 // scripts/build-guest-image.mjs does (inside the repository so that its import of execa resolves).
@@ -372,4 +374,7 @@ for (const r of rows) {
   const mark = r.ok === null ? "SKIP" : r.ok ? " ok " : "MISS";
   console.log(`[${mark}] ${r.name.padEnd(w)}  ${r.value}${r.target !== "-" ? `  (target ${r.target})` : ""}`);
 }
-console.log(`total runtime ${secs(performance.now() - t0)}`);
+// Guests under TCG share the CPUs with everything else: the load says how comparable two runs are.
+console.log(
+  `total runtime ${secs(performance.now() - t0)}; load average (1 min) ${loadAtStart.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end`,
+);

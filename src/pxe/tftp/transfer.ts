@@ -234,6 +234,11 @@ export class Transfer {
     if (!this.reader.has(this.base, last)) {
       if (this.loading) return;
       this.loading = true;
+      // Nothing unacknowledged is in flight while the disk reads: a slow read is not a timeout.
+      if (this.next === this.base) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
       this.reader.load(this.base, last).then(
         () => {
           this.loading = false;

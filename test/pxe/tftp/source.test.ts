@@ -82,6 +82,28 @@ describe("file sources", () => {
   });
 });
 
+it("does not count a slow read as a client timeout", async () => {
+  const data = randomBytes(600 * 1024); // three 256 KiB read-aheads
+  const source: TftpSource = {
+    async open() {
+      return {
+        size: data.length,
+        read: async (offset, length) => {
+          if (offset > 0) await new Promise((r) => setTimeout(r, 350)); // > 3x the 100 ms timeout
+          return data.subarray(offset, offset + length);
+        },
+        close: async () => {},
+      };
+    },
+  };
+  await withServer(source, async (port, events) => {
+    const got = await tftpGet({ port, file: "slow", options: [["blksize", "1468"]] });
+    expect(got.data.equals(data)).toBe(true);
+    await until(() => events.length === 1);
+    expect(events[0]).toMatchObject({ outcome: "completed", timeouts: 0, retransmits: 0 });
+  });
+});
+
 describe("shutdown", () => {
   it("aborts transfers in progress with an ERROR and outcome aborted", async () => {
     const source: TftpSource = { open: async () => bufferFile(randomBytes(100_000)) };

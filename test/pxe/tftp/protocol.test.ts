@@ -307,6 +307,33 @@ describe("server answers", () => {
     expect(event.durationMs).toBeGreaterThanOrEqual(150 + 300 + 600 - 20);
   });
 
+  it("waits the client's timeout option (seconds) before resending, not its own default", async () => {
+    const srv = await serve({ "f.bin": file }, { timeoutMs: 5000 });
+    const socket = createSocket("udp4");
+    const arrivals: { at: number; op: string }[] = [];
+    const t0 = performance.now();
+    socket.on("message", (m, rinfo) => {
+      const d = decodePacket(m);
+      if (d.ok) arrivals.push({ at: performance.now() - t0, op: d.packet.op });
+      // ACK 0 for the OACK, then silence: DATA 1 must come again after 1 s, not 5 s.
+      if (d.ok && d.packet.op === "oack") socket.send(encodeAck(0), rinfo.port, "127.0.0.1");
+    });
+    try {
+      await new Promise<void>((r) => socket.bind(0, "127.0.0.1", r));
+      socket.send(encodeRequest("rrq", "f.bin", "octet", [["timeout", "1"]]), srv.port, "127.0.0.1");
+      for (let i = 0; i < 300 && arrivals.filter((a) => a.op === "data").length < 2; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      const data = arrivals.filter((a) => a.op === "data");
+      expect(data.length).toBe(2);
+      const gap = (data[1]?.at ?? 0) - (data[0]?.at ?? 0);
+      expect(gap).toBeGreaterThan(900);
+      expect(gap).toBeLessThan(2000);
+    } finally {
+      socket.close();
+      await srv.stop();
+    }
+  });
+
   it("rolls block numbers over past 65535 (blksize 16, 70,000 blocks)", async () => {
     const big = randomBytes(16 * 70_000 + 5);
     const srv = await serve({ "big.bin": big });

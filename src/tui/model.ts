@@ -164,9 +164,10 @@ export function buildModel(report: HostReport): HostModel {
     management: n.management,
   }));
   const pfs: PfRow[] = nics.flatMap((r): PfRow[] => {
-    const { info, visibleVfs } = sriovOf(report, r.nic);
-    if (info && info.totalVfs > 0) return [{ ...r, totalVfs: info.totalVfs, numVfs: info.numVfs }];
-    return !info && visibleVfs.length ? [{ ...r, totalVfs: null, numVfs: visibleVfs.length }] : [];
+    const { info, visibleVfs, total } = sriovOf(report, r.nic);
+    const numVfs = info?.numVfs ?? visibleVfs.length;
+    if (total !== null) return total > 0 ? [{ ...r, totalVfs: total, numVfs }] : [];
+    return info || visibleVfs.length ? [{ ...r, totalVfs: null, numVfs }] : [];
   });
   const disks = report.disks
     .filter((d) => !d.virtual)

@@ -235,6 +235,18 @@ export const CASES: Case[] = [
     warnings: ["sriov.capable"],
   },
   {
+    name: "detection's own form of an unread total (the visible VFs as a lower bound): a warning, not a cap",
+    host: "lab",
+    variant: (r) => {
+      const lowerBound = { totalVfs: 2, numVfs: 2, vfs: [...SRIOV.vfs], totalVfsKnown: false };
+      for (const p of r.pci) if (p.address === SRIOV.pf) p.sriov = lowerBound;
+      for (const n of r.nics) if (n.pciAddress === SRIOV.pf) n.sriov = lowerBound;
+    },
+    tui: { kind: "sriov", pf: { name: SRIOV.pfName }, numVfs: 4 },
+    errors: [],
+    warnings: ["sriov.capable"],
+  },
+  {
     name: "settings for a VF that numVfs does not create",
     host: "lab",
     answer: { sriov: [{ pf: { name: SRIOV.pfName }, numVfs: 2, vfs: [{ index: 5, trust: true }] }] },

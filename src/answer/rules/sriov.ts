@@ -4,17 +4,22 @@ import type { HostReport, NicReport, SriovInfo } from "../../detect/types.js";
 import { nicLabel } from "../match.js";
 import { type Rule, type RuleInput, rule } from "./types.js";
 
-/** What the host says about a PF's SR-IOV: its sriov info, or the VFs seen pointing at it. */
+/**
+ * What the host says about a PF's SR-IOV: its sriov info, the VFs seen pointing at it, and
+ * sriov_totalvfs when detection read it (null: unknown, e.g. a snapshot that did not capture it;
+ * detection then may give the visible VF count as a lower bound, flagged totalVfsKnown: false).
+ */
 export function sriovOf(
   report: HostReport,
   nic: NicReport,
-): { info: SriovInfo | null; visibleVfs: string[] } {
+): { info: SriovInfo | null; visibleVfs: string[]; total: number | null } {
   const pci = nic.pciAddress ? report.pci.find((p) => p.address === nic.pciAddress) : undefined;
   const info = nic.sriov ?? pci?.sriov ?? null;
   const visibleVfs = nic.pciAddress
     ? report.pci.filter((p) => p.physfn === nic.pciAddress).map((p) => p.address)
     : [];
-  return { info, visibleVfs };
+  const known = info !== null && (info as { totalVfsKnown?: boolean }).totalVfsKnown !== false;
+  return { info, visibleVfs, total: known ? (info?.totalVfs ?? null) : null };
 }
 
 const entries = ({ answer, facts }: RuleInput) =>
@@ -38,13 +43,13 @@ export const sriovRules: Rule[] = [
     "the PF is SR-IOV capable (a PF with visible VFs is, total unknown)",
     (input, emit) => {
       for (const { i, nic } of entries(input)) {
-        const { info, visibleVfs } = sriovOf(input.report, nic);
+        const { info, visibleVfs, total } = sriovOf(input.report, nic);
         if (!nic.name)
           emit.error(`sriov[${i}].pf`, `${nicLabel(nic)} has no network interface: its VFs cannot be set up`);
-        else if (!info && visibleVfs.length)
+        else if (total === null && (info || visibleVfs.length))
           emit.warning(
             `sriov[${i}].pf`,
-            `${nicLabel(nic)}'s sriov_totalvfs was not captured, but ${visibleVfs.length} VF(s) are visible: it is SR-IOV capable, its maximum is unknown`,
+            `${nicLabel(nic)}'s sriov_totalvfs was not captured, but ${Math.max(visibleVfs.length, info?.totalVfs ?? 0)} VF(s) are visible: it is SR-IOV capable, its maximum is unknown`,
             "run detection on the live host to learn the maximum",
           );
         else if (!info)
@@ -54,8 +59,8 @@ export const sriovRules: Rule[] = [
   ),
   rule("sriov.total-vfs", "numVfs is at most the PF's sriov_totalvfs", (input, emit) => {
     for (const { entry, i, nic } of entries(input)) {
-      const total = sriovOf(input.report, nic).info?.totalVfs;
-      if (typeof total === "number" && entry.numVfs > total)
+      const { total } = sriovOf(input.report, nic);
+      if (total !== null && entry.numVfs > total)
         emit.error(
           `sriov[${i}].numVfs`,
           `${entry.numVfs} VFs requested but ${nicLabel(nic)} supports at most ${total} (sriov_totalvfs)`,

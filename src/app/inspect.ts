@@ -4,6 +4,7 @@ import { type Check, runChecks, verdict } from "../checks/index.js";
 import { detectHost } from "../detect/index.js";
 import type { HostReport } from "../detect/types.js";
 import { ExecaRunner } from "../host/commands.js";
+import type { HostFs } from "../host/fs.js";
 import type { Machine } from "./machine.js";
 
 export type ProbeMode = "auto" | "always" | "never";
@@ -25,6 +26,10 @@ export function detectMachine(
     probe: machine.captured ? { mode: "never" } : { mode: probe.mode, kernel: probe.kernel ?? null },
   });
 }
+
+/** Detection through a given filesystem port, probe off: what `kvmstrap snapshot` records. */
+export const detectThrough = (fs: HostFs): Promise<HostReport> =>
+  detectHost({ fs, runner: new ExecaRunner(), probe: { mode: "never" } });
 
 export async function inspect(
   machine: Machine,

@@ -41,6 +41,9 @@ export async function withMachine<T>(source: MachineSource, use: (m: Machine) =>
   }
 }
 
+/** This host, as a machine ("/"), for use cases that only ever act on the running system. */
+export const thisHost = (): Machine => ({ root: "/", fs: new RootedHostFs("/"), captured: false });
+
 /** A root must be a readable directory holding proc/ or sys/; anything else is an input error. */
 export async function assertMachineRoot(root: string): Promise<void> {
   try {

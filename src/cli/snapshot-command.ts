@@ -1,9 +1,8 @@
 // `kvmstrap snapshot FILE.tar.gz`: capture exactly what detection reads, so `kvmstrap detect --root`
 // (or --snapshot) reproduces the report elsewhere. --mask hides MACs, serials and the hostname.
 
+import { detectThrough } from "../app/inspect.js";
 import { assertMachineRoot } from "../app/machine.js";
-import { detectHost } from "../detect/index.js";
-import { ExecaRunner } from "../host/commands.js";
 import type { HostFs } from "../host/fs.js";
 import { parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
@@ -36,7 +35,7 @@ export async function snapshotCommand(argv: string[]): Promise<number> {
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const root = values.root ?? "/";
   await assertMachineRoot(root);
-  const detect = (fs: HostFs) => detectHost({ fs, runner: new ExecaRunner(), probe: { mode: "never" } });
+  const detect = (fs: HostFs) => detectThrough(fs);
   try {
     const { files, bytes } = await writeSnapshot(file, { mask: Boolean(values.mask), detect, root });
     process.stderr.write(

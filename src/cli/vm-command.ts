@@ -6,11 +6,10 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { AnswerError, type AnswerSource, readAnswerSource } from "../answer/load.js";
 import { parsePath } from "../answer/positions.js";
+import { detectMachine } from "../app/inspect.js";
+import { thisHost } from "../app/machine.js";
 import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
-import { detectHost } from "../detect/index.js";
 import type { HostReport } from "../detect/types.js";
-import { ExecaRunner } from "../host/commands.js";
-import { RootedHostFs } from "../host/fs.js";
 import { DEFAULT_VM_DIR, deployVm, libvirtDown } from "../vm/deploy.js";
 import { vmSpecFromEntry, vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
@@ -187,10 +186,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
     await libvirt.version().catch((e: unknown) => {
       throw libvirtDown(e, uri);
     });
-    return (
-      inject.report ??
-      (await detectHost({ fs: new RootedHostFs("/"), runner: new ExecaRunner(), probe: { mode: "auto" } }))
-    );
+    return inject.report ?? (await detectMachine(thisHost(), { mode: "auto" }));
   };
   try {
     switch (sub) {

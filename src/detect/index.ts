@@ -4,6 +4,7 @@
 // and it does so through the CommandRunner port.
 import type { CommandRunner } from "../host/commands.js";
 import type { HostFs } from "../host/fs.js";
+import { loadPciIds, type PciIds } from "../host/pci-ids.js";
 import { cachedPciIds } from "../host/pci-names-cache.js";
 import { detectCgroups } from "./cgroups.js";
 import { detectCpu } from "./cpu.js";
@@ -13,7 +14,6 @@ import { detectKvm, type ProbeOptions } from "./kvm.js";
 import { detectMemory } from "./memory.js";
 import { detectNics } from "./nic.js";
 import { detectPci, nameDevices } from "./pci.js";
-import { loadPciIds, type PciIds } from "./pciids.js";
 import { detectDisks } from "./storage.js";
 import type { DetectContext } from "./sysfs.js";
 import { detectSystem } from "./system.js";

@@ -2,7 +2,7 @@
 // reset methods, SR-IOV and the upstream bridge. Snapshots are often partial (no driver links, dangling
 // iommu_group links, modalias without subsystem files), so every attribute is optional: what cannot be
 // read is null, what is malformed is null plus a warning naming the file. Nothing here throws.
-import type { PciIds } from "./pciids.js";
+import type { PciIds } from "../host/pci-ids.js";
 import { basename, compareText, type DetectContext, hexId, intOrWarn, readAttr } from "./sysfs.js";
 import type { PciDevice, Sources, SriovInfo } from "./types.js";
 

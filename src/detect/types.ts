@@ -4,6 +4,9 @@
 // from disk (`answer validate --report`, a fleet node's upload) is checked against the same
 // definition detection writes.
 import { z } from "zod";
+import { kvmProbe, probeVerdict } from "../host/kvm-probe-result.js";
+
+export { kvmProbe, probeVerdict };
 
 const str = z.string();
 const strOrNull = z.string().nullable();
@@ -39,16 +42,6 @@ export const cpuReport = z.object({
   firmwareVirt: firmwareVirtLock, // from MSR 0x3A (Intel) or VM_CR (AMD)
   firmwareVirtDetail: str,
   sources,
-});
-
-export const probeVerdict = z.enum(["usable", "unusable", "not-run", "unavailable"]);
-
-export const kvmProbe = z.object({
-  verdict: probeVerdict,
-  /** What was run and what it showed, in one sentence. */
-  detail: str,
-  stages: z.array(z.object({ name: str, ok: z.boolean(), ms: z.number(), detail: str })),
-  cached: z.boolean(),
 });
 
 export const kvmReport = z.object({

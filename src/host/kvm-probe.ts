@@ -12,9 +12,9 @@ import { constants } from "node:fs";
 import { access, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { KvmProbe } from "../detect/types.js";
 import type { CommandRunner } from "./commands.js";
 import { PROBE_BOOT_EXIT_STATUS, PROBE_BOOT_MARKER, PROBE_BOOT_SECTOR_BASE64 } from "./kvm-probe-boot.js";
+import type { KvmProbe } from "./kvm-probe-result.js";
 
 export interface KvmProbeOptions {
   runner: CommandRunner;

@@ -4,7 +4,7 @@
 // are a presentation aid, so any cache problem falls back to the database, silently.
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { DEFAULT_PCI_IDS_PATHS, loadPciIds, type PciIds } from "../detect/pciids.js";
+import { DEFAULT_PCI_IDS_PATHS, loadPciIds, type PciIds } from "./pci-ids.js";
 
 export const PCI_NAMES_CACHE = "/run/kvmstrap/pci-names.json";
 

@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { detectPci, parseModalias } from "../../src/detect/pci.js";
-import { loadPciIds, PciIdsText } from "../../src/detect/pciids.js";
 import type { DetectContext } from "../../src/detect/sysfs.js";
 import type { PciDevice } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
+import { loadPciIds, PciIdsText } from "../../src/host/pci-ids.js";
 import {
   type SharedHost,
   SKIP_REASON,

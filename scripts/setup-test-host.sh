@@ -19,6 +19,7 @@ apt_packages=(
   virtinst                                     # npm run bench:vm compares against virt-install --import --cloud-init
   tcpdump gcc libc6-dev                        # DHCP firmware captures; cc builds the SO_BINDTODEVICE addon
   tftp-hpa atftp tftpd-hpa                     # TFTP clients for test/pxe/tftp; in.tftpd run in the foreground by bench:pxe
+  squashfs-tools grub-pc-bin grub-efi-amd64-bin mtools dosfstools # npm run image (with mmdebstrap, xorriso, ovmf)
 )
 missing=()
 for p in "${apt_packages[@]}"; do

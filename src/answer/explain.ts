@@ -3,8 +3,8 @@
 // findings validate reports and plan refuses. Plain ASCII text (serial consoles); data for --json.
 import type { HostReport } from "../detect/types.js";
 import { diskLabel, type MatchResult, matchDisks, matchNics, matchPci, nicLabel, pciLabel } from "./match.js";
+import { collectRules, type MatchRule } from "./match-rules.js";
 import { type Finding, runRules } from "./rules/index.js";
-import { collectRules, type MatchRule } from "./rules.js";
 import type { Answer } from "./schema.js";
 
 export interface RuleExplanation {

@@ -3,7 +3,7 @@
 // or bridges. Pure: derived from the answer and the report only.
 import type { DiskReport, HostReport, NicReport, PciDevice } from "../../detect/types.js";
 import { type MatchResult, matchDisks, matchNics, matchPci, nicCandidates, nicLabel } from "../match.js";
-import { collectRules, type MatchRule } from "../rules.js";
+import { collectRules, type MatchRule } from "../match-rules.js";
 import type { Answer } from "../schema.js";
 
 export type AnyMatch =

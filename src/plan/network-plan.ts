@@ -43,30 +43,30 @@ export function resolveNetwork(ctx: PlanContext): NetworkDesired | null {
   const net = ctx.answer.network;
   if (!net || net.bridges.length + net.bonds.length + net.vlans.length === 0) return null;
   const ports = new Map<string, string | undefined>();
-  const nic = (rule: NicMatch, path: string): { name: string; mac?: string } | null => {
+  const nic = (rule: NicMatch): { name: string; mac?: string } | null => {
     const m = matchNics(rule, ctx.report);
     const n = m.chosen[0];
     // A rule that matched nothing, or a NIC without an interface, is refused by the rule set.
     if (m.error || !n?.name) return null;
     return { name: n.name, mac: n.mac ?? undefined };
   };
-  const bonds = net.bonds.map((b, i) => {
+  const bonds = net.bonds.map((b) => {
     const ifaces = b.interfaces
-      .map((r, j) => nic(r, `network.bonds[${i}].interfaces[${j}]`))
+      .map((r) => nic(r))
       .filter((x): x is { name: string; mac?: string } => x !== null);
     for (const p of ifaces) ports.set(p.name, p.mac);
     return { name: b.name, interfaces: ifaces.map((p) => p.name), mode: b.mode, ...addressing(b) };
   });
-  const bridges = net.bridges.map((b, i) => {
+  const bridges = net.bridges.map((b) => {
     const members: { name: string; mac?: string }[] = [];
     if (b.uplink) {
-      const u = nic(b.uplink, `network.bridges[${i}].uplink`);
+      const u = nic(b.uplink);
       if (u) members.push(u);
     }
-    (b.ports ?? []).forEach((p, j) => {
+    (b.ports ?? []).forEach((p) => {
       if ("bond" in p) members.push({ name: p.bond });
       else {
-        const n = nic(p, `network.bridges[${i}].ports[${j}]`);
+        const n = nic(p);
         if (n) members.push(n);
       }
     });
@@ -80,9 +80,9 @@ export function resolveNetwork(ctx: PlanContext): NetworkDesired | null {
       ...addressing(b),
     };
   });
-  const vlans = net.vlans.map((v, i) => {
+  const vlans = net.vlans.map((v) => {
     let link = typeof v.link === "string" ? v.link : null;
-    if (typeof v.link !== "string") link = nic(v.link, `network.vlans[${i}].link`)?.name ?? null;
+    if (typeof v.link !== "string") link = nic(v.link)?.name ?? null;
     return { name: v.name, id: v.id, link: link ?? "", ...addressing(v) };
   });
   return { bridges, bonds, vlans, ports: [...ports].map(([name, mac]) => ({ name, mac })) };

@@ -10,8 +10,9 @@ import {
   formatIssue,
   readAnswerSource,
 } from "../answer/load.js";
+import type { Finding } from "../answer/rules/index.js";
 import { answerJsonSchema } from "../answer/schema.js";
-import { type Issue, validateAnswer } from "../answer/validate.js";
+import { validateAnswer } from "../answer/validate.js";
 import { baseDirOf, locateIssue } from "../app/prepare.js";
 import { HOST_REPORT_SCHEMA, type HostReport, hostReport as hostReportSchema } from "../detect/types.js";
 import { type OptionTable, parse } from "./args.js";
@@ -29,7 +30,8 @@ Options (validate, explain):
   --root DIR       Check against an extracted snapshot or machine root instead of this host
   --snapshot FILE  Check against a snapshot made by "kvmstrap snapshot" (FILE.tar.gz)
   --report FILE    Check against a report saved by "kvmstrap detect --json"
-  --unattended     validate: also require every wiped disk to be named by byId or serial
+  --unattended     validate as an unattended run (today the same rules as any run: a disk to
+                   wipe must be named by byId or serial, whoever runs it)
   --json           Print the result as JSON
   -h, --help       Print this help
 
@@ -88,19 +90,24 @@ export async function answerCommand(argv: string[]): Promise<number> {
     unattended: Boolean(values.unattended),
     baseDir: baseDirOf(file),
   });
-  const place = (issues: Issue[]) => issues.map((i) => locateIssue(source, i));
-  return printIssues(place(result.errors), place(result.warnings), file, Boolean(values.json));
+  // Findings carry their rule id and remediation; --json passes them on, the text adds the fix.
+  const place = (level: Finding["level"]) =>
+    result.findings.filter((f) => f.level === level).map((f) => locateIssue(source, f));
+  return printIssues(place("error"), place("warning"), file, Boolean(values.json));
 }
 
-function printIssues(errors: AnswerIssue[], warnings: AnswerIssue[], file: string, json: boolean): number {
+type Located = AnswerIssue & { ruleId?: string; remediation?: string | null };
+
+function printIssues(errors: Located[], warnings: Located[], file: string, json: boolean): number {
   if (json) {
     process.stdout.write(
       `${JSON.stringify({ file, valid: errors.length === 0, errors, warnings }, null, 2)}\n`,
     );
   } else {
-    for (const e of errors) process.stderr.write(`${formatIssue(e)}\n`);
+    const fix = (i: Located) => (i.remediation ? `\n  fix: ${i.remediation}` : "");
+    for (const e of errors) process.stderr.write(`${formatIssue(e)}${fix(e)}\n`);
     for (const w of warnings)
-      process.stderr.write(`${formatIssue({ ...w, message: `warning: ${w.message}` })}\n`);
+      process.stderr.write(`${formatIssue({ ...w, message: `warning: ${w.message}` })}${fix(w)}\n`);
     const counts = `${errors.length} error${errors.length === 1 ? "" : "s"}, ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`;
     if (errors.length) process.stderr.write(`kvmstrap: ${file}: invalid (${counts})\n`);
     else process.stdout.write(`${file}: valid (${counts})\n`);

@@ -80,7 +80,7 @@ function validateSpec(spec: VmSpec): void {
   const bad = (m: string) => {
     throw new DeployError("invalid", `VM ${spec.name}: ${m}`);
   };
-  if (!VM_NAME.test(spec.name)) bad("a VM name is 1-63 lower-case letters, digits and '-'");
+  if (!VM_NAME.test(spec.name)) bad(`the name must be ${VM_NAME.describe}`);
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 512) bad("vcpus must be 1-512");
   if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 64) bad("memory must be at least 64 MiB");
   if (!(spec.diskGiB > 0)) bad("disk size must be positive");

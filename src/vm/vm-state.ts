@@ -46,8 +46,8 @@ export class DeployError extends Error {
   }
 }
 
-/** A VM name: also a directory name and (by default) the guest's host name. */
-export const VM_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** A VM name: also a directory name and (by default) the guest's host name (one grammar, core's). */
+export { VM_NAME } from "../core/grammar.js";
 
 export type VmPaths = { dir: string; overlay: string; seed: string; serialLog: string; record: string };
 

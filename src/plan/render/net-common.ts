@@ -1,10 +1,9 @@
 // Checks and lookups shared by the network renderers. Every renderer calls checkNetwork first, so no
 // value with whitespace or a newline can reach a config file, and every reference names something
 // defined in the same desired state (netplan and networkd both need that).
+import { INTERFACE_NAME, MAC } from "../../core/grammar.js";
 import type { Addressing, NetworkDesired } from "./types.js";
 
-const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
-const MAC = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
 const TOKEN = /^[^\s"'\\;#,]+$/;
 
 export type Master = { kind: "bridge" | "bond"; name: string };
@@ -33,7 +32,7 @@ export function checkNetwork(n: NetworkDesired): void {
   const names = new Set<string>();
   const all = [...n.ports, ...n.bonds, ...n.bridges, ...n.vlans];
   for (const d of all) {
-    if (!IFNAME.test(d.name)) fail(`invalid interface name ${JSON.stringify(d.name)}`);
+    if (!INTERFACE_NAME.test(d.name)) fail(`invalid interface name ${JSON.stringify(d.name)}`);
     if (names.has(d.name)) fail(`${d.name} is defined twice`);
     names.add(d.name);
   }

@@ -93,30 +93,8 @@ async function planForNamespace(): Promise<string> {
     { encoding: "utf8" },
   );
   const file = path.join(dir, "plan.json");
-  writeFileSync(file, kernelFilter(json));
+  writeFileSync(file, json);
   return file;
-}
-
-/** Whether this kernel has bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING). */
-function kernelHasVlanFiltering(): boolean {
-  spawnSync("ip", ["-n", NS, "link", "add", "kvmsprobe", "type", "bridge"]);
-  const ok = spawnSync("ip", ["-n", NS, "link", "set", "kvmsprobe", "type", "bridge", "vlan_filtering", "0"]);
-  spawnSync("ip", ["-n", NS, "link", "del", "kvmsprobe"]);
-  return ok.status === 0;
-}
-
-/**
- * A kernel built without bridge VLAN filtering (the microVM kernel of some CI hosts) rejects the
- * explicit `bridge-vlan-aware no` with EOPNOTSUPP, so ifreload fails before the bridge is up. There,
- * and only there, the line (which states ifupdown2's default) is dropped from the planned file;
- * everything else is the plan as the CLI made it.
- */
-function kernelFilter(json: string): string {
-  if (kernelHasVlanFiltering()) return json;
-  const plan = JSON.parse(json) as { actions: { content?: string }[] };
-  for (const a of plan.actions)
-    if (a.content) a.content = a.content.replace(/^\s*bridge-vlan-aware no\n/m, "");
-  return JSON.stringify(plan);
 }
 
 /** A fresh machine: vport (a veth) configured by ifupdown2 from its interfaces file. */

@@ -50,13 +50,15 @@ export function renderIfupdown2(n: NetworkDesired): string {
     );
   }
   for (const br of n.bridges) {
-    // A bridge without ports has no bridge-ports line (Debian's `ifup -s` refuses "none"):
-    // bridge-vlan-aware alone marks the stanza as a bridge for ifupdown2.
+    // bridge-vlan-aware is written only when it is wanted or needed: an explicit "no" makes
+    // ifupdown2 set vlan_filtering 0, which a kernel without bridge VLAN filtering refuses
+    // (EOPNOTSUPP) and the whole ifreload fails. A bridge without ports has no bridge-ports line
+    // (Debian's `ifup -s` refuses "none"), so there the line is what marks the stanza as a bridge.
     const lines = [
       ...(br.ports.length ? [`bridge-ports ${br.ports.join(" ")}`] : []),
       `bridge-stp ${br.stp ? "on" : "off"}`,
       "bridge-fd 0",
-      `bridge-vlan-aware ${br.vlanAware ? "yes" : "no"}`,
+      ...(br.vlanAware ? ["bridge-vlan-aware yes"] : br.ports.length ? [] : ["bridge-vlan-aware no"]),
     ];
     if (br.mac) lines.push(`hwaddress ether ${br.mac.toLowerCase()}`);
     out.push(stanza(br.name, method(br), [...lines, ...addressing(br.name, br)]));

@@ -29,6 +29,13 @@ describe("renderIfupdown2", () => {
     expect(text).toContain("post-up ip route add 198.51.100.0/24 via 192.0.2.254 metric 50 dev br0");
   });
 
+  it("says bridge-vlan-aware only when wanted: an explicit 'no' fails on kernels without VLAN filtering", () => {
+    const base = NETS["static bridge with gateway and DNS"] as NetworkDesired;
+    expect(renderIfupdown2(base)).not.toContain("bridge-vlan-aware");
+    const aware = { ...base, bridges: base.bridges.map((b) => ({ ...b, vlanAware: true })) };
+    expect(renderIfupdown2(aware)).toContain("bridge-vlan-aware yes");
+  });
+
   it.skipIf(!has("ifup"))(
     "a bridge without ports passes ifup -s (no `bridge-ports none`) and is still a bridge",
     () => {

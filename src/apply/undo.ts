@@ -5,6 +5,7 @@
 import type { Action } from "../plan/actions.js";
 import { EventBus, now } from "./events.js";
 import { Journal, type JournalAction, type JournalRun, StateError } from "./journal.js";
+import { withRunLock } from "./run-lock.js";
 import { describe, inverseOf, type Operation, revert, type StepContext } from "./steps.js";
 
 export interface UndoOptions extends StepContext {
@@ -49,6 +50,20 @@ export async function undoLastRun(options: UndoOptions): Promise<UndoResult> {
     throw new StateError(
       `nothing to undo under ${options.stateDir}${options.runId ? ` for run ${options.runId}` : ""}`,
     );
+  // A dry run changes nothing and takes no lock; a real undo holds the run's lock, so it never races
+  // the network watchdog's revert of the same run, and works on the journal as it is under the lock.
+  if (options.dryRun) return undoRun(run, journal, bus, options);
+  return withRunLock(options.stateDir, run.runId, async () =>
+    undoRun((await journal.load(run.runId)) ?? run, journal, bus, options),
+  );
+}
+
+async function undoRun(
+  run: JournalRun,
+  journal: Journal,
+  bus: EventBus,
+  options: UndoOptions,
+): Promise<UndoResult> {
   const t0 = Date.now();
   const { runId } = run;
   const dryRun = Boolean(options.dryRun);

@@ -1,11 +1,12 @@
 // The host's identity and logins: hostname, timezone, users with password hashes and SSH keys.
+// What the rule set refused (a bad host name, a user whose key or hash does not parse) is not planned.
 import type { PlanContext } from "./context.js";
-import { planCommand, planFile } from "./context.js";
+import { isRefused, planCommand, planFile } from "./context.js";
 
 export function planHost(ctx: PlanContext): void {
   const host = ctx.answer.host;
   if (!host) return;
-  if (host.hostname && host.hostname !== ctx.report.hostname) {
+  if (host.hostname && host.hostname !== ctx.report.hostname && !isRefused(ctx, "host.hostname")) {
     planFile(ctx, {
       id: "host.hostname",
       path: "/etc/hostname",
@@ -21,7 +22,7 @@ export function planHost(ctx: PlanContext): void {
       summary: `set the running hostname to ${host.hostname}`,
     });
   }
-  if (host.timezone) {
+  if (host.timezone && !isRefused(ctx, "host.timezone")) {
     planCommand(ctx, {
       id: "host.timezone",
       argv: ["timedatectl", "set-timezone", host.timezone],
@@ -29,7 +30,8 @@ export function planHost(ctx: PlanContext): void {
       summary: `timezone ${host.timezone}`,
     });
   }
-  for (const u of host.users) {
+  for (const [i, u] of host.users.entries()) {
+    if (isRefused(ctx, `host.users[${i}]`)) continue;
     planCommand(ctx, {
       id: `host.user.${u.name}`,
       argv: [

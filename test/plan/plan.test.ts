@@ -182,6 +182,25 @@ describe("plan: VFIO for devices a host driver holds now", () => {
   });
 });
 
+describe("plan: the host's identity follows the rule set", () => {
+  it("plans no hostname or user the rules refused (values that got past the schema: a report-driven answer)", async () => {
+    const report = await hostOf(buildSriovHost());
+    const a = answer({ version: 1, host: { hostname: "kvm01", users: [{ name: "ops" }, { name: "dev" }] } });
+    // Mutated after parsing, as a fleet layer or a hand-built object could: the rules still catch it.
+    if (a.host) {
+      a.host.hostname = Array(5).fill("a".repeat(60)).join(".");
+      const dev = a.host.users[1];
+      if (dev) dev.sshKeys = ["ssh-ed25519 AAAA\nssh-rsa injected"];
+    }
+    const p = planFor(report, a);
+    expect(p.refusals.map((r) => r.path)).toEqual(expect.arrayContaining(["host.hostname"]));
+    expect(ids(p)).not.toContain("host.hostname");
+    expect(ids(p)).not.toContain("host.hostname-live");
+    expect(ids(p)).toContain("host.user.ops");
+    expect(ids(p).some((id) => id.startsWith("host.user.dev"))).toBe(false);
+  });
+});
+
 describe("plan: the libvirt NAT network", () => {
   it("writes the network XML and defines, autostarts and starts it, each with its inverse", async () => {
     const report = await hostOf(buildSriovHost());

@@ -336,17 +336,24 @@ describe("kvmstrap answer (in process)", () => {
     expect(r.err.split("\n")).toEqual([
       `${f}:5:13: sriov[0].numVfs: 9 VFs requested but enp3s0f0 supports at most 7 (sriov_totalvfs)`,
       `${f}:8:7: passthrough[0].device: ${LAB.mgmtPci} is the management NIC eno1 (${LAB.mgmtPci}): passing it through would cut this host off`,
+      "  fix: pass through another NIC; the one carrying the default route stays with the host",
       `kvmstrap: ${f}: invalid (2 errors, 0 warnings)`,
       "",
     ]);
     const json = await run(["answer", "validate", f, "--report", bare, "--json"]);
     expect(json.code).toBe(2);
-    const data = JSON.parse(json.out) as { valid: boolean; errors: { line: number; path: string }[] };
+    const data = JSON.parse(json.out) as {
+      valid: boolean;
+      errors: { line: number; path: string; ruleId: string; remediation: string | null }[];
+    };
     expect(data.valid).toBe(false);
     expect(data.errors.map((e) => [e.line, e.path])).toEqual([
       [5, "sriov[0].numVfs"],
       [8, "passthrough[0].device"],
     ]);
+    // Scripts get the rule that fired and what to do about it.
+    expect(data.errors.every((e) => /^[a-z]+\.[a-z.-]+$/.test(e.ruleId))).toBe(true);
+    expect(data.errors[1]?.remediation).toMatch(/another NIC/);
   });
 
   it("explain prints each rule's candidates; --json gives the same as data", async () => {

@@ -115,11 +115,20 @@ export function Prompt(props: {
   mask?: boolean;
 }): ReactNode {
   const [value, setValue] = useState(props.initial);
+  // Keys can arrive faster than React renders (a paste, a serial line, a loaded machine): the value
+  // is kept in a ref as each key lands, so Enter submits everything typed before it, not the value
+  // of the last render.
+  const latest = useRef(props.initial);
+  const update = (next: string) => {
+    latest.current = next;
+    setValue(next);
+  };
   useKeys((input, key) => {
-    if (key.return) props.onSubmit(value);
+    if (key.return) props.onSubmit(latest.current);
     else if (key.escape) props.onCancel();
-    else if (key.backspace || key.delete) setValue((v) => v.slice(0, -1));
-    else if (input && !key.ctrl && !key.meta && !key.tab) setValue((v) => v + input.replace(/[\r\n\t]/g, ""));
+    else if (key.backspace || key.delete) update(latest.current.slice(0, -1));
+    else if (input && !key.ctrl && !key.meta && !key.tab)
+      update(latest.current + input.replace(/[\r\n\t]/g, ""));
   });
   const room = props.width - props.label.length - 4;
   const shown = value.length > room ? value.slice(value.length - room) : value;

@@ -33,7 +33,7 @@ const root = path.resolve(here, "..");
 const dist = (f) => import(pathToFileURL(path.join(root, "dist", f)).href);
 const { deleteVm } = await dist("vm/manage.js");
 const { deployVm } = await dist("vm/deploy.js");
-const { VirshLibvirt } = await dist("vm/libvirt.js");
+const { VirshLibvirt } = await dist("vm/virsh-libvirt.js");
 const { renderSeed } = await dist("vm/cloud-init.js");
 const { benchSeedBuild } = await dist("vm/seed-iso.js");
 const { detectHost } = await dist("detect/index.js");

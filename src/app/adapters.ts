@@ -4,7 +4,8 @@
 import path from "node:path";
 import { ChrootRunner, type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { RootedTargetFs, type TargetFs } from "../host/target.js";
-import { type Libvirt, VirshLibvirt } from "../vm/libvirt.js";
+import type { Libvirt } from "../vm/libvirt.js";
+import { VirshLibvirt } from "../vm/virsh-libvirt.js";
 
 export interface Adapters {
   root: string;
@@ -22,9 +23,14 @@ export function adaptersFor(root: string): Adapters {
     root: real,
     target: new RootedTargetFs(real),
     runner: real === "/" ? new ExecaRunner() : new ChrootRunner(real),
-    libvirt: real === "/" ? new VirshLibvirt("qemu:///system") : undefined,
+    libvirt: real === "/" ? libvirtAt(SYSTEM_LIBVIRT) : undefined,
   };
 }
+
+export const SYSTEM_LIBVIRT = "qemu:///system";
+
+/** The libvirt port for a connection URI: the one place the virsh adapter is chosen. */
+export const libvirtAt = (uri: string): Libvirt => new VirshLibvirt(uri);
 
 /** Journal and logs: <root>/var/lib/kvmstrap unless given. */
 export const stateDirOf = (root: string, stateDir?: string | undefined): string =>

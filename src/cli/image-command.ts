@@ -188,13 +188,14 @@ function renderList(images: Awaited<ReturnType<typeof listImages>>): string {
 
 /** Keeps the cache visible to libvirt as a dir pool; a daemon that is not running is only a note. */
 async function registerPool(cacheDir: string, uri = "qemu:///system"): Promise<void> {
-  const [{ VirshLibvirt, LibvirtError }, { ensureImagePool }] = await Promise.all([
+  const [{ libvirtAt }, { LibvirtError }, { ensureImagePool }] = await Promise.all([
+    import("../app/adapters.js"),
     import("../vm/libvirt.js"),
     import("../vm/image-pool.js"),
   ]);
   // The image is cached either way: a libvirt that cannot take the pool is a note, not a failure.
   try {
-    const r = await ensureImagePool(new VirshLibvirt(uri), cacheDir);
+    const r = await ensureImagePool(libvirtAt(uri), cacheDir);
     if (r.state === "unreachable") {
       process.stderr.write(
         `kvmstrap: note: libvirt (${uri}) not reachable, so the cache is not registered as pool ${r.pool} yet\n`,
@@ -211,8 +212,8 @@ async function registerPool(cacheDir: string, uri = "qemu:///system"): Promise<v
  * when libvirtd cannot be reached: kvmstrap's own VM records are still checked.
  */
 async function reachableLibvirt(uri = "qemu:///system") {
-  const { VirshLibvirt } = await import("../vm/libvirt.js");
-  const lv = new VirshLibvirt(uri);
+  const { libvirtAt } = await import("../app/adapters.js");
+  const lv = libvirtAt(uri);
   try {
     await lv.version();
     return lv;

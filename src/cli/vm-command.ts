@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { AnswerError, type AnswerSource, readAnswerSource } from "../answer/load.js";
 import { parsePath } from "../answer/positions.js";
+import { libvirtAt } from "../app/adapters.js";
 import { detectMachine } from "../app/inspect.js";
 import { thisHost } from "../app/machine.js";
 import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
@@ -13,7 +14,7 @@ import type { HostReport } from "../detect/types.js";
 import { DEFAULT_VM_DIR, deployVm, libvirtDown } from "../vm/deploy.js";
 import { vmSpecFromEntry, vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
-import { type Libvirt, LibvirtError, VirshLibvirt } from "../vm/libvirt.js";
+import { type Libvirt, LibvirtError } from "../vm/libvirt.js";
 import { libvirtRemedy } from "../vm/libvirt-error.js";
 import { deleteVm, deployMany, listVms, showVm, startVm, stopVm } from "../vm/manage.js";
 import { startPhoneHomeFor } from "../vm/phone-home.js";
@@ -162,7 +163,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const uri = values.connect ?? DEFAULT_URI;
   const dir = values.dir ?? DEFAULT_VM_DIR;
-  const libvirt = inject.libvirt ?? new VirshLibvirt(uri);
+  const libvirt = inject.libvirt ?? libvirtAt(uri);
   const json = Boolean(values.json);
   const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
   const needName = () => {

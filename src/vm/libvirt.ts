@@ -94,4 +94,3 @@ export interface Libvirt {
 }
 
 export { LibvirtError, type LibvirtErrorCode } from "./libvirt-error.js";
-export { VirshLibvirt } from "./virsh-libvirt.js";

@@ -6,7 +6,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
-import { VirshLibvirt } from "../../src/vm/libvirt.js";
+import { VirshLibvirt } from "../../src/vm/virsh-libvirt.js";
 import { startTestLibvirtd, type TestLibvirtd } from "./libvirtd.js";
 
 let daemon: TestLibvirtd | undefined;

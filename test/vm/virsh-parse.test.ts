@@ -5,7 +5,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { CommandRunner } from "../../src/host/commands.js";
-import { LibvirtError, VirshLibvirt } from "../../src/vm/libvirt.js";
+import { LibvirtError } from "../../src/vm/libvirt.js";
+import { VirshLibvirt } from "../../src/vm/virsh-libvirt.js";
 import {
   agentReturn,
   parseDefinedName,

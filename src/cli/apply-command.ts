@@ -18,7 +18,7 @@ import { isOfflineTarget } from "../apply/offline.js";
 import { validatePlan } from "../apply/plan-file.js";
 import { announceWatching } from "../apply/watchdog.js";
 import type { Plan } from "../plan/actions.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
 
 export const APPLY_HELP = `Usage: kvmstrap apply (FILE | --plan PLAN.json) [options]
@@ -144,21 +144,23 @@ function exitOf(r: ApplyResult): number {
   return r.status === "failed" || r.status === "reverted" ? EXIT.failed : EXIT.ok;
 }
 
+export const APPLY_OPTIONS = {
+  plan: { type: "string" },
+  "dry-run": { type: "boolean" },
+  yes: { type: "boolean" },
+  resume: { type: "boolean" },
+  events: { type: "string" },
+  root: { type: "string" },
+  "state-dir": { type: "string" },
+  "confirm-timeout": { type: "string" },
+  offline: { type: "boolean" },
+  online: { type: "boolean" },
+  "revert-network": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function applyCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    plan: { type: "string" },
-    "dry-run": { type: "boolean" },
-    yes: { type: "boolean" },
-    resume: { type: "boolean" },
-    events: { type: "string" },
-    root: { type: "string" },
-    "state-dir": { type: "string" },
-    "confirm-timeout": { type: "string" },
-    offline: { type: "boolean" },
-    online: { type: "boolean" },
-    "revert-network": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, APPLY_OPTIONS);
   if (values.help) {
     process.stdout.write(APPLY_HELP);
     return EXIT.ok;
@@ -241,15 +243,17 @@ export async function applyCommand(argv: string[]): Promise<number> {
   }
 }
 
+export const UNDO_OPTIONS = {
+  "dry-run": { type: "boolean" },
+  yes: { type: "boolean" },
+  events: { type: "string" },
+  root: { type: "string" },
+  "state-dir": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function undoCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    "dry-run": { type: "boolean" },
-    yes: { type: "boolean" },
-    events: { type: "string" },
-    root: { type: "string" },
-    "state-dir": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, UNDO_OPTIONS);
   if (values.help) {
     process.stdout.write(UNDO_HELP);
     return EXIT.ok;
@@ -272,12 +276,14 @@ export async function undoCommand(argv: string[]): Promise<number> {
   }
 }
 
+export const CONFIRM_OPTIONS = {
+  root: { type: "string" },
+  "state-dir": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function confirmCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    root: { type: "string" },
-    "state-dir": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, CONFIRM_OPTIONS);
   if (values.help) {
     process.stdout.write(CONFIRM_HELP);
     return EXIT.ok;

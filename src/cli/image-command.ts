@@ -10,7 +10,7 @@ import {
   type PullProgress,
   pullImage,
 } from "../vm/images.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 
 export const IMAGE_HELP = `Usage: kvmstrap image <pull|import|list|delete> [options]
@@ -85,16 +85,18 @@ export function progressPrinter(out: NodeJS.WriteStream | { write(s: string): un
   };
 }
 
+export const IMAGE_OPTIONS = {
+  catalogue: { type: "string" },
+  cache: { type: "string" },
+  name: { type: "string" },
+  "vm-dir": { type: "string" },
+  connect: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function imageCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    catalogue: { type: "string" },
-    cache: { type: "string" },
-    name: { type: "string" },
-    "vm-dir": { type: "string" },
-    connect: { type: "string" },
-    json: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, IMAGE_OPTIONS);
   const [sub, arg, extra] = positionals;
   if (values.help || sub === "help") {
     process.stdout.write(IMAGE_HELP);

@@ -4,7 +4,7 @@
 import { detectThrough } from "../app/inspect.js";
 import { assertMachineRoot } from "../app/machine.js";
 import type { HostFs } from "../host/fs.js";
-import { parse } from "./args.js";
+import { type OptionTable, parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
 import { writeSnapshot } from "./snapshot.js";
 
@@ -20,12 +20,14 @@ Options:
   -h, --help     Print this help
 `;
 
+export const SNAPSHOT_OPTIONS = {
+  mask: { type: "boolean" },
+  root: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
 export async function snapshotCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    mask: { type: "boolean" },
-    root: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parse(argv, SNAPSHOT_OPTIONS);
   if (values.help) {
     process.stdout.write(SNAPSHOT_HELP);
     return EXIT.ok;

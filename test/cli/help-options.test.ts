@@ -3,9 +3,19 @@
 // only.
 import { describe, expect, it } from "vitest";
 import { ANSWER_HELP, ANSWER_OPTIONS } from "../../src/cli/answer-command.js";
+import {
+  APPLY_HELP,
+  APPLY_OPTIONS,
+  CONFIRM_HELP,
+  CONFIRM_OPTIONS,
+  UNDO_HELP,
+  UNDO_OPTIONS,
+} from "../../src/cli/apply-command.js";
 import { helpOptionNames, type OptionTable } from "../../src/cli/args.js";
 import { DETECT_HELP, DETECT_OPTIONS } from "../../src/cli/detect.js";
+import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
+import { SNAPSHOT_HELP, SNAPSHOT_OPTIONS } from "../../src/cli/snapshot-command.js";
 import { TUI_HELP, TUI_OPTIONS } from "../../src/cli/tui-command.js";
 import { VM_HELP, VM_OPTIONS } from "../../src/cli/vm-command.js";
 
@@ -15,6 +25,12 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "answer", help: ANSWER_HELP, options: ANSWER_OPTIONS },
   { name: "tui", help: TUI_HELP, options: TUI_OPTIONS },
   { name: "vm", help: VM_HELP, options: VM_OPTIONS },
+  { name: "snapshot", help: SNAPSHOT_HELP, options: SNAPSHOT_OPTIONS },
+  { name: "image", help: IMAGE_HELP, options: IMAGE_OPTIONS },
+  // --revert-network RUN is the network watchdog's own entry point, not an operator's option.
+  { name: "apply", help: APPLY_HELP, options: APPLY_OPTIONS, hidden: ["revert-network"] },
+  { name: "undo", help: UNDO_HELP, options: UNDO_OPTIONS },
+  { name: "confirm", help: CONFIRM_HELP, options: CONFIRM_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

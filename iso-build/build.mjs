@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { checkGzip, checkIso, checkRuns, checkSquashfs } from "./lib/checks.mjs";
 import { ensureLiveRoot, IMAGE_CACHE } from "./lib/live-root.mjs";
 import { NODE_PIN, ROOT_RECIPE } from "./lib/recipe.mjs";
+import { makeSecureBootIso } from "./lib/secureboot.mjs";
 import { run, stage } from "./lib/stage.mjs";
 import { makeStaging } from "./lib/staging.mjs";
 
@@ -159,6 +160,9 @@ async function main() {
       .replaceAll("@APPEND@", LIVE_APPEND)
       .replaceAll("@APPEND_SCREEN@", "boot=live quiet console=tty0");
     await writeFile(path.join(tree, "boot/grub/grub.cfg"), grub);
+    // Debian's signed GRUB CD image finds its medium by this file (the Secure Boot variant).
+    await mkdir(path.join(tree, ".disk"), { recursive: true });
+    await writeFile(path.join(tree, ".disk/info"), `kvmstrap ${version} amd64 (${ROOT_RECIPE.suite})\n`);
     const isoName = `kvmstrap-${version}-amd64.iso`;
     const iso = path.join(build, isoName);
     const date = isoDate(epoch);
@@ -184,6 +188,14 @@ async function main() {
     );
     const isoReport = await stage("check: El Torito BIOS+UEFI and partition table", () => checkIso(iso));
     await fixEfiSerial(iso, isoReport.elTorito, epoch);
+    const sbName = `kvmstrap-${version}-amd64-secureboot.iso`;
+    const sbIso = path.join(build, sbName);
+    const signed = await stage("Secure Boot ISO (Debian's signed shim, GRUB and kernel)", () =>
+      makeSecureBootIso({ tree, iso: sbIso, work: build, date, epoch }),
+    );
+    const sbReport = await stage("check: Secure Boot ISO has a UEFI image and a GPT", () =>
+      checkIso(sbIso, ["UEFI"]),
+    );
     await rm(tree, { recursive: true });
 
     const netAppend = `boot=live ${FETCH} quiet ${CONSOLES}`;
@@ -213,6 +225,13 @@ async function main() {
       isoCmdline: LIVE_APPEND,
       files,
       iso: { name: isoName, size: (await stat(iso)).size, sha256: await sha256(iso), ...isoReport },
+      secureBootIso: {
+        name: sbName,
+        size: (await stat(sbIso)).size,
+        sha256: await sha256(sbIso),
+        signedBy: signed,
+        ...sbReport,
+      },
     };
     await writeFile(path.join(net, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
 
@@ -220,6 +239,7 @@ async function main() {
     await rm(path.join(OUT, "netboot"), { recursive: true, force: true });
     await rename(net, path.join(OUT, "netboot"));
     await rename(iso, path.join(OUT, isoName));
+    await rename(sbIso, path.join(OUT, sbName));
     const mib = (n) => `${(n / 1024 ** 2).toFixed(0)} MiB`;
     console.log(`[image] ${path.join(OUT, isoName)} ${mib(manifest.iso.size)} sha256 ${manifest.iso.sha256}`);
     console.log(`[image] ${path.join(OUT, "netboot")}/ squashfs ${mib(files["filesystem.squashfs"].size)}`);

@@ -2,11 +2,11 @@
 import { open } from "node:fs/promises";
 import { run } from "./stage.mjs";
 
-/** The El Torito catalogue has a BIOS and a UEFI image, and the file has a partition table (USB). */
-export async function checkIso(iso) {
+/** The El Torito catalogue has a BIOS and a UEFI image (or the platforms given), and the file has a partition table (USB). */
+export async function checkIso(iso, platforms = ["BIOS", "UEFI"]) {
   const report = (await run("xorriso", ["-indev", iso, "-report_el_torito", "plain"])).stdout;
   const images = report.split("\n").filter((l) => l.startsWith("El Torito boot img :"));
-  for (const platform of ["BIOS", "UEFI"]) {
+  for (const platform of platforms) {
     if (!images.some((l) => l.split(/\s+/).includes(platform))) {
       throw new Error(`${iso}: no ${platform} El Torito boot image (xorriso reports: ${images.join("; ")})`);
     }

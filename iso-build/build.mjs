@@ -25,7 +25,10 @@ const LIVE_APPEND = `boot=live quiet ${CONSOLES}`;
 const FETCH = "fetch=@BASE@/filesystem.squashfs"; // live-boot downloads the root into RAM
 
 async function sourceDateEpoch() {
-  if (process.env.SOURCE_DATE_EPOCH) return Number(process.env.SOURCE_DATE_EPOCH);
+  const given = process.env.SOURCE_DATE_EPOCH;
+  // Passed explicitly to each tool instead: mksquashfs refuses it in the environment beside -all-time.
+  delete process.env.SOURCE_DATE_EPOCH;
+  if (given) return Number(given);
   const r = await run("git", ["log", "-1", "--format=%ct"], { cwd: project }).catch(() => null);
   return r ? Number(r.stdout.trim()) : Math.floor(Date.now() / 1000);
 }

@@ -36,11 +36,25 @@ function report(name: string, seen: Record<string, number>): void {
 }
 
 describe("the appliance boots to the kvmstrap TUI on the serial console", () => {
-  it("as a CD under SeaBIOS (BIOS El Torito)", async () => {
-    const r = await bootUntil("seabios-cd", ["-M", "pc", "-cdrom", iso, "-boot", "d"], EXPECT);
+  it("as a CD under SeaBIOS (BIOS El Torito); q leaves the TUI for a shell where kvmstrap detect runs", async () => {
+    const r = await bootUntil(
+      "seabios-cd",
+      ["-M", "pc", "-cdrom", iso, "-boot", "d"],
+      [
+        ...EXPECT,
+        { send: "q", every: 5000 }, // until the TUI takes keys (it may still be detecting)
+        "This is a root shell",
+        { send: 'kvmstrap detect --json >/tmp/d.json; echo "DETECT-RC=$? BYTES=$(wc -c </tmp/d.json)"\r' },
+        /DETECT-RC=(\d+) BYTES=(\d+)/,
+      ],
+    );
     report("seabios-cd", r.seen);
     // The marker carries `kvmstrap --version` as run on the live system: the bundled node works there.
     expect(r.log).toContain(`${LIVE_MARKER} (${(await manifest()).version}, secureboot=bios)`);
+    // detect on the live system: exit 0 (ready) or 1 (not ready: TCG guest), and a JSON report.
+    const [, rc, bytes] = /DETECT-RC=(\d+) BYTES=(\d+)/.exec(r.log) ?? [];
+    expect(["0", "1"]).toContain(rc);
+    expect(Number(bytes)).toBeGreaterThan(1000);
   });
 
   it("as a CD under OVMF (UEFI El Torito)", async () => {

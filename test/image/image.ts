@@ -38,13 +38,18 @@ export async function secureBootIsoPath(): Promise<string> {
 }
 
 export type BootResult = { seen: Record<string, number>; log: string; logFile: string };
+/**
+ * A boot script: text (or a pattern) to wait for on the serial console, in order, or keys to type
+ * there; `every` retypes them at that interval until the next awaited text appears.
+ */
+export type Step = string | RegExp | { send: string; every?: number };
 
 /**
- * Boots qemu-system-x86_64 (TCG) with args and waits for each of `expect` in order on the serial
- * console; resolves with the seconds at which each appeared, rejects with the log's tail on timeout
- * or when qemu exits first. The guest is killed either way.
+ * Boots qemu-system-x86_64 (TCG) with args and plays `script` on the serial console; resolves with
+ * the seconds at which each awaited text appeared, rejects with the log's tail on timeout or when
+ * qemu exits first. The guest is killed either way.
  */
-export async function bootUntil(name: string, args: string[], expect: string[]): Promise<BootResult> {
+export async function bootUntil(name: string, args: string[], script: Step[]): Promise<BootResult> {
   await mkdir(LOG_DIR, { recursive: true });
   const logFile = path.join(LOG_DIR, `${name}.log`);
   const out = createWriteStream(logFile);
@@ -54,44 +59,64 @@ export async function bootUntil(name: string, args: string[], expect: string[]):
       ["-serial", "stdio"],
       args,
     ),
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["pipe", "pipe", "pipe"] },
   );
   const started = Date.now();
   let log = "";
   let stderr = "";
+  let step = 0;
+  let from = 0; // where in the log the next awaited text may start
+  let repeat: NodeJS.Timeout | undefined;
   const seen: Record<string, number> = {};
   try {
     return await new Promise<BootResult>((resolve, reject) => {
       const fail = (why: string) =>
         reject(
           new Error(
-            `${name}: ${why}; waiting for "${expect.find((e) => !(e in seen))}"\n` +
+            `${name}: ${why}; waiting for ${String(script[step])}\n` +
               `serial log ${logFile}, last lines:\n${log.split("\n").slice(-15).join("\n")}\n${stderr}`,
           ),
         );
-      const timer = setTimeout(() => fail(`no marker within ${BOOT_TIMEOUT_MS / 1000} s`), BOOT_TIMEOUT_MS);
-      qemu.stdout.on("data", (chunk: Buffer) => {
-        out.write(chunk);
-        log += chunk.toString("latin1");
-        let from = 0;
-        for (const e of expect) {
-          const at = log.indexOf(e, from);
-          if (at < 0) return;
-          seen[e] ??= (Date.now() - started) / 1000;
-          from = at + e.length;
+      const timer = setTimeout(() => fail(`not done within ${BOOT_TIMEOUT_MS / 1000} s`), BOOT_TIMEOUT_MS);
+      const advance = () => {
+        for (; step < script.length; step++) {
+          const s = script[step] as Step;
+          if (typeof s === "object" && "send" in s) {
+            clearInterval(repeat);
+            qemu.stdin.write(s.send);
+            if (s.every) repeat = setInterval(() => qemu.stdin.write(s.send), s.every);
+            continue;
+          }
+          const rest = log.slice(from);
+          const m =
+            typeof s === "string"
+              ? rest.includes(s)
+                ? { index: rest.indexOf(s), 0: s }
+                : null
+              : s.exec(rest);
+          if (!m) return;
+          clearInterval(repeat);
+          seen[String(s)] = (Date.now() - started) / 1000;
+          from += m.index + m[0].length;
         }
         clearTimeout(timer);
         resolve({ seen, log, logFile });
+      };
+      qemu.stdout.on("data", (chunk: Buffer) => {
+        out.write(chunk);
+        log += chunk.toString("latin1");
+        advance();
       });
       qemu.stderr.on("data", (chunk: Buffer) => {
         stderr += chunk.toString();
       });
       qemu.on("exit", (code) => {
         clearTimeout(timer);
-        fail(`qemu exited (${code}) before the marker`);
+        fail(`qemu exited (${code}) first`);
       });
     });
   } finally {
+    clearInterval(repeat);
     qemu.stdout.removeAllListeners("data"); // output after the kill must not reach the closed log
     qemu.removeAllListeners("exit");
     qemu.kill("SIGKILL");

@@ -81,10 +81,11 @@ const BIN_DIRS = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 async function detectBootTools(ctx: DetectContext): Promise<BootTools> {
   const { fs } = ctx;
-  const has = async (program: string) => {
-    for (const d of BIN_DIRS) if (await fs.exists(`${d}/${program}`)) return true;
-    return false;
-  };
+  // One listing per program directory, not a lookup per program and directory: eight programs in
+  // four directories cost 32 chained lookups, a millisecond of a 9 ms detection.
+  const listed = await Promise.all(BIN_DIRS.map((d) => fs.readDir(d)));
+  const programs = new Set(listed.flatMap((names) => names ?? []));
+  const has = async (program: string) => programs.has(program);
   const [pbt, pbtUuids] = await Promise.all([
     has("proxmox-boot-tool"),
     fs.exists("/etc/kernel/proxmox-boot-uuids"),

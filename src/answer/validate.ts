@@ -41,13 +41,14 @@ export function validateAnswer(
   report: HostReport,
   options: ValidateOptions = {},
 ): Validation {
-  const findings = [...runRules(answer, report, options), ...templateFindings(answer, options.baseDir)];
-  return {
-    errors: findings.filter((f) => f.level === "error").map(issue),
-    warnings: findings.filter((f) => f.level === "warning").map(issue),
-    findings,
-  };
+  return splitFindings([...runRules(answer, report, options), ...templateFindings(answer, options.baseDir)]);
 }
+
+const splitFindings = (findings: Finding[]): Validation => ({
+  errors: findings.filter((f) => f.level === "error").map(issue),
+  warnings: findings.filter((f) => f.level === "warning").map(issue),
+  findings,
+});
 
 // ---- VMs ----------------------------------------------------------------------------------------
 
@@ -94,9 +95,13 @@ export function validateVms(
   answer: Answer,
   report: HostReport,
   out: ValidationResult,
-  options: ValidateOptions = {},
+  options: ValidateOptions & { findings?: readonly Finding[] } = {},
 ): void {
-  const result = validateAnswer(answer, report, options);
+  // A caller that already ran the rule set (the planner) passes its findings: only the template
+  // check, which reads files, runs here then.
+  const result = options.findings
+    ? splitFindings([...options.findings, ...templateFindings(answer, options.baseDir)])
+    : validateAnswer(answer, report, options);
   const own = (p: string) => p.startsWith("vms[");
   out.errors.push(...result.errors.filter((e) => own(e.path)));
   out.warnings.push(...result.warnings.filter((e) => own(e.path)));

@@ -170,6 +170,7 @@ export function planVms(ctx: PlanContext, o: VmPlanOptions = {}): void {
   if (!ctx.answer.vms?.length) return;
   const { specs, errors } = vmSpecsFromAnswer(ctx.answer, ctx.report, {
     ...(o.baseDir !== undefined ? { baseDir: o.baseDir } : {}),
+    findings: ctx.findings,
   });
   const refused = new Set(ctx.refusals.map((r) => r.path));
   for (const e of errors) if (!refused.has(e.path)) refuse(ctx, e.path, e.message);

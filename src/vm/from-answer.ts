@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { matchNics, matchPci } from "../answer/match.js";
+import type { Finding } from "../answer/rules/index.js";
 import { type Answer, answerSchema, type VmEntry, type VmNicEntry } from "../answer/schema.js";
 import {
   type Issue,
@@ -27,6 +28,8 @@ export interface FromAnswerOptions {
   cacheDir?: string;
   /** Where a relative template path starts: the answer file's directory (default: cwd). */
   baseDir?: string;
+  /** The rule set's findings when the caller already has them (the planner): not run again. */
+  findings?: readonly Finding[];
 }
 
 export interface FromAnswerResult {

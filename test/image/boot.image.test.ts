@@ -44,7 +44,10 @@ describe("the appliance boots to the kvmstrap TUI on the serial console", () => 
         ...EXPECT,
         { send: "q", every: 5000 }, // until the TUI takes keys (it may still be detecting)
         "This is a root shell",
-        { send: 'kvmstrap detect --json >/tmp/d.json; echo "DETECT-RC=$? BYTES=$(wc -c </tmp/d.json)"\r' },
+        // Ctrl-U first: the q's typed while the TUI was busy wait in the shell's line.
+        {
+          send: '\x15kvmstrap detect --json >/tmp/d.json; echo "DETECT-RC=$? BYTES=$(wc -c </tmp/d.json)"\r',
+        },
         /DETECT-RC=(\d+) BYTES=(\d+)/,
       ],
     );

@@ -18,6 +18,7 @@ import {
   overlayInfo,
   resolveImage,
 } from "../vm/overlay.js";
+import { assertSpace } from "../vm/preflight.js";
 import { seedIsoBytes } from "../vm/seed-iso.js";
 import { DeployError } from "../vm/vm-state.js";
 import type { Before } from "./journal.js";
@@ -167,6 +168,7 @@ async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
       // A cached image by its name, so its format is the cache's, not guessed from a file name.
       const image = a.image.includes("/") ? ctx.target.real(a.image) : a.image;
       const info = await checkImage(image, ctx.runner, ctx.target.real(a.cacheDir));
+      await assertSpace(vmName(a.path), path.dirname(file), a.sizeBytes);
       await mkdir(path.dirname(file), { recursive: true });
       await createOverlay(ctx.runner, info, file, a.sizeBytes);
       return;

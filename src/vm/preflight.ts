@@ -70,6 +70,30 @@ async function statfsFree(dir: string): Promise<number> {
   }
 }
 
+/**
+ * Throws "no-space" unless the directory's filesystem has what a VM's overlay needs to start
+ * (spaceNeeded); returns the free bytes. Called by the deploy preflight and again by the apply step
+ * that creates the overlay, so an answer file's VMs are held to the same margin.
+ */
+export async function assertSpace(
+  name: string,
+  dir: string,
+  diskBytes: number,
+  freeBytes: (dir: string) => Promise<number> = statfsFree,
+): Promise<number> {
+  const free = await freeBytes(dir);
+  const need = spaceNeeded(diskBytes);
+  if (free < need) {
+    throw new DeployError(
+      "no-space",
+      `no space left on the device holding ${dir}: ${size(free)} free, VM ${name} needs ` +
+        `${size(need)} before it starts (its overlay's first boot; the ${(diskBytes / GiB).toFixed(0)} GiB disk can grow to its full size)`,
+      "free space there, give the VM a smaller --disk (diskGiB in an answer file), or use another VM directory",
+    );
+  }
+  return free;
+}
+
 const size = (n: number) => (n >= GiB ? `${(n / GiB).toFixed(2)} GiB` : `${(n / MiB).toFixed(1)} MiB`);
 
 // Pins handed out by this process and not yet visible in a definition (concurrent deploys of one
@@ -133,16 +157,7 @@ export async function preflightVm(spec: PreflightSpec, deps: PreflightDeps): Pro
   const warnings: string[] = [];
   const said: string[] = [];
   const diskBytes = Math.round(spec.diskGiB * GiB);
-  const free = await (deps.freeBytes ?? statfsFree)(deps.vmDir);
-  const need = spaceNeeded(diskBytes);
-  if (free < need) {
-    throw new DeployError(
-      "no-space",
-      `no space left on the device holding ${deps.vmDir}: ${size(free)} free, VM ${spec.name} needs ` +
-        `${size(need)} before it starts (its overlay's first boot; the ${spec.diskGiB} GiB disk can grow to its full size)`,
-      "free space there, give the VM a smaller --disk, or pass another VM directory",
-    );
-  }
+  const free = await assertSpace(spec.name, deps.vmDir, diskBytes, deps.freeBytes);
   said.push(`${size(free)} free`);
   if (free < diskBytes) {
     warnings.push(

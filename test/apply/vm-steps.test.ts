@@ -108,6 +108,28 @@ describe.skipIf(!hasQemuImg)("VM actions in the engine (skipped without qemu-img
     expect(readFileSync(path.join(root, DIR, "disk.qcow2"), "utf8")).toBe("someone's data");
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    "an answer file's VM is held to the deploy's space margin: a nearly full directory stops it before the overlay (root: a 64 MiB tmpfs)",
+    async () => {
+      const { root, options } = await setup();
+      const vms = path.join(root, "var/lib/kvmstrap/vms");
+      await mkdir(vms, { recursive: true });
+      expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", vms]).status).toBe(0);
+      try {
+        const libvirt = new FakeLibvirt();
+        const big = actions().map((a) => (a.kind === "vm-overlay" ? { ...a, sizeBytes: 2 ** 30 } : a));
+        const r = await applyPlan(planOf(big), { ...options, libvirt });
+        expect(r.status).toBe("failed");
+        expect(r.error).toMatch(
+          /^vm\.web1\.overlay: .*no space left on the device holding .*: .* free, VM web1 needs/,
+        );
+        expect(spawnSync("test", ["-e", path.join(root, DIR, "disk.qcow2")]).status).not.toBe(0);
+      } finally {
+        spawnSync("umount", [vms]);
+      }
+    },
+  );
+
   it("a domain of the same name kvmstrap did not define is refused and left alone", async () => {
     const { options } = await setup();
     const libvirt = new FakeLibvirt();

@@ -1,7 +1,9 @@
 // The one atomic write: a temporary file beside the target, written, chmod'ed and fsync'ed, renamed
 // over the target, and the directory fsync'ed, so a crash or a kill at any instant leaves either the
 // old file or the new one, never a torn one. Temporary names carry the writer's pid, so a later
-// writer can tell a dead writer's leftovers from a live one's (cleanStaleTemps).
+// writer can tell a dead writer's leftovers from a live one's (cleanStaleTemps), and a random tail,
+// so two writes of one file in one process never share a temporary file.
+import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 
@@ -17,7 +19,7 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const dir = path.dirname(realPath);
   await fs.mkdir(dir, { recursive: true });
-  const tmp = `${realPath}${TMP_MARK}${process.pid}`;
+  const tmp = `${realPath}${TMP_MARK}${process.pid}.${randomBytes(4).toString("hex")}`;
   const handle = await fs.open(tmp, "w", mode);
   try {
     await handle.writeFile(content);
@@ -82,7 +84,7 @@ export async function cleanStaleTemps(realPath: string): Promise<number> {
   let removed = 0;
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length));
+    const pid = Number(name.slice(prefix.length).split(".")[0]);
     if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
     await fs.rm(path.join(dir, name), { force: true });
     removed++;

@@ -1,10 +1,10 @@
 // The answer being built: an AnswerInput, the very object the unattended path reads from YAML. The
 // screens edit one section each through these helpers; parsing and validation stay in answer/.
-import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { stringify } from "yaml";
 import { matchDisks, matchNics, matchPci } from "../answer/match.js";
 import { type Answer, type AnswerInput, answerSchema } from "../answer/schema.js";
+import { writeFileAtomic } from "../core/atomic-write.js";
 import type { HostReport } from "../detect/types.js";
 
 export type Draft = AnswerInput;
@@ -99,13 +99,6 @@ export const draftYaml = (d: Draft): string => HEADER + stringify(d, { lineWidth
 /** Writes the answer file atomically (a temporary file in the same directory, then rename). */
 export async function saveDraft(file: string, d: Draft): Promise<string> {
   const target = path.resolve(file);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.kvmstrap-tmp-${process.pid}`);
-  try {
-    await writeFile(tmp, draftYaml(d), { mode: 0o600 });
-    await rename(tmp, target);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(target, draftYaml(d), 0o600);
   return target;
 }

@@ -1,9 +1,9 @@
 // The image cache's metadata: CACHE/index.json, rewritten atomically (temporary file + fsync +
 // rename), so a crash leaves the old or the new index, never half of one. Writers in one process are
 // serialised; two kvmstrap processes pulling into one cache at once are not (last writer wins).
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
+import { writeFileAtomic } from "../core/atomic-write.js";
 import type { DigestType } from "./checksums.js";
 
 /**
@@ -40,22 +40,6 @@ export async function readIndex(cacheDir: string): Promise<Record<string, Cached
   }
   const parsed = JSON.parse(text) as Partial<IndexFile>;
   return parsed.images ?? {};
-}
-
-/** Writes data to file through a temporary file in the same directory and a rename. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  const fh = await open(tmp, "w", mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await fh.close();
-  await rename(tmp, file);
 }
 
 let chain: Promise<unknown> = Promise.resolve();

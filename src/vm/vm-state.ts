@@ -4,7 +4,7 @@
 // lets a second deploy of the same spec converge and what lets delete know which files are its own.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { writeFileAtomic } from "./image-index.js";
+import { writeFileAtomic } from "../core/atomic-write.js";
 
 export const DEFAULT_VM_DIR = "/var/lib/kvmstrap/vms";
 

@@ -8,10 +8,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { cleanStaleTemps, writeFileAtomic } from "../core/atomic-write.js";
+import { canonicalJson } from "../core/canonical-json.js";
 import { InputError } from "../core/errors.js";
-import { cleanStaleTemps, writeFileAtomic } from "../host/target.js";
 import { type Plan, planSchema } from "../plan/actions.js";
-import { canonicalJson } from "../plan/canonical-json.js";
 import { firstIssue } from "./wire.js";
 
 export const runStatePhaseSchema = z.enum([

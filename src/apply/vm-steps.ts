@@ -4,8 +4,9 @@
 // did not make (a disk, a seed or a domain of the same name), and has an inverse for undo.
 import { mkdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { writeFileAtomic } from "../core/atomic-write.js";
 import type { CommandRunner } from "../host/commands.js";
-import { type TargetFs, writeFileAtomic } from "../host/target.js";
+import type { TargetFs } from "../host/target.js";
 import type { LibvirtAction, VmOverlayAction, VmSeedAction } from "../plan/actions.js";
 import { KVMSTRAP_XMLNS } from "../vm/domain-xml.js";
 import type { Libvirt } from "../vm/libvirt.js";

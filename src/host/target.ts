@@ -13,8 +13,6 @@ import path from "node:path";
 import { cleanStaleTemps, syncDir, writeFileAtomic } from "../core/atomic-write.js";
 import { underRoot } from "./fs.js";
 
-export { cleanStaleTemps, TMP_MARK, writeFileAtomic } from "../core/atomic-write.js";
-
 export const ORIG_SUFFIX = ".kvmstrap-orig";
 /** Where the originals live, outside every directory a service reads configuration from. */
 export const BACKUP_DIR = "/var/lib/kvmstrap/backup";

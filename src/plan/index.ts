@@ -6,9 +6,9 @@
 import { createHash } from "node:crypto";
 import { errorsOf, runRules } from "../answer/rules/index.js";
 import type { Answer } from "../answer/schema.js";
+import { canonicalJson } from "../core/canonical-json.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
-import { canonicalJson } from "./canonical-json.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHost } from "./host-plan.js";
 import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";

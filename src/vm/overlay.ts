@@ -6,8 +6,8 @@
 import { constants } from "node:fs";
 import { access, rename, unlink } from "node:fs/promises";
 import path from "node:path";
+import { TMP_MARK } from "../core/atomic-write.js";
 import type { CommandRunner } from "../host/commands.js";
-import { TMP_MARK } from "../host/target.js";
 import { DEFAULT_CACHE_DIR, listImages } from "./images.js";
 import { DeployError } from "./vm-state.js";
 

@@ -23,6 +23,9 @@ Commands:
                       Cloud images: download and verify, import offline, list the cache
   vm deploy|list|show|start|stop|delete|console
                       VMs from a cached image and a cloud-init seed, with a readiness timeline
+  install             Install the hypervisor onto a disk (from the appliance)
+  verify              Check that what the answer promised is true on this host
+  serve               PXE boot server: DHCP, TFTP and HTTP, with a live per-node timeline
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -48,6 +51,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   image: async () => (await import("./image-command.js")).imageCommand,
   tui: async () => (await import("./tui-command.js")).tuiCommand,
   vm: async () => (await import("./vm-command.js")).vmCommand,
+  serve: async () => (await import("./serve-command.js")).serveCommand,
+  install: async () => (await import("./install-command.js")).installCommand,
+  verify: async () => (await import("./verify-command.js")).verifyCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -14,9 +14,12 @@ import {
 import { helpOptionNames, type OptionTable } from "../../src/cli/args.js";
 import { DETECT_HELP, DETECT_OPTIONS } from "../../src/cli/detect.js";
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
+import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
 import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
+import { SERVE_HELP, SERVE_OPTIONS } from "../../src/cli/serve-command.js";
 import { SNAPSHOT_HELP, SNAPSHOT_OPTIONS } from "../../src/cli/snapshot-command.js";
 import { TUI_HELP, TUI_OPTIONS } from "../../src/cli/tui-command.js";
+import { VERIFY_HELP, VERIFY_OPTIONS } from "../../src/cli/verify-command.js";
 import { VM_HELP, VM_OPTIONS } from "../../src/cli/vm-command.js";
 
 const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: string[] }[] = [
@@ -31,6 +34,9 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "apply", help: APPLY_HELP, options: APPLY_OPTIONS, hidden: ["revert-network"] },
   { name: "undo", help: UNDO_HELP, options: UNDO_OPTIONS },
   { name: "confirm", help: CONFIRM_HELP, options: CONFIRM_OPTIONS },
+  { name: "serve", help: SERVE_HELP, options: SERVE_OPTIONS },
+  { name: "install", help: INSTALL_HELP, options: INSTALL_OPTIONS },
+  { name: "verify", help: VERIFY_HELP, options: VERIFY_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

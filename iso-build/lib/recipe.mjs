@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 
 export const ROOT_RECIPE = {
-  revision: 1, // bump when live-root.mjs changes how the root is made
+  revision: 2, // bump when live-root.mjs changes how the root is made
   suite: "bookworm",
   variant: "apt",
   packages: [
@@ -28,6 +28,17 @@ export const ROOT_RECIPE = {
     "ca-certificates",
     "procps",
     "less",
+    // installing the hypervisor onto a disk, offline, from the image itself (kvmstrap install)
+    "gdisk",
+    "dosfstools",
+    "e2fsprogs",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub-efi-amd64-signed",
+    "shim-signed",
+    "grub2-common",
+    "efibootmgr",
+    "rsync",
   ],
   // Debian's docs, man pages and translations are dead weight on a live image (copyrights stay).
   dpkgExcludes: ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*"],

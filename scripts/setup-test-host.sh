@@ -20,6 +20,8 @@ apt_packages=(
   tcpdump gcc libc6-dev                        # DHCP firmware captures; cc builds the SO_BINDTODEVICE addon
   tftp-hpa atftp tftpd-hpa                     # TFTP clients for test/pxe/tftp; in.tftpd run in the foreground by bench:pxe
   squashfs-tools grub-pc-bin grub-efi-amd64-bin mtools dosfstools # npm run image (with mmdebstrap, xorriso, ovmf)
+  ipxe                                         # kvmstrap serve's boot files (undionly.kpxe, ipxe.efi, snponly.efi)
+  nginx-light                                  # bench:pxe serves the same artifact with nginx (started by hand)
 )
 missing=()
 for p in "${apt_packages[@]}"; do

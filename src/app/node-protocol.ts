@@ -1,0 +1,74 @@
+// The one definition of what a netbooted appliance and `kvmstrap serve` say to each other: the
+// kernel command line parameters the server's per-node iPXE script sets, the HTTP paths the
+// appliance calls, and the lifecycle events it posts. The server (src/pxe) and the appliance's
+// agent (src/app) both import this file, so neither can drift from the other.
+import { z } from "zod";
+import { applyEventSchema } from "../apply/events.js";
+
+/** Kernel command line parameters (read from /proc/cmdline on the appliance). */
+export const CMDLINE = {
+  /** Base URL of the boot server, e.g. http://10.0.0.1:8080 (no trailing slash). */
+  server: "kvmstrap.server",
+  /** The node's id at the server: its boot MAC, lower case, colon-separated. */
+  node: "kvmstrap.node",
+  /** Bearer token for this node's answer and event intake; it expires (see the server's --token-ttl). */
+  token: "kvmstrap.token",
+  /** Where the answer file is: http(s)://, file:///path, or label:FSLABEL[/path]. */
+  answer: "kvmstrap.answer",
+  /** Optional sha256 (hex) the fetched answer must have. */
+  answerSha256: "kvmstrap.answer-sha256",
+  /** The explicit go-ahead for an unattended install; without it the TUI asks, even with an answer. */
+  auto: "kvmstrap.auto",
+  /** sha256 of filesystem.squashfs, checked by the initramfs after fetch= (with retries). */
+  fetchSha256: "kvmstrap.fetch-sha256",
+} as const;
+
+/** The value kvmstrap.auto must have to start an unattended install. */
+export const AUTO_INSTALL = "install";
+
+/** HTTP paths on the boot server, relative to kvmstrap.server. `mac` is lower case, colon-separated. */
+export const NODE_PATHS = {
+  answer: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/answer`,
+  events: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/events`,
+  rearm: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/rearm`,
+  status: "/v1/status",
+} as const;
+
+/** Where the appliance stands, as it tells the server (POST events, Authorization: Bearer TOKEN). */
+export const nodePhaseSchema = z.enum([
+  "appliance-up", // the live system is up and reached the server
+  "answer-fetched", // the answer was fetched and checked (sha256, schema)
+  "installing", // the unattended install started
+  "installed", // the target disk is written; the node will reboot into it (next PXE boot: local disk)
+  "rebooted", // the installed system is up (first boot)
+  "verified", // kvmstrap verify passed
+  "failed", // something failed; detail says what and where to look
+]);
+export type NodePhase = z.infer<typeof nodePhaseSchema>;
+
+export const nodeLifecycleEventSchema = z.strictObject({
+  type: z.literal("node"),
+  phase: nodePhaseSchema,
+  time: z.string(),
+  /** One line for the operator; secrets are redacted by the sender. */
+  detail: z.string().max(2000).optional(),
+});
+export type NodeLifecycleEvent = z.infer<typeof nodeLifecycleEventSchema>;
+
+/** What the intake accepts: a lifecycle event, or an apply event (the answer's webhook points here). */
+export const nodeEventSchema = z.union([nodeLifecycleEventSchema, applyEventSchema]);
+export type NodeEvent = z.infer<typeof nodeEventSchema>;
+
+/** Largest event body the intake reads. */
+export const MAX_EVENT_BYTES = 16 * 1024;
+
+/** The kvmstrap.* parameters of a kernel command line (later ones win, as the kernel does). */
+export function parseKernelCmdline(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const word of text.trim().split(/\s+/)) {
+    if (!word.startsWith("kvmstrap.")) continue;
+    const eq = word.indexOf("=");
+    out.set(eq < 0 ? word : word.slice(0, eq), eq < 0 ? "" : word.slice(eq + 1));
+  }
+  return out;
+}

@@ -12,7 +12,13 @@ import {
   undoLastRun,
   verifyAfterReboot,
 } from "../apply/engine.js";
-import { type EventBus, fileLogSink, webhookSink } from "../apply/events.js";
+import {
+  type EventBus,
+  type EventSink,
+  fileLogSink,
+  type WebhookOptions,
+  webhookSink,
+} from "../apply/events.js";
 import type { UndoResult } from "../apply/undo.js";
 import { InputError } from "../core/errors.js";
 import { RootedHostFs } from "../host/fs.js";
@@ -49,15 +55,23 @@ export function confirmTimeoutOf(answer: Answer | null, flag?: number): number {
   return flag ?? answer?.network?.confirmTimeoutSeconds ?? DEFAULT_CONFIRM_SECONDS;
 }
 
-/** The answer's webhook on the bus, secret headers kept apart so they are redacted everywhere else. */
-function subscribeWebhook(bus: EventBus, report: Answer["report"] | undefined): void {
-  if (!report?.webhook) return;
+/** The answer's webhook, secret headers kept apart so they are redacted everywhere else; null: none. */
+export function answerWebhook(
+  report: Answer["report"] | undefined,
+  options: WebhookOptions = {},
+): EventSink | null {
+  if (!report?.webhook) return null;
   const secret = new Set(report.secretHeaders.map((h) => h.toLowerCase()));
   const pick = (isSecret: boolean) =>
     Object.fromEntries(
       Object.entries(report.headers).filter(([k]) => secret.has(k.toLowerCase()) === isSecret),
     );
-  bus.subscribe(webhookSink(report.webhook, pick(false), pick(true)));
+  return webhookSink(report.webhook, pick(false), pick(true), options);
+}
+
+function subscribeWebhook(bus: EventBus, report: Answer["report"] | undefined): void {
+  const sink = answerWebhook(report);
+  if (sink) bus.subscribe(sink);
 }
 
 const stateErrorsAsInput = async <T>(run: () => Promise<T>): Promise<T> => {

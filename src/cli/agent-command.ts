@@ -1,0 +1,54 @@
+// `kvmstrap agent`: the appliance's boot agent (src/app/node-agent.ts), run once per boot by
+// kvmstrap-agent.service on the live system. Status lines go to stdout (the unit puts them on the
+// consoles), details to stderr (the journal).
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { AGENT_ANSWER_FILE, commandInstaller, runAgent } from "../app/node-agent.js";
+import { type OptionTable, parse } from "./args.js";
+import { EXIT, InputError, UsageError } from "./errors.js";
+
+export const AGENT_HELP = `Usage: kvmstrap agent [options]
+
+The appliance's boot agent. Reads the kernel command line (kvmstrap.server=, kvmstrap.node=,
+kvmstrap.token=, kvmstrap.answer=, kvmstrap.answer-sha256=, kvmstrap.auto=), reports
+appliance-up to the boot server, finds the answer (http(s)://URL, file:///path,
+label:FSLABEL[/path], or the one embedded in the image), reports answer-fetched, and runs
+"kvmstrap install --answer FILE --yes" only when kvmstrap.auto=install is given AND an answer
+was found. Events also go to the answer's report.webhook; tokens are never logged.
+
+Options:
+  --cmdline FILE      Read the kernel command line from FILE (default /proc/cmdline)
+  --answer-out FILE   Keep the answer found in FILE, mode 0600 (default ${AGENT_ANSWER_FILE})
+  -h, --help          Print this help
+
+Exit codes: 0 done (or nothing to do), 1 the install failed, 2 the answer could not be used.
+`;
+
+export const AGENT_OPTIONS = {
+  cmdline: { type: "string" },
+  "answer-out": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies OptionTable;
+
+export async function agentCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, AGENT_OPTIONS);
+  if (values.help) {
+    process.stdout.write(AGENT_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const file = values.cmdline ?? "/proc/cmdline";
+  const cmdline = await readFile(file, "utf8").catch((e: NodeJS.ErrnoException) => {
+    throw new InputError(`${file}: cannot read the kernel command line (${e.code ?? e.message})`);
+  });
+  // The install runs with the same node and kvmstrap as this agent (dist/cli/ -> bin/kvmstrap.js).
+  const self = [process.execPath, fileURLToPath(new URL("../../bin/kvmstrap.js", import.meta.url))];
+  const outcome = await runAgent({
+    cmdline: cmdline.slice(0, 64 * 1024),
+    say: (line) => process.stdout.write(`${line}\n`),
+    log: (line) => process.stderr.write(`${line}\n`),
+    installer: commandInstaller(self),
+    answerFile: values["answer-out"] ?? AGENT_ANSWER_FILE,
+  });
+  return outcome.exitCode;
+}

@@ -26,6 +26,8 @@ Commands:
   install             Install the hypervisor onto a disk (from the appliance)
   verify              Check that what the answer promised is true on this host
   serve               PXE boot server: DHCP, TFTP and HTTP, with a live per-node timeline
+  agent               The appliance's boot agent: find the answer, report to the boot
+                      server, start an unattended install
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -54,6 +56,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./serve-command.js")).serveCommand,
   install: async () => (await import("./install-command.js")).installCommand,
   verify: async () => (await import("./verify-command.js")).verifyCommand,
+  agent: async () => (await import("./agent-command.js")).agentCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -2,6 +2,7 @@
 // option table the command parses with, so a flag cannot be added, renamed or dropped in one place
 // only.
 import { describe, expect, it } from "vitest";
+import { AGENT_HELP, AGENT_OPTIONS } from "../../src/cli/agent-command.js";
 import { ANSWER_HELP, ANSWER_OPTIONS } from "../../src/cli/answer-command.js";
 import {
   APPLY_HELP,
@@ -37,6 +38,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "serve", help: SERVE_HELP, options: SERVE_OPTIONS },
   { name: "install", help: INSTALL_HELP, options: INSTALL_OPTIONS },
   { name: "verify", help: VERIFY_HELP, options: VERIFY_OPTIONS },
+  { name: "agent", help: AGENT_HELP, options: AGENT_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

@@ -5,10 +5,22 @@
 // staging tree. Everything is made under out/.build-PID and renamed into place once its checks pass.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  appendFile,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkGzip, checkIso, checkRuns, checkSquashfs } from "./lib/checks.mjs";
+import { checkInitrdOverlay, overlayCpio } from "./lib/initramfs.mjs";
 import { ensureLiveRoot, IMAGE_CACHE } from "./lib/live-root.mjs";
 import { NODE_PIN, ROOT_RECIPE } from "./lib/recipe.mjs";
 import { makeSecureBootIso } from "./lib/secureboot.mjs";
@@ -23,6 +35,8 @@ const SQUASHFS_LEVEL = process.env.KVMSTRAP_SQUASHFS_LEVEL ?? "15";
 const CONSOLES = "console=tty0 console=ttyS0,115200n8"; // the last one is /dev/console
 const LIVE_APPEND = `boot=live quiet ${CONSOLES}`;
 const FETCH = "fetch=@BASE@/filesystem.squashfs"; // live-boot downloads the root into RAM
+// Added to the initrd: fetch= with retries and kvmstrap.fetch-sha256= checked before mounting.
+const INITRAMFS_OVERLAY = path.join(here, "initramfs");
 
 async function sourceDateEpoch() {
   const given = process.env.SOURCE_DATE_EPOCH;
@@ -149,8 +163,13 @@ async function main() {
     });
     await stage("check: squashfs has the mount points and kvmstrap", () => checkSquashfs(squashfs));
     await run("cp", [boot.kernel, path.join(net, "vmlinuz")]);
-    await run("cp", [boot.initrd, path.join(net, "initrd.img")]);
-    await checkGzip(path.join(net, "initrd.img"));
+    const initrd = path.join(net, "initrd.img");
+    await run("cp", [boot.initrd, initrd]);
+    await stage("initrd: kvmstrap's fetch= retry and checksum appended (lib/initramfs.mjs)", async () => {
+      await appendFile(initrd, await overlayCpio(INITRAMFS_OVERLAY, epoch));
+      await checkInitrdOverlay(initrd, INITRAMFS_OVERLAY);
+    });
+    await checkGzip(initrd);
 
     const tree = path.join(build, "isotree");
     await mkdir(path.join(tree, "live"), { recursive: true });
@@ -201,7 +220,9 @@ async function main() {
     );
     await rm(tree, { recursive: true });
 
-    const netAppend = `boot=live ${FETCH} quiet ${CONSOLES}`;
+    // The initrd checks the squashfs against this before mounting it (9991-kvmstrap-fetch.sh).
+    const squashfsSha256 = await sha256(squashfs);
+    const netAppend = `boot=live ${FETCH} kvmstrap.fetch-sha256=${squashfsSha256} quiet ${CONSOLES}`;
     await writeFile(path.join(net, "boot.ipxe"), bootIpxe(version, netAppend));
     const files = {};
     for (const f of ["vmlinuz", "initrd.img", "filesystem.squashfs", "boot.ipxe"]) {
@@ -224,7 +245,8 @@ async function main() {
       node: runs.node,
       packages: await packageVersions(staging),
       cmdline: netAppend,
-      cmdlineNote: "@BASE@ is the URL of this directory; live-boot fetches the squashfs once, unchecked",
+      cmdlineNote:
+        "@BASE@ is the URL of this directory; the initrd fetches the squashfs with retries and checks kvmstrap.fetch-sha256=",
       isoCmdline: LIVE_APPEND,
       files,
       iso: { name: isoName, size: (await stat(iso)).size, sha256: await sha256(iso), ...isoReport },

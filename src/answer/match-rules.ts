@@ -35,6 +35,7 @@ export function collectRules(answer: Answer): MatchRule[] {
       out.push({ kind: "disk", path: `storage.pools[${i}].disks[${j}]`, rule: d });
     }
   });
+  if (answer.install) out.push({ kind: "disk", path: "install.disk", rule: answer.install.disk });
   answer.vms.forEach((vm, i) => {
     vm.nics.forEach((n, j) => {
       if ("sriov" in n) nic(`vms[${i}].nics[${j}].sriov`, n.sriov);

@@ -193,6 +193,15 @@ export function matchDisks(rule: DiskMatch, report: HostReport): MatchResult<Dis
               `serial ${d.serial} ${eq(d.serial.trim(), rule.serial.trim())} ${rule.serial}`,
             ],
       );
+    if (rule.wwn !== undefined)
+      c.push(
+        d.wwn === null
+          ? [false, "WWN unknown"]
+          : [
+              d.wwn.trim().toLowerCase() === rule.wwn.trim().toLowerCase(),
+              `wwn ${d.wwn} ${eq(d.wwn.trim().toLowerCase(), rule.wwn.trim().toLowerCase())} ${rule.wwn}`,
+            ],
+      );
     if (rule.model !== undefined)
       c.push(
         d.model === null

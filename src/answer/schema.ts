@@ -51,6 +51,7 @@ export const nicMatch = z.strictObject({
 export const diskMatch = z.strictObject({
   byId: z.string().optional().describe("a /dev/disk/by-id name, with or without the directory"),
   serial: z.string().optional(),
+  wwn: z.string().optional().describe("the World Wide Name (wwn-0x..., eui..., naa...), as detect shows it"),
   model: z.string().optional().describe("model or glob"),
   minSize: size.optional(),
   maxSize: size.optional(),
@@ -141,6 +142,36 @@ export const pool = z.strictObject({
     .describe("erase the disks first; a wipe needs every disk named by byId or serial"),
   autostart: z.boolean().default(true),
 });
+
+/** Installing the hypervisor onto a disk from the appliance (kvmstrap install). */
+export const install = z
+  .strictObject({
+    disk: diskMatch.describe(
+      "the one target disk, named by byId, serial or wwn (the install erases it); never the boot medium",
+    ),
+    wipe: z
+      .boolean()
+      .default(false)
+      .describe("erase the disk even though it holds partitions, filesystems or RAID/LVM/ZFS members"),
+    filesystem: z.enum(["ext4"]).default("ext4").describe("the root filesystem"),
+    firmware: z
+      .enum(["auto", "bios", "uefi", "both"])
+      .default("auto")
+      .describe("boot loaders to install; auto installs both (GPT with a BIOS boot partition and an ESP)"),
+    secureBoot: z
+      .boolean()
+      .default(true)
+      .describe("UEFI boots through Debian's signed shim (works with Secure Boot on or off)"),
+    espMiB: z.number().int().min(64).max(4096).default(512).describe("size of the EFI system partition"),
+    source: z
+      .string()
+      .startsWith("/")
+      .optional()
+      .describe(
+        "the root to copy: a directory or a .squashfs file; default the live root (/run/live/rootfs/filesystem.squashfs)",
+      ),
+  })
+  .describe("install the hypervisor (Debian 12, qemu, libvirt, kvmstrap) onto a disk: kvmstrap install");
 
 /** A VM name: also its directory name and, by default, the guest's host name (VM_NAME in src/vm). */
 const vmName = grammar(VM_NAME);
@@ -284,6 +315,7 @@ export const answerSchema = z.strictObject({
     .default([]),
   passthrough: z.array(z.strictObject({ device: pciMatch, note: z.string().optional() })).default([]),
   storage: z.strictObject({ pools: z.array(pool).default([]) }).optional(),
+  install: install.optional(),
   vms: z.array(vmEntry).default([]).describe("VMs deployed by kvmstrap vm deploy --answer"),
   requires: z
     .strictObject({
@@ -322,6 +354,7 @@ export type Bridge = z.infer<typeof bridge>;
 export type Bond = z.infer<typeof bond>;
 export type Vlan = z.infer<typeof vlan>;
 export type Pool = z.infer<typeof pool>;
+export type Install = z.infer<typeof install>;
 export type VmEntry = z.infer<typeof vmEntry>;
 export type VmNicEntry = z.infer<typeof vmNic>;
 

@@ -1,24 +1,319 @@
-// `kvmstrap serve`: not built yet (placeholder registered so the command table has one owner per file).
+// `kvmstrap serve`: the PXE boot server (src/pxe/server.ts), with its node table shown live on a
+// terminal, as one line per event otherwise, or as JSON lines with --json; `serve status` and
+// `serve rearm` talk to a running server over its HTTP API.
+import { readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { NODE_PATHS } from "../app/node-protocol.js";
+import { MAC } from "../core/grammar.js";
+import { startDashboard } from "../pxe/dashboard.js";
+import { formatServeEvent } from "../pxe/format.js";
+import { type NodeStatus, nodeStatus } from "../pxe/http/status.js";
+import { defaultNetbootDir } from "../pxe/netboot.js";
+import type { ServeEvent } from "../pxe/node-table.js";
+import { BootServer } from "../pxe/server.js";
+import { ADMIN_TOKEN_FILE } from "../pxe/tokens.js";
 import { type OptionTable, parse } from "./args.js";
-import { EXIT, UsageError } from "./errors.js";
+import { EXIT, InputError, UsageError } from "./errors.js";
 
 export const SERVE_HELP = `Usage: kvmstrap serve [options]
+       kvmstrap serve status [--server URL] [--json] [--follow]
+       kvmstrap serve rearm MAC [--server URL] [--state-dir DIR]
 
-Not built yet.
+PXE boot server for one L2 segment: DHCP (ProxyDHCP beside the site's DHCP server, or full DHCP on
+an isolated network), TFTP for iPXE, HTTP for iPXE scripts, the appliance's netboot set, each node's
+answer file and its events. Shows every node's progress from DHCP to "verified": a live table on a
+terminal (Up/Down, Enter for a node's timeline, q quits), one line per event otherwise.
 
 Options:
-  -h, --help     Print this help
+  --dhcp MODE           proxy (default): boot information only, never an address; full: addresses
+                        from --dhcp-range (leases kept in the state directory); off: no DHCP
+  --dhcp-range A-B      Address range for --dhcp full, e.g. 10.0.0.100-10.0.0.199
+  --interface IF        Serve DHCP only on this interface (its address is the server's)
+  --listen ADDR         Address for TFTP and HTTP (default 0.0.0.0); with DHCP on and no
+                        interface given, the interface holding ADDR serves DHCP
+  --tftp-port N         TFTP port (default 69)
+  --http-port N         HTTP port (default 8080)
+  --files DIR           Also serve DIR's files over TFTP (by name) and HTTP (/files/NAME)
+  --netboot DIR         The appliance's netboot set (vmlinuz, initrd.img, filesystem.squashfs,
+                        manifest.json); default iso-build/out/netboot beside this installation
+                        if it exists, else /opt/kvmstrap/netboot
+  --ipxe-dir DIR        iPXE binaries for TFTP and /ipxe/ (default /usr/lib/ipxe, package ipxe)
+  --nodes FILE          Known nodes (YAML): mac/uuid/serial/asset, answer file, install: true
+  --known-only          Ignore nodes the nodes file does not list (default: boot them interactively)
+  --state-dir DIR       Leases, tokens' key, admin token, installed nodes (default
+                        /var/lib/kvmstrap/serve as root, else ~/.local/state/kvmstrap/serve)
+  --token-ttl DURATION  How long a node's token is valid after its boot script (default 4h)
+  --server URL          For status and rearm: the running server (default http://127.0.0.1:8080)
+  --follow              For status: keep printing events as they happen
+  --json                JSON lines on stdout (serve: every event; status: the node table)
+  -h, --help            Print this help
+
+Exit codes: 0 stopped by SIGINT/SIGTERM or q, 2 usage or input error (a bad nodes file, answer or
+netboot set; a port in use).
 `;
 
 export const SERVE_OPTIONS = {
+  dhcp: { type: "string" },
+  "dhcp-range": { type: "string" },
+  interface: { type: "string" },
+  listen: { type: "string" },
+  "tftp-port": { type: "string" },
+  "http-port": { type: "string" },
+  files: { type: "string" },
+  netboot: { type: "string" },
+  "ipxe-dir": { type: "string" },
+  nodes: { type: "string" },
+  "known-only": { type: "boolean" },
+  "state-dir": { type: "string" },
+  "token-ttl": { type: "string" },
+  server: { type: "string" },
+  follow: { type: "boolean" },
+  json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const satisfies OptionTable;
 
+type Values = ReturnType<typeof parse<typeof SERVE_OPTIONS>>["values"];
+
+const SERVER_ONLY = [
+  "dhcp",
+  "dhcp-range",
+  "interface",
+  "listen",
+  "tftp-port",
+  "http-port",
+  "files",
+  "netboot",
+  "ipxe-dir",
+  "nodes",
+  "known-only",
+  "token-ttl",
+] as const;
+
 export async function serveCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, SERVE_OPTIONS);
+  const { values, positionals } = parse(argv, SERVE_OPTIONS);
   if (values.help) {
     process.stdout.write(SERVE_HELP);
     return EXIT.ok;
   }
-  throw new UsageError("kvmstrap serve is not built yet");
+  const [sub, ...rest] = positionals;
+  if (sub === "status" || sub === "rearm") {
+    const stray = SERVER_ONLY.find((k) => values[k] !== undefined);
+    if (stray) throw new UsageError(`--${stray} is an option of the server, not of "serve ${sub}"`);
+    if (sub === "status") {
+      if (rest.length) throw new UsageError(`serve status takes no arguments (got "${rest[0]}")`);
+      return status(values);
+    }
+    if (rest.length !== 1 || !rest[0]) throw new UsageError("serve rearm needs one MAC address");
+    return rearm(values, rest[0]);
+  }
+  if (sub !== undefined) throw new UsageError(`unknown serve subcommand "${sub}" (status, rearm)`);
+  if (values.server !== undefined || values.follow)
+    throw new UsageError(
+      `--${values.follow ? "follow" : "server"} belongs to "serve status" or "serve rearm"`,
+    );
+  return serve(values);
+}
+
+function port(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535)
+    throw new UsageError(`--${flag} ${value}: expected a port number 0-65535`);
+  return n;
+}
+
+/** "90", "90s", "30m", "4h", "2d" -> seconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+)\s*(s|m|h|d)?$/.exec(text.trim());
+  const n = m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? "s") as "s"] : 0;
+  if (!m || n <= 0) throw new UsageError(`--${flag} ${text}: expected a duration such as 900, 30m, 4h or 2d`);
+  return n;
+}
+
+export function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return "/var/lib/kvmstrap/serve";
+  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state");
+  return path.join(base, "kvmstrap", "serve");
+}
+
+async function serve(v: Values): Promise<number> {
+  const dhcp = v.dhcp ?? "proxy";
+  if (dhcp !== "proxy" && dhcp !== "full" && dhcp !== "off")
+    throw new UsageError(`--dhcp ${dhcp}: expected proxy, full or off`);
+  if (dhcp === "full" && !v["dhcp-range"]) throw new UsageError("--dhcp full needs --dhcp-range A-B");
+  if (dhcp !== "full" && v["dhcp-range"]) throw new UsageError("--dhcp-range is for --dhcp full");
+  const netbootDir = v.netboot ?? defaultNetbootDir();
+  const explicitNetboot = v.netboot !== undefined;
+  const options = {
+    dhcp,
+    dhcpRange: v["dhcp-range"],
+    interface: v.interface,
+    listen: v.listen ?? "0.0.0.0",
+    tftpPort: port(v["tftp-port"], "tftp-port", 69),
+    httpPort: port(v["http-port"], "http-port", 8080),
+    filesDir: v.files ? path.resolve(v.files) : undefined,
+    netbootDir: path.resolve(netbootDir),
+    ipxeDir: path.resolve(v["ipxe-dir"] ?? "/usr/lib/ipxe"),
+    nodesFile: v.nodes ? path.resolve(v.nodes) : undefined,
+    stateDir: path.resolve(v["state-dir"] ?? defaultStateDir()),
+    tokenTtlSeconds: v["token-ttl"] ? parseDuration(v["token-ttl"], "token-ttl") : 4 * 3600,
+    knownOnly: v["known-only"] ?? false,
+  } as const;
+  let server: BootServer;
+  const early: ServeEvent[] = [];
+  try {
+    server = await BootServer.start(options);
+  } catch (e) {
+    // Without --netboot, a missing default set is not an error: the server still serves --files and iPXE.
+    if (
+      explicitNetboot ||
+      !(e instanceof InputError) ||
+      !e.message.startsWith(path.join(options.netbootDir, "manifest.json"))
+    )
+      throw e;
+    server = await BootServer.start({ ...options, netbootDir: undefined });
+    early.push({ type: "warning", time: new Date().toISOString(), message: `no netboot set: ${e.message}` });
+  }
+  return run(server, v, early);
+}
+
+async function run(server: BootServer, v: Values, early: ServeEvent[]): Promise<number> {
+  const table = server.table;
+  const listening: ServeEvent = {
+    type: "listening",
+    time: server.info.startedAt,
+    http: server.info.http,
+    tftp: server.info.tftp,
+    dhcp: server.info.dhcp,
+    netboot: server.info.netboot,
+  };
+  let stop: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  let cleanup = () => {};
+  if (v.json) {
+    const write = (e: ServeEvent) => {
+      if (!process.stdout.destroyed) process.stdout.write(`${JSON.stringify(e)}\n`);
+    };
+    process.stdout.on("error", () => stop()); // the reader went away (| head): stop serving
+    for (const e of [listening, ...early]) write(e);
+    cleanup = table.subscribe(write);
+  } else if (process.stdout.isTTY && process.stdin.isTTY) {
+    const i = server.info;
+    const header = `kvmstrap serve  HTTP ${i.http}  TFTP ${i.tftp}  DHCP ${i.dhcp}`;
+    const dash = startDashboard(
+      process.stdout,
+      process.stdin,
+      header,
+      () => table.all().map((n) => nodeStatus(n, undefined)),
+      () => stop(),
+    );
+    const off = table.subscribe(() => dash.changed());
+    cleanup = () => {
+      off();
+      dash.stop();
+    };
+  } else {
+    const write = (e: ServeEvent) => {
+      const line = formatServeEvent(e);
+      if (line !== null && !process.stdout.destroyed) process.stdout.write(`${line}\n`);
+    };
+    process.stdout.on("error", () => stop());
+    for (const e of [listening, ...early]) write(e);
+    cleanup = table.subscribe(write);
+  }
+  const onSignal = () => stop();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  await done;
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  await server.close();
+  cleanup();
+  return EXIT.ok;
+}
+
+const serverUrl = (v: Values) => (v.server ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
+
+async function request(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) });
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string } };
+    throw new InputError(
+      `${url}: ${err.cause?.code ?? err.message} (is kvmstrap serve running there? see --server)`,
+    );
+  }
+}
+
+async function status(v: Values): Promise<number> {
+  const base = serverUrl(v);
+  if (v.follow) {
+    const res = await request(`${base}/v1/events`, { signal: AbortSignal.timeout(2 ** 31 - 1) });
+    if (!res.ok || !res.body) throw new InputError(`${base}/v1/events: HTTP ${res.status}`);
+    const stop = () => process.exit(0);
+    process.once("SIGINT", stop);
+    let buf = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body) {
+      buf += decoder.decode(chunk as Uint8Array, { stream: true });
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (v.json) process.stdout.write(`${line}\n`);
+        else {
+          const e = JSON.parse(line) as ServeEvent | { type: "hello" };
+          const text = e.type === "hello" ? null : formatServeEvent(e);
+          if (text) process.stdout.write(`${text}\n`);
+        }
+      }
+    }
+    return EXIT.ok;
+  }
+  const res = await request(`${base}${NODE_PATHS.status}`);
+  if (!res.ok) throw new InputError(`${base}${NODE_PATHS.status}: HTTP ${res.status}`);
+  const body = (await res.json()) as { server: Record<string, unknown>; nodes: NodeStatus[] };
+  if (v.json) {
+    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  const s = body.server;
+  process.stdout.write(`kvmstrap serve at ${base}: HTTP ${s.http}, TFTP ${s.tftp}, DHCP ${s.dhcp}\n`);
+  if (!body.nodes.length) process.stdout.write("no nodes seen yet\n");
+  for (const n of body.nodes) {
+    const last = n.timeline.at(-1);
+    process.stdout.write(
+      `${n.mac}  ${n.state.padEnd(14)} ${(n.elapsedMs / 1000).toFixed(0).padStart(6)} s  ${n.name ?? ""}${last ? `  ${n.lastEvent}` : ""}\n`,
+    );
+    if (n.hint) process.stdout.write(`  stalled in ${n.stalledIn}: ${n.hint}\n`);
+  }
+  return EXIT.ok;
+}
+
+async function rearm(v: Values, macArg: string): Promise<number> {
+  const mac = macArg.toLowerCase().replaceAll("-", ":");
+  if (!MAC.test(mac)) throw new UsageError(`serve rearm: "${macArg}" is not ${MAC.describe}`);
+  const tokenFile = path.join(path.resolve(v["state-dir"] ?? defaultStateDir()), ADMIN_TOKEN_FILE);
+  let token = process.env.KVMSTRAP_ADMIN_TOKEN;
+  if (!token) {
+    try {
+      token = (await readFile(tokenFile, "utf8")).trim();
+    } catch (e) {
+      throw new InputError(
+        `${tokenFile}: cannot read the admin token (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); pass --state-dir of the server or set KVMSTRAP_ADMIN_TOKEN`,
+      );
+    }
+  }
+  const base = serverUrl(v);
+  const res = await request(`${base}${NODE_PATHS.rearm(mac)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  if (res.status === 401)
+    throw new InputError(`${base}: the admin token was refused (is ${tokenFile} this server's?)`);
+  if (!res.ok) throw new InputError(`${base}${NODE_PATHS.rearm(mac)}: HTTP ${res.status}`);
+  process.stdout.write(`${mac} re-armed: its next network boot runs the installer again\n`);
+  return EXIT.ok;
 }

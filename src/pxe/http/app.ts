@@ -1,0 +1,304 @@
+// The boot server's HTTP side (fastify): iPXE scripts, the netboot artifacts, iPXE binaries for UEFI
+// HTTP Boot, --files, each node's own answer (bearer token), the appliance's event intake, the node
+// table and a live event stream. Every request that says something about a node is fed to the node
+// table. Nothing here logs: answers carry secrets, and fastify's logger stays off.
+import fastifyStatic from "@fastify/static";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { MAX_EVENT_BYTES, NODE_PATHS, type NodeEvent, nodeEventSchema } from "../../app/node-protocol.js";
+import { VERSION } from "../../core/version.js";
+import type { Attribution } from "../attribution.js";
+import { genericScript, localBootScript, nodeScript } from "../ipxe-script.js";
+import type { Netboot } from "../netboot.js";
+import type { NodeInput } from "../node-state.js";
+import type { NodeTable, ServeEvent } from "../node-table.js";
+import { type NodeEntry, type NodesConfig, normalizeMac } from "../nodes-file.js";
+import { bearer, constantTimeEqual, type NodeTokens } from "../tokens.js";
+import { servedAnswer } from "./answer.js";
+import { sendArtifact } from "./artifact.js";
+import { nodeStatus } from "./status.js";
+
+export interface HttpContext {
+  table: NodeTable;
+  nodes: NodesConfig;
+  netboot: Netboot | undefined;
+  ipxeDir: string | undefined;
+  filesDir: string | undefined;
+  tokens: NodeTokens;
+  adminToken: string;
+  attribution: Attribution;
+  /** The URL nodes reach us at; undefined: taken from each request's Host header. */
+  publicBase: string | undefined;
+  /** Ignore nodes the nodes file does not list. */
+  knownOnly: boolean;
+  /** What `GET /v1/status` says about the server itself. */
+  info: () => Record<string, unknown>;
+}
+
+const MAC_FILE = /^((?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2})\.ipxe$/i;
+const MAC_PARAM = /^(?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2}$/i;
+const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+const ARTIFACT_INPUT: Record<string, NodeInput> = {
+  vmlinuz: "kernel",
+  "initrd.img": "initrd",
+  "filesystem.squashfs": "rootfs",
+};
+
+type Query = Record<string, string | undefined>;
+
+export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, forceCloseConnections: true, exposeHeadRoutes: true });
+  /** Nodes whose script came from a nodes-file entry (found by MAC, UUID, serial or asset). */
+  const assigned = new Map<string, NodeEntry>();
+  const streams = new Set<FastifyReply>();
+
+  const base = (req: FastifyRequest): string | undefined =>
+    ctx.publicBase ?? (HOST.test(req.host) ? `http://${req.host}` : undefined);
+  const text = (reply: FastifyReply, code: number, body: string) =>
+    reply
+      .code(code)
+      .header("content-type", "text/plain; charset=utf-8")
+      .header("cache-control", "no-store")
+      .send(body);
+  const nodeOf = (req: FastifyRequest): string | undefined => {
+    const q = (req.query as Query).node;
+    if (q && MAC_PARAM.test(q)) return normalizeMac(q);
+    return ctx.attribution.lookup(req.ip);
+  };
+
+  app.get("/boot.ipxe", async (req, reply) => {
+    const b = base(req);
+    if (!b) return text(reply, 400, "bad Host header\n");
+    return text(reply, 200, genericScript(b));
+  });
+
+  app.get("/boot/:file", async (req, reply) => {
+    const m = MAC_FILE.exec((req.params as { file: string }).file);
+    if (!m?.[1]) return text(reply, 404, "not found: /boot/<mac>.ipxe\n");
+    const mac = normalizeMac(m[1]);
+    const q = req.query as Query;
+    const clip = (s: string | undefined) => (s && s.length <= 200 ? s : undefined);
+    const entry = ctx.nodes.find({ mac, uuid: clip(q.uuid), serial: clip(q.serial), asset: clip(q.asset) });
+    if (!entry && ctx.knownOnly)
+      return text(reply, 404, `#!ipxe\necho kvmstrap: ${mac} is not a known node\nexit 1\n`);
+    const b = base(req);
+    if (!b) return text(reply, 400, "bad Host header\n");
+    ctx.attribution.learn(req.ip, mac);
+    if (entry) assigned.set(mac, entry);
+    const node = ctx.table.touch(mac);
+    if (node.installed) {
+      ctx.table.input(mac, "script-local", "installed: sent to its local disk");
+      return text(reply, 200, localBootScript(mac));
+    }
+    if (!ctx.netboot) {
+      ctx.table.input(mac, "failed", "no netboot set to boot (start the server with --netboot DIR)");
+      return text(reply, 503, `#!ipxe\necho kvmstrap: the server has no netboot set\nexit 1\n`);
+    }
+    const auto = entry?.install === true;
+    ctx.table.input(
+      mac,
+      "script",
+      `${entry?.name ?? (entry ? "known node" : "unknown node")}, ${auto ? "unattended install" : "interactive"}`,
+    );
+    return text(
+      reply,
+      200,
+      nodeScript({
+        base: b,
+        mac,
+        name: entry?.name,
+        netboot: ctx.netboot,
+        token: ctx.tokens.issue(mac),
+        auto,
+        answer: entry?.answer !== undefined,
+      }),
+    );
+  });
+
+  app.route({
+    method: ["GET", "HEAD"],
+    url: "/netboot/:file",
+    exposeHeadRoute: false,
+    handler: async (req, reply) => {
+      const name = (req.params as { file: string }).file;
+      const f = ctx.netboot?.files.get(name);
+      if (!f || name === "manifest.json") return text(reply, 404, "not found\n");
+      const mac = nodeOf(req);
+      const input = ARTIFACT_INPUT[name];
+      const track = req.method === "GET" && mac !== undefined && input !== undefined;
+      if (track)
+        ctx.table.input(
+          mac,
+          input,
+          `GET /netboot/${name}${req.headers.range ? ` (${req.headers.range})` : ""}`,
+        );
+      return sendArtifact(req, reply, { path: f.path, size: f.size, etag: f.sha256 }, (o) => {
+        if (!track || o.status === 304) return;
+        const mib = (o.bytes / 1048576).toFixed(1);
+        if (o.complete) ctx.table.input(mac, "http-done", `${name}: ${mib} MiB sent`, o.bytes);
+        else ctx.table.input(mac, "http-aborted", `${name}: connection closed after ${mib} MiB`, o.bytes);
+      });
+    },
+  });
+
+  // iPXE binaries for UEFI HTTP Boot (the DHCP policy names /ipxe/<file>) and --files: plain
+  // directories, where @fastify/static's path confinement and conditional requests are what we want.
+  if (ctx.ipxeDir) {
+    await app.register(fastifyStatic, {
+      root: ctx.ipxeDir,
+      prefix: "/ipxe/",
+      index: false,
+      list: false,
+      serveDotFiles: false,
+      decorateReply: false,
+    });
+    app.addHook("onResponse", async (req, reply) => {
+      if (!req.url.startsWith("/ipxe/") || req.method !== "GET") return;
+      const mac = nodeOf(req);
+      if (!mac) return;
+      const bytes = Number(reply.getHeader("content-length") ?? 0);
+      const file = req.url.slice(6).split("?")[0];
+      if (reply.statusCode < 300) ctx.table.input(mac, "tftp-done", `${file} over HTTP (HTTP Boot)`, bytes);
+      else ctx.table.input(mac, "tftp-failed", `${file} over HTTP: ${reply.statusCode}`);
+    });
+  }
+  if (ctx.filesDir) {
+    await app.register(fastifyStatic, {
+      root: ctx.filesDir,
+      prefix: "/files/",
+      index: false,
+      list: false,
+      serveDotFiles: false,
+      decorateReply: false,
+    });
+  }
+
+  /** The node named in the path, if the request carries its valid token; otherwise the reply is sent. */
+  const authorize = (req: FastifyRequest, reply: FastifyReply): string | undefined => {
+    const raw = (req.params as { mac: string }).mac;
+    if (!MAC_PARAM.test(raw)) {
+      void text(reply, 404, "no such node\n");
+      return undefined;
+    }
+    const mac = normalizeMac(raw);
+    const check = ctx.tokens.check(mac, bearer(req.headers.authorization));
+    if (!check.ok) {
+      const why = { missing: "missing bearer token", invalid: "invalid token", expired: "token expired" }[
+        check.reason
+      ];
+      void reply.code(401).header("www-authenticate", 'Bearer realm="kvmstrap"').send({ error: why });
+      return undefined;
+    }
+    ctx.attribution.learn(req.ip, mac);
+    return mac;
+  };
+
+  app.get("/v1/nodes/:mac/answer", async (req, reply) => {
+    const mac = authorize(req, reply);
+    if (!mac) return reply;
+    const entry = assigned.get(mac) ?? ctx.nodes.find({ mac });
+    if (!entry?.answer) return reply.code(404).send({ error: `no answer file for ${mac}` });
+    const b = base(req);
+    if (!b) return text(reply, 400, "bad Host header\n");
+    const token = bearer(req.headers.authorization) as string;
+    const body = servedAnswer(entry.answer.text, `${b}${NODE_PATHS.events(mac)}`, token);
+    ctx.table.input(
+      mac,
+      "answer-fetched",
+      `answer ${entry.answer.file.split("/").pop()} (${body.length} bytes)`,
+    );
+    return reply
+      .code(200)
+      .header("content-type", "application/yaml; charset=utf-8")
+      .header("cache-control", "no-store")
+      .send(body);
+  });
+
+  app.post(
+    "/v1/nodes/:mac/events",
+    {
+      bodyLimit: MAX_EVENT_BYTES,
+      // The token is checked before the body is read: an unauthenticated sender cannot make us parse.
+      onRequest: async (req, reply) => {
+        if (!authorize(req, reply)) return reply;
+      },
+    },
+    async (req, reply) => {
+      const mac = normalizeMac((req.params as { mac: string }).mac);
+      const parsed = nodeEventSchema.safeParse(req.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        return reply
+          .code(400)
+          .send({ error: `not a node event: ${issue?.path.join(".") || "body"}: ${issue?.message}` });
+      }
+      feedEvent(ctx.table, mac, parsed.data);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post("/v1/nodes/:mac/rearm", async (req, reply) => {
+    const token = bearer(req.headers.authorization);
+    if (!token || !constantTimeEqual(token, ctx.adminToken))
+      return reply
+        .code(401)
+        .header("www-authenticate", 'Bearer realm="kvmstrap-admin"')
+        .send({ error: "admin token required" });
+    const raw = (req.params as { mac: string }).mac;
+    if (!MAC_PARAM.test(raw)) return reply.code(400).send({ error: `not a MAC address: ${raw}` });
+    const mac = normalizeMac(raw);
+    ctx.table.input(mac, "rearm", "re-armed by the operator: the next boot installs again");
+    return reply.code(200).send({ mac, state: ctx.table.get(mac)?.state });
+  });
+
+  app.get("/v1/status", async (_req, reply) =>
+    reply.header("cache-control", "no-store").send({
+      version: VERSION,
+      server: ctx.info(),
+      nodes: ctx.table.all().map((n) => nodeStatus(n, assigned.get(n.mac) ?? ctx.nodes.find({ mac: n.mac }))),
+    }),
+  );
+
+  // JSON lines, one event each, as long as the client stays (`kvmstrap serve status --follow`).
+  app.get("/v1/events", (_req, reply) => {
+    reply.raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+    reply.raw.write(
+      `${JSON.stringify({ type: "hello", time: new Date().toISOString(), nodes: ctx.table.size })}\n`,
+    );
+    const off = ctx.table.subscribe((e: ServeEvent) => {
+      if (!reply.raw.destroyed) reply.raw.write(`${JSON.stringify(e)}\n`);
+    });
+    streams.add(reply);
+    reply.raw.once("close", () => {
+      off();
+      streams.delete(reply);
+    });
+    reply.hijack();
+  });
+  app.addHook("onClose", async () => {
+    for (const r of streams) r.raw.end();
+  });
+
+  app.setNotFoundHandler((_req, reply) => text(reply, 404, "not found\n"));
+  return app;
+}
+
+/** What an intake event means for the node's state. Details carry ids and summaries, never secrets. */
+export function feedEvent(table: NodeTable, mac: string, e: NodeEvent): void {
+  switch (e.type) {
+    case "node":
+      table.input(mac, e.phase, e.detail);
+      return;
+    case "run":
+      if (e.phase === "FAILED")
+        table.input(mac, "failed", `${e.operation ?? "apply"} failed: ${e.error ?? "see the node"}`);
+      else table.input(mac, "installing", `${e.operation ?? "apply"} ${e.phase.toLowerCase()}`);
+      return;
+    case "step":
+      if (e.phase === "failed")
+        table.input(mac, "installing", `step ${e.id} failed: ${e.error ?? e.summary}`);
+      else table.input(mac, "installing", `step ${e.id} ${e.phase}`);
+      return;
+    default:
+      table.input(mac, "installing", e.type);
+  }
+}

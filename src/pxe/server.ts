@@ -1,0 +1,368 @@
+// `kvmstrap serve` put together: DHCP (proxy, full or off) with kvmstrap's boot policy, TFTP for the
+// iPXE binaries and --files, HTTP (http/app.ts), and the node table every one of them feeds. One
+// object to start and one close() that stops them all and waits for the state on disk.
+import os from "node:os";
+import path from "node:path";
+import { InputError } from "../core/errors.js";
+import { Attribution } from "./attribution.js";
+import { bootPolicy } from "./boot-policy.js";
+import { JsonFileLeaseStore, LeaseTable, parseRange } from "./dhcp4/leases.js";
+import { type Dhcp4Event, type Dhcp4Mode, Dhcp4Server } from "./dhcp4/server.js";
+import type { Binding } from "./dhcp4/socket.js";
+import { buildHttpApp, type HttpContext } from "./http/app.js";
+import { loadNetboot, type Netboot } from "./netboot.js";
+import { NodeTable, type NodeTableOptions } from "./node-table.js";
+import { loadNodesFile, NodesConfig } from "./nodes-file.js";
+import { loadInstalled, saveInstalled } from "./state-file.js";
+import { directorySource, TftpServer, type TftpSource, type TransferEvent } from "./tftp/index.js";
+import { ADMIN_TOKEN_FILE, NodeTokens, stateSecret, TOKEN_KEY_FILE } from "./tokens.js";
+
+export interface ServeOptions {
+  dhcp: "proxy" | "full" | "off";
+  /** "A-B", for --dhcp full. */
+  dhcpRange?: string | undefined;
+  interface?: string | undefined;
+  /** Address the TFTP and HTTP servers bind; 0.0.0.0 for all. */
+  listen: string;
+  tftpPort: number;
+  httpPort: number;
+  filesDir?: string | undefined;
+  /** The netboot set; undefined: serve no appliance (scripts answer 503). */
+  netbootDir?: string | undefined;
+  ipxeDir: string;
+  nodesFile?: string | undefined;
+  stateDir: string;
+  tokenTtlSeconds: number;
+  knownOnly: boolean;
+  /** Full DHCP lease time (s). */
+  leaseSeconds?: number;
+  /** Stall timeouts, for tests and slow sites. */
+  timeouts?: NodeTableOptions["timeouts"];
+}
+
+export interface ServeInfo {
+  http: string;
+  tftp: string;
+  dhcp: string;
+  netboot: string | null;
+  nodesFile: string | null;
+  knownNodes: number;
+  startedAt: string;
+}
+
+const WILDCARD = new Set(["0.0.0.0", "::", ""]);
+const DHCP_NAMES: Record<number, string> = {
+  1: "DISCOVER",
+  2: "OFFER",
+  3: "REQUEST",
+  5: "ACK",
+  6: "NAK",
+  8: "INFORM",
+};
+
+/** The interface's first IPv4 address and netmask. */
+function ipv4Of(ifname: string): { address: string; netmask: string } | undefined {
+  return os.networkInterfaces()[ifname]?.find((a) => a.family === "IPv4");
+}
+
+/** The interface that holds an address. */
+function interfaceWith(address: string): { name: string; netmask: string } | undefined {
+  for (const [name, addrs] of Object.entries(os.networkInterfaces()))
+    for (const a of addrs ?? [])
+      if (a.family === "IPv4" && a.address === address) return { name, netmask: a.netmask };
+  return undefined;
+}
+
+export class BootServer {
+  private sweeper: NodeJS.Timeout | undefined;
+  private saving: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly table: NodeTable,
+    readonly info: ServeInfo,
+    private readonly parts: {
+      dhcp?: Dhcp4Server;
+      tftp: TftpServer;
+      http: Awaited<ReturnType<typeof buildHttpApp>>;
+    },
+    readonly adminTokenFile: string,
+  ) {}
+
+  static async start(o: ServeOptions, table?: NodeTable): Promise<BootServer> {
+    // Inputs first, so a bad nodes file or netboot set is an exit-2 error before any socket opens.
+    const nodes = o.nodesFile ? await loadNodesFile(o.nodesFile) : new NodesConfig();
+    const netboot: Netboot | undefined = o.netbootDir ? await loadNetboot(o.netbootDir) : undefined;
+    const net = resolveNetwork(o);
+    const t =
+      table ??
+      new NodeTable({
+        unattended: (mac) => nodes.find({ mac })?.install === true,
+        ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+      });
+    const key = Buffer.from(await stateSecret(o.stateDir, TOKEN_KEY_FILE), "base64url");
+    const adminToken = await stateSecret(o.stateDir, ADMIN_TOKEN_FILE);
+    const stateFile = path.join(o.stateDir, "nodes-state.json");
+    for (const mac of await loadInstalled(stateFile)) t.touch(mac, true);
+    const attribution = new Attribution();
+
+    const ctx: HttpContext = {
+      table: t,
+      nodes,
+      netboot,
+      ipxeDir: o.ipxeDir,
+      filesDir: o.filesDir,
+      tokens: new NodeTokens(key, o.tokenTtlSeconds),
+      adminToken,
+      attribution,
+      publicBase: undefined,
+      knownOnly: o.knownOnly,
+      info: () => ({}),
+    };
+    const http = await buildHttpApp(ctx);
+    const tftp = new TftpServer({
+      source: layeredSource([o.filesDir, o.ipxeDir]),
+      address: o.listen,
+      port: o.tftpPort,
+      onStart: (s) => {
+        const mac = attribution.lookup(s.client.split(":")[0] ?? "");
+        if (mac)
+          t.input(
+            mac,
+            "tftp-start",
+            `${s.file} (${s.size} bytes, blksize ${s.blksize}, windowsize ${s.windowsize})`,
+          );
+      },
+      onTransfer: (e) => tftpDone(t, attribution, e),
+    });
+    let dhcp: Dhcp4Server | undefined;
+    try {
+      await http.listen({ host: o.listen, port: o.httpPort });
+      await tftp.listen();
+      const httpAddr = http.server.address();
+      const httpPort = typeof httpAddr === "object" && httpAddr ? httpAddr.port : o.httpPort;
+      ctx.publicBase = net.serverIp ? `http://${net.serverIp}:${httpPort}` : undefined;
+      if (net.binding && net.serverIp && ctx.publicBase) {
+        const mode = await dhcpMode(o, net.serverIp, net.netmask);
+        const skip = o.knownOnly
+          ? (c: { mac: string; uuid: string | undefined }) =>
+              nodes.find({ mac: c.mac, uuid: c.uuid }) ? undefined : "not in the nodes file (--known-only)"
+          : undefined;
+        dhcp = await Dhcp4Server.start({
+          binding: net.binding,
+          serverIp: net.serverIp,
+          mode,
+          booter: bootPolicy({
+            httpBase: ctx.publicBase,
+            scriptPath: () => "/boot.ipxe",
+            ...(skip ? { skip } : {}),
+          }),
+          onEvent: (e) => dhcpEvent(t, attribution, e),
+        });
+      }
+      const tftpAddr = tftp.address();
+      const shownHost = net.serverIp ?? (WILDCARD.has(o.listen) ? "0.0.0.0" : o.listen);
+      const info: ServeInfo = {
+        http: ctx.publicBase ?? `http://${shownHost}:${httpPort}`,
+        tftp: `${tftpAddr.address}:${tftpAddr.port}`,
+        dhcp:
+          o.dhcp === "off"
+            ? "off"
+            : `${o.dhcp} on ${net.binding && "interface" in net.binding ? net.binding.interface : o.listen} as ${net.serverIp}${o.dhcp === "full" ? ` range ${o.dhcpRange}` : ""}`,
+        netboot: netboot ? netboot.dir : null,
+        nodesFile: o.nodesFile ?? null,
+        knownNodes: nodes.entries.length,
+        startedAt: new Date().toISOString(),
+      };
+      const server: BootServer = new BootServer(
+        t,
+        info,
+        { ...(dhcp ? { dhcp } : {}), tftp, http },
+        path.join(o.stateDir, ADMIN_TOKEN_FILE),
+      );
+      // ctx.info reads `server` lazily; bind it now that it exists.
+      ctx.info = () => ({ ...server.info });
+      t.subscribe((e) => {
+        if (e.type === "node-state" && (e.input === "installed" || e.input === "rearm"))
+          server.persist(stateFile);
+        if (e.type === "node-progress" && e.input === "installed") server.persist(stateFile);
+      });
+      server.sweeper = setInterval(() => t.sweep(), 1000);
+      server.sweeper.unref();
+      t.publish({
+        type: "listening",
+        time: info.startedAt,
+        http: info.http,
+        tftp: info.tftp,
+        dhcp: info.dhcp,
+        netboot: info.netboot,
+      });
+      return server;
+    } catch (e) {
+      await dhcp?.close().catch(() => {});
+      await tftp.close().catch(() => {});
+      await http.close().catch(() => {});
+      throw listenError(e, o);
+    }
+  }
+
+  /** Writes the boot-once flags (which nodes are installed), one write after another. */
+  private persist(file: string): void {
+    const installed = this.table
+      .all()
+      .filter((n) => n.installed)
+      .map((n) => n.mac);
+    this.saving = this.saving
+      .then(() => saveInstalled(file, installed))
+      .catch((e) =>
+        this.table.publish({
+          type: "warning",
+          time: new Date().toISOString(),
+          message: `cannot save ${file}: ${(e as Error).message}`,
+        }),
+      );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweeper);
+    await Promise.allSettled([this.parts.dhcp?.close(), this.parts.tftp.close(), this.parts.http.close()]);
+    await this.saving;
+    this.table.publish({ type: "stopped", time: new Date().toISOString() });
+  }
+}
+
+interface Network {
+  binding?: Binding;
+  serverIp?: string;
+  netmask?: string;
+}
+
+/** Where DHCP listens and which address it names as the server (option 54, URLs). */
+function resolveNetwork(o: ServeOptions): Network {
+  const concrete = !WILDCARD.has(o.listen);
+  if (o.interface) {
+    const addr = ipv4Of(o.interface);
+    if (!addr)
+      throw new InputError(`--interface ${o.interface}: no such interface, or it has no IPv4 address`);
+    const serverIp = concrete ? o.listen : addr.address;
+    if (o.dhcp === "off") return { serverIp };
+    return { binding: { interface: o.interface }, serverIp, netmask: addr.netmask };
+  }
+  if (o.dhcp === "off") return concrete ? { serverIp: o.listen } : {};
+  if (!concrete)
+    throw new InputError(
+      `--dhcp ${o.dhcp} needs --interface IF or --listen ADDR (the provisioning network's address)`,
+    );
+  const owner = interfaceWith(o.listen);
+  if (!owner) throw new InputError(`--listen ${o.listen}: no interface has this address`);
+  // Bound to the interface: a socket bound to an address never sees a DISCOVER (see dhcp4/native.ts).
+  return { binding: { interface: owner.name }, serverIp: o.listen, netmask: owner.netmask };
+}
+
+async function dhcpMode(o: ServeOptions, serverIp: string, netmask: string | undefined): Promise<Dhcp4Mode> {
+  if (o.dhcp !== "full") return { kind: "proxy" };
+  const range = o.dhcpRange ? parseRange(o.dhcpRange) : undefined;
+  if (!range)
+    throw new InputError(
+      `--dhcp-range ${o.dhcpRange ?? "(missing)"}: expected A-B, two IPv4 addresses, A <= B`,
+    );
+  const store = new JsonFileLeaseStore(path.join(o.stateDir, "leases.json"));
+  return {
+    kind: "full",
+    config: { serverIp, subnetMask: netmask ?? "255.255.255.0", leaseTime: o.leaseSeconds ?? 3600 },
+    table: new LeaseTable(range, await store.load()),
+    store,
+  };
+}
+
+/** Files from the first directory that has them (--files before --ipxe-dir). */
+function layeredSource(dirs: (string | undefined)[]): TftpSource {
+  const sources = dirs.filter((d): d is string => Boolean(d)).map((d) => directorySource(d));
+  return {
+    async open(name) {
+      let last: unknown = Object.assign(new Error("file not found"), { code: "ENOENT" });
+      for (const s of sources) {
+        try {
+          return await s.open(name);
+        } catch (e) {
+          last = e;
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code !== "ENOENT" && code !== "ENOTDIR") throw e;
+        }
+      }
+      throw last;
+    },
+  };
+}
+
+function tftpDone(t: NodeTable, attribution: Attribution, e: TransferEvent): void {
+  t.publish({
+    type: "transfer",
+    protocol: "tftp",
+    time: new Date().toISOString(),
+    client: e.client,
+    file: e.file,
+    outcome: e.outcome,
+    bytes: e.bytes,
+    durationMs: Math.round(e.durationMs),
+    retransmits: e.retransmits,
+    ...(e.detail ? { detail: e.detail } : {}),
+  });
+  const mac = attribution.lookup(e.client.split(":")[0] ?? "");
+  if (!mac) return;
+  const took = `${Math.round(e.durationMs)} ms`;
+  if (e.outcome === "completed")
+    t.input(
+      mac,
+      "tftp-done",
+      `${e.file}: ${e.bytes} bytes in ${took}, ${e.retransmits} retransmits`,
+      e.bytes,
+    );
+  else
+    t.input(
+      mac,
+      "tftp-failed",
+      `${e.file}: ${e.outcome}${e.detail ? ` (${e.detail})` : ""} after ${took}`,
+      e.bytes,
+    );
+}
+
+function dhcpEvent(t: NodeTable, attribution: Attribution, e: Dhcp4Event): void {
+  if (e.type === "send-error") {
+    t.publish({
+      type: "warning",
+      time: new Date().toISOString(),
+      message: `DHCP reply to ${e.mac} not sent: ${e.reason}`,
+    });
+    return;
+  }
+  if (e.type !== "reply") return;
+  if (e.yiaddr !== "0.0.0.0") attribution.learn(e.yiaddr, e.mac);
+  if (!e.bootFile) return; // a lease without boot information (the live system, the installed OS)
+  const what = `${DHCP_NAMES[e.request ?? 0] ?? e.request} -> ${DHCP_NAMES[e.reply ?? 0] ?? e.reply}`;
+  const toIpxe = /\/boot(\.ipxe|\/)/.test(e.bootFile);
+  t.input(
+    e.mac,
+    toIpxe ? "ipxe-dhcp" : "dhcp",
+    `${what}, boot file ${e.bootFile}${e.yiaddr !== "0.0.0.0" ? `, address ${e.yiaddr}` : ""}`,
+  );
+}
+
+/** Port and permission problems as input errors that say what to do. */
+function listenError(e: unknown, o: ServeOptions): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === "EADDRINUSE")
+    return new InputError(
+      `a port is already in use (${err.message}): another DHCP/TFTP/HTTP server runs here? (--tftp-port ${o.tftpPort}, --http-port ${o.httpPort})`,
+    );
+  if (err.code === "EACCES" || err.code === "EPERM")
+    return new InputError(
+      `${err.message}: ports below 1024 and --interface need root (or CAP_NET_BIND_SERVICE and CAP_NET_RAW)`,
+    );
+  if (err.code === "EADDRNOTAVAIL")
+    return new InputError(`--listen ${o.listen}: not an address of this host`);
+  if (err.code === "ENODEV") return new InputError(`--interface ${o.interface}: ${err.message}`);
+  return e;
+}

@@ -77,7 +77,16 @@ export function readCpio(buf) {
     const nameStart = i + 110;
     const name = buf.toString("utf8", nameStart, nameStart + nameSize - 1);
     const dataStart = nameStart + nameSize + pad4(110 + nameSize);
-    if (name !== "TRAILER!!!") out.push({ name, mode, data: buf.subarray(dataStart, dataStart + size) });
+    if (name !== "TRAILER!!!") {
+      // Hard links (nlink > 1) share an inode number; only the last of them carries the data.
+      out.push({
+        name,
+        mode,
+        ino: field(0),
+        nlink: field(4),
+        data: buf.subarray(dataStart, dataStart + size),
+      });
+    }
     i = dataStart + size + pad4(size);
   }
   return out;

@@ -51,7 +51,9 @@ kvmstrap_fetch ()
 	do
 		kvmstrap_say "fetching ${_url} (attempt ${_n}/${_attempts})"
 		rm -f "${_file}"
-		if _err="$(wget -q -T 30 -O "${_file}" "${_url}" 2>&1)"
+		# No -T: bookworm's busybox wget crashes (SIGSEGV) with it; its built-in read timeout
+		# (900 s without data) still ends a stalled transfer, and the next attempt follows.
+		if _err="$(wget -q -O "${_file}" "${_url}" 2>&1)"
 		then
 			if [ -z "${_want}" ]
 			then

@@ -7,7 +7,16 @@ import type { Promises } from "./verify-promises.js";
 import type { VerifyCheck, VerifyStatus } from "./verify-result.js";
 
 /** Where a module stands: in /sys/module, listed in modules.builtin, neither, or not captured. */
-export type ModuleState = "loaded" | "builtin" | "absent" | "unknown";
+export type ModuleState = "loaded" | "builtin" | "present" | "absent" | "unknown";
+
+/** What a loaded (or built-in) module leaves besides /sys/module, where a built-in module without
+ *  parameters has no entry (and a kernel without loadable modules has no modules.builtin). */
+export const MODULE_SIGNS: Record<string, string> = {
+  kvm: "/dev/kvm",
+  vhost_net: "/dev/vhost-net",
+  vfio: "/dev/vfio/vfio",
+  vfio_pci: "/sys/bus/pci/drivers/vfio-pci",
+};
 
 export interface HostFacts {
   report: HostReport;
@@ -55,6 +64,16 @@ function moduleChecks(p: Promises, f: HostFacts): VerifyCheck[] {
     if (state === "loaded") out.push(c(`module.${m}`, "pass", `${m} loaded`, "loaded", where));
     else if (state === "builtin")
       out.push(c(`module.${m}`, "pass", `${m} loaded`, "built into the kernel", where));
+    else if (state === "present")
+      out.push(
+        c(
+          `module.${m}`,
+          "pass",
+          `${m} loaded`,
+          `in the kernel (${MODULE_SIGNS[m] ?? "its device"} exists)`,
+          where,
+        ),
+      );
     else if (state === "unknown")
       out.push(c(`module.${m}`, "unknown", `${m} loaded`, "the tree has no /sys/module", where));
     else {

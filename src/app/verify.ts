@@ -22,7 +22,7 @@ import { detectMachine, type ProbeMode } from "./inspect.js";
 import { withMachine } from "./machine.js";
 import type { NodeLifecycleEvent } from "./node-protocol.js";
 import { prepareFile } from "./prepare.js";
-import { hostChecks, type ModuleState, NOT_ON_TREE, vendorModuleOf } from "./verify-checks.js";
+import { hostChecks, MODULE_SIGNS, type ModuleState, NOT_ON_TREE, vendorModuleOf } from "./verify-checks.js";
 import { poolChecks, testVmCheck } from "./verify-libvirt.js";
 import { type Promises, promisesOf } from "./verify-promises.js";
 import {
@@ -142,7 +142,8 @@ function applyRunCheck(s: Source, stateDir: string): VerifyCheck {
   };
 }
 
-/** /sys/module/<m>, else the running kernel's modules.builtin; unknown when the tree has neither. */
+/** /sys/module/<m>, the running kernel's modules.builtin, or the module's device or driver; unknown
+ *  when the tree has no /sys/module. */
 async function moduleStates(fs: HostFs, report: HostReport, p: Promises): Promise<Map<string, ModuleState>> {
   const names = [...p.modules];
   const vendor = vendorModuleOf(report.cpu.vendor);
@@ -156,8 +157,10 @@ async function moduleStates(fs: HostFs, report: HostReport, p: Promises): Promis
   );
   const out = new Map<string, ModuleState>();
   for (const m of names) {
+    const sign = MODULE_SIGNS[m];
     if (await fs.exists(`/sys/module/${m}`)) out.set(m, "loaded");
     else if (builtin.has(m)) out.set(m, "builtin");
+    else if (sign && (await fs.exists(sign))) out.set(m, "present");
     else out.set(m, sysModule ? "absent" : "unknown");
   }
   return out;

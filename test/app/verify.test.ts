@@ -87,11 +87,25 @@ describe("kvmstrap verify on a tree, from the journal's plan", () => {
 
   it("a module not loaded fails, named in the line", async () => {
     const fx = await host();
-    fx.remove("/sys/module/vfio_pci");
+    fx.remove("/sys/module/vhost_net");
     const r = await run(fx);
     expect(r.code).toBe(1);
-    expect(r.stdout).toBe("KVMSTRAP-VERIFY: FAIL (1 failed: module.vfio_pci)\n");
-    expect(r.stderr).toContain("[FAIL] module.vfio_pci: not loaded");
+    expect(r.stdout).toBe("KVMSTRAP-VERIFY: FAIL (1 failed: module.vhost_net)\n");
+    expect(r.stderr).toContain("[FAIL] module.vhost_net: not loaded");
+  });
+
+  it("a built-in module without /sys/module shows by its driver: vfio-pci's driver directory", async () => {
+    const fx = await host();
+    fx.remove("/sys/module/vfio_pci");
+    const r = await run(fx, "--json");
+    const c = verifyResultSchema.parse(JSON.parse(r.stdout)).checks.find((x) => x.id === "module.vfio_pci");
+    expect(c).toMatchObject({
+      status: "pass",
+      found: "in the kernel (/sys/bus/pci/drivers/vfio-pci exists)",
+    });
+    fx.remove("/sys/bus/pci/drivers/vfio-pci");
+    const gone = await run(fx);
+    expect(gone.stdout).toContain("module.vfio_pci");
   });
 
   it("a module built into the kernel (modules.builtin) passes", async () => {

@@ -69,13 +69,15 @@ function decide<T>(
 }
 
 function candidate<T>(item: T, label: string, checks: Check[]): Candidate<T> {
-  return {
-    item,
-    label,
-    matched: checks.every(([ok]) => ok),
-    reasons: checks.length ? checks.map(([, r]) => r) : ["no criteria: everything matches"],
-    failed: checks.filter(([ok]) => !ok).map(([, r]) => r),
-  };
+  // One pass, no intermediate arrays: a rule set run builds this for every device of the host.
+  const reasons: string[] = [];
+  const failed: string[] = [];
+  for (const [ok, r] of checks) {
+    reasons.push(r);
+    if (!ok) failed.push(r);
+  }
+  if (!checks.length) reasons.push("no criteria: everything matches");
+  return { item, label, matched: failed.length === 0, reasons, failed };
 }
 
 // ---- NICs ---------------------------------------------------------------------------------------
@@ -258,7 +260,8 @@ export function matchDisks(rule: DiskMatch, report: HostReport): MatchResult<Dis
 // ---- PCI ----------------------------------------------------------------------------------------
 
 export function pciLabel(p: PciDevice): string {
-  const name = [p.vendorName, p.deviceName].filter(Boolean).join(" ");
+  const name =
+    p.vendorName && p.deviceName ? `${p.vendorName} ${p.deviceName}` : p.vendorName || p.deviceName || "";
   const cls = p.classId ? ` [${p.classId.slice(0, 4)}]` : "";
   return `${p.address} ${p.vendorId ?? "?"}:${p.deviceId ?? "?"}${cls}${name ? ` ${name}` : ""}${p.driver ? ` (${p.driver})` : ""}`;
 }

@@ -97,10 +97,10 @@ export function validateVms(
   out: ValidationResult,
   options: ValidateOptions & { findings?: readonly Finding[] } = {},
 ): void {
-  // A caller that already ran the rule set (the planner) passes its findings: only the template
-  // check, which reads files, runs here then.
+  // A caller that already validated (the planner, given prepare's validation) passes its findings,
+  // the template check's included: nothing runs again.
   const result = options.findings
-    ? splitFindings([...options.findings, ...templateFindings(answer, options.baseDir)])
+    ? splitFindings([...options.findings])
     : validateAnswer(answer, report, options);
   const own = (p: string) => p.startsWith("vms[");
   out.errors.push(...result.errors.filter((e) => own(e.path)));

@@ -39,16 +39,13 @@ export async function prepareAnswer(
   answer: Answer,
   options: PrepareOptions,
 ): Promise<Prepared> {
+  // The rule set runs once: the dry plan (which files to read) and the plan take its findings.
   const validation = validateAnswer(answer, report, options);
-  const paths = planFiles(report, answer);
+  const planOptions = { baseDir: options.baseDir, findings: validation.findings };
+  const paths = planFiles(report, answer, planOptions);
   const texts = await Promise.all(paths.map((p) => fs.readText(p)));
   const current = new Map(paths.map((p, i) => [p, texts[i] ?? null]));
-  return {
-    report,
-    answer,
-    validation,
-    plan: buildPlan(report, answer, current, { baseDir: options.baseDir }),
-  };
+  return { report, answer, validation, plan: buildPlan(report, answer, current, planOptions) };
 }
 
 /** Detect the machine, load the answer file, validate and plan it. Relative paths start at the file. */

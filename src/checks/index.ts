@@ -23,23 +23,42 @@ import {
 
 export type { Check, CheckLevel, CheckState } from "./types.js";
 
-export function runChecks(report: HostReport): Check[] {
-  return [
-    cpuVirtCheck(report),
-    slatCheck(report),
-    kvmModuleCheck(report),
-    ...devKvmCheck(report),
-    kvmFunctionalCheck(report),
-    nestedCheck(report),
-    ...deviceNodeChecks(report),
-    ...iommuChecks(report),
-    ...memoryChecks(report),
-    ...networkChecks(report),
-    passthroughCheck(report),
-    storageCheck(report),
-    firmwareCheck(report),
-    cgroupCheck(report),
-  ].filter((c): c is Check => c !== null);
+type Source = { ids: readonly string[]; run: (r: HostReport) => Check | Check[] | null };
+
+/** Every check, in report order, with the ids each source can produce. */
+const SOURCES: readonly Source[] = [
+  { ids: ["cpu.virt"], run: cpuVirtCheck },
+  { ids: ["cpu.slat"], run: slatCheck },
+  { ids: ["kvm.module"], run: kvmModuleCheck },
+  { ids: ["kvm.dev", "kvm.access"], run: devKvmCheck },
+  { ids: ["kvm.functional"], run: kvmFunctionalCheck },
+  { ids: ["kvm.nested"], run: nestedCheck },
+  { ids: ["kvm.vhost-net", "kvm.tun"], run: deviceNodeChecks },
+  { ids: ["iommu.enabled", "iommu.interrupt-remapping", "iommu.isolation"], run: iommuChecks },
+  { ids: ["memory.total", "memory.hugepages", "cpu.offline"], run: memoryChecks },
+  { ids: ["net.nics", "net.management", "sriov.capable"], run: networkChecks },
+  { ids: ["passthrough.candidates"], run: passthroughCheck },
+  { ids: ["storage.disks"], run: storageCheck },
+  { ids: ["firmware.mode"], run: firmwareCheck },
+  { ids: ["host.cgroups"], run: cgroupCheck },
+];
+
+/** Every check id a report can hold. */
+export const CHECK_IDS: readonly string[] = SOURCES.flatMap((s) => s.ids);
+
+/**
+ * The checks over a report; with `ids`, only the sources that can produce them run (an answer's
+ * requires.checks names a few, and the rule set runs on every validate and plan).
+ */
+export function runChecks(report: HostReport, ids?: ReadonlySet<string>): Check[] {
+  const out: Check[] = [];
+  for (const s of SOURCES) {
+    if (ids && !s.ids.some((id) => ids.has(id))) continue;
+    const c = s.run(report);
+    if (Array.isArray(c)) out.push(...c);
+    else if (c) out.push(c);
+  }
+  return out;
 }
 
 export function verdict(checks: Check[]): "ready" | "ready-with-warnings" | "not-ready" {

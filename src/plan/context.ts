@@ -14,7 +14,7 @@ export interface PlanContext {
   actions: Action[];
   refusals: Refusal[];
   /** The rule set's findings for this answer on this host: planners skip what an error refused. */
-  findings: Finding[];
+  findings: readonly Finding[];
 }
 
 export function currentOf(ctx: PlanContext, path: string): string | null {

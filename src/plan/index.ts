@@ -4,8 +4,9 @@
 // Order matters: modules and VFIO before SR-IOV and storage, networking last so the confirm timer
 // covers only what can cut the operator off.
 import { createHash } from "node:crypto";
-import { errorsOf, runRules } from "../answer/rules/index.js";
+import { errorsOf, type Finding } from "../answer/rules/index.js";
 import type { Answer } from "../answer/schema.js";
+import { validateAnswer } from "../answer/validate.js";
 import { canonicalJson } from "../core/canonical-json.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
@@ -20,14 +21,25 @@ import { planVms, type VmPlanOptions, vmRecordPaths } from "./vm-plan.js";
 
 export type { Action, Effect, Plan } from "./actions.js";
 
+export interface PlanOptions extends VmPlanOptions {
+  /**
+   * The validation's findings for this answer on this host (validateAnswer(...).findings), when the
+   * caller has them: prepare validates once and plans twice (planFiles, then the plan), so the rule
+   * set runs once. Without them the plan validates (the same rules, with the same baseDir).
+   */
+  findings?: readonly Finding[];
+}
+
 export function buildPlan(
   report: HostReport,
   answer: Answer,
   current: ReadonlyMap<string, string | null> = new Map(),
-  vms: VmPlanOptions = {},
+  o: PlanOptions = {},
 ): Plan {
   // The rule set decides what is refused; the planners below skip those items and decide no safety.
-  const findings = runRules(answer, report);
+  const { findings: given, ...vms } = o;
+  const findings =
+    given ?? validateAnswer(answer, report, o.baseDir !== undefined ? { baseDir: o.baseDir } : {}).findings;
   const refusals = errorsOf(findings).map((f) => ({ path: f.path, reason: f.message, ruleId: f.ruleId }));
   const ctx: PlanContext = { report, answer, current, actions: [], refusals, findings };
   planHost(ctx);
@@ -96,8 +108,8 @@ function planResumeUnit(ctx: PlanContext): void {
 }
 
 /** Every file a plan for this answer may read or write: read them before planning for real. */
-export function planFiles(report: HostReport, answer: Answer): string[] {
-  const dry = buildPlan(report, answer, new Map());
+export function planFiles(report: HostReport, answer: Answer, o: PlanOptions = {}): string[] {
+  const dry = buildPlan(report, answer, new Map(), o);
   const paths = dry.actions.flatMap((a) =>
     a.kind === "write-file" || a.kind === "remove-file" ? [a.path] : [],
   );

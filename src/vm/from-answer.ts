@@ -28,7 +28,7 @@ export interface FromAnswerOptions {
   cacheDir?: string;
   /** Where a relative template path starts: the answer file's directory (default: cwd). */
   baseDir?: string;
-  /** The rule set's findings when the caller already has them (the planner): not run again. */
+  /** The validation's findings (rules and template checks) when the caller has them: not run again. */
   findings?: readonly Finding[];
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runChecks, verdict } from "../../src/checks/index.js";
+import { CHECK_IDS, runChecks, verdict } from "../../src/checks/index.js";
 import type { Check } from "../../src/checks/types.js";
 import { detectHost } from "../../src/detect/index.js";
 import type { HostReport } from "../../src/detect/types.js";
@@ -33,6 +33,16 @@ describe("check invariants", () => {
       expect(c.id).toMatch(/^[a-z]+\.[a-z-]+$/);
       expect(c.reason.length).toBeGreaterThan(5);
       if (c.level === "fail") expect(c.remediation).toBeTruthy();
+    }
+  });
+  it("runs only the sources of the ids asked for, and those give the same checks as a full run", async () => {
+    const report = await reportOf(withCpu(buildDmarBridgeHost()).root);
+    const all = runChecks(report);
+    expect(all.every((c) => CHECK_IDS.includes(c.id))).toBe(true);
+    for (const id of CHECK_IDS) {
+      const some = runChecks(report, new Set([id]));
+      expect(some.length).toBeLessThan(all.length);
+      expect(some.find((c) => c.id === id)).toEqual(all.find((c) => c.id === id));
     }
   });
   it("derives the verdict from the worst level", () => {
@@ -126,6 +136,16 @@ describe.skipIf(!sharedHostsAvailable)("checks on the shared real-machine snapsh
     const c = await checksOf("kvm-guest-skylake-offline-cpus");
     expect(c.get("cpu.offline")).toMatchObject({ level: "warn" });
     expect(c.get("cpu.offline")?.reason).toContain("2-3");
+  });
+  it("every snapshot's checks carry ids the check table declares (runChecks(report, ids) relies on it)", async () => {
+    for (const h of [
+      "intel-i7-1270p-laptop",
+      "amd-ryzen-1600-desktop",
+      "kvm-guest-skylake-offline-cpus",
+    ] as const) {
+      const ids = [...(await checksOf(h)).keys()];
+      expect(ids.filter((id) => !CHECK_IDS.includes(id))).toEqual([]);
+    }
   });
 });
 if (!sharedHostsAvailable) it.skip(`checks on snapshots: ${SKIP_REASON}`, () => {});

@@ -11,7 +11,7 @@ export const requireRules: Rule[] = [
   rule("requires.checks", "readiness checks the answer requires pass", ({ answer, report }, emit) => {
     const entries = Object.entries(answer.requires?.checks ?? {});
     if (!entries.length) return;
-    const checks = new Map(runChecks(report).map((c) => [c.id, c]));
+    const checks = new Map(runChecks(report, new Set(entries.map(([id]) => id))).map((c) => [c.id, c]));
     for (const [id, level] of entries) {
       const path = formatPath(["requires", "checks", id]);
       const c = checks.get(id);

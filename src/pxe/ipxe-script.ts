@@ -74,7 +74,7 @@ goto ${label}_try
 export function nodeScript(o: NodeScriptOptions): string {
   const node = `?node=${encodeURIComponent(o.mac)}`;
   const who = `${o.mac}${o.name ? ` (${o.name})` : ""}`;
-  const mode = o.auto ? "unattended install" : "interactive (no kvmstrap.auto)";
+  const mode = o.auto ? "unattended install" : "interactive (the appliance asks before it installs)";
   return `#!ipxe
 # kvmstrap ${o.netboot.manifest.version}: node ${who}, ${mode}
 echo kvmstrap: booting the appliance for ${who} from ${o.base}

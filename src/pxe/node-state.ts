@@ -54,7 +54,11 @@ export type NodeInput = (typeof NODE_INPUTS)[number];
 
 type Row = Partial<Record<NodeInput, NodeState>>;
 
-/** Inputs of the boot chain up to the live system, and where each leads. */
+/**
+ * Inputs of the boot chain and of the appliance, and where each leads, from any state before the
+ * install is done: a step the server did not see (the site's DHCP, a download from an address it
+ * cannot attribute, a restart of the server) is skipped, and the appliance's word is taken.
+ */
 const BOOT_CHAIN: Row = {
   dhcp: "offered",
   "tftp-start": "tftp",
@@ -66,6 +70,9 @@ const BOOT_CHAIN: Row = {
   initrd: "initrd",
   rootfs: "rootfs",
   "appliance-up": "appliance-up",
+  "answer-fetched": "answer-fetched",
+  installing: "installing",
+  installed: "installed",
   failed: "failed",
   rearm: "discovered",
 };
@@ -78,6 +85,7 @@ const settled = (state: NodeState, row: Row): Row => ({
   "tftp-failed": state,
   "ipxe-dhcp": state,
   "script-local": "local-boot",
+  installed: state,
   failed: "failed",
   rearm: "discovered",
   ...row,
@@ -90,9 +98,6 @@ export const TRANSITIONS: Readonly<Record<NodeState, Readonly<Row>>> = {
   // "discovered" is also where a server that restarted first sees a node mid-install.
   discovered: {
     ...BOOT_CHAIN,
-    "answer-fetched": "answer-fetched",
-    installing: "installing",
-    installed: "installed",
     rebooted: "rebooted",
     verified: "verified",
     "script-local": "local-boot",
@@ -104,43 +109,18 @@ export const TRANSITIONS: Readonly<Record<NodeState, Readonly<Row>>> = {
   kernel: { ...BOOT_CHAIN, ...downloads("kernel"), timeout: "stalled" },
   initrd: { ...BOOT_CHAIN, ...downloads("initrd"), timeout: "stalled" },
   rootfs: { ...BOOT_CHAIN, ...downloads("rootfs"), timeout: "stalled" },
-  "appliance-up": {
-    ...BOOT_CHAIN,
-    ...downloads("appliance-up"),
-    "answer-fetched": "answer-fetched",
-    installing: "installing",
-    timeout: "stalled",
-  },
-  "answer-fetched": {
-    ...BOOT_CHAIN,
-    "answer-fetched": "answer-fetched",
-    installing: "installing",
-    installed: "installed",
-    timeout: "stalled",
-  },
-  installing: {
-    ...BOOT_CHAIN,
-    "answer-fetched": "answer-fetched",
-    installing: "installing",
-    installed: "installed",
-    timeout: "stalled",
-  },
+  "appliance-up": { ...BOOT_CHAIN, ...downloads("appliance-up"), timeout: "stalled" },
+  "answer-fetched": { ...BOOT_CHAIN, timeout: "stalled" },
+  installing: { ...BOOT_CHAIN, timeout: "stalled" },
   installed: settled("installed", { rebooted: "rebooted", verified: "verified", timeout: "stalled" }),
   "local-boot": settled("local-boot", { rebooted: "rebooted", verified: "verified", timeout: "stalled" }),
   rebooted: settled("rebooted", { rebooted: "rebooted", verified: "verified", timeout: "stalled" }),
   verified: settled("verified", { rebooted: "rebooted", verified: "verified" }),
-  failed: {
-    ...BOOT_CHAIN,
-    "answer-fetched": "answer-fetched",
-    installing: "installing",
-  },
+  failed: { ...BOOT_CHAIN },
   // A stalled node that moves again goes wherever the input says.
   stalled: {
     ...BOOT_CHAIN,
     ...downloads("stalled"),
-    "answer-fetched": "answer-fetched",
-    installing: "installing",
-    installed: "installed",
     rebooted: "rebooted",
     verified: "verified",
     "script-local": "local-boot",
@@ -151,7 +131,7 @@ export const TRANSITIONS: Readonly<Record<NodeState, Readonly<Row>>> = {
 export const TIMEOUTS: Readonly<Partial<Record<NodeState, { seconds: number; hint: string }>>> = {
   offered: {
     seconds: 60,
-    hint: "no TFTP request after the offer: is the client on another VLAN, is UDP 69 filtered, or did its firmware ignore a ProxyDHCP offer (try --dhcp full on an isolated network)?",
+    hint: "no TFTP request after the offer: is the client on another VLAN, or is UDP 69 filtered? (Some UEFI firmware ignores a ProxyDHCP offer: try --dhcp full on an isolated network.)",
   },
   tftp: {
     seconds: 120,

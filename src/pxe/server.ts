@@ -118,6 +118,7 @@ export class BootServer {
       publicBase: undefined,
       knownOnly: o.knownOnly,
       info: () => ({}),
+      persist: async () => {},
     };
     const http = await buildHttpApp(ctx);
     const tftp = new TftpServer({
@@ -182,11 +183,7 @@ export class BootServer {
       );
       // ctx.info reads `server` lazily; bind it now that it exists.
       ctx.info = () => ({ ...server.info });
-      t.subscribe((e) => {
-        if (e.type === "node-state" && (e.input === "installed" || e.input === "rearm"))
-          server.persist(stateFile);
-        if (e.type === "node-progress" && e.input === "installed") server.persist(stateFile);
-      });
+      ctx.persist = () => server.persist(stateFile);
       server.sweeper = setInterval(() => t.sweep(), 1000);
       server.sweeper.unref();
       t.publish({
@@ -207,7 +204,7 @@ export class BootServer {
   }
 
   /** Writes the boot-once flags (which nodes are installed), one write after another. */
-  private persist(file: string): void {
+  private persist(file: string): Promise<void> {
     const installed = this.table
       .all()
       .filter((n) => n.installed)
@@ -221,6 +218,7 @@ export class BootServer {
           message: `cannot save ${file}: ${(e as Error).message}`,
         }),
       );
+    return this.saving;
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,9 @@ export async function loadInstalled(file: string): Promise<string[]> {
       : [];
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw new InputError(`${file}: ${(e as Error).message} (the server's record of installed nodes; fix or remove it)`);
+    throw new InputError(
+      `${file}: ${(e as Error).message} (the server's record of installed nodes; fix or remove it)`,
+    );
   }
 }
 

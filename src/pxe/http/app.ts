@@ -32,6 +32,8 @@ export interface HttpContext {
   knownOnly: boolean;
   /** What `GET /v1/status` says about the server itself. */
   info: () => Record<string, unknown>;
+  /** Saves which nodes are installed (boot once); awaited before "installed" or a re-arm is acknowledged. */
+  persist: () => Promise<void>;
 }
 
 const MAC_FILE = /^((?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2})\.ipxe$/i;
@@ -231,7 +233,9 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
           .code(400)
           .send({ error: `not a node event: ${issue?.path.join(".") || "body"}: ${issue?.message}` });
       }
+      const wasInstalled = ctx.table.get(mac)?.installed;
       feedEvent(ctx.table, mac, parsed.data);
+      if (ctx.table.get(mac)?.installed !== wasInstalled) await ctx.persist();
       return reply.code(204).send();
     },
   );
@@ -247,6 +251,7 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     if (!MAC_PARAM.test(raw)) return reply.code(400).send({ error: `not a MAC address: ${raw}` });
     const mac = normalizeMac(raw);
     ctx.table.input(mac, "rearm", "re-armed by the operator: the next boot installs again");
+    await ctx.persist();
     return reply.code(200).send({ mac, state: ctx.table.get(mac)?.state });
   });
 

@@ -6,6 +6,7 @@ import type { CommandRunner } from "../host/commands.js";
 import type { HostFs } from "../host/fs.js";
 import { loadPciIds, type PciIds } from "../host/pci-ids.js";
 import { cachedPciIds } from "../host/pci-names-cache.js";
+import { detectBootMedium } from "./boot-medium.js";
 import { detectCgroups } from "./cgroups.js";
 import { detectCpu } from "./cpu.js";
 import { detectFirmware } from "./firmware.js";
@@ -64,6 +65,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
       kvmPromise,
     ]);
 
+  const bootMedium = await detectBootMedium(ctx, disks);
   for (const p of fs.problems) {
     ctx.warnings.push({
       path: p.path,
@@ -92,6 +94,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     firmware,
     cgroups,
     system,
+    ...(bootMedium ? { bootMedium } : {}),
     warnings: dedupeWarnings(ctx.warnings),
   };
 }

@@ -225,6 +225,25 @@ export const systemReport = z.object({
 
 export const HOST_REPORT_SCHEMA = "kvmstrap.host-report/1";
 
+/** The medium a live system booted from (detect/boot-medium.ts): its disks by identity. */
+export const bootMediumReport = z.object({
+  /** live-boot is on the kernel command line (the appliance). */
+  live: z.boolean(),
+  /** The live medium's mount ("/dev/sr0 on /run/live/medium"), or null when none is mounted. */
+  mount: strOrNull,
+  disks: z.array(
+    z.object({
+      name: str,
+      serial: strOrNull,
+      wwn: strOrNull,
+      byId: z.array(str),
+      sizeBytes: z.number().nullable(),
+      fsUuids: z.array(str),
+      reason: str,
+    }),
+  ),
+});
+
 export const hostReport = z.object({
   schema: z.literal(HOST_REPORT_SCHEMA),
   root: str,
@@ -241,6 +260,8 @@ export const hostReport = z.object({
   firmware: firmwareReport,
   cgroups: cgroupReport,
   system: systemReport,
+  /** Present on a live system or where a boot medium was seen; absent on an installed machine. */
+  bootMedium: bootMediumReport.optional(),
   warnings: z.array(warning),
 });
 
@@ -266,3 +287,4 @@ export type CgroupReport = z.infer<typeof cgroupReport>;
 export type SystemReport = z.infer<typeof systemReport>;
 export type BootTools = z.infer<typeof bootTools>;
 export type HostReport = z.infer<typeof hostReport>;
+export type BootMediumReport = z.infer<typeof bootMediumReport>;

@@ -660,4 +660,101 @@ export const CASES: Case[] = [
     answer: { vms: [vm(), vm({ nics: [{ bridge: "br7" }] })] },
     errors: ["vms.duplicate-name vms[1].name", "vms.bridge vms[1].nics[0].bridge"],
   },
+  // ---- install ----------------------------------------------------------------------------------
+  {
+    name: "install onto the blank 4 TB disk, named by serial",
+    host: "lab",
+    answer: { install: { disk: { serial: "WJG00001" } } },
+    errors: [],
+  },
+  {
+    name: "install onto the disk holding / and /boot",
+    host: "lab",
+    answer: { install: { disk: { serial: "PHYF000000AB480BGN" }, wipe: true } },
+    errors: ["install.target install.disk"],
+  },
+  {
+    name: "install onto a disk chosen by model only",
+    host: "lab",
+    answer: { install: { disk: { model: "ST4000*" } } },
+    errors: ["install.disk-named install.disk"],
+  },
+  {
+    name: "install with a rule two disks match: ambiguous, refused",
+    host: "lab",
+    answer: { install: { disk: { rotational: false, minSize: "1T" } } },
+    variant: (r) => {
+      const d = disk(r, "sdb");
+      if (d) d.rotational = false;
+    },
+    errors: ["match.several install.disk", "install.disk-named install.disk"],
+  },
+  {
+    name: "install onto the boot medium, known by its serial though detection renamed it",
+    host: "lab",
+    variant: (r) => {
+      r.bootMedium = {
+        live: true,
+        mount: "/dev/sdz1 on /run/live/medium",
+        disks: [
+          {
+            name: "sdz",
+            serial: "WJG00001",
+            wwn: null,
+            byId: [],
+            sizeBytes: null,
+            fsUuids: [],
+            reason: "mounted at /run/live/medium (the medium this system booted from)",
+          },
+        ],
+      };
+    },
+    answer: { install: { disk: { serial: "WJG00001" }, wipe: true } },
+    errors: ["install.target install.disk"],
+  },
+  {
+    name: "install onto a partitioned disk without wipe",
+    host: "lab",
+    variant: (r) => {
+      const d = disk(r, "sdb");
+      if (d) d.partitions = [{ name: "sdb1", sizeBytes: null, mountpoints: [], holders: [], fstype: "xfs" }];
+    },
+    answer: { install: { disk: { byId: "ata-ST4000NM000A-2HZ100_WJG00001" } } },
+    errors: ["install.holds-data install.disk"],
+  },
+  {
+    name: "install onto a partitioned disk with wipe",
+    host: "lab",
+    variant: (r) => {
+      const d = disk(r, "sdb");
+      if (d) d.partitions = [{ name: "sdb1", sizeBytes: null, mountpoints: [], holders: [], fstype: "xfs" }];
+    },
+    answer: { install: { disk: { byId: "ata-ST4000NM000A-2HZ100_WJG00001" }, wipe: true } },
+    errors: [],
+  },
+  {
+    name: "install onto a 2 GiB USB stick: too small, and flagged as USB",
+    host: "lab",
+    variant: (r) => {
+      const d = disk(r, "sdb");
+      if (d) Object.assign(d, { transport: "usb", removable: true, sizeBytes: 2 * 1024 ** 3 });
+    },
+    answer: { install: { disk: { serial: "WJG00001" } } },
+    errors: ["install.size install.disk"],
+    warnings: ["install.removable"],
+  },
+  {
+    name: "install where detection cannot tell which disk holds /; BIOS loader only on a UEFI machine",
+    host: "lab",
+    variant: (r) => {
+      r.warnings.push({
+        path: "/proc/self/mounts",
+        message: "cannot tell which disk holds / (/dev/mapper/mpatha)",
+      });
+      r.firmware.mode = "uefi";
+    },
+    answer: { install: { disk: { serial: "S64GNE0R000001" }, firmware: "bios" } },
+    errors: ["install.root-unknown install.disk"],
+    warnings: ["install.firmware"],
+  },
 ];

@@ -6,6 +6,7 @@ import type { HostReport } from "../../detect/types.js";
 import { type Answer, type AnswerInput, answerSchema } from "../schema.js";
 import { gatherFacts } from "./facts.js";
 import { hostRules } from "./host.js";
+import { installRules } from "./install.js";
 import { kernelRules } from "./kernel.js";
 import { matchRule } from "./match.js";
 import { memoryRules } from "./memory.js";
@@ -36,6 +37,7 @@ export const RULES: readonly Rule[] = [
   ...kernelRules,
   ...memoryRules,
   ...storageRules,
+  ...installRules,
   ...requireRules,
   ...vmRules,
 ];

@@ -71,20 +71,40 @@ interface Source {
   answer: Answer | null;
   latest: JournalRun | null;
   source: VerifyResult["source"];
+  /** Checks the source itself adds (an answer's refused items). */
+  extra: VerifyCheck[];
 }
 
 async function fromAnswer(file: string, root: string, stateDir: string, probe: ProbeMode): Promise<Source> {
-  const prepared = await prepareFile(file, { root }, { unattended: true, probe });
+  // Unattended (the strict wipe rule): verify never asks. Passed as a variable: prepare's options are
+  // being reshaped by another change, and either shape takes this object.
+  const options = { unattended: true, probe };
+  const prepared = await prepareFile(file, { root }, options);
   const latest = await new Journal(stateDir).latestRun();
   // The plan that was applied, when the journal holds this answer's: it was made on the host before
   // the changes (the plan made now sees the changed host, and the rules may read it differently).
   const applied = latest && latest.plan.answerDigest === prepared.plan.answerDigest ? latest : null;
+  // Planned now, what the rules refuse is a promise nobody will keep: said, as a warning (the checks
+  // below still look at the host; a refusal caused by the changes themselves must not fail it).
+  const refusals = applied ? [] : prepared.plan.refusals;
+  const refused: VerifyCheck[] = refusals.length
+    ? [
+        {
+          id: "answer.refusals",
+          status: "warn",
+          expected: "every item of the answer can be planned on this host",
+          found: `${refusals.length} item(s) refused: ${refusals.map((r) => `${r.path}: ${r.reason}`).join("; ")}`,
+          where: [`kvmstrap answer validate ${file}`, `kvmstrap plan ${file}`],
+        },
+      ]
+    : [];
   return {
     report: prepared.report,
     plan: applied?.plan ?? prepared.plan,
     answer: prepared.answer,
     latest,
     source: { kind: "answer", file: path.resolve(file), ...(applied ? { runId: applied.runId } : {}) },
+    extra: refused,
   };
 }
 
@@ -102,6 +122,7 @@ async function fromJournal(root: string, stateDir: string, probe: ProbeMode): Pr
     answer: null,
     latest,
     source: { kind: "journal", runId: latest.runId, planDigest: latest.planDigest },
+    extra: [],
   };
 }
 
@@ -236,6 +257,7 @@ export async function runVerify(o: VerifyOptions = {}): Promise<VerifyRun> {
   const modules = await withMachine({ root }, (m) => moduleStates(m.fs, s.report, p));
   const checks = [
     applyRunCheck(s, stateDir),
+    ...s.extra,
     ...hostChecks(p, { report: s.report, live, modules }),
     ...(await libvirtChecks(s, p, o, live, stateDir)),
   ];

@@ -292,6 +292,17 @@ describe("kvmstrap verify with an answer file", () => {
     expect(hook.got[0]?.headers.authorization).toBe("Bearer s3cret-token");
   });
 
+  it("an item the rules refuse on this host is a warning that names it, not a failure", async () => {
+    const fx = await host();
+    const answer = path.join(fx.root, "answer.yaml");
+    writeFileSync(answer, "version: 1\nsriov:\n  - pf: { name: nope0 }\n    numVfs: 2\n");
+    const r = await run(fx, answer, "--json");
+    expect(r.code).toBe(0);
+    const c = verifyResultSchema.parse(JSON.parse(r.stdout)).checks.find((x) => x.id === "answer.refusals");
+    expect(c?.status).toBe("warn");
+    expect(c?.found).toMatch(/^1 item\(s\) refused: sriov\[0\]/);
+  });
+
   it("posts 'failed' with what failed; the failure handler's summary goes to the consoles and the webhook", async () => {
     const fx = await host();
     fx.file(`${fx.netPath(HOST.bridge)}/carrier`, "0\n");

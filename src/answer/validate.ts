@@ -18,8 +18,6 @@ export interface Issue {
 }
 
 export interface ValidateOptions {
-  /** An unattended run (the rules are the same: a wipe always needs byId or serial). */
-  unattended?: boolean;
   /** Where relative paths in the file (a VM's template) start: the answer file's directory (default: cwd). */
   baseDir?: string;
 }
@@ -41,7 +39,7 @@ export function validateAnswer(
   report: HostReport,
   options: ValidateOptions = {},
 ): Validation {
-  return splitFindings([...runRules(answer, report, options), ...templateFindings(answer, options.baseDir)]);
+  return splitFindings([...runRules(answer, report), ...templateFindings(answer, options.baseDir)]);
 }
 
 const splitFindings = (findings: Finding[]): Validation => ({

@@ -15,8 +15,6 @@ import { detectMachine, type ProbeMode } from "./inspect.js";
 import { type MachineSource, withMachine } from "./machine.js";
 
 export interface PrepareOptions {
-  /** An unattended run: wipe only disks the file names by byId or serial. */
-  unattended: boolean;
   /** Where relative paths in the answer (a VM's template) start: the answer file's directory. */
   baseDir: string;
 }
@@ -52,7 +50,7 @@ export async function prepareAnswer(
 export async function prepareFile(
   file: string,
   source: MachineSource,
-  o: { unattended: boolean; probe?: ProbeMode },
+  o: { probe?: ProbeMode } = {},
 ): Promise<Prepared> {
   const { loadAnswerFile } = await import("../answer/load.js");
   return withMachine(source, async (machine) => {
@@ -60,7 +58,7 @@ export async function prepareFile(
       loadAnswerFile(file),
       detectMachine(machine, { mode: o.probe ?? "auto" }),
     ]);
-    return prepareAnswer(machine.fs, report, answer, { unattended: o.unattended, baseDir: baseDirOf(file) });
+    return prepareAnswer(machine.fs, report, answer, { baseDir: baseDirOf(file) });
   });
 }
 

@@ -30,8 +30,6 @@ Options (validate, explain):
   --root DIR       Check against an extracted snapshot or machine root instead of this host
   --snapshot FILE  Check against a snapshot made by "kvmstrap snapshot" (FILE.tar.gz)
   --report FILE    Check against a report saved by "kvmstrap detect --json"
-  --unattended     validate as an unattended run (today the same rules as any run: a disk to
-                   wipe must be named by byId or serial, whoever runs it)
   --json           Print the result as JSON
   -h, --help       Print this help
 
@@ -42,7 +40,6 @@ export const ANSWER_OPTIONS = {
   root: { type: "string" },
   snapshot: { type: "string" },
   report: { type: "string" },
-  unattended: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const satisfies OptionTable;
@@ -68,7 +65,6 @@ export async function answerCommand(argv: string[]): Promise<number> {
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const sources = [values.root, values.snapshot, values.report].filter((v) => v !== undefined);
   if (sources.length > 1) throw new UsageError("--root, --snapshot and --report cannot be combined");
-  if (values.unattended && sub === "explain") throw new UsageError("--unattended applies to validate only");
 
   let source: AnswerSource;
   try {
@@ -86,10 +82,7 @@ export async function answerCommand(argv: string[]): Promise<number> {
     );
     return EXIT.ok;
   }
-  const result = validateAnswer(source.answer, report, {
-    unattended: Boolean(values.unattended),
-    baseDir: baseDirOf(file),
-  });
+  const result = validateAnswer(source.answer, report, { baseDir: baseDirOf(file) });
   // Findings carry their rule id and remediation; --json passes them on, the text adds the fix.
   const place = (level: Finding["level"]) =>
     result.findings.filter((f) => f.level === level).map((f) => locateIssue(source, f));

@@ -26,8 +26,8 @@ export const APPLY_HELP = `Usage: kvmstrap apply (FILE | --plan PLAN.json) [opti
 
 Carry out a plan: from the answer file FILE (validated and planned against this machine now; any
 error refuses the whole run) or from PLAN.json (what "kvmstrap plan FILE --json" prints). Without a
-terminal, or with --yes, the run is unattended: only disks named by byId or serial are wiped. Every change is journaled under --state-dir, files are
-replaced atomically, and "kvmstrap undo" puts everything back. Running apply again changes nothing
+terminal it needs --yes. A disk is wiped only when the answer names it by byId or serial, on every
+run. Every change is journaled under --state-dir, files are replaced atomically, and "kvmstrap undo" puts everything back. Running apply again changes nothing
 once the machine is in the planned state; after an interruption it completes the plan.
 
 Network changes run on a timer: unless "kvmstrap confirm" (or "yes" at the prompt) arrives within
@@ -196,8 +196,7 @@ export async function applyCommand(argv: string[]): Promise<number> {
   let answer: Answer | null = null;
   if (values.plan) plan = await loadPlanFile(values.plan);
   else if (file) {
-    // Without a terminal to ask on, the run is unattended: the stricter wipe rule applies.
-    const prepared = await prepareFile(file, { root }, { unattended: !tty || Boolean(values.yes) });
+    const prepared = await prepareFile(file, { root });
     const blocking = blockers(prepared);
     if (blocking.length) {
       throw new InputError(

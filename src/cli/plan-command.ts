@@ -34,7 +34,7 @@ export async function planCommand(argv: string[]): Promise<number> {
   const [file, extra] = positionals;
   if (!file) throw new UsageError("plan needs an answer file: kvmstrap plan answer.yaml");
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
-  const { plan } = await prepareFile(file, { root: values.root ?? "/" }, { unattended: false });
+  const { plan } = await prepareFile(file, { root: values.root ?? "/" });
   process.stdout.write(values.json ? `${JSON.stringify(plan, null, 2)}\n` : renderPlanText(plan));
   return plan.refusals.length ? EXIT.failed : EXIT.ok;
 }

@@ -67,7 +67,6 @@ export interface Review {
 /** The plan exactly as `kvmstrap plan` builds it, with relative paths resolved against the answer file. */
 export async function review(s: Session, report: HostReport, answer: Answer): Promise<Review> {
   const p = await prepareAnswer(s.fs, report, answer, {
-    unattended: false,
     baseDir: baseDirOf(s.answerFile),
   });
   return {

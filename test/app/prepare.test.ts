@@ -47,7 +47,7 @@ describe("prepare", () => {
       "a.yaml",
     );
     runs.count = 0;
-    const p = await prepareAnswer(noFiles, lab, answer, { unattended: false, baseDir: dir });
+    const p = await prepareAnswer(noFiles, lab, answer, { baseDir: dir });
     expect(runs.count).toBe(1);
     expect(p.validation.errors.map((e) => e.path)).toEqual(["vms[0].template"]);
     expect(p.plan.refusals.map((r) => r.path)).toEqual(["vms[0].template"]);

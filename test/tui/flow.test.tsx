@@ -17,8 +17,7 @@ const sriov = buildSriovHost().file("/etc/netplan/50-cloud-init.yaml", "network:
 afterAll(() => sriov.cleanup());
 
 /** The unattended path, as shipped: `kvmstrap apply FILE --yes --root ROOT` prepares with this. */
-const unattendedPlan = (root: string, file: string) =>
-  prepareFile(file, { root }, { unattended: true, probe: "never" });
+const unattendedPlan = (root: string, file: string) => prepareFile(file, { root }, { probe: "never" });
 
 async function saveAtReview(d: Driven, file: string): Promise<void> {
   await d.waitFor(/\d+ actions, \d+ refused/);

@@ -240,7 +240,7 @@ describe("tui network + VMs: the round trip", () => {
       expect(draft?.vms?.[0]).toMatchObject({ name: "db-1", nics: [{ bridge: "br0" }] });
       const answer = await loadAnswerFile(file);
       const report = await reportOf(fx.root);
-      expect(validateAnswer(answer, report, { unattended: true }).errors).toEqual([]);
+      expect(validateAnswer(answer, report).errors).toEqual([]);
       expect(answer.network?.vlans).toHaveLength(1);
       expect(answer.vms).toHaveLength(1);
     }, 40_000);

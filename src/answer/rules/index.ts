@@ -17,12 +17,12 @@ import { requireRules } from "./requires.js";
 import { roleRules } from "./roles.js";
 import { sriovRules } from "./sriov.js";
 import { storageRules } from "./storage.js";
-import type { Finding, Rule, RuleOptions } from "./types.js";
+import type { Finding, Rule } from "./types.js";
 import { vmRules } from "./vms.js";
 
 export { hostdevNetworkName } from "./names.js";
 export { sriovOf } from "./sriov.js";
-export type { Finding, Level, Rule, RuleOptions } from "./types.js";
+export type { Finding, Level, Rule } from "./types.js";
 export { sriovEntryFor } from "./vms.js";
 
 /** Every rule, in the order findings are reported. */
@@ -43,8 +43,8 @@ export const RULES: readonly Rule[] = [
 ];
 
 /** Runs the registry; findings come out grouped by rule, in the registry's order. */
-export function runRules(answer: Answer, report: HostReport, options: RuleOptions = {}): Finding[] {
-  const input = { answer, report, options, facts: gatherFacts(answer, report) };
+export function runRules(answer: Answer, report: HostReport): Finding[] {
+  const input = { answer, report, facts: gatherFacts(answer, report) };
   return RULES.flatMap((r) => r.check(input));
 }
 

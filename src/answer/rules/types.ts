@@ -18,15 +18,9 @@ export interface Finding {
   remediation: string | null;
 }
 
-export interface RuleOptions {
-  /** An unattended run (kept for callers; the rules are the same for every run). */
-  unattended?: boolean;
-}
-
 export interface RuleInput {
   answer: Answer;
   report: HostReport;
-  options: RuleOptions;
   /** Matches and host facts computed once per run and shared by the rules. */
   facts: Facts;
 }

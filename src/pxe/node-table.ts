@@ -83,6 +83,8 @@ export type ServeEvent =
       bytes: number;
       durationMs: number;
       retransmits: number;
+      blksize: number;
+      windowsize: number;
       detail?: string;
     }
   | { type: "listening"; time: string; http: string; tftp: string; dhcp: string; netboot: string | null }

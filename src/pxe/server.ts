@@ -306,6 +306,8 @@ function tftpDone(t: NodeTable, attribution: Attribution, e: TransferEvent): voi
     bytes: e.bytes,
     durationMs: Math.round(e.durationMs),
     retransmits: e.retransmits,
+    blksize: e.blksize,
+    windowsize: e.windowsize,
     ...(e.detail ? { detail: e.detail } : {}),
   });
   const mac = attribution.lookup(e.client.split(":")[0] ?? "");

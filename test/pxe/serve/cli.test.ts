@@ -209,7 +209,7 @@ describe.skipIf(!built)(
       expect(await exited).toBe(0);
       expect(events.at(-1)).toMatchObject({ type: "stopped" });
       // The state it keeps on purpose (the re-arm above saved nodes-state.json), and nothing else.
-    expect(readdirSync(state).sort()).toEqual(["admin.token", "nodes-state.json", "token.key"]);
+      expect(readdirSync(state).sort()).toEqual(["admin.token", "nodes-state.json", "token.key"]);
       expect(readdirSync(files)).toEqual(["big.bin"]);
       expect(stderr).toBe("");
     });

@@ -206,6 +206,9 @@ function installActions(
     ],
     `GPT: BIOS boot (1 MiB), ESP (${spec.espMiB} MiB), root (the rest): boots with BIOS and UEFI`,
   );
+  // sgdisk asks the kernel to re-read the table, which fails quietly on some devices (a loop device,
+  // a disk something has open): partx adds the partitions one by one instead.
+  cmd("partx", ["partx", "--update", disk.device], "tell the kernel about the new partitions");
   cmd("settle", ["udevadm", "settle", "--timeout=60"], "wait for the new partitions' device links");
   cmd(
     "mkfs.esp",
@@ -346,12 +349,21 @@ function installActions(
     [kvmstrap, "apply", "--root", INSTALL_TARGET, "--offline", "--yes", inTarget(INSTALLED_ANSWER)],
     "configure the host offline from the answer; live-only steps wait for the first boot",
   );
-  if (bios)
+  if (bios) {
+    // GRUB finds the BIOS drive of a partition through the kernel; for devices it cannot map that way
+    // (loop devices, some RAID HBAs) it needs the map. By-id, so a renamed disk keeps its entry.
+    file(
+      "grub-device-map",
+      inTarget("/boot/grub/device.map"),
+      `(hd0) ${disk.device}\n`,
+      "GRUB's BIOS drive: this disk",
+    );
     cmd(
       "grub.bios",
       chroot("grub-install", "--target=i386-pc", disk.device),
       "GRUB for BIOS in the disk's boot area and BIOS boot partition",
     );
+  }
   if (uefi) {
     const sb = spec.secureBoot ? "--uefi-secure-boot" : "--no-uefi-secure-boot";
     const efi = ["--target=x86_64-efi", "--efi-directory=/boot/efi", "--no-nvram", sb];

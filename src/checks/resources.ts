@@ -167,12 +167,15 @@ export function diskContents(d: DiskReport): string | null {
  * Detection could not tell which disk holds / (or /boot): a multipath or otherwise unresolved root
  * device, or no mount table. Then no disk is known to be safe to wipe.
  */
+/**
+ * Why detection cannot tell which disk holds the running system, or null when it can: the report's
+ * rootDisk fact, set by detection. A report saved before that fact existed does not say: unknown.
+ */
 export function rootDiskUnknown(report: HostReport): string | null {
-  const w = report.warnings.find(
-    (x) =>
-      /cannot tell which disk holds/.test(x.message) || /which disks hold \/.* is unknown/.test(x.message),
-  );
-  return w ? `${w.path}: ${w.message}` : null;
+  const root = report.storage?.rootDisk;
+  if (!root)
+    return "this host report does not say which disk holds / (saved by an older kvmstrap: detect again)";
+  return root.known ? null : (root.reason ?? "unknown");
 }
 
 export function storageCheck(r: HostReport): Check {

@@ -15,7 +15,7 @@ import { detectKvm, type ProbeOptions } from "./kvm.js";
 import { detectMemory } from "./memory.js";
 import { detectNics } from "./nic.js";
 import { detectPci, nameDevices } from "./pci.js";
-import { detectDisks } from "./storage.js";
+import { detectStorage } from "./storage.js";
 import type { DetectContext } from "./sysfs.js";
 import { detectSystem } from "./system.js";
 import type { HostReport } from "./types.js";
@@ -39,7 +39,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   // Everything starts at once; only the detectors that cross-reference PCI functions wait for them,
   // and the pci.ids names (CPU work) are filled in while their reads are in flight.
   const kvmPromise = detectKvm(ctx, { live, runner: options.runner, ...options.probe });
-  const disksPromise = detectDisks(ctx);
+  const disksPromise = detectStorage(ctx);
   const pciPromise = detectPci(ctx, null);
   const iommuPromise = pciPromise.then((pci) => detectIommu(ctx, pci));
   const nicsPromise = pciPromise.then((pci) => detectNics(ctx, pci));
@@ -49,7 +49,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     const ids = live ? await cachedPciIds((i) => nameDevices(pci, i)) : await loadPciIds();
     return nameDevices(pci, ids);
   });
-  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, disks, kvm] =
+  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, storage, kvm] =
     await Promise.all([
       fs.readText("/proc/sys/kernel/hostname"),
       fs.readText("/proc/sys/kernel/osrelease"),
@@ -65,6 +65,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
       kvmPromise,
     ]);
 
+  const { disks, rootDisk } = storage;
   const bootMedium = await detectBootMedium(ctx, disks);
   for (const p of fs.problems) {
     ctx.warnings.push({
@@ -90,6 +91,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     pci,
     nics,
     disks,
+    storage: { rootDisk },
     memory,
     firmware,
     cgroups,

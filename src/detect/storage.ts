@@ -6,7 +6,7 @@
 // unknown and a warning says so, because guessing here could let a wipe hit the running system.
 import type { HostFs } from "../host/fs.js";
 import { basename, compareText, type DetectContext, intOrWarn, parseMounts } from "./sysfs.js";
-import type { DiskReport, Partition, Sources } from "./types.js";
+import type { DiskReport, Partition, RootDiskReport, Sources } from "./types.js";
 
 type Role = DiskReport["roles"][number];
 
@@ -30,7 +30,14 @@ const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i;
 const BOOT_MEDIUM_MOUNTS = new Set(["/run/live/medium", "/lib/live/mount/medium", "/cdrom"]);
 const MOUNT_FILES = ["/proc/self/mounts", "/proc/mounts", "/etc/mtab"];
 
-export async function detectDisks(ctx: DetectContext): Promise<DiskReport[]> {
+/** The disks alone (tests and tools that need no rootDisk fact). */
+export const detectDisks = async (ctx: DetectContext): Promise<DiskReport[]> =>
+  (await detectStorage(ctx)).disks;
+
+/** The disks and the fact of which ones hold the running system. */
+export async function detectStorage(
+  ctx: DetectContext,
+): Promise<{ disks: DiskReport[]; rootDisk: RootDiskReport }> {
   const names = (await ctx.fs.readDir("/sys/block")) ?? [];
   const inspected = await Promise.all(names.map((n) => inspectBlock(ctx, n)));
   const nodes = new Map<string, BlockNode>();
@@ -86,8 +93,15 @@ export async function detectDisks(ctx: DetectContext): Promise<DiskReport[]> {
   const direct = new Map<string, MountUse[]>();
   const swaps = new Set<string>();
   const mountsFile = await readMounts(ctx.fs);
+  // The first mount the running system needs that no disk could be tied to (or no mount table):
+  // said as a warning for people and as the report's rootDisk fact for the rules.
+  let unknown: { path: string; message: string } | null = null;
+  const cannotTell = (w: { path: string; message: string }) => {
+    unknown ??= w;
+    ctx.warnings.push(w);
+  };
   if (!mountsFile && disks.length) {
-    ctx.warnings.push({
+    cannotTell({
       path: MOUNT_FILES[0] as string,
       message: `no mount table (${MOUNT_FILES.join(", ")}): which disks hold /, /boot or the boot medium is unknown`,
     });
@@ -103,7 +117,7 @@ export async function detectDisks(ctx: DetectContext): Promise<DiskReport[]> {
         list.push({ mountpoint: m.mountpoint, fstype: m.fstype });
         direct.set(name, list);
       } else if (m.device.startsWith("/dev/") && criticalMount(m.mountpoint, m.fstype)) {
-        ctx.warnings.push({
+        cannotTell({
           path: mountsFile.path,
           message: `cannot tell which disk holds ${m.mountpoint} (${m.device}): no block device or dm name ties it to /sys/block; its disk is not marked`,
         });
@@ -182,7 +196,11 @@ export async function detectDisks(ctx: DetectContext): Promise<DiskReport[]> {
       disk.sources.roles = roles.has("swap") && roles.size === 1 ? "/proc/swaps" : mountsFile.path;
     }
   }
-  return disks;
+  const said = unknown as { path: string; message: string } | null;
+  const rootDisk: RootDiskReport = said
+    ? { known: false, disks: [], reason: `${said.path}: ${said.message}` }
+    : { known: true, disks: disks.filter((d) => d.roles.includes("root")).map((d) => d.name), reason: null };
+  return { disks, rootDisk };
 }
 
 /** Reads one /sys/block entry and its partitions; null for loop devices of size 0. */

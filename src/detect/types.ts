@@ -223,6 +223,21 @@ export const systemReport = z.object({
   sources,
 });
 
+/**
+ * Which disks hold the running system. known: false when a mount the running system needs (/, /boot,
+ * the ESP, the boot medium) could not be tied to a disk in /sys/block (multipath, a device only a
+ * missing dm name would resolve), or there was no mount table: then no disk is known to be free of
+ * it, and nothing may be wiped. `reason` says which mount and why (the source file first).
+ */
+export const rootDiskReport = z.object({
+  known: z.boolean(),
+  /** The disks holding / (empty when / is not on a block device, e.g. a live system's overlay). */
+  disks: z.array(str),
+  reason: strOrNull,
+});
+
+export const storageReport = z.object({ rootDisk: rootDiskReport });
+
 export const HOST_REPORT_SCHEMA = "kvmstrap.host-report/1";
 
 /** The medium a live system booted from (detect/boot-medium.ts): its disks by identity. */
@@ -256,6 +271,8 @@ export const hostReport = z.object({
   pci: z.array(pciDevice),
   nics: z.array(nicReport),
   disks: z.array(diskReport),
+  /** Absent in reports saved before it existed: read as "unknown" (detection always sets it). */
+  storage: storageReport.optional(),
   memory: memoryReport,
   firmware: firmwareReport,
   cgroups: cgroupReport,
@@ -287,4 +304,5 @@ export type CgroupReport = z.infer<typeof cgroupReport>;
 export type SystemReport = z.infer<typeof systemReport>;
 export type BootTools = z.infer<typeof bootTools>;
 export type HostReport = z.infer<typeof hostReport>;
+export type RootDiskReport = z.infer<typeof rootDiskReport>;
 export type BootMediumReport = z.infer<typeof bootMediumReport>;

@@ -340,11 +340,11 @@ export const CASES: Case[] = [
     host: "lab",
     variant: (r) => {
       for (const d of r.disks) d.roles = [];
-      r.warnings.push({
-        path: "/proc/self/mounts",
-        message:
-          "cannot tell which disk holds / (/dev/mapper/mpatha-part2): no block device or dm name ties it to /sys/block; its disk is not marked",
-      });
+      // What detection reports for it: the fact the rules read (the warning is for people).
+      const message =
+        "cannot tell which disk holds / (/dev/mapper/mpatha-part2): no block device or dm name ties it to /sys/block; its disk is not marked";
+      r.warnings.push({ path: "/proc/self/mounts", message });
+      r.storage = { rootDisk: { known: false, disks: [], reason: `/proc/self/mounts: ${message}` } };
     },
     tui: { kind: "disk", disk: "sdb", wipe: true },
     errors: ["storage.root-unknown storage.pools[0].wipe"],
@@ -353,10 +353,9 @@ export const CASES: Case[] = [
     name: "the same host without a wipe: a blank disk can still join",
     host: "lab",
     variant: (r) => {
-      r.warnings.push({
-        path: "/proc/self/mounts",
-        message: "cannot tell which disk holds / (/dev/mapper/mpatha-part2)",
-      });
+      const message = "cannot tell which disk holds / (/dev/mapper/mpatha-part2)";
+      r.warnings.push({ path: "/proc/self/mounts", message });
+      r.storage = { rootDisk: { known: false, disks: [], reason: `/proc/self/mounts: ${message}` } };
     },
     tui: { kind: "disk", disk: "sdb", wipe: false },
     errors: [],
@@ -747,10 +746,9 @@ export const CASES: Case[] = [
     name: "install where detection cannot tell which disk holds /; BIOS loader only on a UEFI machine",
     host: "lab",
     variant: (r) => {
-      r.warnings.push({
-        path: "/proc/self/mounts",
-        message: "cannot tell which disk holds / (/dev/mapper/mpatha)",
-      });
+      const message = "cannot tell which disk holds / (/dev/mapper/mpatha)";
+      r.warnings.push({ path: "/proc/self/mounts", message });
+      r.storage = { rootDisk: { known: false, disks: [], reason: `/proc/self/mounts: ${message}` } };
       r.firmware.mode = "uefi";
     },
     answer: { install: { disk: { serial: "S64GNE0R000001" }, firmware: "bios" } },

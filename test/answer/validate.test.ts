@@ -156,6 +156,25 @@ describe("validateAnswer", () => {
     ]);
   });
 
+  it("a wipe is refused when the report's rootDisk fact says / is on no known disk (not a warning's wording)", () => {
+    const yaml =
+      "storage:\n  pools:\n    - { name: p, type: lvm-thin, wipe: true, disks: [{ serial: WJG00001 }] }";
+    const unknown = structuredClone(lab);
+    unknown.storage = { rootDisk: { known: false, disks: [], reason: "/proc/mounts: / is on mpatha" } };
+    expect(check(yaml, unknown).errors).toEqual([
+      {
+        path: "storage.pools[0].wipe",
+        message: expect.stringContaining(
+          "which disk holds the running system (/proc/mounts: / is on mpatha)",
+        ),
+      },
+    ]);
+    // A warning that reads alike decides nothing: the fact says the root disk is known.
+    const worded = structuredClone(lab);
+    worded.warnings.push({ path: "/proc/mounts", message: "cannot tell which disk holds /srv (/dev/x)" });
+    expect(check(yaml, worded).errors).toEqual([]);
+  });
+
   it("wiping a mounted disk, one with holders, or the boot medium is refused", () => {
     const yaml =
       "storage:\n  pools:\n    - { name: p, type: lvm-thin, wipe: true, disks: [{ serial: WJG00001 }] }";

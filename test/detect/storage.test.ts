@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { detectDisks } from "../../src/detect/storage.js";
+import { detectDisks, detectStorage } from "../../src/detect/storage.js";
 import type { DetectContext } from "../../src/detect/sysfs.js";
 import type { DiskReport } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
@@ -317,6 +317,27 @@ describe("detectDisks on a synthetic root", () => {
     expect(byName(r.disks, "sda").roles).toEqual(["root"]);
     expect(byName(r.disks, "dm-0").roles).toEqual(["root"]);
     expect(r.ctx.warnings).toEqual([]);
+  });
+
+  it("says as a fact (rootDisk) whether it knows which disk holds /, and why not", async () => {
+    const t = tree();
+    scsiDisk(t, SATA, "sda", "8:0", [{ n: 1, size: 2048, majMin: "8:1", holders: ["dm-0"] }]);
+    dm(t, "dm-0", "253:0", ["sda1"], null);
+    t.file("/proc/mounts", "/dev/mapper/cryptroot / ext4 rw 0 0\n");
+    const fs = () => ({ fs: new RootedHostFs(t.root), warnings: [] });
+    expect((await detectStorage(fs())).rootDisk).toEqual({
+      known: false,
+      disks: [],
+      reason: expect.stringMatching(
+        /^\/proc\/mounts: cannot tell which disk holds \/ \(\/dev\/mapper\/cryptroot\)/,
+      ),
+    });
+    t.link("/dev/mapper/cryptroot", "../dm-0");
+    expect((await detectStorage(fs())).rootDisk).toEqual({
+      known: true,
+      disks: ["dm-0", "sda"],
+      reason: null,
+    });
   });
 
   it("falls back from /proc/self/mounts to /proc/mounts to /etc/mtab", async () => {

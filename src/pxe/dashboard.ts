@@ -126,20 +126,24 @@ export function startDashboard(
     pending ??= setTimeout(draw, 250);
   };
   const tick = setInterval(draw, 1000);
-  const onKey = (data: Buffer) => {
-    const k = data.toString("latin1");
-    if (k === "q" || k === "Q" || k === "\x03") return onQuit();
-    if (k === "\x1b[A" || k === "k") selected = Math.max(0, selected - 1);
-    else if (k === "\x1b[B" || k === "j") selected += 1;
-    else if (k === "\x1b[5~") selected = Math.max(0, selected - 10);
-    else if (k === "\x1b[6~") selected += 10;
-    else if (k === "\r" || k === "\n") detail = !detail;
-    else if (k === "\x1b" || k === "\x7f") detail = false;
-    else return;
+  const onKey = (key: string) => {
+    if (key === "q" || key === "Q" || key === "\x03") {
+      onQuit();
+      return;
+    }
+    if (key === "\x1b[A" || key === "\x1bOA" || key === "k") selected = Math.max(0, selected - 1);
+    else if (key === "\x1b[B" || key === "\x1bOB" || key === "j") selected += 1;
+    else if (key === "\x1b[5~") selected = Math.max(0, selected - 10);
+    else if (key === "\x1b[6~") selected += 10;
+    else if (key === "\r" || key === "\n") detail = !detail;
+    else if (key === "\x1b" || key === "\x7f") detail = false;
+  };
+  const onData = (data: Buffer) => {
+    for (const key of splitKeys(data.toString("latin1"))) onKey(key);
     draw();
   };
   input.setRawMode(true);
-  input.on("data", onKey);
+  input.on("data", onData);
   input.resume();
   out.write("\x1b[?25l\x1b[2J");
   out.on("resize", draw);
@@ -151,11 +155,19 @@ export function startDashboard(
       stopped = true;
       clearInterval(tick);
       clearTimeout(pending);
-      input.off("data", onKey);
+      input.off("data", onData);
       input.setRawMode(false);
       input.pause();
       out.off("resize", draw);
       out.write("\x1b[?25h\r\n");
     },
   };
+}
+
+/** The keys in one read: a serial line or a fast typist delivers several at once. */
+export function splitKeys(text: string): string[] {
+  const keys: string[] = [];
+  const re = /\x1b\[[0-9;]*[A-Za-z~]|\x1bO[A-Za-z]|[\s\S]/g;
+  for (const m of text.matchAll(re)) keys.push(m[0]);
+  return keys;
 }

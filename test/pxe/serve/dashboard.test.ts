@@ -75,3 +75,17 @@ describe("the serve dashboard", () => {
     expect(wantsAscii({ TERM: "xterm-256color", LANG: "en_US.UTF-8" })).toBe(false);
   });
 });
+
+describe("keys", () => {
+  it("splits one read into keys: arrows (CSI and SS3), page keys, Enter, Escape, letters", async () => {
+    const { splitKeys } = await import("../../../src/pxe/dashboard.js");
+    expect(splitKeys("\x1b[B\x1bOB\r\x1b[6~q\x1b")).toEqual([
+      "\x1b[B",
+      "\x1bOB",
+      "\r",
+      "\x1b[6~",
+      "q",
+      "\x1b",
+    ]);
+  });
+});

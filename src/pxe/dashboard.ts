@@ -167,6 +167,7 @@ export function startDashboard(
 /** The keys in one read: a serial line or a fast typist delivers several at once. */
 export function splitKeys(text: string): string[] {
   const keys: string[] = [];
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escape sequences are what it reads
   const re = /\x1b\[[0-9;]*[A-Za-z~]|\x1bO[A-Za-z]|[\s\S]/g;
   for (const m of text.matchAll(re)) keys.push(m[0]);
   return keys;

@@ -188,6 +188,45 @@ describe.skipIf(!built)(
       expect(human.stdout).toMatch(/52:54:00:0c:11:01\s+script/);
     });
 
+    it("serve status --follow --json streams the server's events as they happen", async () => {
+      const follow = spawn(process.execPath, [
+        bin,
+        "serve",
+        "status",
+        "--follow",
+        "--json",
+        "--server",
+        `http://127.0.0.1:${httpPort}`,
+      ]);
+      let got = "";
+      follow.stdout.on("data", (d: Buffer) => {
+        got += d.toString();
+      });
+      try {
+        const t0 = Date.now();
+        while (!got.includes('"type":"hello"') && Date.now() - t0 < 10_000)
+          await new Promise((r) => setTimeout(r, 50));
+        await execa("curl", [
+          "-sS",
+          "--fail",
+          "-o",
+          "/dev/null",
+          `http://127.0.0.1:${httpPort}/boot/52-54-00-0c-11-02.ipxe`,
+        ]);
+        while (!got.includes("52:54:00:0c:11:02") && Date.now() - t0 < 10_000)
+          await new Promise((r) => setTimeout(r, 50));
+        const line = got.split("\n").find((l) => l.includes("52:54:00:0c:11:02")) as string;
+        expect(JSON.parse(line)).toMatchObject({
+          type: "node-state",
+          from: "discovered",
+          state: "script",
+          input: "script",
+        });
+      } finally {
+        follow.kill("SIGTERM");
+      }
+    });
+
     it("serve rearm with the state directory's admin token", async () => {
       const r = await cli([
         "serve",

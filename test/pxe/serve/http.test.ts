@@ -271,3 +271,35 @@ describe("event intake, boot once and re-arm", () => {
     expect(again).toContain("kvmstrap.auto=install");
   });
 });
+
+describe("--known-only", () => {
+  it("refuses a script to a node the nodes file does not list, and serves one it finds by serial", async () => {
+    const dir = path.join(tmp.dir, "known-only");
+    const only = await BootServer.start({
+      dhcp: "off",
+      listen: "127.0.0.1",
+      tftpPort: 0,
+      httpPort: 0,
+      netbootDir: netboot.dir,
+      ipxeDir: path.join(tmp.dir, "no-ipxe"),
+      nodesFile: makeNodesFile(tmp.dir),
+      stateDir: path.join(dir, "state"),
+      tokenTtlSeconds: 3600,
+      knownOnly: true,
+    });
+    try {
+      const unknown = await curl(scratch, `${only.info.http}/boot/${MAC_C.replaceAll(":", "-")}.ipxe`);
+      expect(unknown.status).toBe(404);
+      expect(unknown.body.toString()).not.toContain("kernel");
+      expect(only.table.get(MAC_C)).toBeUndefined();
+      const known = await curl(
+        scratch,
+        `${only.info.http}/boot/${MAC_B.replaceAll(":", "-")}.ipxe?serial=${enc(SERIAL_B)}`,
+      );
+      expect(known.status).toBe(200);
+      expect(known.body.toString()).toContain("(node-b)");
+    } finally {
+      await only.close();
+    }
+  });
+});

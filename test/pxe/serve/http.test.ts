@@ -191,8 +191,11 @@ describe("answers and tokens", () => {
   });
 
   it("serves the node's own answer with the webhook pointed at its intake, and nothing else", async () => {
-    const token = tokenIn((await get(`/boot/${MAC_A.replaceAll(":", "-")}.ipxe`)).body.toString());
-    const r = await get(`/v1/nodes/${MAC_A}/answer`, ["-H", `Authorization: Bearer ${token}`]);
+    const script = (await get(`/boot/${MAC_A.replaceAll(":", "-")}.ipxe`)).body.toString();
+    const token = tokenIn(script);
+    // The URL exactly as the appliance reads it from its command line.
+    const answerUrl = /kvmstrap\.answer=(\S+)/.exec(script)?.[1] as string;
+    const r = await curl(scratch, answerUrl, ["-H", `Authorization: Bearer ${token}`]);
     expect(r.status).toBe(200);
     const text = r.body.toString();
     const served = parseYaml(text);
@@ -207,6 +210,16 @@ describe("answers and tokens", () => {
     expect(text).not.toContain("operators-own-token");
     expect(text).not.toContain("node-b");
     expect(await stateOf(MAC_A)).toBe("answer-fetched");
+    // The webhook, as the appliance's apply will POST its events to it.
+    const hook = await curl(scratch, served.report.webhook, [
+      ...["-X", "POST", "-H", "content-type: application/json", "-H", `Authorization: Bearer ${token}`],
+      ...[
+        "--data-binary",
+        JSON.stringify({ type: "run", phase: "STARTED", runId: "r1", time: new Date().toISOString() }),
+      ],
+    ]);
+    expect(hook.status).toBe(204);
+    expect(await stateOf(MAC_A)).toBe("installing");
   });
 
   it("404 for a node without an answer (with a valid token)", async () => {

@@ -100,6 +100,18 @@ boot
 `;
 }
 
+/**
+ * KVMSTRAP_IMAGE_ANSWER=FILE puts an answer on the ISO as kvmstrap/answer.yaml, where the live
+ * system's boot agent finds it (/run/live/medium/kvmstrap/answer.yaml). It is held to the project's
+ * own answer loader first, so a broken answer fails the build, not the machine it boots.
+ */
+async function embedAnswer(file, tree) {
+  const { readAnswerSource } = await import(path.join(project, "dist/answer/load.js"));
+  await readAnswerSource(file);
+  await mkdir(path.join(tree, "kvmstrap"), { recursive: true });
+  await run("cp", [file, path.join(tree, "kvmstrap/answer.yaml")]);
+}
+
 /** Removes what an interrupted build (its process gone) left: staging trees and .build directories. */
 async function removeLeftovers() {
   const alive = (pid) => {
@@ -182,6 +194,8 @@ async function main() {
       .replaceAll("@APPEND@", LIVE_APPEND)
       .replaceAll("@APPEND_SCREEN@", "boot=live quiet console=tty0");
     await writeFile(path.join(tree, "boot/grub/grub.cfg"), grub);
+    const embedded = process.env.KVMSTRAP_IMAGE_ANSWER;
+    if (embedded) await stage(`embedded answer ${embedded}`, () => embedAnswer(embedded, tree));
     // Debian's signed GRUB CD image finds its medium by this file (the Secure Boot variant).
     await mkdir(path.join(tree, ".disk"), { recursive: true });
     await writeFile(path.join(tree, ".disk/info"), `kvmstrap ${version} amd64 (${ROOT_RECIPE.suite})\n`);

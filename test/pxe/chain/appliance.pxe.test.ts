@@ -205,7 +205,8 @@ function expectTimeline(n: NodeStatus, states: string[]) {
   expect(at, `states in order: ${seen.join(" > ")}`).toBe(states.length);
   for (const t of n.timeline) expect(t.durationMs).toBeGreaterThanOrEqual(0);
   const line = n.timeline
-    .map((t) => `${t.state} (${(t.durationMs / 1000).toFixed(1)} s in ${t.from})`)
+    .filter((t) => t.state !== t.from)
+    .map((t) => `${t.state} (after ${(t.durationMs / 1000).toFixed(1)} s in ${t.from})`)
     .join(" > ");
   console.log(`[test:pxe] ${n.mac}: ${line}`);
 }

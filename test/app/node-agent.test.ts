@@ -198,6 +198,13 @@ describe("the boot agent", () => {
     );
   });
 
+  it("an answer whose webhook is the server's own intake gets each event once", async () => {
+    answerText = `version: 1\nreport:\n  webhook: ${base}${serverPath}\n  headers:\n    Authorization: Bearer ${TOKEN}\n`;
+    const { outcome } = await agent(cmdline());
+    expect(outcome).toMatchObject({ phase: "answer-fetched", exitCode: 0 });
+    expect(phases(serverPath)).toEqual(["appliance-up", "answer-fetched"]);
+  });
+
   it("a server that refuses the events does not stop the boot: the agent says so and goes on", async () => {
     eventsStatus = 503;
     const { outcome, said, logged } = await agent(cmdline());

@@ -67,7 +67,13 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     return ctx.attribution.lookup(req.ip);
   };
 
+  // The query form (/boot.ipxe?mac=...) is the per-node script too, for clients that build URLs so.
   app.get("/boot.ipxe", async (req, reply) => {
+    const mac = (req.query as Query).mac;
+    if (mac !== undefined) {
+      if (!MAC_PARAM.test(mac)) return text(reply, 404, "not a MAC address\n");
+      return nodeBootScript(req, reply, normalizeMac(mac));
+    }
     const b = base(req);
     if (!b) return text(reply, 400, "bad Host header\n");
     return text(reply, 200, genericScript(b));
@@ -76,7 +82,10 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
   app.get("/boot/:file", async (req, reply) => {
     const m = MAC_FILE.exec((req.params as { file: string }).file);
     if (!m?.[1]) return text(reply, 404, "not found: /boot/<mac>.ipxe\n");
-    const mac = normalizeMac(m[1]);
+    return nodeBootScript(req, reply, normalizeMac(m[1]));
+  });
+
+  async function nodeBootScript(req: FastifyRequest, reply: FastifyReply, mac: string) {
     const q = req.query as Query;
     const clip = (s: string | undefined) => (s && s.length <= 200 ? s : undefined);
     const entry = ctx.nodes.find({ mac, uuid: clip(q.uuid), serial: clip(q.serial), asset: clip(q.asset) });
@@ -114,7 +123,7 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
         answer: entry?.answer !== undefined,
       }),
     );
-  });
+  }
 
   app.route({
     method: ["GET", "HEAD"],

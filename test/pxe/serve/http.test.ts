@@ -157,6 +157,13 @@ describe("iPXE scripts", () => {
     }
   });
 
+  it("the query form /boot.ipxe?mac= is the node's script too", async () => {
+    const s = (await get(`/boot.ipxe?mac=${MAC_B.toUpperCase()}&serial=${enc(SERIAL_B)}`)).body.toString();
+    expect(s).toContain(`kvmstrap.node=${MAC_B}`);
+    expect(s).toContain("(node-b)");
+    expect((await get("/boot.ipxe?mac=nope")).status).toBe(404);
+  });
+
   it("an unknown node boots interactively, with no answer URL", async () => {
     const s = (await get(`/boot/${MAC_C.replaceAll(":", "-")}.ipxe`)).body.toString();
     expect(s).toContain(`kvmstrap.node=${MAC_C}`);

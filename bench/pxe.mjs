@@ -8,8 +8,14 @@
 //   3. 64 MiB, windowsize 16 and lock-step, our own client duplicating 1% of its ACKs against
 //      clean, on kvmstrap's server (target: >= 80% of clean; a server with the Sorcerer's
 //      Apprentice bug resends a window per duplicate)
-// Both servers run as their own processes (kvmstrap's is this file with --serve), so each has a
-// core as in production. Files live in /var/tmp/kvmstrap-bench-pxe-* and are removed at the end.
+//   4. HTTP artifacts, 1 GiB with 8 curl clients at once: kvmstrap serve's /netboot/ against a
+//      private nginx serving the same file (target: >= 0.5x nginx; bench/pxe-http.mjs)
+//   5. 1,000 simulated nodes through the whole chain against kvmstrap serve in a network
+//      namespace: wall time (target: < 60 s on 2 cores) and memory per tracked node
+//      (bench/pxe-sim.mjs, the simulator of test/pxe/sim)
+// KVMSTRAP_BENCH_PXE=tftp,http,sim picks parts (default all). Both servers run as their own
+// processes (kvmstrap's TFTP is this file with --serve), so each has a core as in production.
+// Files live in /var/tmp/kvmstrap-bench-pxe-* and are removed at the end.
 import { execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
@@ -267,7 +273,10 @@ function ownClient(port, windowsize, dupEvery) {
   });
 }
 
-try {
+const PARTS = new Set((process.env.KVMSTRAP_BENCH_PXE ?? "tftp,http,sim").split(","));
+const tables = [];
+
+async function benchTftp() {
   for (const tool of ["curl", "atftp", "in.tftpd"]) {
     await execFileP("sh", ["-c", `command -v ${tool}`]).catch(() => {
       throw new Error(`${tool} is missing: run scripts/setup-test-host.sh`);
@@ -371,6 +380,25 @@ try {
       `DATA packets beyond one per block: max ${Math.max(...extra)}; server retransmissions in all runs: ${resent}; ` +
       `atftp transfers granted windowsize 16: ${atftpEvents.length}; transfers not completed: ${unfinished}`,
   );
+}
+
+try {
+  if (PARTS.has("tftp")) await benchTftp();
+  const ctx = { root, dir, runs: Number(process.env.KVMSTRAP_BENCH_HTTP_RUNS ?? 5), children, log, median };
+  if (PARTS.has("http")) {
+    const { benchHttp } = await import("./pxe-http.mjs");
+    tables.push(await benchHttp(ctx));
+  }
+  if (PARTS.has("sim")) {
+    const { benchSim } = await import("./pxe-sim.mjs");
+    tables.push(await benchSim(ctx));
+  }
+  for (const t of tables) {
+    const width = Math.max(...t.rows.map((r) => r[0].length));
+    console.log(t.title);
+    for (const [name, value] of t.rows) console.log(`  ${name.padEnd(width)}  ${value}`);
+    for (const n of t.notes) console.log(`  ${n}`);
+  }
 } catch (error) {
   console.error(`[bench:pxe] failed: ${error instanceof Error ? error.message : error}`);
   process.exitCode = 1;

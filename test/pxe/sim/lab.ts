@@ -10,7 +10,7 @@
 // the whole host).
 import { type ChildProcess, execFileSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -231,6 +231,7 @@ export class Lab {
     }
     this.clients.destroy();
     this.server.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

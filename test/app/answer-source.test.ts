@@ -266,6 +266,34 @@ describe.skipIf(loopWhy)(
       expect(await mounts()).toEqual([]);
     });
 
+    it("a vfat stick (the usual second medium) too: the filesystem type is found by mount", async (ctx) => {
+      if (spawnSync("sh", ["-c", "command -v mkfs.vfat && command -v mcopy"]).status !== 0) {
+        ctx.skip("mkfs.vfat or mcopy (mtools) missing");
+      }
+      if (!/\svfat$/m.test(await readFile("/proc/filesystems", "utf8"))) {
+        ctx.skip("this kernel cannot mount vfat (not in /proc/filesystems, no modules)");
+      }
+      const fat = path.join(scratch, "fat.img");
+      const fatLabel = `KVMF${process.pid % 100000}`;
+      const answerFile = path.join(scratch, "fat-answer.yaml");
+      await writeFile(answerFile, ANSWER);
+      const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" });
+      expect(run("truncate", ["-s", "8M", fat]).status).toBe(0);
+      expect(run("mkfs.vfat", ["-n", fatLabel, fat]).status).toBe(0);
+      expect(run("mcopy", ["-i", fat, answerFile, "::/answer.yaml"]).status).toBe(0);
+      const dev = run("losetup", ["-f", "--show", fat]).stdout.trim();
+      try {
+        const got = await findAnswer(parseKernelCmdline(`kvmstrap.answer=label:${fatLabel}`), {
+          byLabelDir: path.join(scratch, "no-udev"),
+          embedded: null,
+        });
+        expect(got).toMatchObject({ source: `label:${fatLabel}/answer.yaml`, text: ANSWER });
+        expect(await mounts()).toEqual([]);
+      } finally {
+        run("losetup", ["-d", dev]);
+      }
+    });
+
     it("names a label no filesystem has", async () => {
       await expect(
         findAnswer(parseKernelCmdline("kvmstrap.answer=label:NOSUCHLBL9"), {

@@ -19,6 +19,7 @@ import type { VerifyCheck } from "./verify-result.js";
 import { TESTVM_MARKER, testVmDisk } from "./verify-vm-boot.js";
 
 export const TESTVM_NAME = "kvmstrap-verify";
+const LOG_GRACE_MS = 2000;
 
 const where = (libvirt: Libvirt, extra: string[]) => [...extra, `virsh -c ${libvirt.uri} list --all`];
 const describeError = (e: unknown) =>
@@ -125,8 +126,14 @@ export async function testVmCheck(o: TestVmOptions): Promise<VerifyCheck> {
       }
       const running = await libvirt.domainExists(TESTVM_NAME);
       if (!running || Date.now() - t0 > timeoutMs) {
-        // One last read: the guest may have powered off right after writing the marker.
-        const last = await readFile(serialLog, "latin1").catch(() => "");
+        // The guest powers off right after the marker, and the log's writer (virtlogd, or qemu) may
+        // flush after the domain is gone: read again for a short while before calling it a failure.
+        let last = "";
+        for (const end = Date.now() + LOG_GRACE_MS; ; ) {
+          last = await readFile(serialLog, "latin1").catch(() => "");
+          if (last.includes(marker) || Date.now() > end) break;
+          await sleep(100);
+        }
         if (last.includes(marker))
           return check(
             "pass",

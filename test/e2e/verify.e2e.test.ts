@@ -25,19 +25,11 @@ afterAll(async () => {
 const virsh = (...args: string[]) =>
   execa("virsh", ["-c", daemon?.uri ?? "", ...args], { env: { LC_ALL: "C" } });
 
-async function verify(answer: string) {
+async function verify(answer: string, uri = daemon?.uri ?? "") {
   const stateDir = path.join(work, "state");
   const r = await execa(
     process.execPath,
-    [
-      path.join(projectRoot, "bin/kvmstrap.js"),
-      "verify",
-      answer,
-      "--connect",
-      daemon?.uri ?? "",
-      "--state-dir",
-      stateDir,
-    ],
+    [path.join(projectRoot, "bin/kvmstrap.js"), "verify", answer, "--connect", uri, "--state-dir", stateDir],
     { reject: false, env: { LC_ALL: "C" } },
   );
   const result = verifyResultSchema.parse(
@@ -77,6 +69,16 @@ describe("kvmstrap verify boots its test VM", () => {
     expect(stopped.stdout).toBe("KVMSTRAP-VERIFY: FAIL (1 failed: pool.verifypool)");
     expect(stopped.result.checks.find((c) => c.id === "pool.verifypool")?.found).toBe(
       "defined but not active",
+    );
+
+    // No libvirtd behind the URI: both libvirt checks fail and say so.
+    const away = await verify(answer, `qemu+unix:///system?socket=${work}/no-such-sock`);
+    expect(away.exitCode).toBe(1);
+    expect(away.result.checks.find((c) => c.id === "vm.boot")?.found).toMatch(
+      /could not run the test VM \(\w+\): connect/,
+    );
+    expect(away.result.checks.find((c) => c.id === "pool.verifypool")?.found).toMatch(
+      /^libvirt did not answer: connect/,
     );
   });
 });

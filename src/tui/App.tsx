@@ -5,7 +5,7 @@ import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } fro
 import type { HostReport } from "../detect/types.js";
 import type { Draft } from "./draft.js";
 import { buildModel, type HostModel } from "./model.js";
-import { SCREENS } from "./screens.js";
+import { screensFor } from "./screens.js";
 import type { Session } from "./session.js";
 import type { Theme } from "./theme.js";
 import type { Hold, Shared } from "./types.js";
@@ -64,7 +64,8 @@ export function App({ report, session, initial, theme, start = 0, onShared }: Ap
   useEffect(() => {
     if (shared.savedPath) setBaseline(draftRef.current);
   }, [shared.savedPath]);
-  const next = useCallback(() => setIndex((i) => Math.min(SCREENS.length - 1, i + 1)), []);
+  const screens = useMemo(() => screensFor(model?.report ?? null), [model]);
+  const next = useCallback(() => setIndex((i) => Math.min(screens.length - 1, i + 1)), [screens]);
   const registry = useMemo(
     () => new Set<Parameters<typeof dispatchKey>[0] extends Set<infer R> ? R : never>(),
     [],
@@ -90,13 +91,13 @@ export function App({ report, session, initial, theme, start = 0, onShared }: Ap
   const height = Math.max(12, rows - 1);
   const inner = width - 4;
   const contentH = height - 5;
-  const screen = SCREENS[index] ?? SCREENS[0];
+  const screen = screens[index] ?? screens[0];
   const header = useMemo(() => {
-    const step = `${index + 1}/${SCREENS.length} ${screen?.title ?? ""}`;
-    const trail = SCREENS.map((s, i) => (i === index ? `[${s.title}]` : s.title)).join(" ");
+    const step = `${index + 1}/${screens.length} ${screen?.title ?? ""}`;
+    const trail = screens.map((s, i) => (i === index ? `[${s.title}]` : s.title)).join(" ");
     const base = `kvmstrap installer  ${step}${dirty ? "  (unsaved changes)" : ""}`;
     return inner >= base.length + trail.length + 4 ? `${base}    ${trail}` : base;
-  }, [index, screen, dirty, inner]);
+  }, [index, screen, screens, dirty, inner]);
   let body: ReactNode;
   if (failed) body = <Line text={`Detection failed: ${failed}`} width={inner} theme={theme} color="red" />;
   else if (!model) body = <Line text={`Detecting ${session.root} ...`} width={inner} theme={theme} />;

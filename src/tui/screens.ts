@@ -3,6 +3,7 @@ import type { ReactNode } from "react";
 import { Apply } from "./screens/Apply.js";
 import { Done } from "./screens/Done.js";
 import { Hardware } from "./screens/Hardware.js";
+import { Install } from "./screens/Install.js";
 import { Network } from "./screens/Network.js";
 import { Passthrough } from "./screens/Passthrough.js";
 import { Review } from "./screens/Review.js";
@@ -120,3 +121,24 @@ export const SCREENS: ScreenDef[] = [
     Component: Done,
   },
 ];
+
+/** The Install screen: only on the appliance (a live system), after Done, so the settings chosen
+ *  before it go onto the installed host and apply on its first boot. */
+export const INSTALL_SCREEN: ScreenDef = {
+  id: "install",
+  title: "Install",
+  keys: "Enter choose  w erase data  I install",
+  help: [
+    "Install the hypervisor onto a disk of this machine (from the appliance); last, so the",
+    "settings chosen before it go onto the installed host and apply on its first boot.",
+    "The boot medium and devices that are not disks cannot be chosen; USB disks are listed last.",
+    "A disk holding data needs w first; choosing a disk asks for its serial, typed.",
+    "I runs kvmstrap install with the answer built so far; the host settings follow on first boot.",
+  ],
+  Component: Install,
+};
+
+/** The screens for this machine: the wizard, plus Install when it runs live from the appliance. */
+export function screensFor(report: { bootMedium?: { live: boolean } | undefined } | null): ScreenDef[] {
+  return report?.bootMedium?.live ? [...SCREENS, INSTALL_SCREEN] : SCREENS;
+}

@@ -173,8 +173,10 @@ async function serve(v: Values): Promise<number> {
     )
       throw e;
     server = await BootServer.start({ ...options, netbootDir: undefined });
-    early.push({ type: "warning", time: new Date().toISOString(), message: `no netboot set: ${e.message}` });
+    early.push({ type: "warning", time: new Date().toISOString(), message: e.message });
   }
+  for (const message of server.warnings)
+    early.push({ type: "warning", time: new Date().toISOString(), message });
   return run(server, v, early);
 }
 

@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { InputError } from "../core/errors.js";
 import { Attribution } from "./attribution.js";
+import { bootImageSource, listBootImages } from "./boot-files.js";
 import { bootPolicy } from "./boot-policy.js";
 import { JsonFileLeaseStore, LeaseTable, parseRange } from "./dhcp4/leases.js";
 import { type Dhcp4Event, type Dhcp4Mode, Dhcp4Server } from "./dhcp4/server.js";
@@ -87,6 +88,8 @@ export class BootServer {
       http: Awaited<ReturnType<typeof buildHttpApp>>;
     },
     readonly adminTokenFile: string,
+    /** Problems worth saying at start that do not stop the server. */
+    readonly warnings: string[] = [],
   ) {}
 
   static async start(o: ServeOptions, table?: NodeTable): Promise<BootServer> {
@@ -105,6 +108,14 @@ export class BootServer {
     const stateFile = path.join(o.stateDir, "nodes-state.json");
     for (const mac of await loadInstalled(stateFile)) t.touch(mac, true);
     const attribution = new Attribution();
+    const bootImages = await listBootImages(o.ipxeDir);
+    const warnings: string[] = [];
+    if (o.dhcp !== "off" && !bootImages.length)
+      warnings.push(
+        `${o.ipxeDir}: no iPXE boot images (install the ipxe package or pass --ipxe-dir): PXE ROMs will get "file not found"`,
+      );
+    if (!netboot)
+      warnings.push("no netboot set: nodes that ask for their boot script get 503 (pass --netboot DIR)");
 
     const ctx: HttpContext = {
       table: t,
@@ -122,7 +133,10 @@ export class BootServer {
     };
     const http = await buildHttpApp(ctx);
     const tftp = new TftpServer({
-      source: layeredSource([o.filesDir, o.ipxeDir]),
+      source: layeredSource([
+        ...(o.filesDir ? [directorySource(o.filesDir)] : []),
+        bootImageSource(o.ipxeDir, bootImages),
+      ]),
       address: o.listen,
       port: o.tftpPort,
       onStart: (s) => {
@@ -180,6 +194,7 @@ export class BootServer {
         info,
         { ...(dhcp ? { dhcp } : {}), tftp, http },
         path.join(o.stateDir, ADMIN_TOKEN_FILE),
+        warnings,
       );
       // ctx.info reads `server` lazily; bind it now that it exists.
       ctx.info = () => ({ ...server.info });
@@ -275,9 +290,8 @@ async function dhcpMode(o: ServeOptions, serverIp: string, netmask: string | und
   };
 }
 
-/** Files from the first directory that has them (--files before --ipxe-dir). */
-function layeredSource(dirs: (string | undefined)[]): TftpSource {
-  const sources = dirs.filter((d): d is string => Boolean(d)).map((d) => directorySource(d));
+/** Files from the first source that has them (--files before --ipxe-dir). */
+function layeredSource(sources: TftpSource[]): TftpSource {
   return {
     async open(name) {
       let last: unknown = Object.assign(new Error("file not found"), { code: "ENOENT" });

@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
@@ -23,6 +23,7 @@ const files = path.join(tmp.dir, "files");
 const state = path.join(tmp.dir, "state");
 const out = path.join(tmp.dir, "out");
 const big = randomBytes(3 * 1024 * 1024 + 777);
+const efi = randomBytes(200_000);
 let child: ChildProcess;
 let events: Record<string, unknown>[] = [];
 let stdout = "";
@@ -63,6 +64,13 @@ beforeAll(async () => {
   if (!built) return;
   for (const d of [files, state, out]) mkdirSync(d, { recursive: true });
   writeFileSync(path.join(files, "big.bin"), big);
+  // Debian links /usr/lib/ipxe/ipxe.efi to /boot/ipxe.efi: an --ipxe-dir image may live elsewhere,
+  // while a link out of --files stays refused.
+  mkdirSync(path.join(tmp.dir, "ipxe"));
+  mkdirSync(path.join(tmp.dir, "boot"));
+  writeFileSync(path.join(tmp.dir, "boot", "ipxe.efi"), efi);
+  symlinkSync(path.join(tmp.dir, "boot", "ipxe.efi"), path.join(tmp.dir, "ipxe", "ipxe.efi"));
+  symlinkSync(path.join(tmp.dir, "boot", "ipxe.efi"), path.join(files, "outside.efi"));
   const netboot = makeNetboot(path.join(tmp.dir, "netboot")).dir;
   [tftpPort, httpPort] = [await freeUdp(), await freeTcp()];
   child = spawn(process.execPath, [
@@ -70,7 +78,8 @@ beforeAll(async () => {
     "serve",
     ...["--dhcp", "off", "--listen", "127.0.0.1"],
     ...["--tftp-port", String(tftpPort), "--http-port", String(httpPort)],
-    ...["--files", files, "--netboot", netboot, "--state-dir", state, "--json"],
+    ...["--files", files, "--netboot", netboot, "--ipxe-dir", path.join(tmp.dir, "ipxe")],
+    ...["--state-dir", state, "--json"],
   ]);
   child.stdout?.on("data", (d: Buffer) => {
     stdout += d.toString();
@@ -168,6 +177,27 @@ describe.skipIf(!built)(
       expect(missing.stdout).toBe("404");
     });
 
+    it("serves an iPXE image linked from out of --ipxe-dir, refuses a link out of --files", async () => {
+      const local = path.join(out, "ipxe.efi");
+      await execa("curl", ["-sS", "--fail", "-o", local, `tftp://127.0.0.1:${tftpPort}/ipxe.efi`], {
+        timeout: 20_000,
+      });
+      expect(sha256(readFileSync(local))).toBe(sha256(efi));
+      const outside = await execa(
+        "curl",
+        ["-sS", "-o", path.join(out, "x"), `tftp://127.0.0.1:${tftpPort}/outside.efi`],
+        {
+          reject: false,
+          timeout: 20_000,
+        },
+      );
+      expect(outside.exitCode).not.toBe(0);
+      await waitFor(
+        (e) => e.type === "transfer" && e.file === "outside.efi" && e.outcome === "refused",
+        "the refusal",
+      );
+    });
+
     it("serve status --json reads the running server; the human form names it", async () => {
       await execa("curl", [
         "-sS",
@@ -249,7 +279,7 @@ describe.skipIf(!built)(
       expect(events.at(-1)).toMatchObject({ type: "stopped" });
       // The state it keeps on purpose (the re-arm above saved nodes-state.json), and nothing else.
       expect(readdirSync(state).sort()).toEqual(["admin.token", "nodes-state.json", "token.key"]);
-      expect(readdirSync(files)).toEqual(["big.bin"]);
+      expect(readdirSync(files).sort()).toEqual(["big.bin", "outside.efi"]);
       expect(stderr).toBe("");
     });
   },

@@ -161,6 +161,9 @@ describe.skipIf(!built)("the wrapper, with the real kvmstrap on a machine tree",
     expect(r.stdout).toContain("the apply journal is complete");
     expect(r.status).toBe(0);
     expect(existsSync(done)).toBe(true);
+    expect(readFileSync(path.join(fx.root, "etc/issue.d/kvmstrap-firstboot.issue"), "utf8")).toBe(
+      "kvmstrap first boot: KVMSTRAP-VERIFY: PASS (details: /var/lib/kvmstrap/verify.json)\n\n",
+    );
   });
 
   it("verify fails: exit 3 (no retry), no done marker, and the failure handler says why", async () => {
@@ -175,6 +178,9 @@ describe.skipIf(!built)("the wrapper, with the real kvmstrap on a machine tree",
     expect(f.status).toBe(0);
     expect(f.stdout).toMatch(
       /KVMSTRAP-FIRSTBOOT: FAILED \(kvmstrap-firstboot\.service\): apply run .* is done; last verify: KVMSTRAP-VERIFY: FAIL/,
+    );
+    expect(readFileSync(path.join(fx.root, "etc/issue.d/kvmstrap-firstboot.issue"), "utf8")).toMatch(
+      /^kvmstrap first boot: KVMSTRAP-FIRSTBOOT: FAILED \(kvmstrap-firstboot\.service\)/,
     );
   });
 

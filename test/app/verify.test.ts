@@ -94,6 +94,24 @@ describe("kvmstrap verify on a tree, from the journal's plan", () => {
     expect(r.stderr).toContain("[FAIL] module.vhost_net: not loaded");
   });
 
+  it("a CPU without VT-x/AMD-V: its KVM module missing is a warning, a failure once the answer requires KVM", async () => {
+    const fx = await host();
+    fx.file("/proc/cpuinfo", "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu lm\n\n");
+    fx.remove("/sys/module/kvm_intel");
+    const r = await run(fx, "--json");
+    expect(r.code).toBe(0);
+    const c = verifyResultSchema.parse(JSON.parse(r.stdout)).checks.find((x) => x.id === "module.kvm_intel");
+    expect(c).toMatchObject({
+      status: "warn",
+      found: "not loaded (the CPU reports no VT-x/AMD-V, so it cannot load)",
+    });
+    const answer = path.join(fx.root, "answer.yaml");
+    writeFileSync(answer, "version: 1\nkvm: {}\nrequires:\n  checks: { kvm.functional: fail }\n");
+    const strict = await run(fx, answer);
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toContain("module.kvm_intel");
+  });
+
   it("a built-in module without /sys/module shows by its driver: vfio-pci's driver directory", async () => {
     const fx = await host();
     fx.remove("/sys/module/vfio_pci");

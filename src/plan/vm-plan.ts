@@ -3,12 +3,14 @@
 // base image, the cloud-init seed, kvmstrap's record of the VM, and the start. Each has its inverse
 // (apply/vm-steps.ts), so the journal records a deploy and undo reverses it. `vm deploy` builds the
 // same actions from the same spec (vmActions), so both paths deploy a VM the same way.
+import { matchPci } from "../answer/match.js";
 import type { HostReport } from "../detect/types.js";
 import { loadSeedTemplates, renderSeed } from "../vm/cloud-init.js";
 import { renderDomainXml } from "../vm/domain-xml.js";
 import { vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
 import { type Placement, placeVm } from "../vm/placement.js";
+import { placeTogether } from "../vm/preflight.js";
 import { specHash, type VmSpec, vmMac } from "../vm/vm-spec.js";
 import { DEFAULT_VM_DIR, type VmRecord, vmPaths } from "../vm/vm-state.js";
 import type { Action } from "./actions.js";
@@ -174,10 +176,23 @@ export function planVms(ctx: PlanContext, o: VmPlanOptions = {}): void {
   });
   const refused = new Set(ctx.refusals.map((r) => r.path));
   for (const e of errors) if (!refused.has(e.path)) refuse(ctx, e.path, e.message);
-  for (const spec of specs) {
+  // Pinned VMs get their CPUs allocated across all the answer's VMs in order, as the rule set
+  // (vms.pinning, vms.hugepages) saw them, refused ones included.
+  const all = placeTogether(
+    ctx.report,
+    ctx.answer.vms.map((vm) => ({
+      vcpus: vm.vcpus,
+      pin: vm.pin,
+      hostdevs: (vm.passthrough ?? []).flatMap((r) => matchPci(r, ctx.report).chosen.map((d) => d.address)),
+    })),
+  );
+  const placements = specs.map((s) => all[ctx.answer.vms.findIndex((v) => v.name === s.name)] ?? null);
+  const vhostNet = ctx.report.kvm.vhostNet === true;
+  for (const [k, spec] of specs.entries()) {
     const record = vmPaths(o.vmDir ?? DEFAULT_VM_DIR, spec.name).record;
+    const decided = { placement: placements[k] ?? null, vhostNet };
     try {
-      ctx.actions.push(...vmActions(spec, ctx.report, o, currentOf(ctx, record)).actions);
+      ctx.actions.push(...vmActions(spec, ctx.report, o, currentOf(ctx, record), decided).actions);
     } catch (e) {
       const i = ctx.answer.vms.findIndex((v) => v.name === spec.name);
       refuse(ctx, `vms[${i}]`, (e as Error).message);

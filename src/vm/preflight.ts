@@ -11,7 +11,7 @@ import { statfs } from "node:fs/promises";
 import path from "node:path";
 import type { HostReport } from "../detect/types.js";
 import type { Libvirt } from "./libvirt.js";
-import { type Placement, pinnedLoad, placeVm } from "./placement.js";
+import { type CpuLoad, type Placement, pinnedLoad, placeVm } from "./placement.js";
 import { DeployError } from "./vm-state.js";
 
 const GiB = 2 ** 30;
@@ -122,14 +122,31 @@ async function place(spec: PreflightSpec, deps: PreflightDeps): Promise<Placemen
   return placement;
 }
 
-function checkHugepages(spec: PreflightSpec, report: HostReport, node: number | null): string {
+export type HugepageVerdict =
+  | { ok: true; need: number; summary: string }
+  | { ok: false; message: string; remediation: string };
+
+/**
+ * Whether a hugepage-backed VM's memory fits the free pages of the host's default hugepage size (the
+ * size libvirt's <hugepages/> takes), on its NUMA node when it is pinned. The one implementation of
+ * this check: the deploy's preflight and the answer file's rule (vms.host-resources) both call it.
+ * `taken`: pages other VMs of the same deploy or answer take from that pool first; `free`: the
+ * pool's free pages when the caller knows them better than the report (pages an answer reserves).
+ */
+export function hugepageVerdict(
+  spec: { name: string; memoryMiB: number },
+  report: HostReport,
+  node: number | null,
+  o: { taken?: number; free?: number } = {},
+): HugepageVerdict {
   const sizeKiB = report.memory.hugepageSizeKiB;
   if (!sizeKiB) {
-    throw new DeployError(
-      "host-lacks",
-      `VM ${spec.name}: hugepages asked for, but this host reports no hugepage size`,
-      "reserve hugepages (vm.nr_hugepages or the kernel's hugepages= parameter) or drop hugepages",
-    );
+    return {
+      ok: false,
+      message: `VM ${spec.name}: hugepages asked for, but this host reports no hugepage size`,
+      remediation:
+        "reserve hugepages (vm.nr_hugepages or the kernel's hugepages= parameter) or drop hugepages",
+    };
   }
   const need = Math.ceil((spec.memoryMiB * 1024) / sizeKiB);
   const key = `${sizeKiB}kB`;
@@ -137,16 +154,48 @@ function checkHugepages(spec: PreflightSpec, report: HostReport, node: number | 
     node === null
       ? report.memory.hugepages[key]
       : report.memory.numa.find((n) => n.id === node)?.hugepages[key];
-  const free = pool?.free ?? 0;
-  const where = node === null ? "on this host" : `on NUMA node ${node}`;
+  const free = Math.max(0, (o.free ?? pool?.free ?? 0) - (o.taken ?? 0));
+  const where = `${node === null ? "on this host" : `on NUMA node ${node}`}${o.taken ? ` after the ${o.taken} other VMs take` : ""}`;
   if (free < need) {
-    throw new DeployError(
-      "host-lacks",
-      `VM ${spec.name}: needs ${need} free ${sizeKiB} KiB hugepages for ${spec.memoryMiB} MiB, ${free} free ${where}`,
-      "reserve more (echo N > /sys/kernel/mm/hugepages/hugepages-*/nr_hugepages), give the VM less memory, or drop hugepages",
-    );
+    return {
+      ok: false,
+      message: `VM ${spec.name}: needs ${need} free ${sizeKiB} KiB hugepages for ${spec.memoryMiB} MiB, ${free} free ${where}`,
+      remediation:
+        "reserve more (kvm.hugepages in the answer, or echo N > /sys/kernel/mm/hugepages/hugepages-*/nr_hugepages), give the VM less memory, or drop hugepages",
+    };
   }
-  return `${need} of ${free} free ${sizeKiB} KiB hugepages ${where}`;
+  return { ok: true, need, summary: `${need} of ${free} free ${sizeKiB} KiB hugepages ${where}` };
+}
+
+function checkHugepages(spec: PreflightSpec, report: HostReport, node: number | null): string {
+  const v = hugepageVerdict(spec, report, node);
+  if (!v.ok) throw new DeployError("host-lacks", v.message, v.remediation);
+  return v.summary;
+}
+
+/** What a VM without vhost-net on this host gets instead, or null when nothing is lost. */
+export function vhostNetWarning(vcpus: number, report: HostReport): string | null {
+  if (report.kvm.vhostNet === true || vcpus <= 1) return null;
+  return `${report.kvm.vhostNet === false ? "no /dev/vhost-net on this host" : "vhost-net unknown"}: the NICs use qemu's virtio backend with one queue (modprobe vhost_net for multi-queue)`;
+}
+
+/**
+ * CPUs for several pinned VMs deployed together, allocated across them (placement.ts): each VM is
+ * placed against the load of the ones before it and of `load` (other domains). null for a VM that
+ * is not pinned. The plan of an answer's vms: and its rule use it, so both see the same pins.
+ */
+export function placeTogether(
+  report: HostReport,
+  vms: readonly { vcpus: number; pin?: boolean | undefined; hostdevs?: string[] | undefined }[],
+  load: CpuLoad = new Map(),
+): (Placement | null)[] {
+  const now = new Map(load);
+  return vms.map((vm) => {
+    if (!vm.pin) return null;
+    const p = placeVm(report, vm.hostdevs ?? [], { vcpus: vm.vcpus, load: now });
+    for (const c of p.cpus) now.set(c, (now.get(c) ?? 0) + 1);
+    return p;
+  });
 }
 
 /**
@@ -165,11 +214,8 @@ export async function preflightVm(spec: PreflightSpec, deps: PreflightDeps): Pro
     );
   }
   const vhostNet = deps.report.kvm.vhostNet === true;
-  if (!vhostNet && spec.vcpus > 1) {
-    warnings.push(
-      `${deps.report.kvm.vhostNet === false ? "no /dev/vhost-net on this host" : "vhost-net unknown"}: the NICs use qemu's virtio backend with one queue (modprobe vhost_net for multi-queue)`,
-    );
-  }
+  const noVhost = vhostNetWarning(spec.vcpus, deps.report);
+  if (noVhost) warnings.push(noVhost);
   const placement = spec.pin ? await place(spec, deps) : null;
   if (placement) said.push(`placement: ${placement.reason}`);
   if (spec.hugepages) said.push(checkHugepages(spec, deps.report, placement?.node ?? null));

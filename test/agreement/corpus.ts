@@ -621,6 +621,49 @@ export const CASES: Case[] = [
   // ---- VMs --------------------------------------------------------------------------------------
   { name: "a VM on the host's bridge", host: "lab", answer: { vms: [vm()] }, errors: [] },
   {
+    name: "two hugepage-backed VMs of 2 GiB on a pool of 1024 free 2 MiB pages: the second does not fit",
+    host: "lab",
+    variant: (r) => {
+      r.memory.hugepageSizeKiB = 2048;
+      r.memory.hugepages["2048kB"] = { total: 1024, free: 1024 };
+    },
+    answer: { vms: [vm({ hugepages: true }), vm({ name: "web2", hugepages: true })] },
+    errors: ["vms.hugepages vms[1].hugepages"],
+  },
+  {
+    name: "the same VMs when the answer reserves 2048 pages (kvm.hugepages): both fit after the apply",
+    host: "lab",
+    variant: (r) => {
+      r.memory.hugepageSizeKiB = 2048;
+      r.memory.hugepages["2048kB"] = { total: 0, free: 0 };
+    },
+    answer: {
+      kvm: { hugepages: { pages2M: 2048 } },
+      vms: [vm({ hugepages: true }), vm({ name: "web2", hugepages: true })],
+    },
+    errors: [],
+  },
+  {
+    name: "two pinned 2-vCPU VMs on a node of 2 CPUs: the second shares them (allocated across VMs)",
+    host: "lab",
+    variant: (r) => {
+      r.memory.numa = [{ id: 0, cpus: "0-1", memoryKiB: 63 * GiB, hugepages: {}, distances: [10] }];
+    },
+    answer: { vms: [vm({ pin: true }), vm({ name: "web2", pin: true })] },
+    errors: [],
+    warnings: ["vms.pinning"],
+  },
+  {
+    name: "a 2-vCPU VM on a host without /dev/vhost-net: one-queue virtio, said",
+    host: "lab",
+    variant: (r) => {
+      r.kvm.vhostNet = false;
+    },
+    answer: { vms: [vm()] },
+    errors: [],
+    warnings: ["vms.vhost-net"],
+  },
+  {
     name: "a VM given the management NIC",
     host: "lab",
     answer: { vms: [vm({ passthrough: [{ address: LAB.mgmtPci }] })] },

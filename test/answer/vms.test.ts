@@ -9,6 +9,7 @@ import { parsePath } from "../../src/answer/positions.js";
 import { answerJsonSchema } from "../../src/answer/schema.js";
 import { validateAnswer } from "../../src/answer/validate.js";
 import type { HostReport } from "../../src/detect/types.js";
+import { buildPlan } from "../../src/plan/index.js";
 import { DEFAULT_TEMPLATE_DIR } from "../../src/vm/cloud-init.js";
 import { OVMF_CODE, vmSpecsFromAnswer } from "../../src/vm/from-answer.js";
 import { SRIOV, VFIO } from "../helpers/sysfs-fixture.js";
@@ -177,6 +178,62 @@ describe("validating vms against the lab host", () => {
   });
 });
 
+describe("what the VMs ask of the host, at validate and plan time (the deploy preflight's checks)", () => {
+  const host = (change: (r: HostReport) => void) => {
+    const r = structuredClone(lab);
+    change(r);
+    return r;
+  };
+  const two = (extra: string) => answer(["vms:", vm("web1", extra), vm("web2", extra)].join("\n"));
+
+  it("hugepages: refused on a host with no hugepage size, and when the VMs together outgrow the pool", () => {
+    const none = validateAnswer(two("hugepages: true"), lab, { baseDir: dir });
+    expect(none.errors).toEqual([
+      {
+        path: "vms[0].hugepages",
+        message: "VM web1: hugepages asked for, but this host reports no hugepage size",
+      },
+      {
+        path: "vms[1].hugepages",
+        message: "VM web2: hugepages asked for, but this host reports no hugepage size",
+      },
+    ]);
+    const pool = host((r) => {
+      r.memory.hugepageSizeKiB = 2048;
+      r.memory.hugepages["2048kB"] = { total: 768, free: 768 };
+    });
+    const r = validateAnswer(two("hugepages: true"), pool, { baseDir: dir });
+    expect(r.errors).toEqual([
+      {
+        path: "vms[1].hugepages",
+        message:
+          "VM web2: needs 512 free 2048 KiB hugepages for 1024 MiB, 256 free on this host after the 512 other VMs take",
+      },
+    ]);
+    // The plan refuses the VM that does not fit and deploys the other.
+    const plan = buildPlan(pool, two("hugepages: true"), new Map(), { baseDir: dir });
+    expect(plan.refusals.map((x) => x.path)).toEqual(["vms[1].hugepages"]);
+    expect(plan.actions.filter((x) => x.id.endsWith(".define")).map((x) => x.id)).toEqual(["vm.web1.define"]);
+  });
+
+  it("pin: the plan allocates CPUs across the answer's VMs (not vCPU 0 of every VM on CPU 0)", () => {
+    const node = host((r) => {
+      r.memory.numa = [{ id: 0, cpus: "0-3", memoryKiB: 32 * 1024 ** 2, hugepages: {}, distances: [10] }];
+    });
+    const plan = buildPlan(node, two("pin: true"), new Map(), { baseDir: dir });
+    const pins = plan.actions.flatMap((x) =>
+      x.kind === "libvirt" && x.op === "define-domain"
+        ? [[...(x.xml?.matchAll(/<vcpupin vcpu="\d+" cpuset="(\d+)"/g) ?? [])].map((m) => Number(m[1]))]
+        : [],
+    );
+    expect(pins).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
+    expect(validateAnswer(two("pin: true"), node, { baseDir: dir }).warnings).toEqual([]);
+  });
+});
+
 describe("vmSpecsFromAnswer", () => {
   it("resolves NICs, passthrough, the template and the options into a VmSpec", () => {
     const tpl = path.join(dir, "tpl");
@@ -199,7 +256,11 @@ describe("vmSpecsFromAnswer", () => {
         vm("plain"),
       ].join("\n"),
     );
-    const { specs, errors } = vmSpecsFromAnswer(a, lab, { baseDir: dir });
+    // hugepages: true needs free pages of the default size (vms.hugepages): 512 x 2 MiB here.
+    const pages = structuredClone(lab);
+    pages.memory.hugepageSizeKiB = 2048;
+    pages.memory.hugepages["2048kB"] = { total: 512, free: 512 };
+    const { specs, errors } = vmSpecsFromAnswer(a, pages, { baseDir: dir });
     expect(errors).toEqual([]);
     expect(specs[0]).toEqual({
       name: "render01",

@@ -18,6 +18,7 @@ import { roleRules } from "./roles.js";
 import { sriovRules } from "./sriov.js";
 import { storageRules } from "./storage.js";
 import type { Finding, Rule } from "./types.js";
+import { vmHostRules } from "./vm-host.js";
 import { vmRules } from "./vms.js";
 
 export { hostdevNetworkName } from "./names.js";
@@ -40,6 +41,7 @@ export const RULES: readonly Rule[] = [
   ...installRules,
   ...requireRules,
   ...vmRules,
+  ...vmHostRules,
 ];
 
 /** Runs the registry; findings come out grouped by rule, in the registry's order. */

@@ -205,14 +205,19 @@ async function run(server: BootServer, v: Values, early: ServeEvent[]): Promise<
   } else if (process.stdout.isTTY && process.stdin.isTTY) {
     const i = server.info;
     const header = `kvmstrap serve  HTTP ${i.http}  TFTP ${i.tftp}  DHCP ${i.dhcp}`;
+    let notice = early.find((e) => e.type === "warning")?.message;
     const dash = startDashboard(
       process.stdout,
       process.stdin,
       header,
       () => table.all().map((n) => nodeStatus(n, undefined)),
       () => stop(),
+      () => notice,
     );
-    const off = table.subscribe(() => dash.changed());
+    const off = table.subscribe((e) => {
+      if (e.type === "warning") notice = e.message;
+      dash.changed();
+    });
     cleanup = () => {
       off();
       dash.stop();

@@ -14,6 +14,8 @@ export interface DashboardView {
   selected: number;
   /** Show the selected node's timeline instead of the table. */
   detail: boolean;
+  /** The latest warning, shown in place of the first rule. */
+  notice?: string | undefined;
   width: number;
   height: number;
   ascii: boolean;
@@ -38,7 +40,7 @@ export function renderDashboard(v: DashboardView): string[] {
   lines.push(
     pad(`${v.nodes.length} nodes: ${[...counts].map(([s, c]) => `${c} ${s}`).join(", ") || "none yet"}`, w),
   );
-  lines.push(rule);
+  lines.push(v.notice ? pad(`! ${v.notice}`, w) : rule);
   const body = Math.max(1, v.height - 5);
   const sel = v.nodes[v.selected];
   if (v.detail && sel) {
@@ -100,6 +102,7 @@ export function startDashboard(
   header: string,
   snapshot: () => NodeStatus[],
   onQuit: () => void,
+  notice: () => string | undefined = () => undefined,
 ): { changed: () => void; stop: () => void } {
   const ascii = wantsAscii();
   let selected = 0;
@@ -116,6 +119,7 @@ export function startDashboard(
       nodes,
       selected,
       detail,
+      notice: notice(),
       width: Math.min(out.columns || 80, 200),
       height: Math.max(10, out.rows || 24),
       ascii,

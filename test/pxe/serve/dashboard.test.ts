@@ -68,6 +68,21 @@ describe("the serve dashboard", () => {
     for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
   });
 
+  it("shows the latest warning in place of the first rule, cut to the width", () => {
+    const lines = renderDashboard({
+      header: "h",
+      nodes: [],
+      selected: 0,
+      detail: false,
+      width: 80,
+      height: 24,
+      ascii: true,
+      notice: "no netboot set: ".repeat(10),
+    });
+    expect(lines[2]?.startsWith("! no netboot set: ")).toBe(true);
+    expect(lines[2]?.length).toBe(80);
+  });
+
   it("uses ASCII on serial consoles and non-UTF-8 locales", () => {
     expect(wantsAscii({ TERM: "vt100", LANG: "en_US.UTF-8" })).toBe(true);
     expect(wantsAscii({ TERM: "linux", LANG: "C.UTF-8" })).toBe(true);

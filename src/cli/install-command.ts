@@ -37,7 +37,7 @@ Options:
   --answer FILE          The answer file (YAML) with an install section
   --yes                  Do not ask: erase the disk the answer names (required without a terminal)
   --dry-run              Print the install plan; change nothing
-  --json                 With --dry-run or --list: print JSON
+  --json                 Print JSON: the plan (--dry-run), the candidates (--list) or the result
   --list                 List the disks as install candidates, usable first, USB and removable
                          last, then disks holding data, then excluded ones with the reason
   --root DIR             Plan against the machine root DIR (a snapshot or tree): only with
@@ -124,6 +124,10 @@ export async function installCommand(argv: string[]): Promise<number> {
   const { bus, close } = makeBus(values.events);
   try {
     const r = await runInstall(p, { bus, onProgress: (line) => process.stderr.write(`${line}\n`) });
+    if (values.json)
+      process.stdout.write(
+        `${JSON.stringify({ status: r.status, runId: r.runId, disk: d?.byId[0] ?? null, counts: r.counts, error: r.error ?? null, failedId: r.failedId ?? null })}\n`,
+      );
     if (r.status === "succeeded") {
       process.stderr.write(
         `kvmstrap: installed onto ${d?.name ?? "the disk"}; remove the boot medium and reboot (journal: ${INSTALL_STATE_DIR})\n`,

@@ -22,14 +22,22 @@ export const MAX_NODES_BYTES = 4 * 1024 * 1024;
 
 const entrySchema = z
   .strictObject({
-    mac: z.string().regex(MAC.pattern, MAC.describe).optional(),
+    // The project's MAC grammar, with the hyphens of iPXE's ${mac:hexhyp} and of DMI labels allowed too.
+    mac: z
+      .string()
+      .refine((m) => MAC.test(m.replaceAll("-", ":")), MAC.describe)
+      .optional(),
     uuid: z
       .string()
       .regex(/^\{?[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\}?$/, "an SMBIOS UUID")
       .optional(),
     serial: z.string().min(1).max(200).optional(),
     asset: z.string().min(1).max(200).optional(),
-    name: z.string().min(1).max(100).optional(),
+    // Shown in iPXE scripts and on the console: no characters iPXE or a terminal would interpret.
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "letters, digits, '.', '-' or '_' (at most 64)")
+      .optional(),
     answer: z.string().min(1).optional(),
     install: z.boolean().default(false),
   })

@@ -61,25 +61,31 @@ export class Lab {
       this.server.destroy();
       throw e;
     }
-    const s = this.server;
-    const c = this.clients;
-    s.ip("link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", c.name);
-    s.ip("addr", "add", `${SERVER_IP}/21`, "dev", "vs");
-    s.ip("link", "set", "vs", "up");
-    s.ip("route", "add", NODE_BLOCK, "via", GATEWAY_IP);
-    c.ip("addr", "add", `${GATEWAY_IP}/21`, "dev", "vc");
-    c.ip("link", "set", "vc", "up");
-    c.ip("route", "add", "local", NODE_BLOCK, "dev", "lo");
-    c.ip("route", "add", "default", "dev", "vc"); // limited broadcasts leave through the veth
-    this.netboot = path.join(this.dir, "netboot");
-    this.writeNetboot(o.sizes ?? { kernel: 64 * 1024, initrd: 256 * 1024, rootfs: 512 * 1024 });
-    for (const f of ["undionly.kpxe", "ipxe.efi"])
-      this.sha256[f] = sha256(readFileSync(path.join("/usr/lib/ipxe", f)));
-    copyFileSync(path.join(this.root, "templates/answer.example.yaml"), path.join(this.dir, "answer.yaml"));
-    writeFileSync(
-      path.join(this.dir, "nodes.yaml"),
-      `nodes:\n  - serial: ${SERIAL}\n    name: simulated\n    answer: answer.yaml\n    install: true\n`,
-    );
+    try {
+      const s = this.server;
+      const c = this.clients;
+      s.ip("link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", c.name);
+      s.ip("addr", "add", `${SERVER_IP}/21`, "dev", "vs");
+      s.ip("link", "set", "vs", "up");
+      s.ip("route", "add", NODE_BLOCK, "via", GATEWAY_IP);
+      c.ip("addr", "add", `${GATEWAY_IP}/21`, "dev", "vc");
+      c.ip("link", "set", "vc", "up");
+      c.ip("route", "add", "local", NODE_BLOCK, "dev", "lo");
+      c.ip("route", "add", "default", "dev", "vc"); // limited broadcasts leave through the veth
+      this.netboot = path.join(this.dir, "netboot");
+      this.writeNetboot(o.sizes ?? { kernel: 64 * 1024, initrd: 256 * 1024, rootfs: 512 * 1024 });
+      for (const f of ["undionly.kpxe", "ipxe.efi"])
+        this.sha256[f] = sha256(readFileSync(path.join("/usr/lib/ipxe", f)));
+      copyFileSync(path.join(this.root, "templates/answer.example.yaml"), path.join(this.dir, "answer.yaml"));
+      writeFileSync(
+        path.join(this.dir, "nodes.yaml"),
+        `nodes:\n  - serial: ${SERIAL}\n    name: simulated\n    answer: answer.yaml\n    install: true\n`,
+      );
+    } catch (e) {
+      this.clients.destroy();
+      this.server.destroy();
+      throw e;
+    }
   }
 
   private writeNetboot(sizes: { kernel: number; initrd: number; rootfs: number }): void {

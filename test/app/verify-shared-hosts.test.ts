@@ -31,49 +31,55 @@ function boundDevice(root: string): { address: string; driver: string } | null {
   return null;
 }
 
-describe.skipIf(!sharedHostsAvailable)("kvmstrap verify on the shared real-machine snapshots", () => {
-  for (const host of HOSTS) {
-    it(`${host}: unknowns are not failures, the vendor module follows its CPU, broken promises fail by name`, async () => {
-      const root = sharedHostRoot(host);
-      const stateDir = mkdtempSync(path.join(tmpdir(), `kvmstrap-verify-${host}-`));
-      dirs.push(stateDir);
-      const base = configuredPlan("GenuineIntel");
-      const modulesOnly = {
-        ...base,
-        actions: base.actions.slice(0, 1),
-        expect: { cmdlineParams: [], vfio: [] },
-      };
-      await journalRun(stateDir, modulesOnly);
-      const ok = await captureCli(() => verifyCommand(["--root", root, "--state-dir", stateDir, "--json"]));
-      expect(ok.code, ok.stderr).toBe(0);
-      const result = verifyResultSchema.parse(JSON.parse(ok.stdout));
-      const ids = result.checks.map((c) => c.id);
-      const vendor = /^vendor_id\s*:\s*(\S+)/m.exec(
-        readFileSync(path.join(root, "proc/cpuinfo"), "utf8"),
-      )?.[1];
-      const amd = vendor === "AuthenticAMD";
-      expect(ids).toContain(amd ? "module.kvm_amd" : "module.kvm_intel");
-      expect(ids).not.toContain(amd ? "module.kvm_intel" : "module.kvm_amd");
-      expect(result.checks.find((c) => c.id === "kvm.functional")?.status).toBe("unknown");
+describe.skipIf(!sharedHostsAvailable)(
+  "kvmstrap verify on the shared real-machine snapshots",
+  { timeout: 60_000 },
+  () => {
+    for (const host of HOSTS) {
+      it(`${host}: unknowns are not failures, the vendor module follows its CPU, broken promises fail by name`, async () => {
+        const root = sharedHostRoot(host);
+        const stateDir = mkdtempSync(path.join(tmpdir(), `kvmstrap-verify-${host}-`));
+        dirs.push(stateDir);
+        const base = configuredPlan("GenuineIntel");
+        const modulesOnly = {
+          ...base,
+          actions: base.actions.slice(0, 1),
+          expect: { cmdlineParams: [], vfio: [] },
+        };
+        await journalRun(stateDir, modulesOnly);
+        const ok = await captureCli(() => verifyCommand(["--root", root, "--state-dir", stateDir, "--json"]));
+        expect(ok.code, ok.stderr).toBe(0);
+        const result = verifyResultSchema.parse(JSON.parse(ok.stdout));
+        const ids = result.checks.map((c) => c.id);
+        const vendor = /^vendor_id\s*:\s*(\S+)/m.exec(
+          readFileSync(path.join(root, "proc/cpuinfo"), "utf8"),
+        )?.[1];
+        const amd = vendor === "AuthenticAMD";
+        expect(ids).toContain(amd ? "module.kvm_amd" : "module.kvm_intel");
+        expect(ids).not.toContain(amd ? "module.kvm_intel" : "module.kvm_amd");
+        expect(result.checks.find((c) => c.id === "kvm.functional")?.status).toBe("unknown");
 
-      const device = boundDevice(root);
-      const broken = {
-        ...modulesOnly,
-        actions: base.actions.slice(2), // the netplan file: bridge br0
-        expect: { cmdlineParams: [], vfio: device ? [device.address] : [] },
-      };
-      await journalRun(stateDir, broken);
-      const bad = await captureCli(() => verifyCommand(["--root", root, "--state-dir", stateDir, "--json"]));
-      expect(bad.code).toBe(1);
-      const failed = verifyResultSchema.parse(JSON.parse(bad.stdout));
-      expect(failed.failed).toContain("bridge.br0");
-      if (device) {
-        expect(failed.checks.find((c) => c.id === `vfio.${device.address}`)).toMatchObject({
-          status: "fail",
-          found: `bound to ${device.driver}`,
-        });
-      }
-    });
-  }
-});
+        const device = boundDevice(root);
+        const broken = {
+          ...modulesOnly,
+          actions: base.actions.slice(2), // the netplan file: bridge br0
+          expect: { cmdlineParams: [], vfio: device ? [device.address] : [] },
+        };
+        await journalRun(stateDir, broken);
+        const bad = await captureCli(() =>
+          verifyCommand(["--root", root, "--state-dir", stateDir, "--json"]),
+        );
+        expect(bad.code).toBe(1);
+        const failed = verifyResultSchema.parse(JSON.parse(bad.stdout));
+        expect(failed.failed).toContain("bridge.br0");
+        if (device) {
+          expect(failed.checks.find((c) => c.id === `vfio.${device.address}`)).toMatchObject({
+            status: "fail",
+            found: `bound to ${device.driver}`,
+          });
+        }
+      });
+    }
+  },
+);
 if (!sharedHostsAvailable) it.skip(SKIP_REASON, () => {});

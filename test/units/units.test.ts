@@ -74,7 +74,7 @@ function analyze(root: string): { status: number | null; output: string } {
   return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
 }
 
-describe.skipIf(!hasAnalyze)("the units, by systemd-analyze verify", () => {
+describe.skipIf(!hasAnalyze)("the units, by systemd-analyze verify", { timeout: 60_000 }, () => {
   it("parse clean: no warning, exit 0", () => {
     expect(analyze(installedRoot())).toEqual({ status: 0, output: "" });
   });
@@ -126,7 +126,7 @@ describe("what the first-boot unit promises", () => {
   });
 });
 
-describe.skipIf(!built)("the wrapper, with the real kvmstrap on a machine tree", () => {
+describe.skipIf(!built)("the wrapper, with the real kvmstrap on a machine tree", { timeout: 90_000 }, () => {
   function setup() {
     const fx = buildConfiguredHost();
     cleanup.push(() => fx.cleanup());

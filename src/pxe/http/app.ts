@@ -93,20 +93,23 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       return text(reply, 404, `#!ipxe\necho kvmstrap: ${mac} is not a known node\nexit 1\n`);
     const b = base(req);
     if (!b) return text(reply, 400, "bad Host header\n");
-    ctx.attribution.learn(req.ip, mac);
-    if (entry) assigned.set(mac, entry);
-    const node = ctx.table.touch(mac);
-    if (node.installed) {
-      ctx.table.input(mac, "script-local", "installed: sent to its local disk");
+    // A HEAD (a monitoring probe, curl -I) gets the same answer but moves no node.
+    const probe = req.method !== "GET";
+    const feed = (input: NodeInput, detail: string) => {
+      if (!probe) ctx.table.input(mac, input, detail);
+    };
+    if (!probe) ctx.attribution.learn(req.ip, mac);
+    if (entry && !probe) assigned.set(mac, entry);
+    if ((probe ? ctx.table.get(mac) : ctx.table.touch(mac))?.installed) {
+      feed("script-local", "installed: sent to its local disk");
       return text(reply, 200, localBootScript(mac));
     }
     if (!ctx.netboot) {
-      ctx.table.input(mac, "failed", "no netboot set to boot (start the server with --netboot DIR)");
+      feed("failed", "no netboot set to boot (start the server with --netboot DIR)");
       return text(reply, 503, `#!ipxe\necho kvmstrap: the server has no netboot set\nexit 1\n`);
     }
     const auto = entry?.install === true;
-    ctx.table.input(
-      mac,
+    feed(
       "script",
       `${entry?.name ?? (entry ? "known node" : "unknown node")}, ${auto ? "unattended install" : "interactive"}`,
     );

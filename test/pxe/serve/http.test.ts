@@ -164,6 +164,12 @@ describe("iPXE scripts", () => {
     expect((await get("/boot.ipxe?mac=nope")).status).toBe(404);
   });
 
+  it("a HEAD of a node's script moves no node", async () => {
+    const head = await get("/boot/52-54-00-ee-ee-01.ipxe", ["-I"]);
+    expect(head.status).toBe(200);
+    expect(await stateOf("52:54:00:ee:ee:01")).toBeUndefined();
+  });
+
   it("an unknown node boots interactively, with no answer URL", async () => {
     const s = (await get(`/boot/${MAC_C.replaceAll(":", "-")}.ipxe`)).body.toString();
     expect(s).toContain(`kvmstrap.node=${MAC_C}`);

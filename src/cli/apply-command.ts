@@ -60,9 +60,11 @@ Exit: 0 applied (or waiting for the reboot), 1 a step failed or a network change
 
 export const UNDO_HELP = `Usage: kvmstrap undo [options]
 
-Revert the last apply that changed something, newest change first: files get their previous content
-back (or are removed if they did not exist), sysfs attributes their previous value, and commands run
-their undo command. Run it again to undo the run before that.
+Revert the last apply or "vm deploy" that changed something (both journal under --state-dir),
+newest change first: files get their previous content back (or are removed if they did not exist),
+sysfs attributes their previous value, commands run their undo command, and a deployed VM is
+stopped, undefined and its overlay and seed removed (through qemu:///system). Run it again to undo
+the run before that.
 
 Options:
   --dry-run              Show what it would put back; change nothing

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { AnswerError, type AnswerSource, readAnswerSource } from "../answer/load.js";
 import { parsePath } from "../answer/positions.js";
-import { libvirtAt } from "../app/adapters.js";
+import { libvirtAt, stateDirOf } from "../app/adapters.js";
 import { detectMachine } from "../app/inspect.js";
 import { thisHost } from "../app/machine.js";
 import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
@@ -33,8 +33,9 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   deploy --answer FILE        Deploy every VM in the answer file's vms: section, --concurrency at a
                               time. Its match rules resolve on this host; errors name file:line:col.
                               Deploying the same file again converges, never duplicates.
-                              A deploy is journaled under DIR/.journal: killed, it converges when
-                              run again; kvmstrap undo --state-dir DIR/.journal reverses it.
+                              A deploy is journaled where apply journals (--state-dir, default
+                              /var/lib/kvmstrap): killed, it converges when run again, and
+                              "kvmstrap undo" reverses the last deploy or apply, newest first.
   list                        The domains on the connection, and which kvmstrap deployed
   show NAME                   State, addresses, files and backing image of one VM
   start NAME | stop NAME      Start; ACPI shutdown (--force: power off)
@@ -63,6 +64,7 @@ Deploy from an answer file (instead of the flags above):
 Common options:
   --connect URI     libvirt URI (default ${DEFAULT_URI})
   --dir DIR         VM directory for overlays, seeds and logs (default ${DEFAULT_VM_DIR})
+  --state-dir DIR   deploy: the journal "kvmstrap undo" reads (default /var/lib/kvmstrap, as apply)
   --cache DIR       Image cache (default ${DEFAULT_CACHE_DIR})
   --force           stop: power off instead of an ACPI shutdown
   --json            Print results as JSON (deploy: progress as JSON lines on stdout)
@@ -147,6 +149,7 @@ export const VM_OPTIONS = {
   wait: { type: "string" },
   connect: { type: "string" },
   dir: { type: "string" },
+  "state-dir": { type: "string" },
   cache: { type: "string" },
   force: { type: "boolean" },
   json: { type: "boolean" },
@@ -163,6 +166,10 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
   if (extra) throw new UsageError(`unexpected argument "${extra}"`);
   const uri = values.connect ?? DEFAULT_URI;
   const dir = values.dir ?? DEFAULT_VM_DIR;
+  // One journal for apply and deploy (stateDirOf): "kvmstrap undo" finds the last run of either.
+  const stateDir = stateDirOf("/", values["state-dir"]);
+  if (values["state-dir"] !== undefined && sub !== "deploy")
+    throw new UsageError("--state-dir applies to vm deploy only");
   const libvirt = inject.libvirt ?? libvirtAt(uri);
   const json = Boolean(values.json);
   const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
@@ -206,6 +213,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
             waitS,
             libvirt,
             dir,
+            stateDir,
             cache: values.cache,
             json,
             bus: progress(),
@@ -252,6 +260,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
           libvirt,
           report,
           dir,
+          stateDir,
           imageCache: values.cache,
           bus,
           ...(inject.sysClassNet ? { sysClassNet: inject.sysClassNet } : {}),
@@ -395,6 +404,7 @@ type AnswerDeploy = {
   waitS: number | undefined;
   libvirt: Libvirt;
   dir: string;
+  stateDir: string;
   cache: string | undefined;
   json: boolean;
   bus: EventBus;
@@ -433,6 +443,7 @@ async function deployAnswer(source: AnswerSource, o: AnswerDeploy): Promise<numb
     libvirt: o.libvirt,
     report: o.report,
     dir: o.dir,
+    stateDir: o.stateDir,
     imageCache: o.cache,
     bus: o.bus,
     ...(o.sysClassNet ? { sysClassNet: o.sysClassNet } : {}),

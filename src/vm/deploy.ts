@@ -1,7 +1,8 @@
 // `deployVm`: one VM from a base image and a cloud-init seed, as plan actions carried out by the
 // apply engine through the libvirt port: define the domain, the overlay, the seed, kvmstrap's record,
 // the start (plan/vm-plan.ts builds them, the same actions `kvmstrap plan` shows for an answer's
-// vms:). The run is journaled (under <VM dir>/.journal unless told), so a deploy killed at any
+// vms:). The run is journaled (the CLI passes apply's state dir, so `kvmstrap undo` finds it; a
+// library caller that passes none gets <VM dir>/.journal), so a deploy killed at any
 // instant converges when run again, and a deploy that fails undoes its own run: it leaves nothing
 // behind. A deploy of a spec kvmstrap already deployed under that name converges (starts the domain
 // when it is stopped) instead of failing or duplicating.
@@ -38,7 +39,7 @@ export type DeployDeps = {
   runner?: CommandRunner;
   /** Where bridges are looked up (default /sys/class/net). */
   sysClassNet?: string;
-  /** The deploy journal (default <dir>/.journal): `kvmstrap undo --state-dir` reverses a deploy. */
+  /** The deploy journal (the CLI: apply's state dir; default <dir>/.journal): undo reverses a deploy. */
   stateDir?: string;
   /** The filesystem the VM's files are written through (default the host's /). */
   target?: TargetFs;

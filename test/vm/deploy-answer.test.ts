@@ -6,6 +6,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { runUndo } from "../../src/app/apply.js";
+import { EventBus } from "../../src/apply/events.js";
 import { type VmCommandDeps, vmCommand } from "../../src/cli/vm-command.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { labReport } from "../answer/hosts.js";
@@ -50,6 +52,8 @@ describe.skipIf(!hasQemuImg)("kvmstrap vm deploy --answer (fake libvirt, real qe
     file,
     "--dir",
     vmDir,
+    "--state-dir",
+    path.join(vmDir, ".journal"),
     "--cache",
     path.join(root, "cache"),
     ...more,
@@ -104,6 +108,31 @@ describe.skipIf(!hasQemuImg)("kvmstrap vm deploy --answer (fake libvirt, real qe
     expect(lv.domains.get("web3")?.state).toBe("running");
     // One directory per VM, beside the deploy journal.
     expect(readdirSync(vmDir).sort()).toEqual([".journal", "web1", "web2", "web3"]);
+  });
+
+  it("the deploy is journaled in the state dir apply and undo use: undo reverses the last VM, then the one before", async () => {
+    const file = answerFile([
+      ...entry("web1", "[{ network: default }]"),
+      ...entry("web2", "[{ network: default }]"),
+    ]);
+    const stateDir = path.join(root, `state-${++n}`);
+    const argv = args(file, "--concurrency", "1");
+    argv[argv.indexOf("--state-dir") + 1] = stateDir;
+    const r = await cli(argv, deps());
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(vmDir).sort()).toEqual(["web1", "web2"]); // no journal beside the VMs
+    const undo = () => runUndo({ root: "/", stateDir, bus: new EventBus(), adapters: { libvirt: lv } });
+    expect((await undo()).status).toBe("undone");
+    expect([...lv.domains.keys()]).toEqual(["web1"]);
+    expect((await undo()).status).toBe("undone");
+    expect(lv.domains.size).toBe(0);
+    expect(readdirSync(vmDir).flatMap((d) => readdirSync(path.join(vmDir, d)))).toEqual([]);
+    // --state-dir is the deploy's: other vm subcommands refuse it.
+    const list = await cli(["list", "--state-dir", stateDir], deps());
+    expect([list.code, list.stderr]).toEqual([
+      2,
+      expect.stringMatching(/--state-dir applies to vm deploy only/),
+    ]);
   });
 
   it("--json: one result object per VM", async () => {

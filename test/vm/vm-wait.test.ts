@@ -134,6 +134,8 @@ describe.skipIf(!hasQemuImg)("vm deploy --wait (skipped without qemu-img)", () =
           "256",
           "--dir",
           dir,
+          "--state-dir",
+          path.join(dir, ".journal"),
           "--wait",
           "15",
         ],
@@ -201,10 +203,24 @@ describe.skipIf(!hasQemuImg)("vm deploy --wait (skipped without qemu-img)", () =
       return 0;
     });
     const r = await captureCli(() =>
-      vmCommand(["deploy", "--answer", file, "--dir", dir, "--wait", "15", "--json"], {
-        libvirt: lv,
-        report,
-      }),
+      vmCommand(
+        [
+          "deploy",
+          "--answer",
+          file,
+          "--dir",
+          dir,
+          "--state-dir",
+          path.join(dir, ".journal"),
+          "--wait",
+          "15",
+          "--json",
+        ],
+        {
+          libvirt: lv,
+          report,
+        },
+      ),
     );
     expect(await Promise.all(guests)).toEqual([200, 200]);
     expect(r.code).toBe(0);
@@ -246,6 +262,8 @@ describe.skipIf(!hasQemuImg)("vm deploy --wait (skipped without qemu-img)", () =
           "1",
           "--dir",
           path.join(root, "vms-fail"),
+          "--state-dir",
+          path.join(root, "vms-fail", ".journal"),
         ],
         { libvirt: lv, report },
       ),

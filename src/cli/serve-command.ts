@@ -46,7 +46,8 @@ Options:
   --token-ttl DURATION  How long a node's token is valid after its boot script (default 4h)
   --server URL          For status and rearm: the running server (default http://127.0.0.1:8080)
   --follow              For status: keep printing events as they happen
-  --json                JSON lines on stdout (serve: every event; status: the node table)
+  --json                JSON on stdout: serve streams every event, one per line; status prints
+                        the node table with timelines (with --follow: the events, one per line)
   -h, --help            Print this help
 
 Exit codes: 0 stopped by SIGINT/SIGTERM or q, 2 usage or input error (a bad nodes file, answer or

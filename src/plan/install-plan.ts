@@ -52,6 +52,9 @@ export interface InstallDisk {
   partition: (n: number) => string;
   /** The partitions it holds now (paths), wiped before the new table is written. */
   existing: string[];
+  /** Devices (the disk or its partitions) that are ZFS members, with their size: wipefs leaves some
+   *  of ZFS's four labels behind (util-linux#1177), so the 512 KiB at each end are zeroed too. */
+  zfs?: { path: string; sizeBytes: number }[];
   identity: { serial: string | null; wwn: string | null; sizeBytes: number | null };
   /** The disk was blank when planned: the guard refuses it if it holds anything now. */
   blank: boolean;
@@ -94,6 +97,16 @@ export function installDiskOf(d: DiskReport, wipe: boolean): InstallDisk | null 
       const n = partNo(p.name);
       return p.byId?.[0] ? [p.byId[0]] : n ? [`${device}-part${n}`] : [];
     }),
+    zfs: [
+      ...(d.signatures.includes("zfs_member") && !d.partitions.length && d.sizeBytes
+        ? [{ path: device, sizeBytes: d.sizeBytes }]
+        : []),
+      ...d.partitions.flatMap((p) => {
+        const n = partNo(p.name);
+        const path = p.byId?.[0] ?? (n ? `${device}-part${n}` : null);
+        return p.fstype === "zfs_member" && path && p.sizeBytes ? [{ path, sizeBytes: p.sizeBytes }] : [];
+      }),
+    ],
     identity: { serial: d.serial, wwn: d.wwn, sizeBytes: d.sizeBytes },
     blank: !wipe,
     label: `${d.name} (${[d.model, d.serial && `serial ${d.serial}`].filter(Boolean).join(", ") || "disk"})`,
@@ -185,6 +198,30 @@ function installActions(
     ],
     `re-check ${disk.label} just before erasing it: same identity, not in use, not the boot medium`,
   );
+  // ZFS keeps two 256 KiB labels at the start of a vdev and two at its end (its size rounded down
+  // to 256 KiB): zero both pairs.
+  const LABEL = 256 * 1024;
+  for (const [i, z] of (disk.zfs ?? []).entries()) {
+    const last = Math.floor(z.sizeBytes / LABEL) - 2;
+    for (const [end, seek] of [
+      ["head", 0],
+      ["tail", last],
+    ] as const)
+      cmd(
+        `zfs-labels.${i + 1}.${end}`,
+        [
+          "dd",
+          "if=/dev/zero",
+          `of=${z.path}`,
+          `bs=${LABEL}`,
+          "count=2",
+          `seek=${seek}`,
+          "conv=fsync",
+          "status=none",
+        ],
+        `ERASE the ZFS labels at the ${end} of ${z.path} (wipefs leaves some behind)`,
+      );
+  }
   for (const [i, p] of disk.existing.entries())
     cmd(`wipe.part${i + 1}`, ["wipefs", "--all", "--force", p], `ERASE the signatures on ${p}`);
   cmd("wipe", ["wipefs", "--all", "--force", disk.device], `ERASE the signatures on ${disk.label}`);

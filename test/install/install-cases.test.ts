@@ -54,6 +54,20 @@ const HOSTS: Record<string, LiveHostSpec> = {
     disks: [TARGET, renamed(DATA, "sdb", "8:16", "8:17"), renamed(STICK, "sda", "8:0"), BLANK_USB],
     mounts: [["/dev/disk/by-label/KVMSTRAP", "/run/live/medium", "iso9660"]],
   },
+  // A disk that was a ZFS pool's member (one partition), booted from the CD.
+  "zfs-data": {
+    disks: [
+      TARGET,
+      {
+        ...DATA,
+        partitions: [
+          { n: 1, majMin: "8:1", sizeBytes: 499 * 1024 ** 3 + 768 * 1024, fs: { type: "zfs_member" } },
+        ],
+      },
+      CDROM,
+    ],
+    mounts: [["/dev/sr0", "/run/live/medium", "iso9660"]],
+  },
   // Booted with toram: the medium was copied to RAM and unmounted; only its label tells it.
   "usb-toram": { disks: [TARGET, DATA, STICK, BLANK_USB], mounts: [] },
 };
@@ -66,6 +80,7 @@ const RUNS: [string, string][] = [
   ["data-disk-without-wipe", "usb-boot"],
   ["data-disk-with-wipe", "usb-boot-renamed"],
   ["two-disks-match", "usb-boot"],
+  ["data-disk-with-wipe", "zfs-data"],
   ["blank-usb-disk", "usb-boot"],
 ];
 

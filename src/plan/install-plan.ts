@@ -26,6 +26,10 @@ const LIVE_ONLY = [
   "etc/systemd/system/getty@tty1.service.d/20-kvmstrap.conf",
   "etc/systemd/system/serial-getty@.service.d/20-kvmstrap.conf",
   "usr/local/lib/kvmstrap/live-console",
+  // The appliance's boot agent (boot server reports, unattended install): the installed host has its
+  // first-boot units instead.
+  "etc/systemd/system/multi-user.target.wants/kvmstrap-agent.service",
+  "etc/systemd/system/kvmstrap-agent.service",
 ];
 const LIVE_PACKAGES = [
   "live-boot",
@@ -340,7 +344,7 @@ function installActions(
   cmd(
     "live-files",
     ["rm", "-f", "--", ...LIVE_ONLY.map((p) => inTarget(`/${p}`))],
-    "remove the live console's autologin and TUI hooks",
+    "remove the live console's autologin, TUI hooks and boot agent",
   );
   cmd(
     "grub-defaults",

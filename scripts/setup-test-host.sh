@@ -21,6 +21,7 @@ apt_packages=(
   tftp-hpa atftp tftpd-hpa                     # TFTP clients for test/pxe/tftp; in.tftpd run in the foreground by bench:pxe
   squashfs-tools grub-pc-bin grub-efi-amd64-bin mtools dosfstools # npm run image (with mmdebstrap, xorriso, ovmf)
   ipxe                                         # kvmstrap serve's boot files (undionly.kpxe, ipxe.efi, snponly.efi)
+  isc-dhcp-client                              # dhclient walks kvmstrap serve's DHCP as a PXE ROM and as iPXE (test/pxe/serve)
   nginx-light                                  # bench:pxe serves the same artifact with nginx (started by hand)
 )
 missing=()

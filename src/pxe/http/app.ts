@@ -213,7 +213,9 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     if (!entry?.answer) return reply.code(404).send({ error: `no answer file for ${mac}` });
     const b = base(req);
     if (!b) return text(reply, 400, "bad Host header\n");
-    const token = bearer(req.headers.authorization) as string;
+    // A fresh token for the webhook: its lifetime counts from the answer fetch, not from the boot
+    // script, so the install and the installed system's first boot can still report.
+    const token = ctx.tokens.issue(mac);
     const body = servedAnswer(entry.answer.text, `${b}${NODE_PATHS.events(mac)}`, token);
     ctx.table.input(
       mac,

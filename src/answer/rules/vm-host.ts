@@ -79,10 +79,8 @@ export const vmHostRules: Rule[] = [
     ({ answer, report, facts }, emit) => {
       if (!answer.vms.some((vm) => vm.pin)) return;
       placementsOf(answer, report, facts).forEach((p, i) => {
-        if (!p) return;
-        if (!p.cpus.length)
-          emit.warning(`vms[${i}].pin`, `no CPU list for ${p.reason}: the VM's vCPUs are not pinned`);
-        else if (p.reason.includes("shared with other pinned domains"))
+        // (A report without a CPU list leaves the VM unpinned, as the deploy does: nothing to share.)
+        if (p?.reason.includes("shared with other pinned domains"))
           emit.warning(
             `vms[${i}].pin`,
             `VM ${answer.vms[i]?.name}: ${p.reason}`,

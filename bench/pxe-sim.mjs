@@ -37,7 +37,9 @@ async function loadLab(root) {
 export async function benchSim({ root, log }) {
   if (process.getuid?.() !== 0) throw new Error("the simulated nodes need root (ip netns)");
   const { Lab, SERIAL } = await loadLab(root);
-  const lab = new Lab({ tag: "bench", root });
+  // KVMSTRAP_BENCH_SERVE_NODE="--cpu-prof --cpu-prof-dir=DIR" profiles the server through the run.
+  const nodeArgs = (process.env.KVMSTRAP_BENCH_SERVE_NODE ?? "").split(" ").filter(Boolean);
+  const lab = new Lab({ tag: "bench", root, nodeArgs });
   try {
     await lab.start();
     // A few nodes first, so the figures below are of the run and not of the server's warm-up

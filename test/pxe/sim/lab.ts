@@ -36,6 +36,8 @@ export interface LabOptions {
   sizes?: { kernel: number; initrd: number; rootfs: number };
   /** Extra `kvmstrap serve` flags. */
   serveArgs?: string[];
+  /** Flags for node itself (e.g. --cpu-prof to profile the server). */
+  nodeArgs?: string[];
 }
 
 export class Lab {
@@ -116,6 +118,7 @@ export class Lab {
   async start(): Promise<Record<string, unknown>> {
     const state = path.join(this.dir, "state");
     this.serve = this.server.spawn(process.execPath, [
+      ...(this.o.nodeArgs ?? []),
       path.join(this.root, "bin/kvmstrap.js"),
       "serve",
       ...["--dhcp", "full", "--dhcp-range", RANGE, "--interface", "vs"],

@@ -3,8 +3,12 @@
 // install -> installed -> local boot -> rebooted -> verified) as the server sees it. Inputs may skip
 // states (with --dhcp off the server never sees DHCP; the site's DHCP may hand out iPXE itself) or go
 // back (a node that failed or was reset boots again), so every boot-stage input is accepted from every
-// state before "installed". An input a state's row does not list is recorded as unexpected and changes
-// nothing: the table never throws, whatever order the network delivers things in.
+// state before "installed". Requests a node makes (DHCP, a TFTP start, a script, a download) mean a
+// new boot when they go back; reports of something already under way do not: the end of the TFTP
+// transfer (its last ACK races iPXE's own DISCOVER on another socket), a download's end, and the
+// appliance's reports (sent by a background sender, so the answer's GET may be seen first) keep a
+// node that is further along where it is. An input a state's row does not list is recorded as
+// unexpected and changes nothing: the table never throws, whatever order the network delivers things in.
 
 export const NODE_STATES = [
   "discovered", // seen for the first time, nothing asked yet
@@ -91,8 +95,24 @@ const settled = (state: NodeState, row: Row): Row => ({
   ...row,
 });
 
-/** Download outcomes stay in the state they happen in. */
+/** Download outcomes stay in the state they happen in (a kernel's end may follow the initrd's start). */
 const downloads = (state: NodeState): Row => ({ "http-done": state, "http-aborted": state });
+
+/** The TFTP transfer's end, seen after iPXE moved on: recorded (bytes, retransmits), state kept. */
+const tftpEnded = (state: NodeState): Row => ({ "tftp-done": state, "tftp-failed": state });
+
+/** The appliance's reports that come before `state` in the chain keep it (a late sender). */
+const APPLIANCE: readonly NodeInput[] = ["appliance-up", "answer-fetched", "installing"];
+const reportsBefore = (state: NodeState & NodeInput): Row =>
+  Object.fromEntries(APPLIANCE.slice(0, APPLIANCE.indexOf(state)).map((i) => [i, state]));
+
+/** A row of the boot chain past the iPXE binary: late TFTP ends and download ends keep it. */
+const past = (state: NodeState, row: Row = {}): Row => ({
+  ...BOOT_CHAIN,
+  ...tftpEnded(state),
+  ...row,
+  timeout: "stalled",
+});
 
 export const TRANSITIONS: Readonly<Record<NodeState, Readonly<Row>>> = {
   // "discovered" is also where a server that restarted first sees a node mid-install.
@@ -104,15 +124,24 @@ export const TRANSITIONS: Readonly<Record<NodeState, Readonly<Row>>> = {
   },
   offered: { ...BOOT_CHAIN, timeout: "stalled" },
   tftp: { ...BOOT_CHAIN, timeout: "stalled" },
-  ipxe: { ...BOOT_CHAIN, timeout: "stalled" },
-  script: { ...BOOT_CHAIN, timeout: "stalled" },
-  kernel: { ...BOOT_CHAIN, ...downloads("kernel"), timeout: "stalled" },
-  initrd: { ...BOOT_CHAIN, ...downloads("initrd"), timeout: "stalled" },
-  rootfs: { ...BOOT_CHAIN, ...downloads("rootfs"), timeout: "stalled" },
-  "appliance-up": { ...BOOT_CHAIN, ...downloads("appliance-up"), timeout: "stalled" },
-  "answer-fetched": { ...BOOT_CHAIN, timeout: "stalled" },
-  installing: { ...BOOT_CHAIN, timeout: "stalled" },
-  installed: settled("installed", { rebooted: "rebooted", verified: "verified", timeout: "stalled" }),
+  ipxe: past("ipxe"),
+  script: past("script"),
+  kernel: past("kernel", downloads("kernel")),
+  initrd: past("initrd", downloads("initrd")),
+  rootfs: past("rootfs", downloads("rootfs")),
+  "appliance-up": past("appliance-up", downloads("appliance-up")),
+  "answer-fetched": past("answer-fetched", {
+    ...downloads("answer-fetched"),
+    ...reportsBefore("answer-fetched"),
+  }),
+  installing: past("installing", { ...downloads("installing"), ...reportsBefore("installing") }),
+  // Apply events still on their way when "installed" arrived are recorded, state kept.
+  installed: settled("installed", {
+    installing: "installed",
+    rebooted: "rebooted",
+    verified: "verified",
+    timeout: "stalled",
+  }),
   "local-boot": settled("local-boot", { rebooted: "rebooted", verified: "verified", timeout: "stalled" }),
   rebooted: settled("rebooted", { rebooted: "rebooted", verified: "verified", timeout: "stalled" }),
   verified: settled("verified", { rebooted: "rebooted", verified: "verified" }),

@@ -42,6 +42,11 @@ const CHAIN: [NodeInput, NodeState][] = [
   ["installed", "installed"],
 ];
 
+/** The chain in order, and the inputs that report something already started (never a new boot). */
+const CHAIN_ORDER: NodeState[] = [...CHAIN.map(([, s]) => s), ...AFTER_INSTALL.slice(1)];
+const REPORTS: NodeInput[] = ["appliance-up", "answer-fetched", "installing"];
+const ENDS: NodeInput[] = ["tftp-done", "tftp-failed", "http-done", "http-aborted"];
+
 function clocked() {
   let t = 1_000_000;
   const events: ServeEvent[] = [];
@@ -62,7 +67,36 @@ describe("the transition table", () => {
 
   it("accepts every boot-chain and appliance input from every state before the install is done", () => {
     for (const state of PRE_INSTALL)
-      for (const [input, to] of CHAIN) expect(TRANSITIONS[state][input], `${state} + ${input}`).toBe(to);
+      for (const [input, to] of CHAIN) {
+        // An appliance report behind the node's state is late, not a step back (see below).
+        const late = REPORTS.includes(input) && CHAIN_ORDER.indexOf(state) > CHAIN_ORDER.indexOf(to);
+        expect(TRANSITIONS[state][input], `${state} + ${input}`).toBe(late ? state : to);
+      }
+  });
+
+  it("never moves a node back along the chain on a report of something already under way", () => {
+    // The end of a TFTP transfer or a download, and the appliance's own reports, may arrive after
+    // the node moved on (the ROM's last ACK races iPXE's DISCOVER; the appliance's sender is
+    // asynchronous). Each is accepted in every later state, and keeps it.
+    for (const state of CHAIN_ORDER)
+      for (const input of [...REPORTS, ...ENDS]) {
+        const to = TRANSITIONS[state][input];
+        if (to === undefined) continue;
+        expect(CHAIN_ORDER.indexOf(to), `${state} + ${input} -> ${to}`).toBeGreaterThanOrEqual(
+          CHAIN_ORDER.indexOf(state),
+        );
+      }
+    for (const state of CHAIN_ORDER.slice(CHAIN_ORDER.indexOf("ipxe")))
+      for (const input of ["tftp-done", "tftp-failed"] as const)
+        expect(TRANSITIONS[state][input], `${state} + ${input}`).toBe(state);
+    for (const state of CHAIN_ORDER.slice(CHAIN_ORDER.indexOf("kernel"), CHAIN_ORDER.indexOf("installed")))
+      for (const input of ["http-done", "http-aborted"] as const)
+        expect(TRANSITIONS[state][input], `${state} + ${input}`).toBe(state);
+    // Before iPXE, a TFTP end still moves the node to "tftp" (its start may have gone unattributed).
+    expect(TRANSITIONS.offered["tftp-done"]).toBe("tftp");
+    // A node's own requests going back mean a new boot, and are followed.
+    expect(TRANSITIONS.installing.dhcp).toBe("offered");
+    expect(TRANSITIONS.initrd.kernel).toBe("kernel");
   });
 
   it("keeps an installed node's state while it PXE-boots towards its disk, and sends it to local-boot", () => {
@@ -141,6 +175,43 @@ describe("the node table", () => {
     const node = table.get(MAC);
     expect(node?.installed).toBe(true);
     expect(node?.timeline.map((t) => t.input)).toEqual(steps.map(([i]) => i));
+  });
+
+  it("records a TFTP end that arrives after iPXE's DHCP on the timeline, without going back to tftp", () => {
+    const { table, events, advance } = clocked();
+    table.input(MAC, "dhcp");
+    table.input(MAC, "tftp-start", "undionly.kpxe");
+    advance(1500);
+    table.input(MAC, "ipxe-dhcp");
+    advance(20);
+    const detail = "undionly.kpxe: 86000 bytes in 1520 ms, 2 retransmits";
+    expect(table.input(MAC, "tftp-done", detail, 86_000)).toBe("ipxe");
+    table.input(MAC, "script");
+    const node = table.get(MAC);
+    expect(node).toMatchObject({ state: "script", bytes: 86_000 });
+    expect(node?.timeline.find((t) => t.input === "tftp-done")).toMatchObject({
+      from: "ipxe",
+      state: "ipxe",
+      detail,
+    });
+    expect(node?.timeline.some((t) => t.unexpected)).toBe(false);
+    const states = events.flatMap((e) => (e.type === "node-state" ? [e.state] : []));
+    expect(states).toEqual(["offered", "tftp", "ipxe", "script"]);
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "node-progress", input: "tftp-done", bytes: 86_000, detail }),
+    );
+  });
+
+  it("keeps an answer fetched or an install running when the appliance's earlier reports come late", () => {
+    const { table } = clocked();
+    table.input(MAC, "answer-fetched");
+    expect(table.input(MAC, "appliance-up")).toBe("answer-fetched");
+    table.input(MAC, "installing", "step a started");
+    expect(table.input(MAC, "answer-fetched")).toBe("installing");
+    expect(table.input(MAC, "http-done", "filesystem.squashfs")).toBe("installing");
+    table.input(MAC, "installed");
+    expect(table.input(MAC, "installing", "step z finished")).toBe("installed");
+    expect(table.get(MAC)?.timeline.some((t) => t.unexpected)).toBe(false);
   });
 
   it("moves a node without progress to stalled, naming the state and where to look; progress revives it", () => {

@@ -53,6 +53,8 @@ export interface VerifyOptions {
   libvirt?: Libvirt;
   /** Where webhook delivery problems go (stderr by default). */
   log?: (line: string) => void;
+  /** One line before each slow step (the test VM). */
+  progress?: (line: string) => void;
 }
 
 export interface VerifyRun {
@@ -213,11 +215,13 @@ async function libvirtChecks(
   const libvirt = o.libvirt ?? libvirtAt(uri);
   const out = await poolChecks(libvirt, p.pools);
   if (o.vm !== false) {
+    const kvm = s.report.kvm.probe.verdict === "usable";
+    o.progress?.(`booting the test VM (${kvm ? "KVM" : "TCG"}) through ${uri}`);
     out.push(
       await testVmCheck({
         libvirt,
         dir: path.join(stateDir, `verify-vm-${process.pid}`),
-        kvm: s.report.kvm.probe.verdict === "usable",
+        kvm,
         nonce: randomBytes(6).toString("hex"),
       }),
     );

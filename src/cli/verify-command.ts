@@ -92,6 +92,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     vm: !values["no-vm"],
     libvirtUri: values.connect,
     log: warnLine,
+    progress: warnLine,
   });
   const line = verifyLine(result);
   if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

@@ -27,7 +27,17 @@ export async function firstBootFailure(o: {
   log?: (line: string) => void;
 }): Promise<FailureReport> {
   const root = o.root ?? "/";
-  const answer = o.answerFile ? (await readAnswer(o.answerFile)).answer : null;
+  // A failure handler that fails on a bad answer would say nothing at all: without the answer the
+  // summary still goes to the consoles, with the reason the webhook was not told.
+  let answer: Answer | null = null;
+  let answerProblem: string | null = null;
+  if (o.answerFile) {
+    try {
+      answer = (await readAnswer(o.answerFile)).answer;
+    } catch (e) {
+      answerProblem = `  the webhook was not told: ${(e as Error).message.split("\n")[0]}`;
+    }
+  }
   const latest = await new Journal(stateDirOf(root, o.stateDir)).latestRun().catch((e: Error) => e);
   const run =
     latest instanceof Error
@@ -47,6 +57,7 @@ export async function firstBootFailure(o: {
   const lines = [
     `${FIRSTBOOT_FAILED_PREFIX} (${o.unit}): ${run}; ${verified}`,
     `  see: journalctl -b -u ${o.unit}; ${stateDirOf(root, o.stateDir)}/log`,
+    ...(answerProblem ? [answerProblem] : []),
   ];
   await postLifecycle(
     answer,

@@ -350,6 +350,23 @@ describe("kvmstrap verify with an answer file", () => {
   });
 });
 
+describe("the failure handler", () => {
+  it("still reports on the consoles when the answer cannot be read, saying the webhook was not told", async () => {
+    const fx = await host();
+    fx.file("/sys/class/tty/console/active", "ttyS0\n");
+    fx.file("/dev/ttyS0", "");
+    const answer = path.join(fx.root, "answer.yaml");
+    writeFileSync(answer, "version: 1\nnope: 1\n");
+    const r = await run(fx, "--failed", "kvmstrap-firstboot.service", answer);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^KVMSTRAP-FIRSTBOOT: FAILED \(kvmstrap-firstboot\.service\): apply run \S+ is done; verify did not finish/,
+    );
+    expect(r.stdout).toContain(`the webhook was not told: ${answer}:2:1`);
+    expect(readFileSync(path.join(fx.root, "dev/ttyS0"), "utf8")).toContain("KVMSTRAP-FIRSTBOOT: FAILED");
+  });
+});
+
 describe("the KVM probe's verdict", () => {
   const reportWith = (verdict: "usable" | "unusable"): HostReport =>
     ({

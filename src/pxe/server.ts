@@ -3,6 +3,7 @@
 // object to start and one close() that stops them all and waits for the state on disk.
 import os from "node:os";
 import path from "node:path";
+import { Coalescer } from "../core/coalesce.js";
 import { InputError } from "../core/errors.js";
 import { Attribution } from "./attribution.js";
 import { bootImageSource, listBootImages } from "./boot-files.js";
@@ -76,7 +77,7 @@ function interfaceWith(address: string): { name: string; netmask: string } | und
 
 export class BootServer {
   private sweeper: NodeJS.Timeout | undefined;
-  private saving: Promise<void> = Promise.resolve();
+  private saver: Coalescer | undefined;
   private closed = false;
 
   private constructor(
@@ -218,22 +219,26 @@ export class BootServer {
     }
   }
 
-  /** Writes the boot-once flags (which nodes are installed), one write after another. */
+  /**
+   * Writes the boot-once flags (which nodes are installed) by group commit: one write in flight, the
+   * next carries every change made meanwhile; resolves once a write holding this call's change is
+   * durable (1,000 nodes reporting "installed" at once cost a few writes, not 1,000 in a row).
+   */
   private persist(file: string): Promise<void> {
-    const installed = this.table
-      .all()
-      .filter((n) => n.installed)
-      .map((n) => n.mac);
-    this.saving = this.saving
-      .then(() => saveInstalled(file, installed))
-      .catch((e) =>
+    this.saver ??= new Coalescer(() => {
+      const installed = this.table
+        .all()
+        .filter((n) => n.installed)
+        .map((n) => n.mac);
+      return saveInstalled(file, installed).catch((e) =>
         this.table.publish({
           type: "warning",
           time: new Date().toISOString(),
           message: `cannot save ${file}: ${(e as Error).message}`,
         }),
       );
-    return this.saving;
+    });
+    return this.saver.request();
   }
 
   async close(): Promise<void> {
@@ -241,7 +246,7 @@ export class BootServer {
     this.closed = true;
     clearInterval(this.sweeper);
     await Promise.allSettled([this.parts.dhcp?.close(), this.parts.tftp.close(), this.parts.http.close()]);
-    await this.saving;
+    await this.saver?.idle();
     this.table.publish({ type: "stopped", time: new Date().toISOString() });
   }
 }

@@ -36,6 +36,9 @@ export class LeaseTable {
   private byMac = new Map<string, Lease>();
   private byIp = new Map<string, Lease>();
   private cursor = 0;
+  /** Whether byIp's insertion order is address order (addresses are mostly handed out ascending). */
+  private ordered = true;
+  private highest = -1;
 
   constructor(
     readonly range: Range,
@@ -102,12 +105,24 @@ export class LeaseTable {
     this.put({ mac: `declined:${ip}`, ip, expires: now + holdSeconds, state: "declined" });
   }
 
+  /** Every lease by address. Sorted only when an address went in out of order since the last call. */
   all(): Lease[] {
-    return [...this.byIp.values()].sort((a, b) => (parseIp(a.ip) ?? 0) - (parseIp(b.ip) ?? 0));
+    if (!this.ordered) {
+      const sorted = [...this.byIp.entries()].sort((a, b) => (parseIp(a[0]) ?? 0) - (parseIp(b[0]) ?? 0));
+      this.byIp = new Map(sorted);
+      this.ordered = true;
+    }
+    return [...this.byIp.values()];
   }
 
   private put(l: Lease): void {
     this.byMac.set(l.mac, l);
+    if (!this.byIp.has(l.ip)) {
+      // A new key goes to the end of the map: still in order if it is the highest address so far.
+      const n = parseIp(l.ip) ?? 0;
+      if (n < this.highest) this.ordered = false;
+      else this.highest = n;
+    }
     this.byIp.set(l.ip, l);
   }
 }
@@ -137,8 +152,9 @@ export class JsonFileLeaseStore implements LeaseStore {
     return list.filter(isLease);
   }
 
+  /** Compact JSON (one line per lease would cost as much to write as it saves to read). */
   async save(leases: Lease[]): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify({ version: 1, leases }, null, 2)}\n`, 0o600);
+    await writeFileAtomic(this.file, `${JSON.stringify({ version: 1, leases })}\n`, 0o600);
   }
 }
 

@@ -1,6 +1,7 @@
 // Wires a transport, the codec, a responder and a Booter: decode, ask the policy, answer.
 // Every datagram ends in exactly one event (reply, ignore or decode-error), so a caller can
 // build a per-node timeline or a debug trace without parsing packets again.
+import { Coalescer } from "../../core/coalesce.js";
 import { type BootDecision, type Booter, describeClient } from "./client.js";
 import { type Destination, PXE_PORT, SERVER_PORT } from "./destination.js";
 import { type FullConfig, respondFull } from "./full.js";
@@ -39,12 +40,22 @@ export interface Dhcp4ServerOptions {
 }
 
 export class Dhcp4Server {
-  private saving: Promise<void> = Promise.resolve();
+  /** Lease saves by group commit: one in flight, then the table as it is by then, once. */
+  private readonly saver: Coalescer | undefined;
 
   private constructor(
     private opts: Dhcp4ServerOptions,
     private transport: Transport,
   ) {
+    const mode = opts.mode;
+    if (mode.kind === "full" && mode.store) {
+      const store = mode.store;
+      this.saver = new Coalescer(() =>
+        store
+          .save(mode.table.all())
+          .catch((e) => this.emit({ type: "ignore", reason: `lease store: ${(e as Error).message}` })),
+      );
+    }
     transport.on("message", (d) => {
       this.handle(d).catch((e) => this.emit({ type: "ignore", reason: `internal: ${(e as Error).message}` }));
     });
@@ -58,7 +69,7 @@ export class Dhcp4Server {
 
   /** Waits for pending lease writes, then closes the sockets. */
   async close(): Promise<void> {
-    await this.saving;
+    await this.saver?.idle();
     await this.transport.close();
   }
 
@@ -94,13 +105,8 @@ export class Dhcp4Server {
             d.from.port,
             now,
           );
-    if (mode.kind === "full" && "changed" in res && res.changed && mode.store) {
-      const leases = mode.table.all();
-      const store = mode.store;
-      this.saving = this.saving
-        .then(() => store.save(leases))
-        .catch((e) => this.emit({ type: "ignore", reason: `lease store: ${(e as Error).message}` }));
-    }
+    // Not awaited: the reply does not wait for the disk (as before); close() waits for the last save.
+    if (mode.kind === "full" && "changed" in res && res.changed) void this.saver?.request();
     if ("ignore" in res) {
       this.emit({ type: "ignore", mac: client.mac, reason: res.ignore });
       return;

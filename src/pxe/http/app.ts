@@ -216,7 +216,7 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     // A fresh token for the webhook: its lifetime counts from the answer fetch, not from the boot
     // script, so the install and the installed system's first boot can still report.
     const token = ctx.tokens.issue(mac);
-    const body = servedAnswer(entry.answer.text, `${b}${NODE_PATHS.events(mac)}`, token);
+    const body = servedAnswer(entry.answer, `${b}${NODE_PATHS.events(mac)}`, token);
     ctx.table.input(
       mac,
       "answer-fetched",

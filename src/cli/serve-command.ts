@@ -33,6 +33,7 @@ Options:
   --listen ADDR         Address for TFTP and HTTP (default 0.0.0.0); with DHCP on and no
                         interface given, the interface holding ADDR serves DHCP
   --tftp-port N         TFTP port (default 69)
+  --tftp-max N          Concurrent TFTP transfers; more are answered "busy" (default 100)
   --http-port N         HTTP port (default 8080)
   --files DIR           Also serve DIR's files over TFTP (by name) and HTTP (/files/NAME)
   --netboot DIR         The appliance's netboot set (vmlinuz, initrd.img, filesystem.squashfs,
@@ -60,6 +61,7 @@ export const SERVE_OPTIONS = {
   interface: { type: "string" },
   listen: { type: "string" },
   "tftp-port": { type: "string" },
+  "tftp-max": { type: "string" },
   "http-port": { type: "string" },
   files: { type: "string" },
   netboot: { type: "string" },
@@ -82,6 +84,7 @@ const SERVER_ONLY = [
   "interface",
   "listen",
   "tftp-port",
+  "tftp-max",
   "http-port",
   "files",
   "netboot",
@@ -124,6 +127,14 @@ function port(value: string | undefined, flag: string, fallback: number): number
   return n;
 }
 
+function positive(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535)
+    throw new UsageError(`--${flag} ${value}: expected a whole number 1-65535`);
+  return n;
+}
+
 /** "90", "90s", "30m", "4h", "2d" -> seconds. */
 export function parseDuration(text: string, flag: string): number {
   const m = /^(\d+)\s*(s|m|h|d)?$/.exec(text.trim());
@@ -152,6 +163,7 @@ async function serve(v: Values): Promise<number> {
     interface: v.interface,
     listen: v.listen ?? "0.0.0.0",
     tftpPort: port(v["tftp-port"], "tftp-port", 69),
+    tftpMax: positive(v["tftp-max"], "tftp-max"),
     httpPort: port(v["http-port"], "http-port", 8080),
     filesDir: v.files ? path.resolve(v.files) : undefined,
     netbootDir: path.resolve(netbootDir),
@@ -289,6 +301,12 @@ async function status(v: Values): Promise<number> {
   }
   const s = body.server;
   process.stdout.write(`kvmstrap serve at ${base}: HTTP ${s.http}, TFTP ${s.tftp}, DHCP ${s.dhcp}\n`);
+  const mem = s.memory as { rss?: number; heapUsed?: number } | undefined;
+  const mib = (b: number | undefined) => (b === undefined ? "?" : (b / 1048576).toFixed(0));
+  if (mem)
+    process.stdout.write(
+      `${s.nodeCount ?? body.nodes.length} nodes tracked, server RSS ${mib(mem.rss)} MiB, heap ${mib(mem.heapUsed)} MiB\n`,
+    );
   if (!body.nodes.length) process.stdout.write("no nodes seen yet\n");
   for (const n of body.nodes) {
     const last = n.timeline.at(-1);

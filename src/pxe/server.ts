@@ -28,6 +28,8 @@ export interface ServeOptions {
   listen: string;
   tftpPort: number;
   httpPort: number;
+  /** Concurrent TFTP transfers (the TFTP server's maxTransfers; default 100). */
+  tftpMax?: number | undefined;
   filesDir?: string | undefined;
   /** The netboot set; undefined: serve no appliance (scripts answer 503). */
   netbootDir?: string | undefined;
@@ -45,6 +47,7 @@ export interface ServeOptions {
 export interface ServeInfo {
   http: string;
   tftp: string;
+  tftpMax: number;
   dhcp: string;
   netboot: string | null;
   nodesFile: string | null;
@@ -52,6 +55,8 @@ export interface ServeInfo {
   startedAt: string;
 }
 
+/** Concurrent TFTP transfers unless --tftp-max says otherwise (dnsmasq's tftp-max is 50). */
+export const DEFAULT_TFTP_MAX = 100;
 const WILDCARD = new Set(["0.0.0.0", "::", ""]);
 const DHCP_NAMES: Record<number, string> = {
   1: "DISCOVER",
@@ -140,6 +145,7 @@ export class BootServer {
       ]),
       address: o.listen,
       port: o.tftpPort,
+      maxTransfers: o.tftpMax ?? DEFAULT_TFTP_MAX,
       onStart: (s) => {
         const mac = attribution.lookup(s.client.split(":")[0] ?? "");
         if (mac)
@@ -181,6 +187,7 @@ export class BootServer {
       const info: ServeInfo = {
         http: ctx.publicBase ?? `http://${shownHost}:${httpPort}`,
         tftp: `${tftpAddr.address}:${tftpAddr.port}`,
+        tftpMax: o.tftpMax ?? DEFAULT_TFTP_MAX,
         dhcp:
           o.dhcp === "off"
             ? "off"

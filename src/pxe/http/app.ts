@@ -269,13 +269,15 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     return reply.code(200).send({ mac, state: ctx.table.get(mac)?.state });
   });
 
-  app.get("/v1/status", async (_req, reply) =>
-    reply.header("cache-control", "no-store").send({
+  app.get("/v1/status", async (_req, reply) => {
+    // The server's own footprint beside its node count: what a fleet's worth of nodes costs it.
+    const { rss, heapUsed } = process.memoryUsage();
+    return reply.header("cache-control", "no-store").send({
       version: VERSION,
-      server: ctx.info(),
+      server: { ...ctx.info(), nodeCount: ctx.table.size, memory: { rss, heapUsed } },
       nodes: ctx.table.all().map((n) => nodeStatus(n, assigned.get(n.mac) ?? ctx.nodes.find({ mac: n.mac }))),
-    }),
-  );
+    });
+  });
 
   // JSON lines, one event each, as long as the client stays (`kvmstrap serve status --follow`).
   app.get("/v1/events", (_req, reply) => {

@@ -77,7 +77,7 @@ beforeAll(async () => {
     bin,
     "serve",
     ...["--dhcp", "off", "--listen", "127.0.0.1"],
-    ...["--tftp-port", String(tftpPort), "--http-port", String(httpPort)],
+    ...["--tftp-port", String(tftpPort), "--http-port", String(httpPort), "--tftp-max", "7"],
     ...["--files", files, "--netboot", netboot, "--ipxe-dir", path.join(tmp.dir, "ipxe")],
     ...["--state-dir", state, "--json"],
   ]);
@@ -209,13 +209,18 @@ describe.skipIf(!built)(
       const r = await cli(["serve", "status", "--server", `http://127.0.0.1:${httpPort}`, "--json"]);
       expect(r.exitCode).toBe(0);
       const status = JSON.parse(r.stdout);
-      expect(status.server).toMatchObject({ http: `http://127.0.0.1:${httpPort}`, dhcp: "off" });
+      expect(status.server).toMatchObject({ http: `http://127.0.0.1:${httpPort}`, dhcp: "off", tftpMax: 7 });
+      // The server's own footprint and how many nodes it tracks.
+      expect(status.server.nodeCount).toBe(status.nodes.length);
+      expect(status.server.memory.rss).toBeGreaterThan(status.server.memory.heapUsed);
+      expect(status.server.memory.heapUsed).toBeGreaterThan(1_000_000);
       expect(status.nodes).toContainEqual(
         expect.objectContaining({ mac: "52:54:00:0c:11:01", state: "script" }),
       );
       const human = await cli(["serve", "status", "--server", `http://127.0.0.1:${httpPort}`]);
       expect(human.exitCode).toBe(0);
       expect(human.stdout).toMatch(/52:54:00:0c:11:01\s+script/);
+      expect(human.stdout).toMatch(/^\d+ nodes tracked, server RSS \d+ MiB, heap \d+ MiB$/m);
     });
 
     it("serve status --follow --json streams the server's events as they happen", async () => {
@@ -292,6 +297,7 @@ describe.skipIf(!built)("kvmstrap serve usage and input errors (exit 2, one line
     [["serve", "--dhcp", "proxy", "--state-dir", "/nonexistent/x"], /needs --interface IF or --listen ADDR/],
     [["serve", "--tftp-port", "70000"], /--tftp-port 70000: expected a port/],
     [["serve", "--token-ttl", "soon"], /--token-ttl soon: expected a duration/],
+    [["serve", "--tftp-max", "0"], /--tftp-max 0: expected a whole number/],
     [["serve", "rearm", "not-a-mac"], /not a MAC address/],
     [["serve", "status", "--dhcp", "off"], /--dhcp is an option of the server/],
     [["serve", "frobnicate"], /unknown serve subcommand/],

@@ -338,7 +338,9 @@ function installActions(
   );
   cmd(
     "live-off",
-    chroot("dpkg", "--purge", ...LIVE_PACKAGES),
+    // --no-triggers: the initramfs is rebuilt once, by the initramfs step below (each rebuild takes
+    // minutes under emulation); the deferred trigger is settled by the next dpkg run on the host.
+    chroot("dpkg", "--purge", "--no-triggers", ...LIVE_PACKAGES),
     "remove live-boot: the installed host boots from its own disk",
   );
   cmd(

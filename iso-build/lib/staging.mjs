@@ -8,7 +8,7 @@ import path from "node:path";
 import { IMAGE_CACHE } from "./live-root.mjs";
 import { run } from "./stage.mjs";
 
-const APP_FILES = ["bin", "dist", "templates", "images", "package.json", "package-lock.json"];
+const APP_FILES = ["bin", "dist", "templates", "images", "units", "package.json", "package-lock.json"];
 
 /** Copies a file or tree to a path in the staging tree without writing through a hard link. */
 async function place(from, to) {

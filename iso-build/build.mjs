@@ -21,6 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkGzip, checkIso, checkRuns, checkSquashfs } from "./lib/checks.mjs";
 import { checkInitrdOverlay, overlayCpio } from "./lib/initramfs.mjs";
+import { inputsKey, STAMP } from "./lib/inputs.mjs";
 import { ensureLiveRoot, IMAGE_CACHE } from "./lib/live-root.mjs";
 import { NODE_PIN, ROOT_RECIPE } from "./lib/recipe.mjs";
 import { makeSecureBootIso } from "./lib/secureboot.mjs";
@@ -137,9 +138,18 @@ async function removeLeftovers() {
 
 async function main() {
   const started = Date.now();
-  await removeLeftovers();
   const pkg = JSON.parse(await readFile(path.join(project, "package.json"), "utf8"));
   const version = pkg.version;
+  const inputs = await inputsKey(project, OUT);
+  if (process.argv.includes("--if-changed")) {
+    const stamped = (await readFile(path.join(OUT, STAMP), "utf8").catch(() => "")).trim();
+    const iso = await stat(path.join(OUT, `kvmstrap-${version}-amd64.iso`)).catch(() => null);
+    if (stamped === inputs && iso) {
+      console.log(`[image] ${OUT} is a build of the current inputs (${inputs.slice(0, 12)}): reused`);
+      return;
+    }
+  }
+  await removeLeftovers();
   const epoch = await sourceDateEpoch();
   const { root, key, cached } = await stage("live root", ensureLiveRoot);
 
@@ -279,6 +289,7 @@ async function main() {
     await rename(net, path.join(OUT, "netboot"));
     await rename(iso, path.join(OUT, isoName));
     await rename(sbIso, path.join(OUT, sbName));
+    await writeFile(path.join(OUT, STAMP), `${inputs}\n`);
     const mib = (n) => `${(n / 1024 ** 2).toFixed(0)} MiB`;
     console.log(`[image] ${path.join(OUT, isoName)} ${mib(manifest.iso.size)} sha256 ${manifest.iso.sha256}`);
     console.log(`[image] ${path.join(OUT, "netboot")}/ squashfs ${mib(files["filesystem.squashfs"].size)}`);

@@ -30,7 +30,7 @@ export async function ensureNetboot(): Promise<string | undefined> {
     existsSync(path.join(NETBOOT, "manifest.json")) && existsSync(path.join(NETBOOT, "initrd.img"));
   if (have && process.env.KVMSTRAP_IMAGE_REUSE === "1") return undefined;
   if (process.getuid?.() !== 0) return "the image build (iso-build/out/netboot) needs root";
-  await ensureImage((line) => console.log(line));
+  await ensureImage();
   return undefined;
 }
 

@@ -2,8 +2,8 @@
 // with a blank virtio disk and a second, USB disk holding a copy of the ISO (what an operator's
 // stick looks like); over the serial console `kvmstrap install --answer FILE --yes` installs onto the
 // disk the answer names; the stick's sha256 must not change. Then the installed disk boots alone,
-// under SeaBIOS and under OVMF (no boot entries: the removable path), up to a login prompt or the
-// first-boot verdict on the serial console. Guests run one after another (TCG, 2 cores).
+// under SeaBIOS until the first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial console, then
+// under OVMF (no boot entries: the removable path) up to a login prompt. Guests run one after another (TCG, 2 cores).
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdtemp, rm } from "node:fs/promises";
@@ -21,6 +21,8 @@ const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const SERIAL = "KVMSTRAP-TARGET";
 const ANSWER = `version: 1\\ninstall:\\n  disk:\\n    serial: ${SERIAL}\\n`;
 const UP = /login: |KVMSTRAP-VERIFY: (PASS|FAIL)/;
+/** The first-boot unit's verdict (units/): apply --resume, then kvmstrap verify --console. */
+const VERDICT = /KVMSTRAP-VERIFY: (PASS|FAIL)/;
 
 let scratch = "";
 let disk = "";
@@ -95,11 +97,12 @@ describe("kvmstrap install onto a virtual disk, then the installed disk boots al
     expect(await sha256(stick)).toBe(before);
   }, 2_700_000);
 
-  it("the installed disk boots alone under SeaBIOS", async () => {
-    const r = await image.bootUntil("installed-seabios", ["-M", "pc", ...target(), "-boot", "c"], [UP]);
+  it("the installed disk boots alone under SeaBIOS, and its first boot verifies the host", async () => {
+    const r = await image.bootUntil("installed-seabios", ["-M", "pc", ...target(), "-boot", "c"], [VERDICT]);
     report("installed-seabios", r.seen);
     expect(r.log).not.toMatch(/KVMSTRAP-LIVE/);
-  }, 600_000);
+    expect(VERDICT.exec(r.log)?.[0]).toBe("KVMSTRAP-VERIFY: PASS");
+  }, 1_200_000);
 
   it("the installed disk boots alone under OVMF through the removable path", async () => {
     const vars = path.join(scratch, "OVMF_VARS.fd");

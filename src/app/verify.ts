@@ -78,9 +78,7 @@ interface Source {
 }
 
 async function fromAnswer(file: string, root: string, stateDir: string, probe: ProbeMode): Promise<Source> {
-  // Unattended (the strict wipe rule): verify never asks. Passed as a variable: prepare's options are
-  // being reshaped by another change, and either shape takes this object.
-  const options = { unattended: true, probe };
+  const options = { probe };
   const prepared = await prepareFile(file, { root }, options);
   const latest = await new Journal(stateDir).latestRun();
   // The plan that was applied, when the journal holds this answer's: it was made on the host before

@@ -59,25 +59,33 @@ export function directorySource(root: string): TftpSource {
       const base = await rootReal;
       const real = await realpath(path.join(base, name));
       if (!real.startsWith(base + path.sep)) throw new TftpSourceError(ERR.ACCESS, "access violation");
-      // O_NONBLOCK so a FIFO planted in the root cannot hang the open; O_NOFOLLOW because `real`
-      // has no links left to follow, so one appearing now is a swap under our feet.
-      const handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-      try {
-        const stat = await handle.stat();
-        if (!stat.isFile()) throw new TftpSourceError(ERR.ACCESS, "not a regular file");
-        return {
-          size: stat.size,
-          async read(offset, length) {
-            const buf = Buffer.allocUnsafe(length);
-            const { bytesRead } = await handle.read(buf, 0, length, offset);
-            return bytesRead === length ? buf : buf.subarray(0, bytesRead);
-          },
-          close: () => handle.close(),
-        };
-      } catch (error) {
-        await handle.close();
-        throw error;
-      }
+      // O_NOFOLLOW because `real` has no links left to follow, so one appearing now is a swap under
+      // our feet.
+      return openRegularFile(real, constants.O_NOFOLLOW);
     },
   };
+}
+
+/**
+ * Opens `file` read-only as a TftpFile, refusing anything but a regular file. O_NONBLOCK so a FIFO
+ * put in place of a file cannot hang the open; `extraFlags` adds e.g. O_NOFOLLOW.
+ */
+export async function openRegularFile(file: string, extraFlags = 0): Promise<TftpFile> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | extraFlags);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new TftpSourceError(ERR.ACCESS, "not a regular file");
+    return {
+      size: stat.size,
+      async read(offset, length) {
+        const buf = Buffer.allocUnsafe(length);
+        const { bytesRead } = await handle.read(buf, 0, length, offset);
+        return bytesRead === length ? buf : buf.subarray(0, bytesRead);
+      },
+      close: () => handle.close(),
+    };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
 }

@@ -97,10 +97,23 @@ export interface NodeTableOptions {
   unattended?: (mac: string) => boolean;
   /** Timeout overrides in seconds (tests, and operators with slow links). */
   timeouts?: Partial<Record<NodeState, number>>;
+  /** Most nodes kept that got no further than DHCP (default 4096); see NodeTable.early. */
+  maxEarly?: number;
 }
+
+/** States anyone on the segment reaches by sending DHCP with a made-up MAC. */
+const EARLY: ReadonlySet<NodeState> = new Set<NodeState>(["discovered", "offered"]);
 
 export class NodeTable {
   private readonly nodes = new Map<string, NodeRecord>();
+  /**
+   * Nodes that got no further than DHCP, oldest first. A flood of DHCP packets with random MACs
+   * would otherwise grow the table without bound; beyond maxEarly the oldest of these is forgotten
+   * (a real node that comes back is simply seen again).
+   */
+  private readonly early = new Map<string, true>();
+  /** Nodes forgotten that way, for the status. */
+  evicted = 0;
   private readonly listeners = new Set<(e: ServeEvent) => void>();
   private readonly now: () => number;
 
@@ -152,8 +165,28 @@ export class NodeTable {
         timeline: [],
       };
       this.nodes.set(mac, node);
+      if (!installed) this.noteEarly(mac);
     }
     return node;
+  }
+
+  private noteEarly(mac: string): void {
+    this.early.set(mac, true);
+    const cap = this.options.maxEarly ?? 4096;
+    for (const oldest of this.early.keys()) {
+      if (this.early.size <= cap) break;
+      this.early.delete(oldest);
+      const node = this.nodes.get(oldest);
+      if (node && !node.installed && (EARLY.has(node.state) || EARLY.has(node.stalledIn as NodeState))) {
+        this.nodes.delete(oldest);
+        if (this.evicted++ === 0)
+          this.publish({
+            type: "warning",
+            time: iso(this.now()),
+            message: `more than ${cap} nodes got no further than DHCP: the oldest are forgotten (a DHCP flood, or many nodes that never fetch iPXE)`,
+          });
+      }
+    }
   }
 
   /** Feeds one input to a node; returns the state it is in afterwards. */
@@ -200,6 +233,7 @@ export class NodeTable {
     }
     node.state = to;
     node.stateSince = t;
+    if (!EARLY.has(to) && to !== "stalled") this.early.delete(mac);
     this.publish({
       type: "node-state",
       mac,

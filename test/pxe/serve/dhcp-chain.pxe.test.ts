@@ -5,7 +5,7 @@
 // transfer to the MAC through its lease: "tftp"); dhclient with iPXE's user class gets the generic
 // script URL ("ipxe"); curl fetches the node's script and kernel ("script", "kernel"). Every state
 // change in the --json stream carries its duration; the lease survives a restart.
-import { type ChildProcess, execFileSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -74,7 +74,7 @@ function dhclient(name: string, conf: string): string {
       "vc1",
     ]);
   } finally {
-    if (existsSync(pf)) execFileSync("kill", [readFileSync(pf, "utf8").trim()], { stdio: "ignore" });
+    if (existsSync(pf)) stopDaemon(readFileSync(pf, "utf8"));
   }
   const m = /fixed-address ([\d.]+);/.exec(readFileSync(lf, "utf8"));
   if (!m?.[1]) throw new Error(`dhclient ${name}: no lease in ${lf}`);
@@ -191,3 +191,14 @@ describe.skipIf(why)(
     }, 90_000);
   },
 );
+
+/** Stops a daemonised dhclient by its pid file; it may have exited already (that is fine). */
+function stopDaemon(pidText: string): void {
+  const pid = Number(pidText.trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+  }
+}

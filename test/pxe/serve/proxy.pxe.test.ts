@@ -3,7 +3,7 @@
 // PXE ROM's vendor class takes its address from dnsmasq and the boot file from us (state "offered",
 // no address offered by the proxy); tftp-hpa from the site-given address is attributed to the MAC
 // through the kernel's neighbour table ("tftp"), since a proxy has no lease to go by.
-import { type ChildProcess, execFileSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -89,7 +89,7 @@ describe.skipIf(why)(`kvmstrap serve --dhcp proxy beside dnsmasq${why ? ` (skipp
         "vc1",
       ]);
     } finally {
-      if (existsSync(pid)) execFileSync("kill", [readFileSync(pid, "utf8").trim()], { stdio: "ignore" });
+      if (existsSync(pid)) stopDaemon(readFileSync(pid, "utf8"));
     }
     const ip = /fixed-address ([\d.]+);/.exec(readFileSync(leases, "utf8"))?.[1] as string;
     expect(ip).toMatch(/^10\.84\.0\.1(5\d|60)$/); // dnsmasq's range, not ours
@@ -116,3 +116,14 @@ describe.skipIf(why)(`kvmstrap serve --dhcp proxy beside dnsmasq${why ? ` (skipp
     );
   }, 90_000);
 });
+
+/** Stops a daemonised dhclient by its pid file; it may have exited already (that is fine). */
+function stopDaemon(pidText: string): void {
+  const pid = Number(pidText.trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+  }
+}

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { has, Lines, Netns, netnsUnavailable, removeTempDirs, tempDir } from "../dhcp4/netns.js";
-import { makeNetboot, sha256 } from "./helpers.js";
+import { makeNetboot, sha256, stopDaemon } from "./helpers.js";
 
 const BIN = path.resolve("bin/kvmstrap.js");
 const why =
@@ -191,14 +191,3 @@ describe.skipIf(why)(
     }, 90_000);
   },
 );
-
-/** Stops a daemonised dhclient by its pid file; it may have exited already (that is fine). */
-function stopDaemon(pidText: string): void {
-  const pid = Number(pidText.trim());
-  if (!Number.isInteger(pid) || pid <= 1) return;
-  try {
-    process.kill(pid, "SIGTERM");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
-  }
-}

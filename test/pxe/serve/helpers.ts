@@ -114,3 +114,14 @@ export async function curl(scratch: string, url: string, args: string[] = []): P
   }
   return { status: Number(r.stdout), headers, body };
 }
+
+/** Stops a daemonised dhclient by its pid file; it may have exited already (that is fine). */
+export function stopDaemon(pidText: string): void {
+  const pid = Number(pidText.trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+  }
+}

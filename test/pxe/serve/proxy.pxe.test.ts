@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { has, Lines, Netns, netnsUnavailable, removeTempDirs, tempDir } from "../dhcp4/netns.js";
-import { makeNetboot } from "./helpers.js";
+import { makeNetboot, stopDaemon } from "./helpers.js";
 
 const BIN = path.resolve("bin/kvmstrap.js");
 const why =
@@ -116,14 +116,3 @@ describe.skipIf(why)(`kvmstrap serve --dhcp proxy beside dnsmasq${why ? ` (skipp
     );
   }, 90_000);
 });
-
-/** Stops a daemonised dhclient by its pid file; it may have exited already (that is fine). */
-function stopDaemon(pidText: string): void {
-  const pid = Number(pidText.trim());
-  if (!Number.isInteger(pid) || pid <= 1) return;
-  try {
-    process.kill(pid, "SIGTERM");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
-  }
-}

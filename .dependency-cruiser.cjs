@@ -1,20 +1,36 @@
 // The one-way import graph of src/, checked by `npm run depcheck` (part of `npm test`).
-//   core <- host <- detect <- checks <- answer <- plan <- apply / vm <- app <- cli, tui, pxe (serve)
+//   core <- host <- detect <- checks <- answer <- plan <- apply / vm <- fleet <- app <- cli, tui, pxe (serve)
 // The protocol libraries (src/pxe/dhcp4, src/pxe/tftp) stand apart: they use src/core only.
 // A stage may import the stages before it, never one after it: detection cannot know about plans,
 // the engine cannot know about its front ends, and only the front ends call the use-case layer.
-const LAYERS = ["core", "host", "detect", "checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"];
+const LAYERS = [
+  "core",
+  "host",
+  "detect",
+  "checks",
+  "answer",
+  "plan",
+  "apply",
+  "vm",
+  "fleet",
+  "app",
+  "tui",
+  "cli",
+];
 
 /** Stages that a folder must not import. `vm` and `apply` may use each other's ports (VM actions). */
 const FORBIDDEN = {
   core: LAYERS.filter((l) => l !== "core"),
-  host: ["detect", "checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"],
-  detect: ["checks", "answer", "plan", "apply", "vm", "app", "tui", "cli"],
-  checks: ["answer", "plan", "apply", "vm", "app", "tui", "cli"],
-  answer: ["plan", "apply", "app", "tui", "cli"],
-  plan: ["apply", "app", "tui", "cli"],
-  apply: ["app", "tui", "cli"],
-  vm: ["app", "tui", "cli"],
+  host: ["detect", "checks", "answer", "plan", "apply", "vm", "fleet", "app", "tui", "cli"],
+  detect: ["checks", "answer", "plan", "apply", "vm", "fleet", "app", "tui", "cli"],
+  checks: ["answer", "plan", "apply", "vm", "fleet", "app", "tui", "cli"],
+  answer: ["plan", "apply", "fleet", "app", "tui", "cli"],
+  plan: ["apply", "fleet", "app", "tui", "cli"],
+  apply: ["fleet", "app", "tui", "cli"],
+  vm: ["fleet", "app", "tui", "cli"],
+  // The fleet (inventory, layered answers, rollouts, its store) sits above the engine it hands
+  // answers to and below the use cases that the CLI, the TUI and the server call.
+  fleet: ["app", "tui", "cli"],
   app: ["tui", "cli"],
   tui: ["cli"],
 };
@@ -39,7 +55,7 @@ module.exports = {
       name: "only-front-ends-import-pxe",
       comment: "the PXE server is a front end: the engine below it does not know it exists",
       severity: "error",
-      from: { path: "^src/(core|host|detect|checks|answer|plan|apply|vm|app)/" },
+      from: { path: "^src/(core|host|detect|checks|answer|plan|apply|vm|fleet|app)/" },
       to: { path: "^src/pxe/" },
     },
     {

@@ -23,6 +23,8 @@ apt_packages=(
   ipxe                                         # kvmstrap serve's boot files (undionly.kpxe, ipxe.efi, snponly.efi)
   isc-dhcp-client                              # dhclient walks kvmstrap serve's DHCP as a PXE ROM and as iPXE (test/pxe/serve)
   nginx-light                                  # bench:pxe serves the same artifact with nginx (started by hand)
+  postgresql-15                                # the fleet store's tests start a test-owned PostgreSQL 15 (initdb, pg_ctl)
+  prometheus                                   # promtool check metrics on serve's /metrics
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -28,6 +28,8 @@ Commands:
   serve               PXE boot server: DHCP, TFTP and HTTP, with a live per-node timeline
   agent               The appliance's boot agent: find the answer, report to the boot
                       server, start an unattended install
+  iso prepare         Make a site's appliance ISO: an answer embedded, unattended on boot
+  fleet               The boot server's fleet: nodes, layered answers, rollout waves
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -57,6 +59,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   install: async () => (await import("./install-command.js")).installCommand,
   verify: async () => (await import("./verify-command.js")).verifyCommand,
   agent: async () => (await import("./agent-command.js")).agentCommand,
+  iso: async () => (await import("./iso-command.js")).isoCommand,
+  fleet: async () => (await import("./fleet-command.js")).fleetCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -14,8 +14,10 @@ import {
 } from "../../src/cli/apply-command.js";
 import { helpOptionNames, type OptionTable } from "../../src/cli/args.js";
 import { DETECT_HELP, DETECT_OPTIONS } from "../../src/cli/detect.js";
+import { FLEET_HELP, FLEET_OPTIONS } from "../../src/cli/fleet-command.js";
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
+import { ISO_HELP, ISO_OPTIONS } from "../../src/cli/iso-command.js";
 import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
 import { SERVE_HELP, SERVE_OPTIONS } from "../../src/cli/serve-command.js";
 import { SNAPSHOT_HELP, SNAPSHOT_OPTIONS } from "../../src/cli/snapshot-command.js";
@@ -39,6 +41,8 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "install", help: INSTALL_HELP, options: INSTALL_OPTIONS },
   { name: "verify", help: VERIFY_HELP, options: VERIFY_OPTIONS },
   { name: "agent", help: AGENT_HELP, options: AGENT_OPTIONS },
+  { name: "iso", help: ISO_HELP, options: ISO_OPTIONS },
+  { name: "fleet", help: FLEET_HELP, options: FLEET_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

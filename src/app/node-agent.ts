@@ -4,14 +4,20 @@
 // the installer on the console asks, as on any boot). Each step is one line on the consoles
 // (KVMSTRAP-AGENT: ...) and one lifecycle event to the server and to the answer's webhook. Tokens
 // and secret headers never reach a log line or an event: every text leaving here is scrubbed.
+// After a successful install the machine syncs and reboots (kvmstrap.after=); a failed one stays
+// up, its summary on the consoles, so nobody loses the reason to a reboot loop.
 import { spawn } from "node:child_process";
 import { REDACTED, redact } from "../apply/events.js";
 import { writeFileAtomic } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
+import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { displayUrl, type FindOptions, type FoundAnswer, findAnswer } from "./answer-source.js";
 import {
+  AFTER_INSTALL,
+  type AfterInstall,
   AUTO_INSTALL,
   CMDLINE,
+  DEFAULT_AFTER_INSTALL,
   NODE_PATHS,
   type NodeLifecycleEvent,
   type NodePhase,
@@ -38,6 +44,20 @@ export interface Installer {
   run(answerFile: string, log: (line: string) => void): Promise<{ ok: boolean; detail: string }>;
 }
 
+/** The commands that end the live system after a good install (argv each; the first is the program). */
+export interface PowerCommands {
+  sync: readonly string[];
+  reboot: readonly string[];
+  poweroff: readonly string[];
+}
+
+/** The live system's own: systemd takes the machine down in order (units stopped, disks synced). */
+export const SYSTEM_POWER: PowerCommands = {
+  sync: ["sync"],
+  reboot: ["systemctl", "reboot"],
+  poweroff: ["systemctl", "poweroff"],
+};
+
 export interface AgentOptions {
   cmdline: string;
   /** One line on the consoles (already scrubbed). */
@@ -45,6 +65,10 @@ export interface AgentOptions {
   /** Details for the journal (already scrubbed). */
   log: (line: string) => void;
   installer: Installer;
+  /** Required, so that no caller (a test above all) reboots a machine by leaving it out. */
+  power: PowerCommands;
+  /** Runs the power commands (default execa). */
+  runner?: CommandRunner;
   answerFile?: string;
   find?: FindOptions;
   /** appliance-up waits longest: the server may not be reachable the moment the network is. */
@@ -57,6 +81,8 @@ export interface AgentOutcome {
   phase: NodePhase | null;
   exitCode: 0 | 1 | 2;
   answer?: FoundAnswer;
+  /** After a good install: what was asked (kvmstrap.after=) and whether its command ran. */
+  after?: { action: AfterInstall; ok: boolean };
 }
 
 type Target = { url: string; headers: Record<string, string>; secret: Record<string, string> };
@@ -197,6 +223,15 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
     );
   }
 
+  const afterSpec = params.get(CMDLINE.after) ?? DEFAULT_AFTER_INSTALL;
+  if (!(AFTER_INSTALL as readonly string[]).includes(afterSpec)) {
+    const why = `${CMDLINE.after}=${afterSpec}: not one of ${AFTER_INSTALL.join(", ")}`;
+    say(`FAILED: ${why}`);
+    await reporter.report("failed", why, o.post);
+    return { phase: "failed", exitCode: 2 };
+  }
+  const after = afterSpec as AfterInstall;
+
   let found: FoundAnswer | null;
   try {
     const token = params.get(CMDLINE.token);
@@ -250,10 +285,50 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   );
   say("installing (unattended: kvmstrap.auto=install and an answer)");
   const result = await o.installer.run(o.answerFile ?? AGENT_ANSWER_FILE, log);
-  phase = result.ok ? "installed" : "failed";
-  await reporter.report(phase, result.detail, o.post);
-  say(result.ok ? `installed: ${result.detail}` : `install: FAILED: ${result.detail}`);
-  return { phase, exitCode: result.ok ? 0 : 1, answer: found };
+  if (!result.ok) {
+    await reporter.report("failed", result.detail, o.post);
+    say(`install: FAILED: ${result.detail}`);
+    say("the live system stays up: the reason is above and in journalctl -u kvmstrap-agent");
+    return { phase: "failed", exitCode: 1, answer: found };
+  }
+  phase = "installed";
+  await reporter.report(phase, `${result.detail} (next: ${after})`, o.post);
+  say(`installed: ${result.detail}`);
+  const ok = await finish(after, o.power, o.runner ?? new ExecaRunner(), say, log);
+  return { phase, exitCode: ok ? 0 : 1, answer: found, after: { action: after, ok } };
+}
+
+/**
+ * Syncs, then reboots or powers off (or stays). The events went out before this: a reboot that
+ * cut them off would leave the server waiting for an "installed" that never came.
+ */
+async function finish(
+  after: AfterInstall,
+  power: PowerCommands,
+  runner: CommandRunner,
+  say: (l: string) => void,
+  log: (l: string) => void,
+): Promise<boolean> {
+  const steps = after === "stay" ? [power.sync] : [power.sync, power[after]];
+  say(
+    after === "stay"
+      ? `${CMDLINE.after}=stay: the live system stays up; reboot into the installed disk when ready`
+      : `${after === "reboot" ? "rebooting" : "powering off"} (${CMDLINE.after}=${after})`,
+  );
+  for (const [cmd, ...args] of steps) {
+    if (!cmd) continue;
+    const r = await runner.run(cmd, args, { timeoutMs: 120_000 });
+    const shown = [cmd, ...args].join(" ");
+    const out = `${r.stdout}\n${r.stderr}`.trim();
+    for (const line of out.split("\n")) if (line.trim()) log(`${shown}: ${line}`);
+    if (r.exitCode !== 0) {
+      const why = r.timedOut ? "did not finish within 120 s" : `exited ${r.exitCode ?? "abnormally"}`;
+      const tail = out.split("\n").at(-1)?.trim();
+      say(`${after}: FAILED: ${shown} ${why}${tail ? `: ${tail}` : ""}; the installed disk is written`);
+      return false;
+    }
+  }
+  return true;
 }
 
 /**

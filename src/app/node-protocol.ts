@@ -19,12 +19,19 @@ export const CMDLINE = {
   answerSha256: "kvmstrap.answer-sha256",
   /** The explicit go-ahead for an unattended install; without it the TUI asks, even with an answer. */
   auto: "kvmstrap.auto",
+  /** After a successful unattended install: reboot (the default), poweroff, or stay on the live system. */
+  after: "kvmstrap.after",
   /** sha256 of filesystem.squashfs, checked by the initramfs after fetch= (with retries). */
   fetchSha256: "kvmstrap.fetch-sha256",
 } as const;
 
 /** The value kvmstrap.auto must have to start an unattended install. */
 export const AUTO_INSTALL = "install";
+
+/** What kvmstrap.after= may say; a failed install never reboots (its summary stays on the consoles). */
+export const AFTER_INSTALL = ["reboot", "poweroff", "stay"] as const;
+export type AfterInstall = (typeof AFTER_INSTALL)[number];
+export const DEFAULT_AFTER_INSTALL: AfterInstall = "reboot";
 
 /** HTTP paths on the boot server, relative to kvmstrap.server. `mac` is lower case, colon-separated. */
 export const NODE_PATHS = {

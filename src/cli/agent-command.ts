@@ -3,25 +3,31 @@
 // consoles), details to stderr (the journal).
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { AGENT_ANSWER_FILE, commandInstaller, runAgent } from "../app/node-agent.js";
+import { AGENT_ANSWER_FILE, commandInstaller, runAgent, SYSTEM_POWER } from "../app/node-agent.js";
 import { type OptionTable, parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
 
 export const AGENT_HELP = `Usage: kvmstrap agent [options]
 
 The appliance's boot agent. Reads the kernel command line (kvmstrap.server=, kvmstrap.node=,
-kvmstrap.token=, kvmstrap.answer=, kvmstrap.answer-sha256=, kvmstrap.auto=), reports
-appliance-up to the boot server, finds the answer (http(s)://URL, file:///path,
-label:FSLABEL[/path], or the one embedded in the image), reports answer-fetched, and runs
-"kvmstrap install --answer FILE --yes" only when kvmstrap.auto=install is given AND an answer
-was found. Events also go to the answer's report.webhook; tokens are never logged.
+kvmstrap.token=, kvmstrap.answer=, kvmstrap.answer-sha256=, kvmstrap.auto=,
+kvmstrap.after=), reports appliance-up to the boot server, finds the answer (http(s)://URL,
+file:///path, label:FSLABEL[/path], or the one embedded in the image), reports
+answer-fetched, and runs "kvmstrap install --answer FILE --yes" only when
+kvmstrap.auto=install is given AND an answer was found. Events also go to the answer's
+report.webhook; tokens are never logged.
+
+After a successful install the machine syncs and reboots: kvmstrap.after=reboot (default),
+poweroff, or stay (the live system stays up). A failed install never reboots: its reason
+stays on the consoles.
 
 Options:
   --cmdline FILE      Read the kernel command line from FILE (default /proc/cmdline)
   --answer-out FILE   Keep the answer found in FILE, mode 0600 (default ${AGENT_ANSWER_FILE})
   -h, --help          Print this help
 
-Exit codes: 0 done (or nothing to do), 1 the install failed, 2 the answer could not be used.
+Exit codes: 0 done (or nothing to do), 1 the install (or the reboot after it) failed,
+2 the answer or a kvmstrap.* parameter could not be used.
 `;
 
 export const AGENT_OPTIONS = {
@@ -48,6 +54,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     say: (line) => process.stdout.write(`${line}\n`),
     log: (line) => process.stderr.write(`${line}\n`),
     installer: commandInstaller(self),
+    power: SYSTEM_POWER,
     answerFile: values["answer-out"] ?? AGENT_ANSWER_FILE,
   });
   return outcome.exitCode;

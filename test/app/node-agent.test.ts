@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { commandInstaller, runAgent } from "../../src/app/node-agent.js";
+import { commandInstaller, type PowerCommands, runAgent } from "../../src/app/node-agent.js";
 import { nodeLifecycleEventSchema } from "../../src/app/node-protocol.js";
 import { agentCommand } from "../../src/cli/agent-command.js";
 import { captureCli } from "../helpers/capture-cli.js";
@@ -90,7 +90,36 @@ const cmdline = (extra = "") =>
 
 const fastPost = { attempts: 2, backoffMs: 10, timeoutMs: 2000 };
 
-async function agent(line: string, installer = commandInstaller(["/bin/false"])) {
+/**
+ * Power commands as real processes: sync appends to a file; reboot and poweroff POST to the test
+ * server (so their order against the events is what the server saw), or exit 1 when told to fail.
+ */
+async function power(failing: "" | "reboot" = ""): Promise<{ cmds: PowerCommands; marks: string }> {
+  const marks = path.join(scratch, `power-${process.hrtime.bigint()}.log`);
+  const act = (name: string) =>
+    failing === name
+      ? ["/bin/sh", "-c", `echo "${name}: Failed to talk to init daemon" >&2; exit 1`]
+      : [
+          process.execPath,
+          "-e",
+          `fetch(${JSON.stringify(`${base}/power`)}, { method: "POST", body: JSON.stringify({ phase: "${name}" }) })`,
+        ];
+  return {
+    marks,
+    cmds: {
+      sync: ["/bin/sh", "-c", `echo sync >> '${marks}'`],
+      reboot: act("reboot"),
+      poweroff: act("poweroff"),
+    },
+  };
+}
+const marksOf = (file: string) => readFile(file, "utf8").catch(() => "");
+
+async function agent(
+  line: string,
+  installer = commandInstaller(["/bin/false"]),
+  cmds: PowerCommands = { sync: ["/bin/false"], reboot: ["/bin/false"], poweroff: ["/bin/false"] },
+) {
   const said: string[] = [];
   const logged: string[] = [];
   const answerFile = path.join(scratch, `answer-${Date.now()}.yaml`);
@@ -99,6 +128,7 @@ async function agent(line: string, installer = commandInstaller(["/bin/false"]))
     say: (l) => said.push(l),
     log: (l) => logged.push(l),
     installer,
+    power: cmds,
     answerFile,
     find: { embedded: null, http: { attempts: 2, backoffMs: 10 } },
     postUp: fastPost,
@@ -111,16 +141,22 @@ const phases = (path: string) => got.filter((g) => g.path === path).map((g) => g
 const serverPath = `/v1/nodes/${encodeURIComponent(MAC)}/events`;
 
 describe("the boot agent", () => {
-  it("kvmstrap.auto=install and an answer: up, answer-fetched, installing, installed, to the server and the webhook", async () => {
+  it("kvmstrap.auto=install and an answer: up, answer-fetched, installing, installed, to the server and the webhook; then sync and reboot", async () => {
+    const p = await power();
     const { outcome, said, logged, answerFile } = await agent(
       cmdline("kvmstrap.auto=install"),
       commandInstaller(["/bin/sh", await installScript(0)]),
+      p.cmds,
     );
-    expect(outcome).toMatchObject({ phase: "installed", exitCode: 0 });
+    expect(outcome).toMatchObject({ phase: "installed", exitCode: 0, after: { action: "reboot", ok: true } });
     expect(phases(serverPath)).toEqual(["appliance-up", "answer-fetched", "installing", "installed"]);
+    // The reboot came after every event had been taken, and after the sync.
+    expect(got.at(-1)).toMatchObject({ path: "/power", body: { phase: "reboot" } });
+    expect(got.filter((g) => g.path === "/power")).toHaveLength(1);
+    expect(await marksOf(p.marks)).toBe("sync\n");
     // The webhook is known once the answer is: it gets everything from answer-fetched on.
     expect(phases("/hook")).toEqual(["answer-fetched", "installing", "installed"]);
-    for (const g of got) {
+    for (const g of got.filter((g) => g.path !== "/power")) {
       expect(nodeLifecycleEventSchema.parse(g.body)).toBeTruthy();
       if (g.path === serverPath) expect(g.auth).toBe(`Bearer ${TOKEN}`);
       else expect(g.hook).toBe(HOOK_SECRET);
@@ -129,7 +165,13 @@ describe("the boot agent", () => {
     expect(said.join("\n")).toMatch(
       /KVMSTRAP-AGENT: answer-fetched from http:\/\/127\.0\.0\.1:\d+\/v1\/nodes\/.*\/answer/,
     );
-    expect(said.at(-1)).toBe("KVMSTRAP-AGENT: installed: step 1 of 1 done");
+    expect(said.slice(-2)).toEqual([
+      "KVMSTRAP-AGENT: installed: step 1 of 1 done",
+      "KVMSTRAP-AGENT: rebooting (kvmstrap.after=reboot)",
+    ]);
+    expect(got.find((g) => g.path === serverPath && g.body.phase === "installed")?.body.detail).toBe(
+      "step 1 of 1 done (next: reboot)",
+    );
     // The install got the answer the agent kept, mode 0600.
     expect(logged).toContain(`install: args: install --answer ${answerFile} --yes`);
     expect(await readFile(answerFile, "utf8")).toBe(answerText);
@@ -157,11 +199,21 @@ describe("the boot agent", () => {
   });
 
   it("a failing install is reported failed with its last line; an image without kvmstrap install says so", async () => {
+    const p = await power();
     const failing = await agent(
       cmdline("kvmstrap.auto=install"),
       commandInstaller(["/bin/sh", await installScript(3)]),
+      p.cmds,
     );
     expect(failing.outcome).toMatchObject({ phase: "failed", exitCode: 1 });
+    // A failed install never reboots or syncs: its reason stays on the consoles.
+    expect(failing.outcome.after).toBeUndefined();
+    expect(got.filter((g) => g.path === "/power")).toEqual([]);
+    expect(await marksOf(p.marks)).toBe("");
+    expect(failing.said.slice(-2)).toEqual([
+      "KVMSTRAP-AGENT: install: FAILED: kvmstrap install exited 3: disk /dev/vdz: no such disk",
+      "KVMSTRAP-AGENT: the live system stays up: the reason is above and in journalctl -u kvmstrap-agent",
+    ]);
     expect(got.filter((g) => g.path === serverPath).at(-1)?.body).toMatchObject({
       phase: "failed",
       detail: "kvmstrap install exited 3: disk /dev/vdz: no such disk",
@@ -180,6 +232,52 @@ describe("the boot agent", () => {
     expect(old.said.at(-1)).toBe(
       "KVMSTRAP-AGENT: install: FAILED: kvmstrap install is not available in this image",
     );
+  });
+
+  it("kvmstrap.after=poweroff powers off, =stay only syncs, a failing reboot command is said and exits 1", async () => {
+    const install = commandInstaller(["/bin/sh", await installScript(0)]);
+    let p = await power();
+    const off = await agent(cmdline("kvmstrap.auto=install kvmstrap.after=poweroff"), install, p.cmds);
+    expect(off.outcome).toMatchObject({ exitCode: 0, after: { action: "poweroff", ok: true } });
+    expect(got.filter((g) => g.path === "/power").map((g) => g.body.phase)).toEqual(["poweroff"]);
+    expect(off.said.at(-1)).toBe("KVMSTRAP-AGENT: powering off (kvmstrap.after=poweroff)");
+    expect(await marksOf(p.marks)).toBe("sync\n");
+
+    got = [];
+    p = await power();
+    const stay = await agent(cmdline("kvmstrap.auto=install kvmstrap.after=stay"), install, p.cmds);
+    expect(stay.outcome).toMatchObject({ exitCode: 0, after: { action: "stay", ok: true } });
+    expect(got.filter((g) => g.path === "/power")).toEqual([]);
+    expect(await marksOf(p.marks)).toBe("sync\n");
+    expect(stay.said.at(-1)).toMatch(/kvmstrap.after=stay: the live system stays up/);
+
+    got = [];
+    p = await power("reboot");
+    const bad = await agent(cmdline("kvmstrap.auto=install"), install, p.cmds);
+    expect(bad.outcome).toMatchObject({
+      phase: "installed",
+      exitCode: 1,
+      after: { action: "reboot", ok: false },
+    });
+    expect(bad.said.at(-1)).toMatch(
+      /^KVMSTRAP-AGENT: reboot: FAILED: \/bin\/sh -c .* exited 1: reboot: Failed to talk to init daemon; the installed disk is written$/,
+    );
+  });
+
+  it("an unknown kvmstrap.after= is refused before anything is installed (exit 2)", async () => {
+    const p = await power();
+    const { outcome, said } = await agent(
+      cmdline("kvmstrap.auto=install kvmstrap.after=reboott"),
+      commandInstaller(["/bin/sh", await installScript(0)]),
+      p.cmds,
+    );
+    expect(outcome).toMatchObject({ phase: "failed", exitCode: 2 });
+    expect(phases(serverPath)).toEqual(["appliance-up", "failed"]);
+    expect(got.at(-1)?.body.detail).toBe("kvmstrap.after=reboott: not one of reboot, poweroff, stay");
+    expect(said.at(-1)).toBe(
+      "KVMSTRAP-AGENT: FAILED: kvmstrap.after=reboott: not one of reboot, poweroff, stay",
+    );
+    expect(await marksOf(p.marks)).toBe("");
   });
 
   it("a bad answer is reported failed naming the source and the reason, and nothing is installed", async () => {

@@ -8,6 +8,7 @@ import { MAX_EVENT_BYTES, NODE_PATHS, type NodeEvent, nodeEventSchema } from "..
 import { VERSION } from "../../core/version.js";
 import type { Attribution } from "../attribution.js";
 import { genericScript, localBootScript, nodeScript } from "../ipxe-script.js";
+import { serveMetrics } from "../metrics.js";
 import type { Netboot } from "../netboot.js";
 import type { NodeInput } from "../node-state.js";
 import type { NodeTable, ServeEvent } from "../node-table.js";
@@ -279,6 +280,15 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     });
   });
 
+  // Prometheus text format; unauthenticated like /v1/status (counts and durations, no secrets).
+  const metrics = serveMetrics(ctx.table);
+  app.get("/metrics", async (_req, reply) =>
+    reply
+      .header("content-type", metrics.contentType)
+      .header("cache-control", "no-store")
+      .send(await metrics.text()),
+  );
+
   // JSON lines, one event each, as long as the client stays (`kvmstrap serve status --follow`).
   app.get("/v1/events", (_req, reply) => {
     reply.raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
@@ -296,6 +306,7 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     reply.hijack();
   });
   app.addHook("onClose", async () => {
+    metrics.close();
     for (const r of streams) r.raw.end();
   });
 

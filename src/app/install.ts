@@ -15,7 +15,7 @@ import { type Finding, findingsForDraft } from "../answer/rules/index.js";
 import { bootMediumOf, installExclusion, isRemovable, sameDisk } from "../answer/rules/install.js";
 import type { Answer } from "../answer/schema.js";
 import type { ApplyResult } from "../apply/engine.js";
-import type { ApplyEvent, EventBus } from "../apply/events.js";
+import { type ApplyEvent, type EventBus, fileLogSink } from "../apply/events.js";
 import { diskContents } from "../checks/resources.js";
 import { writeFileAtomic } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
@@ -42,6 +42,8 @@ export { INSTALL_TARGET } from "../plan/install-plan.js";
 export const INSTALL_ANSWER_COPY = `${INSTALL_WORK}/answer.yaml`;
 /** The install's own journal on the live system (the host's journal is on the target). */
 export const INSTALL_STATE_DIR = "/var/lib/kvmstrap/install";
+/** The install's event log, under <state dir>/log/ (copied to the target's /var/log/kvmstrap/install/log/). */
+export const INSTALL_EVENTS_FILE = "install-events.jsonl";
 
 export interface InstallPrepared {
   file: string;
@@ -68,6 +70,9 @@ export interface InstallOptions {
   consoles?: string[];
   /** The first-boot units (default: those kvmstrap ships in units/). */
   units?: FirstBootUnits;
+  /** The install's state directory (journal, events; default INSTALL_STATE_DIR): the plan copies it
+   *  to the target's /var/log/kvmstrap, so runInstall must be given the same one. */
+  stateDir?: string;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -138,6 +143,7 @@ export function prepareInstallFor(
     ...(o.disk ? { disk: o.disk } : {}),
     ...(o.sourceIsImage !== undefined ? { sourceIsImage: o.sourceIsImage } : {}),
     consoles: o.consoles ?? [],
+    logs: o.stateDir ?? INSTALL_STATE_DIR,
   });
   const findings = findingsForDraft(answer, report);
   const issues = findings.map((f) => {
@@ -300,6 +306,10 @@ export async function runInstall(p: InstallPrepared, o: InstallRunOptions): Prom
     await releaseStaleTarget();
   }
   const stop = o.onProgress ? watchCopy(o.bus, o.onProgress) : () => {};
+  // The install's events (redacted) beside its journal: the plan's logs step copies both to the target.
+  const unlog = o.dryRun
+    ? () => {}
+    : o.bus.subscribe(fileLogSink(path.join(o.stateDir ?? INSTALL_STATE_DIR, "log"), INSTALL_EVENTS_FILE));
   try {
     return await runApply(p.plan, {
       root: "/",
@@ -311,6 +321,7 @@ export async function runInstall(p: InstallPrepared, o: InstallRunOptions): Prom
     });
   } finally {
     stop();
+    unlog();
   }
 }
 

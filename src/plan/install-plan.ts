@@ -17,6 +17,8 @@ export const INSTALL_TARGET = `${INSTALL_WORK}/target`;
 export const INSTALL_SOURCE_MOUNT = `${INSTALL_WORK}/source`;
 /** The answer as the installed host keeps it (its install section dropped: the install is done). */
 export const INSTALLED_ANSWER = "/etc/kvmstrap/answer.yaml";
+/** Where the installed host keeps the install's logs (its journal, events and the agent's log). */
+export const INSTALLED_LOGS = "/var/log/kvmstrap";
 /** live-boot mounts the image's root here on the appliance: the default source of the copy. */
 export const LIVE_ROOT = "/run/live/rootfs/filesystem.squashfs";
 
@@ -83,6 +85,9 @@ export interface InstallInput {
   /** The live system's kernel consoles (console=... of /proc/cmdline): the installed host keeps them,
    *  so a machine installed over a serial line stays reachable on it. */
   consoles?: string[];
+  /** The install's state directory on the live system (journal, event log): copied to the target's
+   *  INSTALLED_LOGS before it is unmounted. */
+  logs?: string;
 }
 
 const ESP_MOUNT = `${INSTALL_TARGET}/boot/efi`;
@@ -291,12 +296,18 @@ function installActions(
     cmd("umount.source", ["umount", INSTALL_SOURCE_MOUNT], "unmount the image");
   cmd("mkdir.esp", ["mkdir", "-p", ESP_MOUNT], "mount point /boot/efi");
   cmd("mount.esp", ["mount", esp, ESP_MOUNT], "mount the ESP", ["umount", ESP_MOUNT]);
+  // Plain binds, not --rbind --make-rslave: services with a private mount namespace (systemd-udevd's
+  // PrivateMounts=, logind's PrivateTmp=) are slaves that receive a copy of every mount made under
+  // /run. --make-rslave cuts the copies of the recursive binds' submounts (/dev/pts, /dev/shm...) off
+  // from ours, so the final umount cannot propagate to them, the copies keep the new root mounted
+  // in that namespace, and the installed system found its journal to recover at its first boot.
+  // GRUB and the initramfs tools need the device nodes, /proc and /sys, not what is mounted below.
   for (const fs of ["dev", "proc", "sys"])
     cmd(
       `bind.${fs}`,
-      ["mount", "--rbind", "--make-rslave", `/${fs}`, inTarget(`/${fs}`)],
+      ["mount", "--bind", `/${fs}`, inTarget(`/${fs}`)],
       `/${fs} inside the target, for the boot loader and initramfs tools`,
-      ["umount", "-R", inTarget(`/${fs}`)],
+      ["umount", inTarget(`/${fs}`)],
     );
   file(
     "fstab",
@@ -434,7 +445,41 @@ function installActions(
   );
   cmd("initramfs", chroot("update-initramfs", "-u", "-k", "all"), "rebuild the initramfs without live-boot");
   cmd("update-grub", chroot("update-grub"), "write grub.cfg for the installed kernel");
+  if (input.logs) {
+    // The install's own journal and event log, and the boot agent's journal when it ran the install
+    // (its lines are scrubbed of tokens by the agent): on the installed disk before it is unmounted.
+    cmd(
+      "logs",
+      [
+        "sh",
+        "-c",
+        'mkdir -p "$2" && cp -rT "$1" "$2/install" && chmod -R go-rwx "$2" && ' +
+          "{ ! command -v journalctl >/dev/null || " +
+          'journalctl -b -u kvmstrap-agent --no-pager -o short-iso >"$2/agent.log" 2>/dev/null || true; }',
+        "sh",
+        input.logs,
+        inTarget(INSTALLED_LOGS),
+      ],
+      `the install's journal and events, and the boot agent's log, in ${INSTALLED_LOGS}`,
+    );
+  }
   cmd("sync", ["sync"], "flush everything to the disk");
   cmd("umount", ["umount", "-R", INSTALL_TARGET], "unmount the installed system");
+  cmd(
+    "closed",
+    [
+      "sh",
+      "-c",
+      // A filesystem still mounted somewhere (another mount namespace holding a copy) keeps ext4's
+      // needs_recovery flag: the first boot would replay its journal. Said here, with the holders.
+      'if dumpe2fs -h "$1" 2>/dev/null | grep -q "^Filesystem features:.*needs_recovery"; then ' +
+        'echo "$1 is still mounted in another mount namespace (held by:' +
+        ' $(grep -l " $2" /proc/[0-9]*/mountinfo 2>/dev/null | cut -d/ -f3 | tr "\\n" " "))" >&2; exit 1; fi',
+      "sh",
+      root,
+      INSTALL_TARGET,
+    ],
+    "check the root filesystem is closed (no journal left to replay at the first boot)",
+  );
   return out;
 }

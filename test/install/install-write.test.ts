@@ -4,7 +4,7 @@
 // GRUB's tools in it, so grub-install runs inside the target as on the appliance. The steps that
 // need a whole Debian in the target (dpkg, systemctl, update-initramfs, the offline apply) are left
 // to the image tier. The guard is checked on this host too: a loop device is never a target.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -15,6 +15,7 @@ import { checkInstallDisk, INSTALL_TARGET, prepareInstallFor, runInstall } from 
 import { EventBus } from "../../src/apply/events.js";
 import { RootedHostFs } from "../../src/host/fs.js";
 import type { InstallDisk } from "../../src/plan/install-plan.js";
+import { INSTALL_WORK } from "../../src/plan/install-plan.js";
 
 const TOOLS = [
   "losetup",
@@ -28,6 +29,9 @@ const TOOLS = [
   "blkid",
   "chroot",
   "udevadm",
+  "unshare",
+  "nsenter",
+  "dumpe2fs",
 ];
 const which = (t: string) => spawnSync("sh", ["-c", `command -v ${t}`]).status === 0;
 const missing = TOOLS.filter((t) => !which(t));
@@ -74,6 +78,7 @@ describe.skipIf(skip !== null)("install write steps on a loop device", () => {
   let work = "";
   let image = "";
   let loop = "";
+  let sharedWork = false;
   beforeAll(() => {
     work = mkdtempSync(path.join(tmpdir(), `kvmstrap-install-${process.pid}-`));
     image = path.join(work, "disk.img");
@@ -85,6 +90,7 @@ describe.skipIf(skip !== null)("install write steps on a loop device", () => {
   }, 120_000);
   afterAll(() => {
     spawnSync("umount", ["-R", INSTALL_TARGET]);
+    if (sharedWork) spawnSync("umount", ["-R", INSTALL_WORK]);
     spawnSync("umount", ["-R", path.join(work, "check")]);
     if (loop) spawnSync("losetup", ["-d", loop]);
     if (work) rmSync(work, { recursive: true, force: true });
@@ -118,6 +124,7 @@ describe.skipIf(skip !== null)("install write steps on a loop device", () => {
       ids: IDS,
       disk,
       units: { copy: [], enable: [], wrapper: null },
+      stateDir: path.join(work, "state"),
     });
     // What needs a whole Debian in the target runs in the image tier; the rest runs here, unchanged.
     const needsDebian = new Set([
@@ -142,11 +149,31 @@ describe.skipIf(skip !== null)("install write steps on a loop device", () => {
     bus.subscribe((e) => {
       if (e.type === "step" && e.phase === "finished") steps.push(e.id);
     });
+    // A service with a private mount namespace, as systemd-udevd (PrivateMounts=) runs on the
+    // appliance: a slave that gets a copy of every mount under /run (systemd makes every mount
+    // shared; here the work directory is made a shared mount for that). The install must leave it
+    // no copy of the new root (else the root stays mounted and its journal is replayed at first boot).
+    mkdirSync(INSTALL_WORK, { recursive: true });
+    run("mount", ["--bind", INSTALL_WORK, INSTALL_WORK]);
+    sharedWork = true;
+    run("mount", ["--make-shared", INSTALL_WORK]);
+    const holder = spawn("unshare", ["-m", "--propagation", "slave", "sleep", "600"], { stdio: "ignore" });
+    await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     const r = await runInstall({ ...p, plan }, { bus, stateDir: path.join(work, "state") });
+    const held = spawnSync("nsenter", ["-t", String(holder.pid), "-m", "cat", "/proc/self/mountinfo"])
+      .stdout.toString()
+      .split("\n")
+      .filter((l) => l.includes(INSTALL_TARGET));
+    holder.kill();
+    run("umount", [INSTALL_WORK]);
+    sharedWork = false;
     expect(r.error ?? null).toBeNull();
     expect(r.status).toBe("succeeded");
     expect(steps).toEqual(plan.actions.map((a) => a.id));
+    expect(steps.slice(-4)).toEqual(["install.logs", "install.sync", "install.umount", "install.closed"]);
+    expect(held).toEqual([]);
+    expect(run("dumpe2fs", ["-h", `${loop}p3`])).not.toMatch(/^Filesystem features:.*needs_recovery/m);
     console.log(
       `install write steps on ${loop}: ${plan.actions.length} steps in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );
@@ -169,6 +196,13 @@ describe.skipIf(skip !== null)("install write steps on a loop device", () => {
       expect(readFileSync(path.join(check, "etc/fstab"), "utf8")).toContain(`UUID=${IDS.rootUuid} / ext4`);
       expect(readFileSync(path.join(check, "etc/fstab"), "utf8")).toContain("UUID=C0FF-EE42 /boot/efi vfat");
       expect(existsSync(path.join(check, "boot/grub/i386-pc/core.img"))).toBe(true);
+      // The install's journal and event log, up to the logs step, on the installed disk.
+      const events = readFileSync(
+        path.join(check, "var/log/kvmstrap/install/log/install-events.jsonl"),
+        "utf8",
+      );
+      expect(events).toMatch(/"id":"install.copy"/);
+      expect(existsSync(path.join(check, "var/log/kvmstrap/install/runs"))).toBe(true);
     } finally {
       run("umount", [check]);
     }

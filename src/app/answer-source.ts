@@ -12,6 +12,13 @@ import { REDACTED } from "../apply/events.js";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { CMDLINE } from "./node-protocol.js";
+import {
+  formatFingerprint,
+  type HttpGot,
+  normalizeFingerprint,
+  PinMismatchError,
+  pinnedGet,
+} from "./pinned-https.js";
 
 /** Where the image build puts an embedded answer: the live medium's kvmstrap/answer.yaml. */
 export const EMBEDDED_ANSWER = "/run/live/medium/kvmstrap/answer.yaml";
@@ -43,6 +50,11 @@ export interface HttpOptions {
   bearer?: { origin: string; token: string } | undefined;
   /** Told about each failed attempt (already redacted). */
   onRetry?: (line: string) => void;
+  /**
+   * The https server's certificate SHA-256 (64 hex digits, normalizeFingerprint's form): it must
+   * match, and no CA is asked. Without it, the usual CA checks.
+   */
+  pin?: string | undefined;
 }
 
 export interface FindOptions {
@@ -160,28 +172,59 @@ const tooBig = (n: number) =>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// Certificate problems do not heal with a retry (error codes of OpenSSL and Node's TLS).
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
+
+async function fetchGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<HttpGot> {
+  const res = await fetch(url, { headers, redirect: "error", signal });
+  const body = res.body ?? (async function* () {})();
+  return {
+    status: res.status,
+    statusText: res.statusText,
+    declared: Number(res.headers.get("content-length") ?? "0"),
+    body,
+    cancel: () => void res.body?.cancel().catch(() => {}),
+  };
+}
+
 /** GETs the answer with a per-attempt timeout, a size bound and retries with backoff. */
 export async function fetchAnswerUrl(url: URL, o: HttpOptions = {}): Promise<Buffer> {
   const { timeoutMs = 15_000, attempts = 5, backoffMs = 1000 } = o;
   const shown = displayUrl(url);
+  if (o.pin && url.protocol !== "https:") {
+    throw new InputError(`answer from ${shown}: ${CMDLINE.answerFingerprint}= applies only to https:// URLs`);
+  }
   const headers: Record<string, string> = { accept: "application/yaml, text/plain, */*" };
   if (o.bearer && url.origin === o.bearer.origin) headers.authorization = `Bearer ${o.bearer.token}`;
   let last = "";
   for (let attempt = 1; attempt <= attempts; attempt++) {
     let final = false;
+    const signal = AbortSignal.timeout(timeoutMs);
     try {
-      const res = await fetch(url, { headers, redirect: "error", signal: AbortSignal.timeout(timeoutMs) });
-      if (res.ok) return await readBody(res, shown);
-      await res.body?.cancel().catch(() => {});
+      const res = o.pin ? await pinnedGet(url, headers, o.pin, signal) : await fetchGet(url, headers, signal);
+      if (res.status >= 200 && res.status < 300) return await readBody(res, shown);
+      res.cancel();
       last = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
       final = res.status < 500 && res.status !== 429;
     } catch (e) {
       if (e instanceof InputError) throw e;
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      last =
-        err.name === "TimeoutError"
-          ? `no answer within ${timeoutMs} ms`
-          : (err.cause?.code ?? err.cause?.message ?? err.message);
+      if (e instanceof PinMismatchError) {
+        throw new InputError(
+          `answer from ${shown}: the server's certificate has SHA-256 fingerprint ${e.actual}, not the ` +
+            `${CMDLINE.answerFingerprint}=${e.pinned} the command line pinned; nothing was sent to it`,
+        );
+      }
+      const err = e as Error & { code?: string; cause?: { code?: string; message?: string } };
+      const code = err.cause?.code ?? err.code;
+      last = signal.aborted
+        ? `no answer within ${timeoutMs} ms`
+        : (code ?? err.cause?.message ?? err.message);
+      if (code && CERT_ERROR.test(code)) {
+        final = true;
+        last += o.pin
+          ? ""
+          : ` (the certificate is not trusted; a self-signed one can be pinned with ${CMDLINE.answerFingerprint}=sha256:...)`;
+      }
     }
     if (final || attempt === attempts) break;
     const wait = backoffMs * 2 ** (attempt - 1);
@@ -191,18 +234,17 @@ export async function fetchAnswerUrl(url: URL, o: HttpOptions = {}): Promise<Buf
   throw new InputError(`answer from ${shown}: ${last}`);
 }
 
-async function readBody(res: Response, shown: string): Promise<Buffer> {
-  const declared = Number(res.headers.get("content-length") ?? "0");
-  if (declared > MAX_ANSWER_BYTES) {
-    await res.body?.cancel().catch(() => {});
-    throw new InputError(`answer from ${shown}: ${tooBig(declared)}`);
+async function readBody(res: HttpGot, shown: string): Promise<Buffer> {
+  if (res.declared > MAX_ANSWER_BYTES) {
+    res.cancel();
+    throw new InputError(`answer from ${shown}: ${tooBig(res.declared)}`);
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of res.body ?? []) {
+  for await (const chunk of res.body) {
     size += chunk.length;
     if (size > MAX_ANSWER_BYTES) {
-      await res.body?.cancel().catch(() => {});
+      res.cancel();
       throw new InputError(`answer from ${shown}: ${tooBig(size)}`);
     }
     chunks.push(Buffer.from(chunk));
@@ -314,7 +356,22 @@ export async function findAnswer(
   if (sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(sha256)) {
     throw new InputError(`${CMDLINE.answerSha256}=${sha256}: not a sha256 (64 hex digits)`);
   }
-  if (spec) return readAnswerAt(parseAnswerLocation(spec), { ...o, sha256 });
+  const pinSpec = params.get(CMDLINE.answerFingerprint);
+  let pin: string | undefined;
+  if (pinSpec !== undefined) {
+    pin = normalizeFingerprint(pinSpec) ?? undefined;
+    if (!pin) {
+      throw new InputError(
+        `${CMDLINE.answerFingerprint}=${pinSpec}: not a SHA-256 certificate fingerprint (64 hex digits, colons and a sha256: prefix optional)`,
+      );
+    }
+    if (!spec || !/^https:\/\//i.test(spec)) {
+      throw new InputError(
+        `${CMDLINE.answerFingerprint}=sha256:${formatFingerprint(pin)} pins an https server's certificate, but ${CMDLINE.answer}= is ${spec ? "not an https:// URL" : "not set"}`,
+      );
+    }
+  }
+  if (spec) return readAnswerAt(parseAnswerLocation(spec), { ...o, http: { ...o.http, pin }, sha256 });
   const embedded = o.embedded === undefined ? EMBEDDED_ANSWER : o.embedded;
   if (embedded && (await stat(embedded).catch(() => null))) {
     return readAnswerAt({ kind: "embedded", path: embedded }, { ...o, sha256 });

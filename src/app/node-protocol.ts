@@ -17,6 +17,12 @@ export const CMDLINE = {
   answer: "kvmstrap.answer",
   /** Optional sha256 (hex) the fetched answer must have. */
   answerSha256: "kvmstrap.answer-sha256",
+  /**
+   * Optional SHA-256 fingerprint of an https:// answer server's certificate (sha256:AB:CD:..., the
+   * prefix and colons optional, any case). With it the certificate must match it exactly and no CA
+   * is asked (a self-signed certificate on a provisioning network); without it, normal CA checks.
+   */
+  answerFingerprint: "kvmstrap.answer-fingerprint",
   /** The explicit go-ahead for an unattended install; without it the TUI asks, even with an answer. */
   auto: "kvmstrap.auto",
   /** After a successful unattended install: reboot (the default), poweroff, or stay on the live system. */

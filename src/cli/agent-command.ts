@@ -9,17 +9,26 @@ import { EXIT, InputError, UsageError } from "./errors.js";
 
 export const AGENT_HELP = `Usage: kvmstrap agent [options]
 
-The appliance's boot agent. Reads the kernel command line (kvmstrap.server=, kvmstrap.node=,
-kvmstrap.token=, kvmstrap.answer=, kvmstrap.answer-sha256=, kvmstrap.auto=,
-kvmstrap.after=), reports appliance-up to the boot server, finds the answer (http(s)://URL,
-file:///path, label:FSLABEL[/path], or the one embedded in the image), reports
-answer-fetched, and runs "kvmstrap install --answer FILE --yes" only when
-kvmstrap.auto=install is given AND an answer was found. Events also go to the answer's
-report.webhook; tokens are never logged.
+The appliance's boot agent. Reads the kernel command line, reports appliance-up to the boot
+server, finds the answer, reports answer-fetched, and runs "kvmstrap install --answer FILE
+--yes" only when kvmstrap.auto=install is given AND an answer was found. Events also go to
+the answer's report.webhook; tokens and secret headers are never logged.
 
-After a successful install the machine syncs and reboots: kvmstrap.after=reboot (default),
-poweroff, or stay (the live system stays up). A failed install never reboots: its reason
-stays on the consoles.
+Kernel command line parameters:
+  kvmstrap.server=URL       the boot server (events go to it)
+  kvmstrap.node=MAC         this node's id at the boot server
+  kvmstrap.token=TOKEN      bearer token for the boot server (never logged)
+  kvmstrap.answer=SOURCE    http(s)://URL, file:///path or label:FSLABEL[/path]; without it,
+                            the answer embedded in the image, if any
+  kvmstrap.answer-sha256=HEX            the answer's sha256
+  kvmstrap.answer-fingerprint=sha256:AB:CD:...
+                            pins an https answer server's certificate (self-signed is fine;
+                            colons and prefix optional); without it, the usual CA checks
+  kvmstrap.auto=install     the go-ahead for the unattended install
+  kvmstrap.after=reboot|poweroff|stay
+                            after a successful install: sync and reboot (default), power
+                            off, or stay on the live system. A failed install never
+                            reboots: its reason stays on the consoles.
 
 Options:
   --cmdline FILE      Read the kernel command line from FILE (default /proc/cmdline)

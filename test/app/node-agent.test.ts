@@ -337,5 +337,15 @@ describe("kvmstrap agent (CLI)", () => {
     const r = await captureCli(() => agentCommand(["--cmdline", path.join(scratch, "none")]));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/none: cannot read the kernel command line \(ENOENT\)/);
+    // A malformed certificate pin: the answer is not fetched, the boot server is told, exit 2.
+    const file = path.join(scratch, "cmdline-badpin");
+    await writeFile(file, cmdline("kvmstrap.answer-fingerprint=sha256:12:34"));
+    got = [];
+    const pin = await captureCli(() => agentCommand(["--cmdline", file, "--answer-out", `${file}.yaml`]));
+    expect(pin.code).toBe(2);
+    expect(pin.stdout).toContain(
+      "KVMSTRAP-AGENT: answer: FAILED: kvmstrap.answer-fingerprint=sha256:12:34: not a SHA-256 certificate fingerprint",
+    );
+    expect(phases(serverPath)).toEqual(["appliance-up", "failed"]);
   });
 });

@@ -32,6 +32,13 @@ const LIVE_ONLY = [
   // first-boot units instead.
   "etc/systemd/system/multi-user.target.wants/kvmstrap-agent.service",
   "etc/systemd/system/kvmstrap-agent.service",
+  "usr/local/lib/kvmstrap/agent-network",
+  // DHCP on every wired NIC is the appliance's, for an answer URL; the host's network is the answer's.
+  "etc/systemd/network/50-kvmstrap-live-wired.network",
+  "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+  "etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
+  "etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service",
+  "etc/systemd/system/systemd-networkd-wait-online.service.d/kvmstrap.conf",
 ];
 const LIVE_PACKAGES = [
   "live-boot",

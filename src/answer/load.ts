@@ -5,7 +5,7 @@ import { readFile, stat } from "node:fs/promises";
 import { LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
 import { InputError } from "../core/errors.js";
-import { formatPath, type PathSegment, SourceMap } from "./positions.js";
+import { formatPath, type PathSegment, type Position, SourceMap } from "./positions.js";
 import { type Answer, answerSchema } from "./schema.js";
 import { allowedKeys, suggestKey } from "./schema-keys.js";
 
@@ -125,9 +125,29 @@ export function parseAnswerSource(text: string, file: string): AnswerSource {
     );
   }
 
-  const result = answerSchema.safeParse(data);
-  if (result.success) return { file, answer: result.data, map };
-  const issues = flattenIssues(result.error.issues, []).flatMap((i) => toAnswerIssues(i, file, map, data));
+  return { file, answer: checkSchema(answerSchema, data, file, map), map };
+}
+
+/** Where a key path sits: one file's SourceMap, or (the fleet's layered answers) one file per key. */
+export interface Locator {
+  locate(path: readonly PathSegment[], key?: boolean): (Position & { file?: string }) | null;
+}
+
+/**
+ * Schema-checks data already parsed from YAML against one of the answer module's schemas; every
+ * problem is an AnswerError issue located by `locator` (its file when it names one, else `file`).
+ */
+export function checkSchema<S extends z.ZodType>(
+  schema: S,
+  data: unknown,
+  file: string,
+  locator: Locator,
+): z.infer<S> {
+  const result = schema.safeParse(data);
+  if (result.success) return result.data;
+  const issues = flattenIssues(result.error.issues, []).flatMap((i) =>
+    toAnswerIssues(i, file, locator, data, schema),
+  );
   throw new AnswerError(issues);
 }
 
@@ -147,10 +167,16 @@ function flattenIssues(issues: readonly ZodIssue[], base: PathSegment[]): ZodIss
   });
 }
 
-function toAnswerIssues(issue: ZodIssue, file: string, map: SourceMap, data: unknown): AnswerIssue[] {
+function toAnswerIssues(
+  issue: ZodIssue,
+  file: string,
+  map: Locator,
+  data: unknown,
+  schema: z.ZodType,
+): AnswerIssue[] {
   const path = issue.path as PathSegment[];
   if (issue.code === "unrecognized_keys") {
-    const allowed = allowedKeys(answerSchema, path);
+    const allowed = allowedKeys(schema, path);
     return issue.keys.map((key) => {
       const pos = map.locate([...path, key], true);
       const suggestion = suggestKey(key, allowed);
@@ -160,7 +186,7 @@ function toAnswerIssues(issue: ZodIssue, file: string, map: SourceMap, data: unk
           ? ` (allowed: ${allowed.join(", ")})`
           : "";
       return {
-        file,
+        file: pos?.file ?? file,
         line: pos?.line ?? null,
         column: pos?.column ?? null,
         path: formatPath([...path, key]),
@@ -171,7 +197,7 @@ function toAnswerIssues(issue: ZodIssue, file: string, map: SourceMap, data: unk
   const pos = map.locate(path);
   return [
     {
-      file,
+      file: pos?.file ?? file,
       line: pos?.line ?? null,
       column: pos?.column ?? null,
       path: formatPath(path),

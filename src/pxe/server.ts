@@ -9,6 +9,7 @@ import { Attribution } from "./attribution.js";
 import { bootImageSource, listBootImages } from "./boot-files.js";
 import { bootPolicy } from "./boot-policy.js";
 import { JsonFileLeaseStore, LeaseTable, parseRange } from "./dhcp4/leases.js";
+import { loadDeviceSocketAddon } from "./dhcp4/native.js";
 import { type Dhcp4Event, type Dhcp4Mode, Dhcp4Server } from "./dhcp4/server.js";
 import type { Binding } from "./dhcp4/socket.js";
 import { buildHttpApp, type HttpContext } from "./http/app.js";
@@ -67,9 +68,21 @@ const DHCP_NAMES: Record<number, string> = {
   8: "INFORM",
 };
 
-/** The interface's first IPv4 address and netmask. */
-function ipv4Of(ifname: string): { address: string; netmask: string } | undefined {
-  return os.networkInterfaces()[ifname]?.find((a) => a.family === "IPv4");
+/**
+ * The interface's first IPv4 address and netmask. Node lists only running interfaces; one without
+ * carrier (a bridge whose ports are all stopped VMs' taps, a NIC before its first node is cabled
+ * or powered on) is asked of the kernel through the DHCP socket addon instead.
+ */
+async function ipv4Of(ifname: string): Promise<{ address: string; netmask: string } | undefined> {
+  const listed = os.networkInterfaces()[ifname]?.find((a) => a.family === "IPv4");
+  if (listed) return listed;
+  try {
+    return (await loadDeviceSocketAddon()).interfaceIPv4(ifname);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENODEV" || code === "EADDRNOTAVAIL") return undefined;
+    throw e;
+  }
 }
 
 /** The interface that holds an address. */
@@ -102,7 +115,7 @@ export class BootServer {
     // Inputs first, so a bad nodes file or netboot set is an exit-2 error before any socket opens.
     const nodes = o.nodesFile ? await loadNodesFile(o.nodesFile) : new NodesConfig();
     const netboot: Netboot | undefined = o.netbootDir ? await loadNetboot(o.netbootDir) : undefined;
-    const net = resolveNetwork(o);
+    const net = await resolveNetwork(o);
     const t =
       table ??
       new NodeTable({
@@ -265,10 +278,10 @@ interface Network {
 }
 
 /** Where DHCP listens and which address it names as the server (option 54, URLs). */
-function resolveNetwork(o: ServeOptions): Network {
+async function resolveNetwork(o: ServeOptions): Promise<Network> {
   const concrete = !WILDCARD.has(o.listen);
   if (o.interface) {
-    const addr = ipv4Of(o.interface);
+    const addr = await ipv4Of(o.interface);
     if (!addr)
       throw new InputError(`--interface ${o.interface}: no such interface, or it has no IPv4 address`);
     const serverIp = concrete ? o.listen : addr.address;

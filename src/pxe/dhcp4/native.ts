@@ -11,6 +11,9 @@
 // use with the system C compiler against the running Node's headers (N-API: no node-gyp, no
 // rebuild across Node versions) and cached by the hash of its source. Port 67 needs root or
 // CAP_NET_BIND_SERVICE; SO_BINDTODEVICE needs CAP_NET_RAW before Linux 5.7.
+// The addon also reads an interface's IPv4 address from the kernel (SIOCGIFADDR): Node's
+// os.networkInterfaces() hides an interface while it has no carrier, and the server must start on
+// its provisioning interface before the first node is plugged in or powered on.
 import { createHash } from "node:crypto";
 import { existsSync, promises as fs } from "node:fs";
 import { createRequire } from "node:module";
@@ -19,13 +22,29 @@ import path from "node:path";
 import { execa } from "execa";
 
 const SOURCE = `#include <node_api.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+static napi_value throw_errno(napi_env env, int e, const char *step, const char *ifname, uint32_t port) {
+  char msg[200];
+  if (port) snprintf(msg, sizeof msg, "%s on %s port %u: %s", step, ifname, port, strerror(e));
+  else snprintf(msg, sizeof msg, "%s on %s: %s", step, ifname, strerror(e));
+  const char *code = e == EPERM || e == EACCES ? "EPERM" : e == EADDRINUSE ? "EADDRINUSE"
+                   : e == ENODEV ? "ENODEV" : e == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : "ESOCKET";
+  napi_value c, m, err;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_error(env, c, m, &err);
+  napi_throw(env, err);
+  return NULL;
+}
 
 /* openDeviceUdp(ifname, port): an IPv4 UDP socket bound to 0.0.0.0:port that only sees traffic of
    ifname (SO_BINDTODEVICE), may broadcast, and shares the port (SO_REUSEADDR). Returns the fd. */
@@ -64,29 +83,68 @@ static napi_value open_device_udp(napi_env env, napi_callback_info info) {
 fail: {
     int e = errno;
     if (fd >= 0) close(fd);
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s on %s port %u: %s", step, ifname, port, strerror(e));
-    const char *code = e == EPERM || e == EACCES ? "EPERM" : e == EADDRINUSE ? "EADDRINUSE"
-                     : e == ENODEV ? "ENODEV" : "ESOCKET";
-    napi_value c, m, err;
-    napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
-    napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-    napi_create_error(env, c, m, &err);
-    napi_throw(env, err);
+    return throw_errno(env, e, step, ifname, port);
+  }
+}
+
+/* interfaceIPv4(ifname): { address, netmask } of ifname's primary IPv4 address, asked of the kernel
+   (SIOCGIFADDR, SIOCGIFNETMASK) whether or not the link has carrier. Throws ENODEV (no such
+   interface) or EADDRNOTAVAIL (no IPv4 address). */
+static napi_value interface_ipv4(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char ifname[IFNAMSIZ + 1] = {0};
+  size_t len = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], ifname, sizeof ifname, &len) != napi_ok ||
+      len == 0 || len >= IFNAMSIZ) {
+    napi_throw_type_error(env, "EINVAL", "interfaceIPv4(ifname): bad argument");
     return NULL;
   }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", ifname, 0);
+  struct ifreq ifr;
+  char text[2][INET_ADDRSTRLEN];
+  const unsigned long req[2] = {SIOCGIFADDR, SIOCGIFNETMASK};
+  for (int i = 0; i < 2; i++) {
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, ifname, len);
+    ifr.ifr_addr.sa_family = AF_INET;
+    if (ioctl(fd, req[i], &ifr) < 0) {
+      int e = errno;
+      close(fd);
+      return throw_errno(env, e, i ? "SIOCGIFNETMASK" : "SIOCGIFADDR", ifname, 0);
+    }
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&ifr.ifr_addr)->sin_addr, text[i], sizeof text[i]);
+  }
+  close(fd);
+  napi_value out, a, m;
+  napi_create_object(env, &out);
+  napi_create_string_utf8(env, text[0], NAPI_AUTO_LENGTH, &a);
+  napi_create_string_utf8(env, text[1], NAPI_AUTO_LENGTH, &m);
+  napi_set_named_property(env, out, "address", a);
+  napi_set_named_property(env, out, "netmask", m);
+  return out;
 }
 
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "openDeviceUdp", NAPI_AUTO_LENGTH, open_device_udp, NULL, &fn);
   napi_set_named_property(env, exports, "openDeviceUdp", fn);
+  napi_create_function(env, "interfaceIPv4", NAPI_AUTO_LENGTH, interface_ipv4, NULL, &fn);
+  napi_set_named_property(env, exports, "interfaceIPv4", fn);
   return exports;
 }
 `;
 
 export interface DeviceSocketAddon {
   openDeviceUdp(ifname: string, port: number): number;
+  /**
+   * The interface's primary IPv4 address, with or without carrier. os.networkInterfaces() leaves
+   * out every interface that is not running (libuv skips those without IFF_RUNNING): a bridge whose
+   * only ports are stopped VMs' taps, or a NIC with its cable out, would look absent.
+   */
+  interfaceIPv4(ifname: string): { address: string; netmask: string };
 }
 
 export class NativeBuildError extends Error {

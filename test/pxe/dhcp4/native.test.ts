@@ -64,4 +64,16 @@ describe.skipIf(why)(`interface-bound socket addon${why ? ` (skipped: ${why})` :
     expect(() => addon.openDeviceUdp("", 0)).toThrow(/bad arguments/);
     expect(() => addon.openDeviceUdp("x".repeat(20), 0)).toThrow(/bad arguments/);
   });
+
+  it("reads an interface's IPv4 address and netmask from the kernel, and names a missing device", async () => {
+    const addon = await loadDeviceSocketAddon(tmp());
+    expect(addon.interfaceIPv4("lo")).toEqual({ address: "127.0.0.1", netmask: "255.0.0.0" });
+    expect(() => addon.interfaceIPv4("nosuchdev0")).toThrow(
+      expect.objectContaining({
+        code: "ENODEV",
+        message: expect.stringMatching(/SIOCGIFADDR on nosuchdev0/),
+      }),
+    );
+    expect(() => addon.interfaceIPv4("")).toThrow(/bad argument/);
+  });
 });

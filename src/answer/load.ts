@@ -49,6 +49,14 @@ export function parseAnswerText(text: string, fileName: string): Answer {
 }
 
 export async function readAnswerSource(file: string): Promise<AnswerSource> {
+  return parseAnswerSource(await readYamlText(file), file);
+}
+
+/**
+ * The text of a YAML file of the answer family (an answer, a fleet's layer or assign.yaml): a
+ * regular file of at most MAX_ANSWER_BYTES of UTF-8, or an AnswerError saying why not.
+ */
+export async function readYamlText(file: string): Promise<string> {
   const fail = (message: string): never => {
     throw new AnswerError([{ file, line: null, column: null, path: "", message }]);
   };
@@ -70,13 +78,22 @@ export async function readAnswerSource(file: string): Promise<AnswerSource> {
   } catch {
     return fail("binary content (not UTF-8 text), not a YAML answer file");
   }
-  return parseAnswerSource(text, file);
+  return text;
 }
 
 const tooLarge = (n: number) =>
   `${n} bytes is too large for an answer file (the limit is ${MAX_ANSWER_BYTES} bytes); refused unread`;
 
 export function parseAnswerSource(text: string, file: string): AnswerSource {
+  const { data, map } = parseYamlMapping(text, file);
+  return { file, answer: checkSchema(answerSchema, data, file, map), map };
+}
+
+/** A YAML file of the answer family parsed to a top-level mapping, with its source map. */
+export function parseYamlMapping(
+  text: string,
+  file: string,
+): { data: Record<string, unknown>; map: SourceMap } {
   const whole = (message: string, line: number | null = null, column: number | null = null): AnswerError =>
     new AnswerError([{ file, line, column, path: "", message }]);
   const size = Buffer.byteLength(text);
@@ -125,7 +142,7 @@ export function parseAnswerSource(text: string, file: string): AnswerSource {
     );
   }
 
-  return { file, answer: checkSchema(answerSchema, data, file, map), map };
+  return { data: data as Record<string, unknown>, map };
 }
 
 /** Where a key path sits: one file's SourceMap, or (the fleet's layered answers) one file per key. */

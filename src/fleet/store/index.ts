@@ -1,0 +1,101 @@
+// Opening the fleet store: embedded PGlite in a directory (the default, one process) or a real
+// PostgreSQL by URL (many racks' serve sharing one region). Both run the same migrations first.
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import path from "node:path";
+import { InputError } from "../../core/errors.js";
+import { migrate } from "./migrate.js";
+import { type PostgresSqlOptions, pgliteSql, postgresSql } from "./sql.js";
+import { FleetStore } from "./store.js";
+
+export type { IdentityFlag, IdentityInput, KnownNode, Resolution } from "./identity.js";
+export { normalMac, normalSerial, normalUuid, resolveIdentity } from "./identity.js";
+export { EVENTS_CHANNEL } from "./live.js";
+export { MIGRATIONS } from "./migrations/index.js";
+export { FleetStore, type Resolved, type ResolveOptions } from "./store.js";
+export type * from "./types.js";
+
+const LOCK = "kvmstrap-fleet.pid";
+
+/**
+ * PGlite in `dir` (created if missing). One process at a time: PGlite is PostgreSQL in single-user
+ * mode, and two writers would corrupt the files, so a pid file says who has it; a dead owner's
+ * (kill -9) is taken over, a live one's is an error naming it.
+ */
+export async function openPglite(dir: string): Promise<FleetStore> {
+  mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, LOCK);
+  takeLock(lock);
+  try {
+    const { PGlite } = await import("@electric-sql/pglite");
+    const db = await PGlite.create(path.join(dir, "pgdata"));
+    const sql = pgliteSql(db);
+    try {
+      await migrate(sql);
+    } catch (e) {
+      await sql.close().catch(() => {});
+      throw e;
+    }
+    return new FleetStore(sql, async () => rmSync(lock, { force: true }));
+  } catch (e) {
+    rmSync(lock, { force: true });
+    throw e;
+  }
+}
+
+function takeLock(lock: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lock, "wx", 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const owner = Number.parseInt(readFileSync(lock, "utf8"), 10);
+      if (Number.isInteger(owner) && owner > 0 && alive(owner))
+        throw new InputError(
+          `${path.dirname(lock)}: the fleet store is open in process ${owner}; one process at a time uses an embedded store (use PostgreSQL to share one)`,
+        );
+      rmSync(lock, { force: true }); // its owner died (kill -9, power loss)
+    }
+  }
+  throw new InputError(`${lock}: could not take the fleet store's lock`);
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** A PostgreSQL by URL (postgresql://user@host:port/db, or ?host=/socket/dir for a unix socket). */
+export async function openPostgres(
+  url: string,
+  o: PostgresSqlOptions & { max?: number } = {},
+): Promise<FleetStore> {
+  const pg = (await import("pg")).default;
+  const pool = new pg.Pool({ connectionString: url, max: o.max ?? 4 });
+  const sql = postgresSql(pool, pg.Client, url, o);
+  try {
+    await sql.query("SELECT 1");
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw new InputError(`${redact(url)}: cannot reach the fleet's PostgreSQL: ${(e as Error).message}`);
+  }
+  try {
+    await migrate(sql);
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw e;
+  }
+  return new FleetStore(sql);
+}
+
+/** A URL without its password, for messages. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
+}

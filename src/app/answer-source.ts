@@ -177,13 +177,17 @@ const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
 
 async function fetchGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<HttpGot> {
   const res = await fetch(url, { headers, redirect: "error", signal });
-  const body = res.body ?? (async function* () {})();
+  const reader = res.body?.getReader();
+  const body = (async function* () {
+    if (!reader) return;
+    for (let r = await reader.read(); !r.done; r = await reader.read()) yield r.value;
+  })();
   return {
     status: res.status,
     statusText: res.statusText,
     declared: Number(res.headers.get("content-length") ?? "0"),
     body,
-    cancel: () => void res.body?.cancel().catch(() => {}),
+    cancel: () => void (reader ?? res.body)?.cancel().catch(() => {}),
   };
 }
 

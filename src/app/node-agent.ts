@@ -7,35 +7,29 @@
 // After a successful install the machine syncs and reboots (kvmstrap.after=); a failed one stays
 // up, its summary on the consoles, so nobody loses the reason to a reboot loop.
 import { spawn } from "node:child_process";
-import { REDACTED, redact } from "../apply/events.js";
+import { createInterface } from "node:readline";
 import { writeFileAtomic } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { displayUrl, type FindOptions, type FoundAnswer, findAnswer } from "./answer-source.js";
+import { describeSyslog, type LineForwarder, parseSyslogTarget, startSyslog } from "./log-forward.js";
 import {
   AFTER_INSTALL,
   type AfterInstall,
   AUTO_INSTALL,
   CMDLINE,
   DEFAULT_AFTER_INSTALL,
-  NODE_PATHS,
-  type NodeLifecycleEvent,
   type NodePhase,
   parseKernelCmdline,
 } from "./node-protocol.js";
+import { answerSecrets, type PostOptions, Reporter, serverTarget, webhookTarget } from "./node-report.js";
+
+export type { PostOptions } from "./node-report.js";
 
 /** Where the agent keeps the answer it found, for the install and for the operator (tmpfs, 0600). */
 export const AGENT_ANSWER_FILE = "/run/kvmstrap/answer.yaml";
 /** Every console line starts with this; tests and operators grep for it. */
 export const AGENT_MARK = "KVMSTRAP-AGENT:";
-
-export interface PostOptions {
-  attempts?: number;
-  timeoutMs?: number;
-  backoffMs?: number;
-  /** Longest wait between attempts. */
-  maxBackoffMs?: number;
-}
 
 /** How the unattended install is run: `kvmstrap install --answer FILE --yes` by default. */
 export interface Installer {
@@ -70,6 +64,8 @@ export interface AgentOptions {
   /** Runs the power commands (default execa). */
   runner?: CommandRunner;
   answerFile?: string;
+  /** The syslog sender (default util-linux's logger on PATH). */
+  syslogProgram?: string | undefined;
   find?: FindOptions;
   /** appliance-up waits longest: the server may not be reachable the moment the network is. */
   postUp?: PostOptions;
@@ -85,130 +81,59 @@ export interface AgentOutcome {
   after?: { action: AfterInstall; ok: boolean };
 }
 
-type Target = { url: string; headers: Record<string, string>; secret: Record<string, string> };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Sends lifecycle events to the boot server and the answer's webhook, in order, with retries. */
-class Reporter {
-  private readonly targets: { name: string; target: Target }[] = [];
-  private readonly secrets = new Set<string>();
-
-  constructor(private readonly log: (line: string) => void) {}
-
-  addSecret(value: string | undefined): void {
-    if (value) this.secrets.add(value);
-  }
-
-  scrub(text: string): string {
-    let out = text;
-    for (const s of this.secrets) out = out.split(s).join(REDACTED);
-    return out;
-  }
-
-  add(name: string, target: Target): void {
-    for (const v of Object.values(target.secret)) this.addSecret(v);
-    this.targets.push({ name, target });
-  }
-
-  get server(): Target | undefined {
-    return this.targets.find((t) => t.name === "server")?.target;
-  }
-
-  /** Posts to every target; resolves with the names that took it. Never throws. */
-  async report(phase: NodePhase, detail: string, o: PostOptions = {}): Promise<string[]> {
-    const event: NodeLifecycleEvent = {
-      type: "node",
-      phase,
-      time: new Date().toISOString(),
-      detail: this.scrub(detail).slice(0, 2000),
-    };
-    const body = JSON.stringify(redact(event));
-    const took: string[] = [];
-    for (const { name, target } of this.targets) {
-      if (await this.post(name, target, body, phase, o)) took.push(name);
-    }
-    return took;
-  }
-
-  private async post(name: string, t: Target, body: string, phase: string, o: PostOptions): Promise<boolean> {
-    const { attempts = 5, timeoutMs = 5000, backoffMs = 1000, maxBackoffMs = 15_000 } = o;
-    const shown = displayUrl(new URL(t.url));
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      let problem: string;
-      let final = false;
-      try {
-        const res = await fetch(t.url, {
-          method: "POST",
-          headers: { "content-type": "application/json", ...t.headers, ...t.secret },
-          body,
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        await res.arrayBuffer().catch(() => undefined);
-        if (res.ok) return true;
-        problem = `HTTP ${res.status}`;
-        final = res.status < 500 && res.status !== 429; // a refusal will not heal
-      } catch (e) {
-        const err = e as Error & { cause?: { code?: string } };
-        problem =
-          err.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : (err.cause?.code ?? err.message);
-      }
-      this.log(
-        this.scrub(`${name}: POST ${shown} ${phase} failed (attempt ${attempt}/${attempts}): ${problem}`),
-      );
-      if (final || attempt === attempts) return false;
-      await sleep(Math.min(maxBackoffMs, backoffMs * 2 ** (attempt - 1)));
-    }
-    return false;
-  }
-}
-
-/** The answer's report.webhook as a target: secret headers (by name) kept apart for scrubbing. */
-function webhookTarget(report: FoundAnswer["answer"]["report"]): Target | null {
-  if (!report?.webhook) return null;
-  const secretNames = new Set(report.secretHeaders.map((h) => h.toLowerCase()));
-  const headers: Record<string, string> = {};
-  const secret: Record<string, string> = {};
-  for (const [k, v] of Object.entries(report.headers))
-    (secretNames.has(k.toLowerCase()) ? secret : headers)[k] = v;
-  return { url: report.webhook, headers, secret };
-}
-
-function serverTarget(
-  params: Map<string, string>,
-  say: (l: string) => void,
-): { base: URL; target: Target } | null {
-  const server = params.get(CMDLINE.server);
-  if (!server) return null;
-  let base: URL;
-  try {
-    base = new URL(server);
-    if (base.protocol !== "http:" && base.protocol !== "https:") throw new Error("not http(s)");
-  } catch {
-    say(`${CMDLINE.server}=${server} is not an http(s) URL: nothing is reported to a boot server`);
-    return null;
-  }
-  const node = params.get(CMDLINE.node)?.toLowerCase();
-  if (!node) {
-    say(`${CMDLINE.server} is set but ${CMDLINE.node} is not: nothing is reported to the boot server`);
-    return null;
-  }
-  const token = params.get(CMDLINE.token);
-  const url = new URL(NODE_PATHS.events(node), base.href.replace(/\/+$/, "/")).href;
-  return {
-    base,
-    target: { url, headers: {}, secret: token ? { authorization: `Bearer ${token}` } : {} },
-  };
-}
-
 /** Runs the agent once. Never throws for what the boot brings (bad parameters, a server away). */
 export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   const params = parseKernelCmdline(o.cmdline);
-  const reporter = new Reporter(o.log);
+  let forward: LineForwarder | null = null;
+  // Every line goes to its own place and, scrubbed, to the remote syslog when one is asked for.
+  const reporter = new Reporter((line) => log(line));
   reporter.addSecret(params.get(CMDLINE.token));
-  const say = (line: string) => o.say(`${AGENT_MARK} ${reporter.scrub(line)}`);
-  const log = (line: string) => o.log(reporter.scrub(line));
+  const say = (line: string) => {
+    const text = `${AGENT_MARK} ${reporter.scrub(line)}`;
+    o.say(text);
+    forward?.send(text, /FAILED/.test(line) ? "err" : "notice");
+  };
+  const log = (line: string) => {
+    const text = reporter.scrub(line);
+    o.log(text);
+    forward?.send(text, "info");
+  };
+  const refuse = async (why: string): Promise<AgentOutcome> => {
+    say(`FAILED: ${why}`);
+    await reporter.report("failed", why, o.post);
+    return { phase: "failed", exitCode: 2 };
+  };
 
+  let syslogProblem: string | null = null;
+  const syslogSpec = params.get(CMDLINE.syslog);
+  if (syslogSpec) {
+    try {
+      const target = parseSyslogTarget(syslogSpec);
+      forward = startSyslog(target, (problem) => say(problem), { program: o.syslogProgram });
+      say(`lines also go to syslog at ${describeSyslog(target)}`);
+    } catch (e) {
+      syslogProblem = (e as Error).message;
+    }
+  }
+  try {
+    return await agentSteps(o, params, reporter, say, log, refuse, syslogProblem, async () => {
+      await forward?.close();
+    });
+  } finally {
+    await forward?.close();
+  }
+}
+
+async function agentSteps(
+  o: AgentOptions,
+  params: Map<string, string>,
+  reporter: Reporter,
+  say: (line: string) => void,
+  log: (line: string) => void,
+  refuse: (why: string) => Promise<AgentOutcome>,
+  syslogProblem: string | null,
+  flush: () => Promise<void>,
+): Promise<AgentOutcome> {
   const server = serverTarget(params, say);
   let phase: NodePhase | null = null;
   if (server) {
@@ -223,13 +148,11 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
     );
   }
 
+  // The parameters are checked before anything acts on them: a typo is said now, not after an install.
+  if (syslogProblem) return refuse(syslogProblem);
   const afterSpec = params.get(CMDLINE.after) ?? DEFAULT_AFTER_INSTALL;
-  if (!(AFTER_INSTALL as readonly string[]).includes(afterSpec)) {
-    const why = `${CMDLINE.after}=${afterSpec}: not one of ${AFTER_INSTALL.join(", ")}`;
-    say(`FAILED: ${why}`);
-    await reporter.report("failed", why, o.post);
-    return { phase: "failed", exitCode: 2 };
-  }
+  if (!(AFTER_INSTALL as readonly string[]).includes(afterSpec))
+    return refuse(`${CMDLINE.after}=${afterSpec}: not one of ${AFTER_INSTALL.join(", ")}`);
   const after = afterSpec as AfterInstall;
 
   let found: FoundAnswer | null;
@@ -254,12 +177,14 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
     return { phase, exitCode: 0 };
   }
 
+  // From here on the answer's own secrets (password hashes, the webhook's secret headers) may show
+  // up in what the install prints: they are scrubbed like the token.
+  for (const v of answerSecrets(found.answer)) reporter.addSecret(v);
   await writeFileAtomic(o.answerFile ?? AGENT_ANSWER_FILE, found.text, 0o600);
   const hook = webhookTarget(found.answer.report);
   // A boot server points the answers it serves at its own intake: one copy of each event is enough.
   const same = (a: string, b: string | undefined) => b !== undefined && new URL(a).href === new URL(b).href;
   if (hook && !same(hook.url, server?.target.url)) reporter.add("webhook", hook);
-  else if (hook) for (const v of Object.values(hook.secret)) reporter.addSecret(v);
   phase = "answer-fetched";
   await reporter.report(phase, `answer from ${found.source} (sha256 ${found.sha256})`, o.post);
   say(`answer-fetched from ${found.source} (sha256 ${found.sha256.slice(0, 16)}...)`);
@@ -294,7 +219,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   phase = "installed";
   await reporter.report(phase, `${result.detail} (next: ${after})`, o.post);
   say(`installed: ${result.detail}`);
-  const ok = await finish(after, o.power, o.runner ?? new ExecaRunner(), say, log);
+  const ok = await finish(after, o.power, o.runner ?? new ExecaRunner(), say, log, flush);
   return { phase, exitCode: ok ? 0 : 1, answer: found, after: { action: after, ok } };
 }
 
@@ -308,6 +233,7 @@ async function finish(
   runner: CommandRunner,
   say: (l: string) => void,
   log: (l: string) => void,
+  flush: () => Promise<void>,
 ): Promise<boolean> {
   const steps = after === "stay" ? [power.sync] : [power.sync, power[after]];
   say(
@@ -317,6 +243,8 @@ async function finish(
   );
   for (const [cmd, ...args] of steps) {
     if (!cmd) continue;
+    // The remote syslog gets every line up to here before the machine goes down.
+    if (cmd === steps.at(-1)?.[0] && after !== "stay") await flush();
     const r = await runner.run(cmd, args, { timeoutMs: 120_000 });
     const shown = [cmd, ...args].join(" ");
     const out = `${r.stdout}\n${r.stderr}`.trim();
@@ -342,13 +270,13 @@ export function commandInstaller(kvmstrap: readonly string[]): Installer {
     new Promise<{ code: number | null; out: string }>((resolve) => {
       const child = spawn(cmd, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
-      const take = (d: Buffer) => {
-        const text = d.toString();
-        out = (out + text).slice(-8000);
-        for (const line of text.split("\n")) if (line.trim()) onLine?.(line);
+      // Whole lines only: a secret cut in two by a pipe read would escape the scrubber.
+      const take = (line: string) => {
+        out = `${out}${line}\n`.slice(-8000);
+        if (line.trim()) onLine?.(line);
       };
-      child.stdout.on("data", take);
-      child.stderr.on("data", take);
+      createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", take);
+      createInterface({ input: child.stderr, crlfDelay: Infinity }).on("line", take);
       child.on("error", (e) => resolve({ code: null, out: e.message }));
       child.on("close", (code) => resolve({ code, out }));
     });

@@ -27,6 +27,11 @@ export const CMDLINE = {
   auto: "kvmstrap.auto",
   /** After a successful unattended install: reboot (the default), poweroff, or stay on the live system. */
   after: "kvmstrap.after",
+  /**
+   * Remote syslog for the agent's and the install's lines (RFC 5424): udp://HOST[:PORT] or
+   * tcp://HOST[:PORT], port 514 by default. Secrets are scrubbed before anything is sent.
+   */
+  syslog: "kvmstrap.syslog",
   /** sha256 of filesystem.squashfs, checked by the initramfs after fetch= (with retries). */
   fetchSha256: "kvmstrap.fetch-sha256",
 } as const;

@@ -12,7 +12,8 @@ export const AGENT_HELP = `Usage: kvmstrap agent [options]
 The appliance's boot agent. Reads the kernel command line, reports appliance-up to the boot
 server, finds the answer, reports answer-fetched, and runs "kvmstrap install --answer FILE
 --yes" only when kvmstrap.auto=install is given AND an answer was found. Events also go to
-the answer's report.webhook; tokens and secret headers are never logged.
+the answer's report.webhook. Tokens, secret headers and the answer's secret fields
+(password hashes) are scrubbed from every line and event the agent sends.
 
 Kernel command line parameters:
   kvmstrap.server=URL       the boot server (events go to it)
@@ -25,6 +26,9 @@ Kernel command line parameters:
                             pins an https answer server's certificate (self-signed is fine;
                             colons and prefix optional); without it, the usual CA checks
   kvmstrap.auto=install     the go-ahead for the unattended install
+  kvmstrap.syslog=udp://HOST[:PORT]   (or tcp://; port 514 by default)
+                            also send every agent and install line to this syslog
+                            receiver (RFC 5424, util-linux logger), secrets scrubbed
   kvmstrap.after=reboot|poweroff|stay
                             after a successful install: sync and reboot (default), power
                             off, or stay on the live system. A failed install never

@@ -46,13 +46,15 @@ function takeLock(lock: string): void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lock, "wx", 0o600);
-      writeSync(fd, `${process.pid}\n`);
+      writeSync(fd, `${process.pid} ${bootId()}\n`);
       closeSync(fd);
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const owner = Number.parseInt(readFileSync(lock, "utf8"), 10);
-      if (Number.isInteger(owner) && owner > 0 && alive(owner))
+      const [pid, boot] = readFileSync(lock, "utf8").trim().split(" ");
+      const owner = Number.parseInt(pid ?? "", 10);
+      // A pid from before a reboot names some other process now.
+      if (Number.isInteger(owner) && owner > 0 && boot === bootId() && alive(owner))
         throw new InputError(
           `${path.dirname(lock)}: the fleet store is open in process ${owner}; one process at a time uses an embedded store (use PostgreSQL to share one)`,
         );
@@ -60,6 +62,14 @@ function takeLock(lock: string): void {
     }
   }
   throw new InputError(`${lock}: could not take the fleet store's lock`);
+}
+
+function bootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "-";
+  }
 }
 
 function alive(pid: number): boolean {

@@ -157,6 +157,44 @@ for (const driver of DRIVERS) {
       await expect(store.sql.query("DELETE FROM events")).rejects.toThrow(/append-only/);
     });
 
+    it("keeps rollouts, their waves and nodes, and leases per segment", async () => {
+      const { node } = await store.resolveNode({ serial: "RO-1", macs: ["52:54:00:f0:00:01"] });
+      const id = await store.createRollout("rack r1", { canary: 1, maxInFlight: 2, haltAt: 0.5 });
+      await store.setWave(id, 0, "running");
+      await store.setRolloutNode(id, node.id, 0, "installing");
+      await store.setRolloutNode(id, node.id, 0, "verified", "verify passed");
+      await store.setWave(id, 0, "done");
+      await store.setRolloutStatus(id, "paused");
+      expect(await store.rollout(id)).toMatchObject({
+        name: "rack r1",
+        status: "paused",
+        params: { canary: 1 },
+      });
+      expect(await store.rolloutNodes(id)).toMatchObject([{ nodeId: node.id, wave: 0, state: "verified" }]);
+      const [wave] = await store.sql.query<{ status: string; ended_at: Date | null }>(
+        "SELECT status, ended_at FROM rollout_waves WHERE rollout_id = $1",
+        [id],
+      );
+      expect(wave?.status).toBe("done");
+      expect(wave?.ended_at).toBeInstanceOf(Date);
+      const expiresAt = new Date(Date.now() + 3600_000);
+      await store.putLease({ segment: "r1", mac: "52:54:00:f0:00:01", address: "10.0.0.10", expiresAt });
+      await store.putLease({ segment: "r1", mac: "52:54:00:f0:00:01", address: "10.0.0.11", expiresAt });
+      expect(await store.leases("r1")).toEqual([
+        { segment: "r1", mac: "52:54:00:f0:00:01", address: "10.0.0.11", expiresAt },
+      ]);
+      // One address per segment: a second MAC cannot take it.
+      await expect(
+        store.putLease({ segment: "r1", mac: "52:54:00:f0:00:02", address: "10.0.0.11", expiresAt }),
+      ).rejects.toThrow();
+    });
+
+    // PGlite only: PostgreSQL is shared by design.
+    if (driver === "pglite")
+      it("refuses a second opener of the same directory while the first lives", async () => {
+        await expect(open(driver, target)).rejects.toThrow(new RegExp(`open in process ${process.pid}`));
+      });
+
     it("publishes committed events to a subscriber on another connection", async () => {
       // PGlite is one process's database: its "other connection" is another subscriber in it.
       const other = driver === "postgres" ? await open(driver, target) : store;

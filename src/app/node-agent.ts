@@ -291,13 +291,28 @@ export function commandInstaller(kvmstrap: readonly string[]): Installer {
     },
     async run(answerFile, log) {
       const r = await exec(["install", "--answer", answerFile, "--yes"], (l) => log(`install: ${l}`));
-      const tail = r.out.trim().split("\n").filter(Boolean).at(-1) ?? "";
-      return r.code === 0
-        ? { ok: true, detail: tail || "kvmstrap install finished" }
-        : {
-            ok: false,
-            detail: `kvmstrap install exited ${r.code ?? "abnormally"}${tail ? `: ${tail}` : ""}`,
-          };
+      const lines = r.out.trim().split("\n").filter(Boolean);
+      const tail = lines.at(-1) ?? "";
+      if (r.code === 0) return { ok: true, detail: tail || "kvmstrap install finished" };
+      return {
+        ok: false,
+        detail: `kvmstrap install exited ${r.code ?? "abnormally"}${lines.length ? `: ${failureSummary(lines)}` : ""}`,
+      };
     },
   };
+}
+
+/**
+ * The install's own words for why it stopped: its closing error ("kvmstrap: ...", with the reasons
+ * and fixes under it) when that is among the last lines, else its last line (the engine's FAILED
+ * line). One line, for the consoles and the events.
+ */
+function failureSummary(lines: string[]): string {
+  const last = lines.slice(-12);
+  const from = last.findLastIndex((l) => l.startsWith("kvmstrap: "));
+  const picked = from < 0 ? last.slice(-1) : last.slice(from);
+  return picked
+    .map((l) => l.trim().replace(/^kvmstrap: /, ""))
+    .join("; ")
+    .slice(0, 1500);
 }

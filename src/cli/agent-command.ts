@@ -21,7 +21,8 @@ Kernel command line parameters:
   kvmstrap.token=TOKEN      bearer token for the boot server (never logged)
   kvmstrap.answer=SOURCE    http(s)://URL, file:///path or label:FSLABEL[/path]; without it,
                             the answer embedded in the image, if any
-  kvmstrap.answer-sha256=HEX            the answer's sha256
+  kvmstrap.answer-sha256=HEX
+                            the sha256 the answer must have
   kvmstrap.answer-fingerprint=sha256:AB:CD:...
                             pins an https answer server's certificate (self-signed is fine;
                             colons and prefix optional); without it, the usual CA checks

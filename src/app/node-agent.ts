@@ -115,25 +115,32 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
       syslogProblem = (e as Error).message;
     }
   }
+  const flush = async () => {
+    await forward?.close();
+  };
   try {
-    return await agentSteps(o, params, reporter, say, log, refuse, syslogProblem, async () => {
-      await forward?.close();
-    });
+    return await agentSteps({ o, params, reporter, say, log, refuse, syslogProblem, flush });
   } finally {
     await forward?.close();
   }
 }
 
-async function agentSteps(
-  o: AgentOptions,
-  params: Map<string, string>,
-  reporter: Reporter,
-  say: (line: string) => void,
-  log: (line: string) => void,
-  refuse: (why: string) => Promise<AgentOutcome>,
-  syslogProblem: string | null,
-  flush: () => Promise<void>,
-): Promise<AgentOutcome> {
+/** What the agent's steps share: its options, the command line, and where lines and events go. */
+interface Ctx {
+  o: AgentOptions;
+  params: Map<string, string>;
+  reporter: Reporter;
+  say: (line: string) => void;
+  log: (line: string) => void;
+  /** Says and reports a bad kvmstrap.* parameter: exit 2, nothing acted on. */
+  refuse: (why: string) => Promise<AgentOutcome>;
+  syslogProblem: string | null;
+  /** Sends every line so far to the remote syslog (and ends forwarding). */
+  flush: () => Promise<void>;
+}
+
+async function agentSteps(c: Ctx): Promise<AgentOutcome> {
+  const { o, params, reporter, say, log, refuse, syslogProblem } = c;
   const server = serverTarget(params, say);
   let phase: NodePhase | null = null;
   if (server) {
@@ -219,7 +226,7 @@ async function agentSteps(
   phase = "installed";
   await reporter.report(phase, `${result.detail} (next: ${after})`, o.post);
   say(`installed: ${result.detail}`);
-  const ok = await finish(after, o.power, o.runner ?? new ExecaRunner(), say, log, flush);
+  const ok = await finish(after, o.power, c);
   return { phase, exitCode: ok ? 0 : 1, answer: found, after: { action: after, ok } };
 }
 
@@ -227,36 +234,33 @@ async function agentSteps(
  * Syncs, then reboots or powers off (or stays). The events went out before this: a reboot that
  * cut them off would leave the server waiting for an "installed" that never came.
  */
-async function finish(
-  after: AfterInstall,
-  power: PowerCommands,
-  runner: CommandRunner,
-  say: (l: string) => void,
-  log: (l: string) => void,
-  flush: () => Promise<void>,
-): Promise<boolean> {
-  const steps = after === "stay" ? [power.sync] : [power.sync, power[after]];
+async function finish(after: AfterInstall, power: PowerCommands, c: Ctx): Promise<boolean> {
+  const { say } = c;
   say(
     after === "stay"
       ? `${CMDLINE.after}=stay: the live system stays up; reboot into the installed disk when ready`
       : `${after === "reboot" ? "rebooting" : "powering off"} (${CMDLINE.after}=${after})`,
   );
-  for (const [cmd, ...args] of steps) {
-    if (!cmd) continue;
-    // The remote syslog gets every line up to here before the machine goes down.
-    if (cmd === steps.at(-1)?.[0] && after !== "stay") await flush();
+  const runner = c.o.runner ?? new ExecaRunner();
+  const run = async (argv: readonly string[]): Promise<boolean> => {
+    const [cmd, ...args] = argv;
+    if (!cmd) return true;
     const r = await runner.run(cmd, args, { timeoutMs: 120_000 });
-    const shown = [cmd, ...args].join(" ");
+    const shown = argv.join(" ");
     const out = `${r.stdout}\n${r.stderr}`.trim();
-    for (const line of out.split("\n")) if (line.trim()) log(`${shown}: ${line}`);
-    if (r.exitCode !== 0) {
-      const why = r.timedOut ? "did not finish within 120 s" : `exited ${r.exitCode ?? "abnormally"}`;
-      const tail = out.split("\n").at(-1)?.trim();
-      say(`${after}: FAILED: ${shown} ${why}${tail ? `: ${tail}` : ""}; the installed disk is written`);
-      return false;
-    }
-  }
-  return true;
+    for (const line of out.split("\n")) if (line.trim()) c.log(`${shown}: ${line}`);
+    if (r.exitCode === 0) return true;
+    const why = r.timedOut ? "did not finish within 120 s" : `exited ${r.exitCode ?? "abnormally"}`;
+    const tail = out.split("\n").at(-1)?.trim();
+    say(`${after}: FAILED: ${shown} ${why}${tail ? `: ${tail}` : ""}; the installed disk is written`);
+    return false;
+  };
+  if (!(await run(power.sync))) return false;
+  if (after === "stay") return true;
+  // The remote syslog gets every line up to here before the machine goes down (logger sends what
+  // it read once its input ends); should the power command fail, that line stays local.
+  await c.flush();
+  return run(power[after]);
 }
 
 /**

@@ -94,7 +94,7 @@ const cmdline = (extra: string) =>
 const fast = { attempts: 2, backoffMs: 10, timeoutMs: 2000 };
 const stay: PowerCommands = { sync: ["true"], reboot: ["false"], poweroff: ["false"] };
 
-async function agent(line: string, exit = 0, syslogProgram?: string) {
+async function agent(line: string, exit = 0, syslogProgram?: string, power = stay) {
   const said: string[] = [];
   const logged: string[] = [];
   const outcome = await runAgent({
@@ -102,7 +102,7 @@ async function agent(line: string, exit = 0, syslogProgram?: string) {
     say: (l) => said.push(l),
     log: (l) => logged.push(l),
     installer: commandInstaller(["/bin/sh", await installScript(exit)]),
-    power: stay,
+    power,
     answerFile: path.join(scratch, `answer-${process.hrtime.bigint()}.yaml`),
     syslogProgram,
     find: { embedded: null, http: fast },
@@ -147,6 +147,21 @@ describe.skipIf(loggerWhy)(
       });
       expect(messages.at(-1)?.text).toMatch(/kvmstrap.after=stay: the live system stays up/);
       noSecrets([...said, ...logged, ...datagrams, ...posts.map((p) => p.body)].join("\n"));
+    });
+
+    it("before a reboot, every line so far has gone out (the reboot command comes after them)", async () => {
+      // The reboot command, a real process, sends its own datagram to the receiver.
+      const mark = `dgram=require("node:dgram").createSocket("udp4");dgram.send("REBOOT-COMMAND",${udpPort},"127.0.0.1",()=>dgram.close())`;
+      const { outcome, said } = await agent(
+        cmdline(`kvmstrap.syslog=udp://127.0.0.1:${udpPort}`),
+        0,
+        undefined,
+        { sync: ["true"], reboot: [process.execPath, "-e", mark], poweroff: ["false"] },
+      );
+      expect(outcome).toMatchObject({ exitCode: 0, after: { action: "reboot", ok: true } });
+      await settle(said.length + 1);
+      expect(datagrams.at(-1)).toBe("REBOOT-COMMAND");
+      expect(datagrams.at(-2)).toMatch(/ KVMSTRAP-AGENT: rebooting \(kvmstrap.after=reboot\)$/);
     });
 
     it("a failed install: FAILED lines as errors, the failure summary without the password hash everywhere", async () => {

@@ -92,6 +92,10 @@ export function postgresSql(
         const r = await pool.query("SELECT txid_status($1::bigint) AS s", [xid]);
         return r.rows[0]?.s === "committed";
       } catch (e) {
+        // A server that crashed before anything of the transaction reached its WAL restarts with
+        // an older next xid: "transaction ID N is in the future", so it never committed.
+        if ((e as { code?: string }).code === "22023" && /in the future/.test((e as Error).message))
+          return false;
         if (!isConnectionError(e) || Date.now() > deadline) throw e;
         await sleep(200);
       }

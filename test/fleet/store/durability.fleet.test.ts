@@ -68,6 +68,16 @@ for (const driver of DRIVERS) {
           const have = await stored(store);
           const lost = [...acked].filter(([i, seq]) => have.get(i) !== seq);
           expect(lost, `${lost.length} acknowledged events lost or renumbered`).toEqual([]);
+          // Every timeline resumes: each acknowledged event is on its node's timeline, and each
+          // node's current state is that of the newest event on it.
+          const tl = await store.sql.query<{ event_seq: string }>("SELECT event_seq FROM timelines");
+          const onTimeline = new Set(tl.map((r) => Number(r.event_seq)));
+          expect([...acked.values()].filter((seq) => !onTimeline.has(seq))).toEqual([]);
+          const stale = await store.sql.query(`SELECT n.id FROM nodes n
+            JOIN LATERAL (SELECT state FROM timelines t WHERE t.node_id = n.id ORDER BY event_seq DESC LIMIT 1) last ON true
+            WHERE n.state <> last.state`);
+          expect(stale).toEqual([]);
+          expect((await store.nodes()).length).toBe(100);
           console.log(
             `[fleet] kill -9 on ${driver}: ${acked.size} acknowledged (${afterKill} read after the kill), ${have.size} stored, 0 lost`,
           );

@@ -14,6 +14,12 @@ export const LIVE_MARKER = "KVMSTRAP-LIVE: READY on ttyS0";
 /** The TUI's title line (src/tui/App.tsx), on the serial console once the TUI has drawn. */
 export const TUI_TITLE = "kvmstrap installer";
 
+/** Guests still running: killed when this process exits, however it exits (a bench interrupted). */
+const running = new Set();
+process.on("exit", () => {
+  for (const q of running) q.kill("SIGKILL");
+});
+
 /**
  * Boots qemu-system-x86_64 with `args` and plays `script` ({ send, every? } types keys, repeated every
  * `every` ms until the next awaited text appears). Resolves with { seen: { [step]: seconds }, log,
@@ -32,6 +38,7 @@ export async function bootUntil(name, args, script, o = {}) {
     [...base, "-monitor", "none", "-no-reboot", "-serial", "stdio", ...args],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
+  running.add(qemu);
   const started = Date.now();
   const state = { log: "", stderr: "", from: 0 };
   const seen = {};
@@ -44,6 +51,7 @@ export async function bootUntil(name, args, script, o = {}) {
     state.stderr += chunk.toString();
   });
   const exited = new Promise((resolve) => qemu.once("exit", resolve));
+  exited.then(() => running.delete(qemu));
 
   /** Plays steps; resolves once the last awaited one has appeared. */
   const play = (steps, limitMs) =>

@@ -43,19 +43,17 @@ export async function tuiCommand(argv: string[]): Promise<number> {
     process.stderr.write(NO_TTY);
     return EXIT.usage;
   }
-  const ui = loadUi();
-  ui.catch(() => {}); // awaited below; loading Ink starts now, in parallel with the rest
-  const [{ withMachine }, { detectMachine }] = await Promise.all([
-    import("../app/machine.js"),
-    import("../app/inspect.js"),
-  ]);
+  // The TUI and detection come from one bundle (src/tui/entry.ts): loading it is most of the time
+  // to the first screen, and detection starts once that screen is drawn (runTui). The machine and
+  // the answer file are opened through the unbundled modules, so their errors are the classes
+  // main() maps to exit codes.
+  const [ui, { withMachine }] = await Promise.all([loadUi(), import("../app/machine.js")]);
   return withMachine(values, async (machine) => {
     const answer = values.answer
       ? await (await import("../answer/load.js")).loadAnswerFile(values.answer)
       : null;
-    const { runTui, makeSession, draftFrom } = await ui;
-    const session = makeSession({ machine, answerFile: values.answer ?? null });
-    return runTui({ report: detectMachine(machine), session, initial: draftFrom(answer) });
+    const session = ui.makeSession({ machine, answerFile: values.answer ?? null });
+    return ui.runTui({ report: () => ui.detectMachine(machine), session, initial: ui.draftFrom(answer) });
   });
 }
 

@@ -14,6 +14,9 @@ export const LIVE_MARKER = "KVMSTRAP-LIVE: READY on ttyS0";
 /** The TUI's title line (src/tui/App.tsx), on the serial console once the TUI has drawn. */
 export const TUI_TITLE = "kvmstrap installer";
 
+/** The last step of a boot that ends by itself: QEMU runs with -no-reboot, so a reboot exits it. */
+export const EXIT = Object.freeze({ exit: true });
+
 /** Guests still running: killed when this process exits, however it exits (a bench interrupted). */
 const running = new Set();
 process.on("exit", () => {
@@ -24,7 +27,8 @@ process.on("exit", () => {
  * Boots qemu-system-x86_64 with `args` and plays `script` ({ send, every? } types keys, repeated every
  * `every` ms until the next awaited text appears). Resolves with { seen: { [step]: seconds }, log,
  * logFile }; rejects with the log's tail when `timeoutMs` passes or qemu exits first. The guest is
- * killed either way, unless `keep` is set: then the caller gets { qemu, send, wait } to go on with.
+ * killed either way, unless `keep` is set: then the caller gets { play, stop } to go on with.
+ * o.failOn (a pattern) fails the boot at once when it appears on the console.
  */
 export async function bootUntil(name, args, script, o = {}) {
   const logDir = o.logDir ?? path.resolve("iso-build/out/bench-logs");
@@ -50,7 +54,8 @@ export async function bootUntil(name, args, script, o = {}) {
   qemu.stderr.on("data", (chunk) => {
     state.stderr += chunk.toString();
   });
-  const exited = new Promise((resolve) => qemu.once("exit", resolve));
+  // "close": the exit status and every byte the guest wrote before it.
+  const exited = new Promise((resolve) => qemu.once("close", resolve));
   exited.then(() => running.delete(qemu));
 
   /** Plays steps; resolves once the last awaited one has appeared. */
@@ -75,12 +80,22 @@ export async function bootUntil(name, args, script, o = {}) {
           ),
         );
       };
-      exited.then((code) => fail(`qemu exited (${code}) first`));
+      exited.then((code) => {
+        if (steps[step] === EXIT) {
+          seen.exit = (Date.now() - started) / 1000;
+          finished = true;
+          return done();
+        }
+        fail(`qemu exited (${code}) first`);
+      });
       const timer = setTimeout(() => fail(`not done within ${limitMs / 1000} s`), limitMs);
       function advance() {
         if (finished) return;
+        const failed = o.failOn?.exec(state.log);
+        if (failed) return fail(`"${failed[0]}" on the console`);
         for (; step < steps.length; step++) {
           const s = steps[step];
+          if (s === EXIT) return; // resolved by qemu's exit
           if (typeof s === "object" && !(s instanceof RegExp)) {
             clearInterval(repeat);
             qemu.stdin.write(s.send);

@@ -25,6 +25,7 @@ export const ISO_GRUB_CFG = "/boot/grub/grub.cfg";
 /** What every kvmstrap appliance ISO carries (iso-build/build.mjs). */
 const APPLIANCE_VOLUME_ID = "KVMSTRAP";
 const APPLIANCE_FILES = ["/live/vmlinuz", "/live/initrd.img", "/live/filesystem.squashfs", ISO_GRUB_CFG];
+const SIGNED_GRUB_FIRST = "/boot/grub/x86_64-efi/grub.cfg";
 const MAX_GRUB_CFG_BYTES = 256 * 1024;
 /** The words prepare owns on a linux line: removed first, so preparing a prepared ISO replaces them. */
 const OWNED = [CMDLINE.answer, CMDLINE.answerSha256, CMDLINE.auto];
@@ -261,6 +262,12 @@ export async function prepareIso(o: IsoPrepareOptions): Promise<IsoPrepareResult
         .join("; ")}): build one with npm run image`,
     );
   if (!iso.elTorito.length) throw new InputError(`${o.input}: no El Torito boot image: not a bootable ISO`);
+  // Debian's signed GRUB CD image (the Secure Boot variant) sources this one first when it exists:
+  // then the menu rewritten here would not be the one it reads.
+  if (iso.files.has(SIGNED_GRUB_FIRST))
+    throw new InputError(
+      `${o.input}: has ${SIGNED_GRUB_FIRST}, which Debian's signed GRUB reads before ${ISO_GRUB_CFG}: not kvmstrap's layout`,
+    );
   const hadAnswer = iso.files.has(ISO_ANSWER_PATH);
   if (o.auto && !embedded && !url && !hadAnswer)
     throw new UsageError(

@@ -218,7 +218,8 @@ export function webhookSink(
   let chain: Promise<void> = Promise.resolve();
 
   const deliver = async (event: ApplyEvent) => {
-    const body = JSON.stringify(event);
+    // The same redaction as the event log: a webhook is a log someone else keeps.
+    const body = JSON.stringify(redact(event));
     const what = `${event.type}${"phase" in event ? ` ${event.phase}` : ""}`;
     for (let attempt = 0; attempt <= retries; attempt++) {
       let problem: string;

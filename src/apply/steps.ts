@@ -4,7 +4,7 @@
 import path from "node:path";
 import type { CommandRunner } from "../host/commands.js";
 import { ORIG_SUFFIX, type TargetFs } from "../host/target.js";
-import { type Action, isVmAction } from "../plan/actions.js";
+import { type Action, argvForPeople, isVmAction } from "../plan/actions.js";
 import type { Libvirt } from "../vm/libvirt.js";
 import type { Before } from "./journal.js";
 import { captureVmBefore, describeVm, isVmApplied, performVm, revertVm, vmInverse } from "./vm-steps.js";
@@ -47,7 +47,7 @@ export function operationOf(a: Action, state: OpState): Operation {
     case "write-sysfs":
       return { kind: a.kind, id: a.id, state, path: a.path, value: a.value };
     case "run-command":
-      return { kind: a.kind, id: a.id, state, argv: a.argv };
+      return { kind: a.kind, id: a.id, state, argv: argvForPeople(a) };
     case "vm-overlay":
       return { kind: a.kind, id: a.id, state, path: a.path, image: a.image };
     case "vm-seed":
@@ -66,7 +66,7 @@ export function describe(a: Action): string {
     case "write-sysfs":
       return `write "${a.value}" to ${a.path}`;
     case "run-command":
-      return `run ${shellLine(a.argv)}`;
+      return `run ${shellLine(argvForPeople(a))}`;
     default:
       return describeVm(a);
   }
@@ -78,7 +78,7 @@ export function sysfsValue(text: string): string {
   return /\[([^\]]*)\]/.exec(t)?.[1] ?? t;
 }
 
-async function runChecked(ctx: StepContext, argv: readonly string[]): Promise<void> {
+async function runChecked(ctx: StepContext, argv: readonly string[], shown = argv): Promise<void> {
   const [file, ...args] = argv;
   if (!file) throw new Error("empty command");
   const r = await ctx.runner.run(file, args, {
@@ -92,7 +92,7 @@ async function runChecked(ctx: StepContext, argv: readonly string[]): Promise<vo
       ? "could not start"
       : `exited with ${r.exitCode}`;
   const tail = (r.stderr.trim() || r.stdout.trim()).split("\n").slice(-3).join(" | ");
-  throw new Error(`${shellLine(argv)} ${why}${tail ? `: ${tail}` : ""}`);
+  throw new Error(`${shellLine(shown)} ${why}${tail ? `: ${tail}` : ""}`);
 }
 
 /**
@@ -166,7 +166,7 @@ export async function perform(a: Action, ctx: StepContext): Promise<void> {
     case "write-sysfs":
       return ctx.target.writeSysfs(a.path, a.value);
     case "run-command":
-      return runChecked(ctx, a.argv);
+      return runChecked(ctx, a.argv, argvForPeople(a));
     default:
       return performVm(a, ctx);
   }

@@ -57,7 +57,19 @@ export const runCommandActionSchema = z.object({
   argv,
   undo: argv.nullable(),
   check: argv.nullable(),
+  /** Positions in argv that hold a secret (a password hash): shown as "[redacted]" wherever the
+   *  action is rendered for people (plan diffs, step events, errors, logs). */
+  secretArgs: z.array(z.number().int().nonnegative()).optional(),
 });
+
+/** The argv of a command as people may see it: secret positions replaced. The one place that decides. */
+export function argvForPeople(a: {
+  argv: readonly string[];
+  secretArgs?: readonly number[] | undefined;
+}): string[] {
+  if (!a.secretArgs?.length) return [...a.argv];
+  return a.argv.map((arg, i) => (a.secretArgs?.includes(i) ? "[redacted]" : arg));
+}
 
 /** A VM's disk: a qcow2 overlay backed by a base image (a cached image's name or an absolute path),
  *  never a copy. In place when the file exists on that backing file; the inverse removes it. */

@@ -49,6 +49,7 @@ export function planCommand(
     check?: string[] | null;
     effect: Effect;
     summary: string;
+    secretArgs?: number[];
   },
 ): void {
   ctx.actions.push({
@@ -59,6 +60,7 @@ export function planCommand(
     check: a.check ?? null,
     effect: a.effect,
     summary: a.summary,
+    ...(a.secretArgs ? { secretArgs: a.secretArgs } : {}),
   });
 }
 

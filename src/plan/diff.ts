@@ -1,7 +1,7 @@
 // The plan as people review it: a unified diff for every file, the exact command lines and sysfs
 // writes, what each needs afterwards, and what was refused and why. The same text the TUI shows.
 import { createTwoFilesPatch } from "diff";
-import type { Action, Plan } from "./actions.js";
+import { type Action, argvForPeople, type Plan } from "./actions.js";
 
 const EFFECT_NOTE: Record<Action["effect"], string> = {
   none: "",
@@ -35,7 +35,7 @@ function actionBody(a: Action): string[] {
     case "write-sysfs":
       return [`echo ${a.value} > ${a.path}${a.previous !== null ? `   (now ${a.previous.trim()})` : ""}`];
     case "run-command":
-      return [`$ ${a.argv.map(shellQuote).join(" ")}`];
+      return [`$ ${argvForPeople(a).map(shellQuote).join(" ")}`];
     case "vm-overlay":
       return [
         `$ qemu-img create -f qcow2 -b ${shellQuote(a.image)} ${shellQuote(a.path)} ${a.sizeBytes}` +

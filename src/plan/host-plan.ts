@@ -51,6 +51,7 @@ export function planHost(ctx: PlanContext): void {
       planCommand(ctx, {
         id: `host.user.${u.name}.password`,
         argv: ["usermod", "--password", u.passwordHash, u.name],
+        secretArgs: [2],
         effect: "none",
         summary: `password hash for ${u.name}`,
       });

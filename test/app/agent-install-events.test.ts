@@ -7,7 +7,7 @@
 //   the new root (through the same runApply wiring as the install's own run): the run's STARTED,
 //   every step, then SUCCEEDED, or the failed step and FAILED; the secret header never in a body.
 import { spawnSync } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -183,13 +183,10 @@ const chrootWhy =
 describe.skipIf(chrootWhy)(
   `the answer's password hash and the webhook${chrootWhy ? ` (skipped: ${chrootWhy})` : ""}`,
   () => {
-    // KNOWN LEAK, outside the agent: the engine's step events carry describe(action), and the user's
-    // password step is "run usermod --password HASH alice", so the hash reaches the webhook, the
-    // event log and the install's output. The agent scrubs it from what passes through it (see
-    // node-agent-logs.test.ts); the install's and apply's own webhook posts do not pass through it.
-    // The fix belongs in src/apply or src/plan (a command argument marked secret, shown redacted).
-    // This test fails today by design (it.fails); when it starts passing, drop the .fails.
-    it.fails("KNOWN LEAK: the password hash never reaches the webhook", async () => {
+    // The user's password step runs "usermod --password HASH alice": the plan marks the hash as a
+    // secret argument (secretArgs), so every rendering of the step (its events, errors, the plan
+    // diff) shows it redacted. The apply's own webhook posts do not pass through the agent.
+    it("the password hash never reaches the webhook", async () => {
       const root = await chrootTree();
       const answer = path.join(scratch, "hash.yaml");
       await writeFile(
@@ -202,6 +199,11 @@ describe.skipIf(chrootWhy)(
         "host.user.alice.password finished",
       );
       expect(bodies.map((b) => b.raw).join("\n")).not.toContain("qFmFH.bQmm");
+      expect(r.stderr()).not.toContain("qFmFH.bQmm");
+      const logs = path.join(root, "var/lib/kvmstrap/log");
+      for (const f of await readdir(logs)) {
+        expect(await readFile(path.join(logs, f), "utf8"), f).not.toContain("qFmFH.bQmm");
+      }
     }, 60_000);
   },
 );

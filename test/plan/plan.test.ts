@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { type Answer, answerSchema } from "../../src/answer/schema.js";
 import { validateAnswer } from "../../src/answer/validate.js";
+import { describe as describe_ } from "../../src/apply/steps.js";
 import { detectHost } from "../../src/detect/index.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
@@ -198,6 +199,17 @@ describe("plan: the host's identity follows the rule set", () => {
     expect(ids(p)).not.toContain("host.hostname-live");
     expect(ids(p)).toContain("host.user.ops");
     expect(ids(p).some((id) => id.startsWith("host.user.dev"))).toBe(false);
+  });
+  it("a password hash is a secret argument: the plan diff and the step's description redact it", async () => {
+    const report = await hostOf(buildSriovHost());
+    const hash =
+      "$6$saltsalt$Qz8kVxY1oB5yY7oRkz7h5Q0Zc9m2o7hV1Ww3gq0o7Jm6n9f3x2qO1r0sT5uV8wX9yZ0aB1cD2eF3gH4iJ5kL6";
+    const p = planFor(report, answer({ version: 1, host: { users: [{ name: "ops", passwordHash: hash }] } }));
+    const step = p.actions.find((x) => x.id === "host.user.ops.password");
+    expect(step?.kind === "run-command" && step.argv).toContain(hash);
+    expect(renderPlanText(p)).not.toContain(hash);
+    expect(renderPlanText(p)).toContain("usermod --password '[redacted]' ops");
+    expect(step && describe_(step)).toBe("run usermod --password '[redacted]' ops");
   });
 });
 

@@ -16,7 +16,9 @@ import { type NodeEntry, type NodesConfig, normalizeMac } from "../nodes-file.js
 import { bearer, constantTimeEqual, type NodeTokens } from "../tokens.js";
 import { servedAnswer } from "./answer.js";
 import { sendArtifact } from "./artifact.js";
+import { openEventStream, wantsEventStream } from "./sse.js";
 import { nodeStatus } from "./status.js";
+import { registerUi } from "./ui.js";
 
 export interface HttpContext {
   table: NodeTable;
@@ -289,8 +291,10 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       .send(await metrics.text()),
   );
 
-  // JSON lines, one event each, as long as the client stays (`kvmstrap serve status --follow`).
-  app.get("/v1/events", (_req, reply) => {
+  // JSON lines, one event each, as long as the client stays (`kvmstrap serve status --follow`);
+  // Server-Sent Events to a client that asks for them (the web dashboard's EventSource).
+  app.get("/v1/events", (req, reply) => {
+    if (wantsEventStream(req)) return openEventStream(reply, ctx.table, streams);
     reply.raw.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
     reply.raw.write(
       `${JSON.stringify({ type: "hello", time: new Date().toISOString(), nodes: ctx.table.size })}\n`,
@@ -309,6 +313,9 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     metrics.close();
     for (const r of streams) r.raw.end();
   });
+
+  // The web dashboard (dist/web): the page, its script and style; it reads the two routes above.
+  await registerUi(app);
 
   app.setNotFoundHandler((_req, reply) => text(reply, 404, "not found\n"));
   return app;

@@ -105,6 +105,14 @@ export async function openPostgres(
   return new FleetStore(sql);
 }
 
+/**
+ * The store a setting names: a postgres:// or postgresql:// URL is a shared PostgreSQL, anything
+ * else the directory of an embedded one.
+ */
+export function openStore(target: string): Promise<FleetStore> {
+  return /^postgres(ql)?:\/\//i.test(target) ? openPostgres(target) : openPglite(target);
+}
+
 /** A URL without its password, for messages. */
 export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");

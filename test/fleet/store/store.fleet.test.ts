@@ -2,7 +2,7 @@
 // applied in the database, group-committed ingest, timelines, and LISTEN/NOTIFY reaching another
 // connection.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EventRow, FleetStore } from "../../../src/fleet/store/index.js";
+import { type EventRow, type FleetStore, openStore } from "../../../src/fleet/store/index.js";
 import { DRIVERS, freshTarget, open, removeTarget } from "./drivers.js";
 import { postgresMissing, TestPostgres } from "./postgres-server.js";
 
@@ -192,12 +192,14 @@ for (const driver of DRIVERS) {
     // PGlite only: PostgreSQL is shared by design.
     if (driver === "pglite")
       it("refuses a second opener of the same directory while the first lives", async () => {
-        await expect(open(driver, target)).rejects.toThrow(new RegExp(`open in process ${process.pid}`));
+        // openStore takes a directory for an embedded store.
+        await expect(openStore(target)).rejects.toThrow(new RegExp(`open in process ${process.pid}`));
       });
 
     it("publishes committed events to a subscriber on another connection", async () => {
       // PGlite is one process's database: its "other connection" is another subscriber in it.
-      const other = driver === "postgres" ? await open(driver, target) : store;
+      const other = driver === "postgres" ? await openStore(target) : store;
+      expect(other.driver).toBe(driver);
       const seen: EventRow[] = [];
       const stop = await other.subscribe((events) => seen.push(...events));
       try {

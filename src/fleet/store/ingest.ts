@@ -10,6 +10,8 @@ import type { EventInput } from "./types.js";
 interface Pending {
   event: EventInput;
   seq?: number;
+  /** Why this event alone was refused (its batch went in without it). */
+  error?: unknown;
 }
 
 /**
@@ -52,9 +54,13 @@ export class EventWriter {
 
   /** Resolves with the event's sequence number once it is committed. */
   async append(event: EventInput): Promise<number> {
+    if (typeof event.type !== "string" || event.type === "") throw new TypeError("an event needs a type");
+    if (event.time !== undefined && Number.isNaN(new Date(event.time).getTime()))
+      throw new TypeError(`event time ${String(event.time)} is not a time`);
     const p: Pending = { event };
     this.pending.push(p);
     await this.coalescer.request();
+    if (p.error !== undefined) throw p.error;
     if (p.seq === undefined) throw new Error("internal: an event's batch committed without it");
     return p.seq;
   }
@@ -68,6 +74,20 @@ export class EventWriter {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
+    try {
+      await this.insert(batch);
+    } catch (e) {
+      // The store is there (sql.ts waited out lost connections) but something in the batch was
+      // refused (a node id that no longer exists): one at a time, so only that event fails.
+      if (batch.length === 1) throw e;
+      for (const p of batch)
+        await this.insert([p]).catch((err: unknown) => {
+          p.error = err;
+        });
+    }
+  }
+
+  private async insert(batch: Pending[]): Promise<void> {
     const json = JSON.stringify(batch.map((p) => toJson(p.event)));
     const rows = await this.sql.transaction((tx) => tx.query<{ seq: string | number }>(INSERT_BATCH, [json]));
     if (rows.length !== batch.length)

@@ -155,6 +155,15 @@ for (const driver of DRIVERS) {
       expect((await store.timeline(node.id)).map((t) => t.state)).toEqual(states);
       expect((await store.node(node.id))?.state).toBe("kernel");
       await expect(store.sql.query("DELETE FROM events")).rejects.toThrow(/append-only/);
+      // One bad event in a batch fails alone: the others are committed and acknowledged.
+      const mixed = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, i) =>
+          store.append({ type: "mixed", nodeId: i === 7 ? 99_999_999 : node.id, body: { i } }),
+        ),
+      );
+      expect(mixed.map((r) => r.status).filter((s) => s === "rejected")).toHaveLength(1);
+      expect(mixed[7]?.status).toBe("rejected");
+      await expect(store.append({ type: "bad", time: "yesterday-ish" })).rejects.toThrow(/not a time/);
     });
 
     it("keeps rollouts, their waves and nodes, and leases per segment", async () => {

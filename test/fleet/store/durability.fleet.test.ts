@@ -49,6 +49,7 @@ for (const driver of DRIVERS) {
           if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
         });
         const acked = new Map<number, number>(); // i -> seq
+        const killAt = 1000 + Math.floor(Math.random() * 100);
         const killed = new Promise<NodeJS.Signals | null>((resolve) =>
           proc.on("exit", (_c, s) => resolve(s)),
         );
@@ -58,11 +59,12 @@ for (const driver of DRIVERS) {
           const [seq, i] = line.split(" ").map(Number);
           if (proc.killed) afterKill++;
           acked.set(i as number, seq as number);
-          // Mid-stream: 100 callers with appends in flight, after the first 1,000 acknowledgements.
-          if (acked.size === 1000) proc.kill("SIGKILL");
+          // Mid-stream: 100 callers with appends in flight, after 1,000 acknowledgements and a
+          // few more (not always at a batch's edge).
+          if (acked.size === killAt) proc.kill("SIGKILL");
         }
         expect(await killed).toBe("SIGKILL");
-        expect(acked.size).toBeGreaterThanOrEqual(1000);
+        expect(acked.size).toBeGreaterThanOrEqual(killAt);
         const store = await open(driver, target); // PGlite: takes over the dead writer's lock, recovers
         try {
           const have = await stored(store);

@@ -1,0 +1,218 @@
+// The web dashboard of `kvmstrap serve` with 1,000 nodes, in Debian's chromium (playwright-core):
+//   1. first paint: from navigation to the frame that shows the whole node table (the page marks it
+//      "kvmstrap:first-paint"), the browser cache off, median of RUNS loads. Target: within 1 s.
+//   2. an event visible: from just before an event is POSTed to a node's intake to the frame after
+//      the page's row shows it (a MutationObserver in the page, the same clock on one machine),
+//      median of SAMPLES events, with the fleet idle and while the other nodes report at RATE
+//      events/s. Target: within 500 ms.
+// The server is the built one (dist/pxe/server.js) on loopback; the 1,000 nodes walk to installed
+// (every 100th fails) through its own HTTP inputs, with the dashboard tests' rig (test/pxe/web/rig.ts,
+// bundled here with its server imports pointed at dist/). Run by bench/fleet.mjs (npm run
+// bench:fleet), which prints the JSON rows {name, value, target, ok} this prints on stdout in its
+// table; alone: `npm run build && node bench/fleet-dashboard.mjs` (a summary on stderr).
+// KVMSTRAP_BENCH_RUNS (default 5), KVMSTRAP_BENCH_FLEET_NODES (default 1000).
+import { rmSync } from "node:fs";
+import { loadavg } from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build } from "esbuild";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const RUNS = Number(process.env.KVMSTRAP_BENCH_RUNS ?? 5);
+const NODES = Number(process.env.KVMSTRAP_BENCH_FLEET_NODES ?? 1000);
+const SAMPLES = 20;
+const RATE = 200;
+const PAINT_TARGET = 1000;
+const VISIBLE_TARGET = 500;
+
+const log = (m) => process.stderr.write(`[bench:fleet-dashboard] ${m}\n`);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const rows = [];
+const emit = (name, value, target, ok) => {
+  rows.push({ name, value, target, ok });
+  process.stdout.write(`${JSON.stringify({ name, value, target, ok })}\n`);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The rig, bundled; its imports of src/ resolve to the build in dist/ (what ships). */
+async function loadRig() {
+  const outfile = path.join(
+    root,
+    "node_modules/.cache/kvmstrap-bench-fleet-dashboard",
+    `rig-${process.pid}.mjs`,
+  );
+  await build({
+    entryPoints: [path.join(root, "test/pxe/web/rig.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile,
+    logLevel: "error",
+    external: ["playwright-core", "execa", "esbuild"],
+    plugins: [
+      {
+        name: "src-to-dist",
+        setup(b) {
+          b.onResolve({ filter: /\/src\// }, (args) => {
+            const abs = path.resolve(args.resolveDir, args.path);
+            const rel = path.relative(path.join(root, "src"), abs);
+            return { path: path.join(root, "dist", rel), external: true };
+          });
+        },
+      },
+    ],
+  });
+  try {
+    return await import(pathToFileURL(outfile).href);
+  } finally {
+    rmSync(outfile, { force: true });
+  }
+}
+
+const rig = await loadRig();
+if (!rig.HAVE_CHROMIUM) {
+  emit("dashboard rows", "skipped: /usr/bin/chromium is missing (scripts/setup-test-host.sh)", "", undefined);
+  process.exit(0);
+}
+
+const loadAtStart = loadavg()[0];
+const server = await rig.startRig({ tag: "bench", named: NODES });
+const browser = await rig.launchChromium();
+let background = { stop: async () => 0 };
+try {
+  log(`${NODES} nodes walking to installed through ${server.base}`);
+  let t = performance.now();
+  const tokens = new Array(NODES);
+  await rig.pool(NODES, 40, async (i) => {
+    tokens[i] = await rig.walkNode(server.base, i);
+  });
+  log(`fed in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const statusBytes = (await (await fetch(`${server.base}/v1/status`)).arrayBuffer()).byteLength;
+
+  // 1. First paint, cache off: every load fetches the page, its script and style and the status.
+  const paints = [];
+  for (let run = 0; run < RUNS; run++) {
+    const page = await browser.context.newPage();
+    const cdp = await browser.context.newCDPSession(page);
+    await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+    await page.goto(`${server.base}/ui/`);
+    await page.waitForSelector("body[data-ready='1']", { timeout: 30_000 });
+    const ms = await page.evaluate(() => performance.getEntriesByName("kvmstrap:first-paint")[0]?.startTime);
+    const rowsShown = await page.locator("#rows tr").count();
+    if (rowsShown !== NODES) throw new Error(`the page shows ${rowsShown} rows, not ${NODES}`);
+    paints.push(ms);
+    log(`first paint ${run + 1}/${RUNS}: ${ms.toFixed(0)} ms`);
+    await page.close();
+  }
+  const paint = median(paints);
+  emit(
+    `dashboard first paint, ${NODES} nodes`,
+    `${paint.toFixed(0)} ms (median of ${RUNS}, best ${Math.min(...paints).toFixed(0)}; status ${(statusBytes / 1024).toFixed(0)} KiB)`,
+    `< ${PAINT_TARGET} ms`,
+    paint < PAINT_TARGET,
+  );
+
+  // 2. Event to visible, on one page kept open.
+  const page = await browser.context.newPage();
+  await page.goto(`${server.base}/ui/`);
+  await page.waitForSelector("body[data-ready='1']", { timeout: 30_000 });
+  /** Posts one lifecycle event to node i and waits until its row's state cell reads `want`. */
+  const visible = async (i, phase, want) => {
+    const mac = rig.macOf(i);
+    const seen = page.evaluate(
+      ([mac, want]) =>
+        new Promise((resolve, reject) => {
+          const cell = document.querySelector(`#rows tr[data-mac="${mac}"] td.state`);
+          if (!cell) return reject(new Error(`no row for ${mac}`));
+          const done = () => requestAnimationFrame(() => resolve(Date.now()));
+          const obs = new MutationObserver(() => {
+            if (cell.textContent === want) {
+              obs.disconnect();
+              done();
+            }
+          });
+          obs.observe(cell, { childList: true, characterData: true, subtree: true });
+          setTimeout(() => reject(new Error(`${mac} never showed ${want}`)), 10_000);
+        }),
+      [mac, want],
+    );
+    await sleep(20); // the observer is in place before the event leaves
+    const t0 = Date.now();
+    const status = await rig.postEvent(server.base, mac, tokens[i], rig.lifecycle(phase));
+    if (status !== 204) throw new Error(`event for ${mac}: ${status}`);
+    return (await seen) - t0;
+  };
+  const installed = Array.from({ length: NODES }, (_, i) => i).filter((i) => i % 100 !== 99);
+  const sample = async (label, offset, phase) => {
+    const ms = [];
+    for (let k = 0; k < SAMPLES; k++) {
+      const i = installed[(offset + k * 37) % installed.length];
+      ms.push(await visible(i, phase, phase));
+    }
+    log(`${label}: ${ms.map((x) => x.toFixed(0)).join(" ")} ms`);
+    return ms;
+  };
+  const idle = await sample("event visible, idle", 0, "rebooted");
+  emit(
+    `dashboard event visible, ${NODES} nodes idle`,
+    `${median(idle).toFixed(0)} ms (median of ${SAMPLES}, max ${Math.max(...idle).toFixed(0)})`,
+    `< ${VISIBLE_TARGET} ms`,
+    median(idle) < VISIBLE_TARGET,
+  );
+
+  // The other nodes report at RATE events/s (apply steps of an install wave) meanwhile.
+  background = (() => {
+    let running = true;
+    let sent = 0;
+    const started = performance.now();
+    const loop = (async () => {
+      let k = 0;
+      while (running) {
+        const due = started + (sent * 1000) / RATE;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        const i = (k++ * 7919) % NODES;
+        void rig.postEvent(server.base, rig.macOf(i), tokens[i], rig.step("bench.step", "finished"));
+        sent += 1;
+      }
+    })();
+    return {
+      stop: async () => {
+        running = false;
+        await loop;
+        return sent / ((performance.now() - started) / 1000);
+      },
+    };
+  })();
+  await sleep(1000);
+  const busy = await sample("event visible, updating", 500, "verified");
+  const rate = await background.stop();
+  emit(
+    `dashboard event visible, ${NODES} nodes updating (${rate.toFixed(0)} events/s)`,
+    `${median(busy).toFixed(0)} ms (median of ${SAMPLES}, max ${Math.max(...busy).toFixed(0)})`,
+    `< ${VISIBLE_TARGET} ms`,
+    median(busy) < VISIBLE_TARGET,
+  );
+  t = Number(await page.getAttribute("body", "data-draws"));
+  log(`redraws on the open page: ${t}`);
+} finally {
+  await background.stop().catch(() => {});
+  await browser.close();
+  await server.close();
+}
+
+process.stderr.write(
+  `dashboard, ${NODES} nodes, chromium on loopback (load average ${loadAtStart.toFixed(2)} -> ${loadavg()[0].toFixed(2)})\n`,
+);
+const width = Math.max(...rows.map((r) => r.name.length));
+for (const r of rows) {
+  const verdict = r.ok === undefined ? "" : r.ok ? "  ok" : "  MISSED";
+  process.stderr.write(
+    `  ${r.name.padEnd(width)}  ${r.value}${r.target ? `  (target ${r.target})` : ""}${verdict}\n`,
+  );
+}
+process.exitCode = rows.some((r) => r.ok === false) ? 1 : 0;

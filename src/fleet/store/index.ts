@@ -3,12 +3,14 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
 import { InputError } from "../../core/errors.js";
+import type { WriterOptions } from "./ingest.js";
 import { migrate } from "./migrate.js";
 import { type PostgresSqlOptions, pgliteSql, postgresSql } from "./sql.js";
 import { FleetStore } from "./store.js";
 
 export type { IdentityFlag, IdentityInput, KnownNode, Resolution } from "./identity.js";
 export { normalMac, normalSerial, normalUuid, resolveIdentity } from "./identity.js";
+export type { WriterOptions } from "./ingest.js";
 export { EVENTS_CHANNEL } from "./live.js";
 export { MIGRATIONS } from "./migrations/index.js";
 export { FleetStore, type Resolved, type ResolveOptions } from "./store.js";
@@ -21,7 +23,7 @@ const LOCK = "kvmstrap-fleet.pid";
  * mode, and two writers would corrupt the files, so a pid file says who has it; a dead owner's
  * (kill -9) is taken over, a live one's is an error naming it.
  */
-export async function openPglite(dir: string): Promise<FleetStore> {
+export async function openPglite(dir: string, o: WriterOptions = {}): Promise<FleetStore> {
   mkdirSync(dir, { recursive: true });
   const lock = path.join(dir, LOCK);
   takeLock(lock);
@@ -35,7 +37,7 @@ export async function openPglite(dir: string): Promise<FleetStore> {
       await sql.close().catch(() => {});
       throw e;
     }
-    return new FleetStore(sql, async () => rmSync(lock, { force: true }));
+    return new FleetStore(sql, async () => rmSync(lock, { force: true }), o);
   } catch (e) {
     rmSync(lock, { force: true });
     throw e;

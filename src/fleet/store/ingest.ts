@@ -41,14 +41,27 @@ WITH input AS (
 )
 SELECT seq FROM ins ORDER BY seq`;
 
+export interface WriterOptions {
+  /**
+   * PGlite only (single-user PostgreSQL has no autovacuum): VACUUM the nodes table after this many
+   * events that moved a node (each rewrites its node's row). Default 20,000.
+   */
+  vacuumEvery?: number;
+}
+
 export class EventWriter {
   private pending: Pending[] = [];
   private readonly coalescer: Coalescer;
   /** Batches committed and events in them (for metrics and the bench). */
   batches = 0;
   events = 0;
+  private moves = 0;
+  private maintenance: Promise<void> = Promise.resolve();
 
-  constructor(private readonly sql: Sql) {
+  constructor(
+    private readonly sql: Sql,
+    private readonly o: WriterOptions = {},
+  ) {
     this.coalescer = new Coalescer(() => this.flush());
   }
 
@@ -66,8 +79,9 @@ export class EventWriter {
   }
 
   /** Waits for every append made so far (at close). */
-  idle(): Promise<void> {
-    return this.coalescer.idle();
+  async idle(): Promise<void> {
+    await this.coalescer.idle();
+    await this.maintenance;
   }
 
   private async flush(): Promise<void> {
@@ -97,6 +111,12 @@ export class EventWriter {
     });
     this.batches++;
     this.events += batch.length;
+    this.moves += batch.filter((p) => p.event.state !== undefined).length;
+    if (this.sql.driver === "pglite" && this.moves >= (this.o.vacuumEvery ?? 20_000)) {
+      this.moves = 0;
+      // Queued behind this batch, not awaited by its callers; PGlite runs one statement at a time.
+      this.maintenance = this.maintenance.then(() => this.sql.exec("VACUUM (ANALYZE) nodes").catch(() => {}));
+    }
   }
 }
 

@@ -11,7 +11,7 @@ import {
   type Resolution,
   resolveIdentity,
 } from "./identity.js";
-import { EventWriter } from "./ingest.js";
+import { EventWriter, type WriterOptions } from "./ingest.js";
 import { Live } from "./live.js";
 import type { Sql, Tx } from "./sql.js";
 import type {
@@ -54,8 +54,9 @@ export class FleetStore {
   constructor(
     readonly sql: Sql,
     private readonly onClose: () => Promise<void> = async () => {},
+    writer: WriterOptions = {},
   ) {
-    this.writer = new EventWriter(sql);
+    this.writer = new EventWriter(sql, writer);
     this.live = new Live(sql, (since, until) => this.eventsBetween(since, until));
   }
 

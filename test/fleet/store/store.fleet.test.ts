@@ -2,7 +2,7 @@
 // applied in the database, group-committed ingest, timelines, and LISTEN/NOTIFY reaching another
 // connection.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type EventRow, type FleetStore, openStore } from "../../../src/fleet/store/index.js";
+import { type EventRow, type FleetStore, openPglite, openStore } from "../../../src/fleet/store/index.js";
 import { DRIVERS, freshTarget, open, removeTarget } from "./drivers.js";
 import { postgresMissing, TestPostgres } from "./postgres-server.js";
 
@@ -225,9 +225,49 @@ for (const driver of DRIVERS) {
   });
 }
 
-async function waitFor(ok: () => boolean, ms = 10_000): Promise<void> {
+describe("PGlite maintenance", () => {
+  it("vacuums the nodes table as events move nodes (single-user PostgreSQL has no autovacuum)", async () => {
+    const dir = await freshTarget("pglite", undefined);
+    const store = await openPglite(dir, { vacuumEvery: 50 });
+    try {
+      const { node } = await store.resolveNode({ serial: "VAC-1", macs: ["52:54:00:ab:00:01"] });
+      const vacuums = async () =>
+        Number(
+          (
+            await store.sql.query<{ n: number }>(
+              "SELECT vacuum_count AS n FROM pg_stat_user_tables WHERE relname = 'nodes'",
+            )
+          )[0]?.n,
+        );
+      expect(await vacuums()).toBe(0);
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) => store.append({ type: "t", nodeId: node.id, state: `s${i}` })),
+      );
+      expect(await vacuums()).toBe(0); // 40 moves: not yet
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => store.append({ type: "t", nodeId: node.id, state: `s${i}` })),
+      );
+      let n = 0;
+      await waitFor(
+        () => n > 0,
+        10_000,
+        async () => {
+          n = await vacuums();
+        },
+      );
+      expect(n).toBe(1);
+    } finally {
+      await store.close();
+      removeTarget("pglite", dir);
+    }
+  });
+});
+
+async function waitFor(ok: () => boolean, ms = 10_000, poll?: () => Promise<void>): Promise<void> {
   const end = Date.now() + ms;
-  while (!ok()) {
+  for (;;) {
+    await poll?.();
+    if (ok()) return;
     if (Date.now() > end) throw new Error("timed out");
     await new Promise((r) => setTimeout(r, 20));
   }

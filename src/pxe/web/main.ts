@@ -18,12 +18,15 @@ let lastLoadMs = 0;
 const model = new FleetModel();
 const view = new DashboardView(model, ACTIONS, (id, mac) => openAction(id, mac));
 
-let loading = 0;
+/** A status load under way (events wait in the queue), and which one: a newer load supersedes it. */
+let loading = false;
+let generation = 0;
 let queue: ServeEvent[] = [];
 let renameTimer: number | undefined;
 
 async function loadStatus(): Promise<void> {
-  const mine = ++loading;
+  const mine = ++generation;
+  loading = true;
   const started = performance.now();
   queue = [];
   view.setLink("loading the status", false);
@@ -31,18 +34,18 @@ async function loadStatus(): Promise<void> {
     const res = await fetch("/v1/status", { cache: "no-store" });
     if (!res.ok) throw new Error(`status ${res.status}`);
     const body = (await res.json()) as StatusBody;
-    if (mine !== loading) return;
+    if (mine !== generation) return;
     model.load(body, Date.now());
     // Events that arrived while the status was on its way; those it already holds are skipped.
     for (const e of queue) model.apply(e, true);
     queue = [];
-    loading = 0;
+    loading = false;
     view.rebuild();
     lastLoadMs = performance.now() - started;
     view.setLink("live", true);
   } catch {
-    if (mine !== loading) return;
-    loading = 0;
+    if (mine !== generation) return;
+    loading = false;
     view.setLink("status not loaded: retrying", false);
     window.setTimeout(() => void loadStatus(), 2000);
   }

@@ -24,6 +24,9 @@ import {
   walkNode,
 } from "./rig.js";
 
+/** How long the page may take to show something (a loaded CI host: generous, it is not a figure). */
+const WAIT = { timeout: 5000 };
+
 const title = HAVE_CHROMIUM
   ? "the web dashboard in chromium"
   : "the web dashboard in chromium (SKIPPED: /usr/bin/chromium is missing; scripts/setup-test-host.sh installs it)";
@@ -68,7 +71,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     tokens.set(macOf(99), await walkNode(rig.base, 99)); // every 100th fails
     await browser.page.goto(`${rig.base}/ui/`);
     await browser.page.waitForSelector("body[data-ready='1']");
-    await expect.poll(() => browser.page.locator("#rows tr").count()).toBe(3);
+    await expect.poll(() => browser.page.locator("#rows tr").count(), WAIT).toBe(3);
     expect(await cell(macOf(0), "name").textContent()).toBe("r01-n01");
     expect(await cell(macOf(0), "state").textContent()).toBe("installed");
     expect(await cell(macOf(0), "boot").textContent()).toBe("local disk");
@@ -118,14 +121,14 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     expect(await browser.page.locator("#rows tr:not([hidden])").count()).toBe(1);
     await browser.page.keyboard.press("Enter");
     const detail = browser.page.locator("#detail");
-    await expect.poll(() => detail.isVisible()).toBe(true);
+    await expect.poll(() => detail.isVisible(), WAIT).toBe(true);
     expect(await browser.page.locator("#detail-title").textContent()).toBe(`${mac} (r01-n02)`);
     const timeline = await seen(browser.page.locator("#timeline"));
     expect(timeline).toMatch(/discovered -> script/);
     expect(timeline).toMatch(/script -> appliance-up\s+[\d.]+ s\s+live system up/);
     await screenshot(browser.page, "timeline");
     await browser.page.keyboard.press("Escape");
-    await expect.poll(() => detail.isVisible()).toBe(false);
+    await expect.poll(() => detail.isVisible(), WAIT).toBe(false);
     await browser.page.keyboard.press("/");
     await browser.page.keyboard.press("Escape"); // clears the filter
     expect(await browser.page.locator("#rows tr:not([hidden])").count()).toBe(3);
@@ -168,7 +171,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     await page.locator(`#rows tr[data-mac="${mac}"]`).click();
     await page.keyboard.press("r");
     const dialog = page.locator("#action-dialog");
-    await expect.poll(() => dialog.isVisible()).toBe(true);
+    await expect.poll(() => dialog.isVisible(), WAIT).toBe(true);
     expect(await page.locator("#action-text").textContent()).toContain("next network boot installs again");
     // No token typed: nothing is sent.
     await page.locator("#action-submit").click();
@@ -176,7 +179,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     // A wrong one: the server refuses it and the page says so.
     await page.locator("#token").fill("not-the-admin-token");
     await page.locator("#action-submit").click();
-    await expect.poll(() => page.locator("#action-error").textContent()).toContain("refused");
+    await expect.poll(() => page.locator("#action-error").textContent(), WAIT).toContain("refused");
     expect(sent).toEqual([
       { url: `${rig.base}/v1/nodes/${encodeURIComponent(mac)}/rearm`, auth: "Bearer not-the-admin-token" },
     ]);
@@ -184,9 +187,9 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     // The right one.
     await page.locator("#token").fill(rig.adminToken);
     await page.keyboard.press("Enter");
-    await expect.poll(() => dialog.isVisible()).toBe(false);
+    await expect.poll(() => dialog.isVisible(), WAIT).toBe(false);
     expect(await page.locator("#status-line").textContent()).toBe(`Re-arm: ${mac} is now discovered`);
-    await expect.poll(() => cell(mac, "boot").textContent()).toBe("network");
+    await expect.poll(() => cell(mac, "boot").textContent(), WAIT).toBe("network");
     expect(await cell(mac, "state").textContent()).toBe("discovered");
     expect(rig.server.table.get(mac)?.installed).toBe(false);
     // Kept for this tab only, and never in a URL, a cookie or local storage.
@@ -206,7 +209,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     const token = await bootScript(rig.base, mac);
     expect(await postEvent(rig.base, mac, token, lifecycle("appliance-up"))).toBe(204);
     await expect.poll(() => cell(mac, "state").textContent(), { timeout: 5000 }).toBe("appliance-up");
-    await expect.poll(() => page.locator("#rows tr").count()).toBe(rig.server.table.size);
+    await expect.poll(() => page.locator("#rows tr").count(), WAIT).toBe(rig.server.table.size);
     expect(pageErrors.filter((e) => !/ERR_CONNECTION_REFUSED|Failed to load resource/.test(e))).toEqual([]);
   });
 });

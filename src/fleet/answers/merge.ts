@@ -139,7 +139,7 @@ export function mergeLayers(layers: readonly LayerFile[]): Merged {
     for (const k of Object.keys(data)) delete data[k];
     Object.assign(data, merged);
   }
-  data.version = 1;
+  const versioned: Obj = { version: 1, ...data };
 
   const locator: Locator = {
     locate(path, key = false) {
@@ -149,7 +149,7 @@ export function mergeLayers(layers: readonly LayerFile[]): Merged {
       return o && o.line !== null ? { line: o.line, column: o.column ?? 1, file: o.file } : null;
     },
   };
-  return { data, origins, removed, locator };
+  return { data: versioned, origins, removed, locator };
 }
 
 /**

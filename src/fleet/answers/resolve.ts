@@ -113,6 +113,18 @@ const originOf = (m: Merged, path: string): Setting | null => blame(m.origins, p
 function leaves(m: Merged): Value[] {
   const out: Value[] = [];
   const walk = (v: unknown, path: (string | number)[]) => {
+    // A list or mapping that replaced an earlier one whole is listed too, with what it replaced.
+    const own = m.origins.get(formatPath(path));
+    if (own?.shadowed.length && v !== null && typeof v === "object")
+      out.push({
+        path: formatPath(path),
+        value: v,
+        layer: own.layer,
+        file: own.file,
+        line: own.line,
+        column: own.column,
+        shadowed: own.shadowed,
+      });
     if (Array.isArray(v) && v.length)
       v.forEach((x, i) => {
         walk(x, [...path, i]);

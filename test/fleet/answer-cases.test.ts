@@ -52,7 +52,10 @@ async function reportFile(host: SharedHost): Promise<string> {
 
 function expectFile(file: string, actual: string): void {
   if (update || !existsSync(file)) writeFileSync(file, actual);
-  expect(actual).toBe(readFileSync(file, "utf8"));
+  const want = readFileSync(file, "utf8");
+  // JSON is compared as data (the formatter lays the files out its own way), text as text.
+  if (file.endsWith(".json")) expect(JSON.parse(actual)).toEqual(JSON.parse(want));
+  else expect(actual).toBe(want);
 }
 
 const show = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
@@ -131,6 +134,7 @@ describe.skipIf(!sharedHostsAvailable)("fleet answer cases (test/fleet/cases)", 
   });
 });
 
-describe.skipIf(sharedHostsAvailable)("fleet answer cases", () => {
-  it.skip(`skipped: ${SKIP_REASON}`, () => {});
-});
+if (!sharedHostsAvailable)
+  describe("fleet answer cases", () => {
+    it.skip(`skipped: ${SKIP_REASON}`, () => {});
+  });

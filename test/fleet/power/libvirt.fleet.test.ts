@@ -62,6 +62,7 @@ describe.skipIf(missing.length > 0)("libvirt power on a real (test-owned) libvir
   });
 });
 
-describe.skipIf(missing.length === 0)("libvirt power on a real (test-owned) libvirtd", () => {
-  it.skip(`skipped: missing ${missing.join(", ")}`, () => {});
-});
+if (missing.length > 0)
+  describe("libvirt power on a real (test-owned) libvirtd", () => {
+    it.skip(`skipped: missing ${missing.join(", ")}`, () => {});
+  });

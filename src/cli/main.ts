@@ -29,7 +29,7 @@ Commands:
   agent               The appliance's boot agent: find the answer, report to the boot
                       server, start an unattended install
   iso prepare         Make a site's appliance ISO: an answer embedded, unattended on boot
-  fleet               The boot server's fleet: nodes, layered answers, rollout waves
+  fleet               Per-node answers from a fleet directory: layers, origins, holds
 
 Run "kvmstrap <command> --help" for a command's options.
 

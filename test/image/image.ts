@@ -42,14 +42,26 @@ export type BootResult = { seen: Record<string, number>; log: string; logFile: s
  * A boot script: text (or a pattern) to wait for on the serial console, in order, or keys to type
  * there; `every` retypes them at that interval until the next awaited text appears.
  */
-export type Step = string | RegExp | { send: string; every?: number };
+export type Step = string | RegExp | { send: string; every?: number } | { exit: true };
+/** The last step of a boot that ends by itself: QEMU runs with -no-reboot, so a reboot exits it. */
+export const EXIT: Step = { exit: true };
+
+export interface BootOptions {
+  /** Fails the boot at once when this appears on the serial console (a reported failure). */
+  failOn?: RegExp;
+}
 
 /**
  * Boots qemu-system-x86_64 (TCG) with args and plays `script` on the serial console; resolves with
  * the seconds at which each awaited text appeared, rejects with the log's tail on timeout or when
  * qemu exits first. The guest is killed either way.
  */
-export async function bootUntil(name: string, args: string[], script: Step[]): Promise<BootResult> {
+export async function bootUntil(
+  name: string,
+  args: string[],
+  script: Step[],
+  options: BootOptions = {},
+): Promise<BootResult> {
   await mkdir(LOG_DIR, { recursive: true });
   const logFile = path.join(LOG_DIR, `${name}.log`);
   const out = createWriteStream(logFile);
@@ -81,6 +93,7 @@ export async function bootUntil(name: string, args: string[], script: Step[]): P
       const advance = () => {
         for (; step < script.length; step++) {
           const s = script[step] as Step;
+          if (typeof s === "object" && "exit" in s) return; // resolved by qemu's exit
           if (typeof s === "object" && "send" in s) {
             clearInterval(repeat);
             qemu.stdin.write(s.send);
@@ -105,20 +118,32 @@ export async function bootUntil(name: string, args: string[], script: Step[]): P
       qemu.stdout.on("data", (chunk: Buffer) => {
         out.write(chunk);
         log += chunk.toString("latin1");
+        const failed = options.failOn?.exec(log);
+        if (failed) {
+          clearTimeout(timer);
+          fail(`"${failed[0]}" on the console`);
+          return;
+        }
         advance();
       });
       qemu.stderr.on("data", (chunk: Buffer) => {
         stderr += chunk.toString();
       });
-      qemu.on("exit", (code) => {
+      qemu.on("close", (code) => {
         clearTimeout(timer);
+        const s = script[step];
+        if (typeof s === "object" && s !== null && "exit" in s && step === script.length - 1) {
+          seen["qemu exited"] = (Date.now() - started) / 1000;
+          resolve({ seen, log, logFile });
+          return;
+        }
         fail(`qemu exited (${code}) first`);
       });
     });
   } finally {
     clearInterval(repeat);
     qemu.stdout.removeAllListeners("data"); // output after the kill must not reach the closed log
-    qemu.removeAllListeners("exit");
+    qemu.removeAllListeners("close");
     qemu.kill("SIGKILL");
     await new Promise((r) => out.end(r));
   }

@@ -1,32 +1,38 @@
-// The unattended install, end to end on the built appliance: the ISO boots as a CD under SeaBIOS
-// with a blank virtio disk and a second, USB disk holding a copy of the ISO (what an operator's
-// stick looks like); over the serial console `kvmstrap install --answer FILE --yes` installs onto the
-// disk the answer names; the stick's sha256 must not change. Then the installed disk boots alone,
-// under SeaBIOS until the first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial console, then
-// under OVMF (no boot entries: the removable path) up to a login prompt. Guests run one after another (TCG, 2 cores).
+// The unattended install, end to end on the built appliance, as a site does it: `kvmstrap iso
+// prepare` (the app layer the CLI calls) makes the site's ISO, with the answer embedded (SeaBIOS) or
+// fetched over HTTP from this test at boot (OVMF, QEMU's user network: 10.0.2.2 is this host), and
+// kvmstrap.auto=install on the default entry. Nothing is typed: the ISO boots as a CD beside a blank
+// virtio disk and a USB disk holding a copy of the prepared ISO (the operator's stick); the boot
+// agent installs onto the disk the answer names and reboots, which ends QEMU (-no-reboot). The
+// stick's sha256 must not change; the installed root must have been closed cleanly (no journal to
+// replay) with the install's logs in /var/log/kvmstrap; then the installed disk boots alone, under
+// the same firmware, until its first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial console.
+// Guests run one after another (TCG, 2 cores).
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, mkdtemp, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { prepareIso } from "../../src/app/iso-prepare.js";
 
-// The install copies the whole live root under TCG: the boot that runs it gets a longer bound.
+// The install copies the whole live root under TCG: the boots that run it get a longer bound.
 process.env.KVMSTRAP_IMAGE_BOOT_TIMEOUT ??= "2400";
 const image = await import("./image.js");
 
 const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const SERIAL = "KVMSTRAP-TARGET";
-const ANSWER = `version: 1\\ninstall:\\n  disk:\\n    serial: ${SERIAL}\\n`;
-const UP = /login: |KVMSTRAP-VERIFY: (PASS|FAIL)/;
+const ANSWER = `version: 1\ninstall:\n  disk:\n    serial: ${SERIAL}\n`;
 /** The first-boot unit's verdict (units/): apply --resume, then kvmstrap verify --console. */
 const VERDICT = /KVMSTRAP-VERIFY: (PASS|FAIL)/;
+/** What the boot agent says when the unattended install cannot go on (it then stays up). */
+const AGENT_FAILED = /KVMSTRAP-AGENT: (?:answer|install): FAILED[^\n]*/;
 
 let scratch = "";
-let disk = "";
-let stick = "";
 const sha256 = (file: string) =>
   new Promise<string>((resolve, reject) => {
     const h = createHash("sha256");
@@ -35,21 +41,9 @@ const sha256 = (file: string) =>
       .on("end", () => resolve(h.digest("hex")))
       .on("error", reject);
   });
-const target = () => [
-  "-drive",
-  `if=none,id=target,format=raw,file=${disk}`,
-  "-device",
-  `virtio-blk-pci,drive=target,serial=${SERIAL}`,
-];
 
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), `kvmstrap-install-image-${process.pid}-`));
-  // Raw, not qcow2: the guest is killed once the install has synced, and raw writes are already in
-  // the host file by then (a qcow2 keeps metadata in qemu until it flushes).
-  disk = path.join(scratch, "target.raw");
-  stick = path.join(scratch, "stick.raw");
-  await execa("truncate", ["-s", "12G", disk]);
-  await copyFile(await image.isoPath(), stick);
 });
 afterAll(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
@@ -63,64 +57,163 @@ function report(name: string, seen: Record<string, number>): void {
   );
 }
 
-describe("kvmstrap install onto a virtual disk, then the installed disk boots alone", () => {
-  it("installs unattended from the CD onto the disk the answer names; the USB stick is not touched", async () => {
-    const before = await sha256(stick);
-    const r = await image.bootUntil(
-      "install-seabios",
-      ["-M", "pc", "-cdrom", await image.isoPath(), "-boot", "d", ...target()].concat([
-        "-device",
-        "qemu-xhci,id=xhci",
-        "-drive",
-        `if=none,id=stick,format=raw,file=${stick}`,
-        "-device",
-        "usb-storage,bus=xhci.0,drive=stick,serial=USBSTICK42",
-      ]),
-      [
-        image.LIVE_MARKER,
-        image.TUI_TITLE,
-        { send: "q", every: 5000 },
-        "This is a root shell",
-        { send: `\x15printf '${ANSWER}' >/tmp/answer.yaml; kvmstrap install --list\r` },
-        /install: (yes|no)/,
-        { send: 'kvmstrap install --answer /tmp/answer.yaml --yes; echo "INSTALL-RC=$?"\r' },
-        /INSTALL-RC=(\d+)/,
-      ],
-    );
-    report("install-seabios", r.seen);
-    const rc = /INSTALL-RC=(\d+)/.exec(r.log)?.[1];
-    expect(rc, `install failed; serial log ${r.logFile}`).toBe("0");
-    // The steps ran through the engine, the guard first; the stick was listed and refused.
-    expect(r.log).toMatch(/\[done\] install\.guard/);
-    expect(r.log).toMatch(/\[done\] install\.grub\.removable/);
-    expect(r.log).toMatch(/install: no: it is the boot medium/);
-    expect(await sha256(stick)).toBe(before);
-  }, 2_700_000);
+/** A blank 12 GiB disk (raw: the guest's writes are in the file once QEMU exits) and its QEMU args. */
+async function blankDisk(name: string): Promise<{ file: string; args: string[] }> {
+  const file = path.join(scratch, `${name}.raw`);
+  await execa("truncate", ["-s", "12G", file]);
+  return {
+    file,
+    args: [
+      "-drive",
+      `if=none,id=target,format=raw,file=${file}`,
+      "-device",
+      `virtio-blk-pci,drive=target,serial=${SERIAL}`,
+    ],
+  };
+}
 
-  it("the installed disk boots alone under SeaBIOS, and its first boot verifies the host", async () => {
-    const r = await image.bootUntil("installed-seabios", ["-M", "pc", ...target(), "-boot", "c"], [VERDICT]);
-    report("installed-seabios", r.seen);
-    expect(r.log).not.toMatch(/KVMSTRAP-LIVE/);
-    expect(VERDICT.exec(r.log)?.[0]).toBe("KVMSTRAP-VERIFY: PASS");
-  }, 1_200_000);
+/** A USB disk holding a copy of `iso`, as an operator's stick. */
+async function stickOf(iso: string, name: string): Promise<{ file: string; args: string[] }> {
+  const file = path.join(scratch, `${name}-stick.raw`);
+  await copyFile(iso, file);
+  return {
+    file,
+    args: [
+      "-device",
+      "qemu-xhci,id=xhci",
+      "-drive",
+      `if=none,id=stick,format=raw,file=${file}`,
+      "-device",
+      "usb-storage,bus=xhci.0,drive=stick,serial=USBSTICK42",
+    ],
+  };
+}
 
-  it("the installed disk boots alone under OVMF through the removable path", async () => {
-    const vars = path.join(scratch, "OVMF_VARS.fd");
-    await copyFile(OVMF_VARS, vars);
-    const r = await image.bootUntil(
-      "installed-ovmf",
-      [
-        "-M",
-        "q35",
-        "-drive",
-        `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
-        "-drive",
-        `if=pflash,format=raw,file=${vars}`,
-        ...target(),
-      ],
-      [UP],
-    );
-    report("installed-ovmf", r.seen);
-    expect(r.log).not.toMatch(/KVMSTRAP-LIVE/);
-  }, 600_000);
+async function ovmf(name: string): Promise<string[]> {
+  const vars = path.join(scratch, `${name}-OVMF_VARS.fd`);
+  await copyFile(OVMF_VARS, vars);
+  return [
+    "-M",
+    "q35",
+    "-drive",
+    `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
+    "-drive",
+    `if=pflash,format=raw,file=${vars}`,
+  ];
+}
+
+/**
+ * The installed root, read from the disk image on this host: closed cleanly (ext4 keeps
+ * needs_recovery while mounted anywhere) and holding the install's logs.
+ */
+async function inspectInstalled(disk: string): Promise<{ features: string; logs: string[] }> {
+  const loop = (
+    await execa("losetup", ["--find", "--show", "--partscan", "--read-only", disk])
+  ).stdout.trim();
+  const mnt = path.join(scratch, "mnt");
+  await mkdir(mnt, { recursive: true });
+  try {
+    await execa("udevadm", ["settle", "--timeout=30"]).catch(() => {});
+    const features = (await execa("dumpe2fs", ["-h", `${loop}p3`])).stdout;
+    await execa("mount", ["-o", "ro,noload", `${loop}p3`, mnt]);
+    try {
+      const logs = (await execa("find", [path.join(mnt, "var/log/kvmstrap"), "-type", "f"])).stdout
+        .split("\n")
+        .map((f) => path.relative(path.join(mnt, "var/log/kvmstrap"), f));
+      return { features, logs };
+    } finally {
+      await execa("umount", [mnt]);
+    }
+  } finally {
+    await execa("losetup", ["-d", loop]);
+  }
+}
+
+/** Boots the prepared ISO until the agent has installed and rebooted; checks the stick and the disk. */
+async function installUnattended(
+  name: string,
+  firmware: string[],
+  iso: string,
+  extra: string[] = [],
+): Promise<{ disk: { file: string; args: string[] }; log: string }> {
+  const disk = await blankDisk(name);
+  const stick = await stickOf(iso, name);
+  const before = await sha256(stick.file);
+  const r = await image.bootUntil(
+    `install-${name}`,
+    [...firmware, "-cdrom", iso, "-boot", "d", ...disk.args, ...stick.args, ...extra],
+    [image.LIVE_MARKER, "KVMSTRAP-AGENT: installing", /KVMSTRAP-AGENT: installed/, image.EXIT],
+    { failOn: AGENT_FAILED },
+  );
+  report(`install-${name}`, r.seen);
+  expect(r.log).toMatch(/KVMSTRAP-AGENT: network: /);
+  expect(r.log).toMatch(/KVMSTRAP-AGENT: rebooting/);
+  expect(await sha256(stick.file), "the USB stick was written").toBe(before);
+  const installed = await inspectInstalled(disk.file);
+  expect(installed.features).toMatch(/^Filesystem features:/m);
+  expect(installed.features, "the installed root was not unmounted cleanly").not.toMatch(
+    /^Filesystem features:.*needs_recovery/m,
+  );
+  expect(installed.logs).toEqual(
+    expect.arrayContaining([
+      expect.stringMatching(/^install\/runs\/.+\.json$/),
+      "install/log/install-events.jsonl",
+    ]),
+  );
+  return { disk, log: r.log };
+}
+
+async function firstBoot(name: string, firmware: string[], disk: string[]): Promise<void> {
+  const r = await image.bootUntil(`installed-${name}`, [...firmware, ...disk], [VERDICT]);
+  report(`installed-${name}`, r.seen);
+  expect(r.log).not.toMatch(/KVMSTRAP-LIVE/);
+  expect(r.log, "the first boot replayed the root's journal").not.toMatch(/recovering journal/);
+  expect(VERDICT.exec(r.log)?.[0]).toBe("KVMSTRAP-VERIFY: PASS");
+}
+
+describe("unattended install from a prepared ISO, then the installed disk boots alone to KVMSTRAP-VERIFY: PASS", () => {
+  it("SeaBIOS: the answer embedded in the ISO", async () => {
+    const answer = path.join(scratch, "answer.yaml");
+    await writeFile(answer, ANSWER);
+    const iso = path.join(scratch, "site-embedded.iso");
+    const prepared = await prepareIso({
+      input: await image.isoPath(),
+      output: iso,
+      answerFile: answer,
+      auto: true,
+    });
+    expect(prepared.defaultEntry.cmdline).toMatch(/kvmstrap\.auto=install/);
+    const { disk } = await installUnattended("seabios", ["-M", "pc"], iso);
+    await firstBoot("seabios", ["-M", "pc", "-boot", "c"], disk.args);
+  }, 3_600_000);
+
+  it("OVMF: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256)", async () => {
+    const body = Buffer.from(ANSWER);
+    const requests: string[] = [];
+    const server: Server = createServer((req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      if (req.url !== "/answer.yaml") return void res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "application/yaml", "content-length": body.length }).end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const iso = path.join(scratch, "site-url.iso");
+      await prepareIso({
+        input: await image.isoPath(),
+        output: iso,
+        answerUrl: `http://10.0.2.2:${port}/answer.yaml`,
+        answerSha256: createHash("sha256").update(body).digest("hex"),
+        auto: true,
+      });
+      const net = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+      const { disk, log } = await installUnattended("ovmf", await ovmf("install"), iso, net);
+      expect(log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=off\)/);
+      expect(requests).toContain("GET /answer.yaml");
+      // No boot entries in fresh variables: the firmware finds the installed GRUB by the removable path.
+      await firstBoot("ovmf", await ovmf("installed"), disk.args);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  }, 3_600_000);
 });

@@ -52,7 +52,10 @@ export interface Rule extends z.infer<typeof ruleSchema>, Place {
 }
 export interface AssignRules {
   file: string;
-  rules: (Omit<Rule, "roles"> & { roles: ({ name: string } & Place)[] })[];
+  rules: (Omit<Rule, "roles"> & {
+    roles: ({ name: string } & Place)[];
+    keys: Record<"rack" | "hold", Place>;
+  })[];
 }
 
 export function parseAssign(f: FleetFile): AssignRules {
@@ -82,6 +85,7 @@ export function parseAssign(f: FleetFile): AssignRules {
         line: pos?.line ?? null,
         column: pos?.column ?? null,
         path: `rules[${index}]`,
+        keys: { rack: placeOf(f, index, "rack"), hold: placeOf(f, index, "hold") },
         roles: r.roles.map((name, j) => {
           const at = f.map.locate(["rules", index, "roles", j]);
           return {
@@ -94,6 +98,11 @@ export function parseAssign(f: FleetFile): AssignRules {
       };
     }),
   };
+}
+
+function placeOf(f: FleetFile, index: number, key: string): Place {
+  const at = f.map.locate(["rules", index, key]);
+  return { line: at?.line ?? null, column: at?.column ?? null, path: `rules[${index}].${key}` };
 }
 
 /** unknown: a criterion needs the node's report and there is none yet. */
@@ -222,16 +231,8 @@ export function assignNode(rules: AssignRules, facts: NodeFacts): Assignment {
   const report = facts.report ?? null;
   const booted = facts.rack ?? null;
   const out: Assignment = { rack: booted, rackFrom: booted ? "boot" : null, roles: [], holds: [], trace: [] };
-  const hold = (r: AssignRules["rules"][number], message: string, path = r.path): void => {
-    out.holds.push({
-      file: rules.file,
-      line: r.line,
-      column: r.column,
-      path,
-      layer: null,
-      message,
-      ruleId: "assign",
-    });
+  const hold = (at: Place, message: string): void => {
+    out.holds.push({ file: rules.file, ...at, layer: null, message, ruleId: "assign" });
   };
   for (const r of rules.rules) {
     const c = checks(r.match, facts, report);
@@ -252,15 +253,11 @@ export function assignNode(rules: AssignRules, facts: NodeFacts): Assignment {
         out.rack = r.rack;
         out.rackFrom = { line: r.line };
       } else if (out.rack !== r.rack && out.rackFrom === "boot") {
-        hold(
-          r,
-          `this rule puts the node in rack ${r.rack}, but it boots in rack ${out.rack}`,
-          `${r.path}.rack`,
-        );
+        hold(r.keys.rack, `this rule puts the node in rack ${r.rack}, but it boots in rack ${out.rack}`);
       }
     }
     for (const role of r.roles) if (!out.roles.includes(role.name)) out.roles.push(role.name);
-    if (r.hold !== undefined) hold(r, `held by assign.yaml: ${r.hold}`, `${r.path}.hold`);
+    if (r.hold !== undefined) hold(r.keys.hold, `held by assign.yaml: ${r.hold}`);
   }
   return out;
 }

@@ -120,31 +120,32 @@ try {
   const page = await browser.context.newPage();
   await page.goto(`${server.base}/ui/`);
   await page.waitForSelector("body[data-ready='1']", { timeout: 30_000 });
+  await page.bringToFront(); // a background tab gets no animation frames
   /** Posts one lifecycle event to node i and waits until its row's state cell reads `want`. */
   const visible = async (i, phase, want) => {
     const mac = rig.macOf(i);
-    const seen = page.evaluate(
-      ([mac, want]) =>
-        new Promise((resolve, reject) => {
+    // The observer is in place (this evaluate has returned) before the event leaves.
+    await page.evaluate(
+      ([mac, want]) => {
+        window.benchSeen = new Promise((resolve, reject) => {
           const cell = document.querySelector(`#rows tr[data-mac="${mac}"] td.state`);
           if (!cell) return reject(new Error(`no row for ${mac}`));
-          const done = () => requestAnimationFrame(() => resolve(Date.now()));
+          if (cell.textContent === want) return reject(new Error(`${mac} shows ${want} already`));
           const obs = new MutationObserver(() => {
-            if (cell.textContent === want) {
-              obs.disconnect();
-              done();
-            }
+            if (cell.textContent !== want) return;
+            obs.disconnect();
+            requestAnimationFrame(() => resolve(Date.now()));
           });
           obs.observe(cell, { childList: true, characterData: true, subtree: true });
           setTimeout(() => reject(new Error(`${mac} never showed ${want}`)), 10_000);
-        }),
+        });
+      },
       [mac, want],
     );
-    await sleep(20); // the observer is in place before the event leaves
     const t0 = Date.now();
     const status = await rig.postEvent(server.base, mac, tokens[i], rig.lifecycle(phase));
     if (status !== 204) throw new Error(`event for ${mac}: ${status}`);
-    return (await seen) - t0;
+    return (await page.evaluate(() => window.benchSeen)) - t0;
   };
   const installed = Array.from({ length: NODES }, (_, i) => i).filter((i) => i % 100 !== 99);
   const sample = async (label, offset, phase) => {

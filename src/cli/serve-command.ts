@@ -207,6 +207,11 @@ async function run(server: BootServer, v: Values, early: ServeEvent[]): Promise<
   const done = new Promise<void>((resolve) => {
     stop = resolve;
   });
+  // Before "listening" is printed: a script that stops the server as soon as it reads that line
+  // must get a clean stop (exit 0, leases saved), not the default death by signal.
+  const onSignal = () => stop();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   let cleanup = () => {};
   if (v.json) {
     const write = (e: ServeEvent) => {
@@ -244,9 +249,6 @@ async function run(server: BootServer, v: Values, early: ServeEvent[]): Promise<
     for (const e of [listening, ...early]) write(e);
     cleanup = table.subscribe(write);
   }
-  const onSignal = () => stop();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   await done;
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);

@@ -290,6 +290,32 @@ describe.skipIf(!built)(
   },
 );
 
+describe.skipIf(!built)("kvmstrap serve stopped the moment it says it listens", () => {
+  // A script that starts the server, waits for "listening" and stops it at once must get a clean
+  // stop (exit 0, a stopped event), not death by the signal's default action.
+  it("SIGTERM on the listening line: exit 0 and a stopped event, every time", async () => {
+    for (let i = 0; i < 3; i++) {
+      const dir = path.join(tmp.dir, `quick-${i}`);
+      mkdirSync(dir);
+      const quick = spawn(process.execPath, [
+        bin,
+        "serve",
+        ...["--dhcp", "off", "--listen", "127.0.0.1", "--tftp-port", "0", "--http-port", "0"],
+        ...["--ipxe-dir", path.join(dir, "none"), "--state-dir", dir, "--json"],
+      ]);
+      let out = "";
+      const exited = new Promise<number | null>((resolve) => quick.once("exit", (code) => resolve(code)));
+      quick.stdout?.on("data", (d: Buffer) => {
+        const first = !out.includes('"listening"');
+        out += d.toString();
+        if (first && out.includes('"listening"')) quick.kill("SIGTERM");
+      });
+      expect(await exited, out).toBe(0);
+      expect(out).toContain('"type":"stopped"');
+    }
+  });
+});
+
 describe.skipIf(!built)("kvmstrap serve usage and input errors (exit 2, one line)", () => {
   it.each([
     [["serve", "--dhcp", "bogus"], /--dhcp bogus: expected proxy, full or off/],

@@ -107,15 +107,27 @@ async function ovmf(name: string): Promise<string[]> {
  * needs_recovery while mounted anywhere) and holding the install's logs.
  */
 async function inspectInstalled(disk: string): Promise<{ features: string; logs: string[] }> {
+  // The root partition (3) by its offset: partition device nodes of a loop device need udev,
+  // which a CI container may not run.
+  const part = (await execa("partx", ["-g", "-b", "-o", "START,SECTORS", "--nr", "3", disk])).stdout.trim();
+  const [start, sectors] = part.split(/\s+/).map(Number);
   const loop = (
-    await execa("losetup", ["--find", "--show", "--partscan", "--read-only", disk])
+    await execa("losetup", [
+      "--find",
+      "--show",
+      "--read-only",
+      "--offset",
+      String((start ?? 0) * 512),
+      "--sizelimit",
+      String((sectors ?? 0) * 512),
+      disk,
+    ])
   ).stdout.trim();
   const mnt = path.join(scratch, "mnt");
   await mkdir(mnt, { recursive: true });
   try {
-    await execa("udevadm", ["settle", "--timeout=30"]).catch(() => {});
-    const features = (await execa("dumpe2fs", ["-h", `${loop}p3`])).stdout;
-    await execa("mount", ["-o", "ro,noload", `${loop}p3`, mnt]);
+    const features = (await execa("dumpe2fs", ["-h", loop])).stdout;
+    await execa("mount", ["-o", "ro,noload", loop, mnt]);
     try {
       const logs = (await execa("find", [path.join(mnt, "var/log/kvmstrap"), "-type", "f"])).stdout
         .split("\n")

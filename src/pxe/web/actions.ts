@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // Operator actions on a node, sent with the admin token as a Bearer header. The token is what
 // `kvmstrap serve` keeps in STATE/admin.token; the page asks for it once per tab and keeps it in
 // sessionStorage (gone when the tab closes), never in a URL, a cookie or the console.

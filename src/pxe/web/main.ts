@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // The dashboard's entry (bundled to dist/web/app.js by scripts/bundle-web.mjs): loads the status,
 // follows the event stream, and asks for the admin token before an action.
 import type { ServeEvent } from "../node-table.js";

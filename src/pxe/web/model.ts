@@ -45,6 +45,9 @@ export interface StatusBody {
 }
 
 /** States that need the operator: they stand out in the table and are listed first. */
+/** At most one redraw this often (ms): a thousand nodes updating cost one pass, not a thousand. */
+export const REDRAW_MS = 100;
+
 export const ATTENTION: ReadonlySet<NodeState> = new Set<NodeState>(["stalled", "failed"]);
 
 /** Order of the table: by name where the nodes file gives one, then MAC (stable while states move). */

@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // The live link to the server: the SSE form of GET /v1/events through EventSource, which reconnects
 // by itself after a network error (the server restarting). Each connection opens with a `hello`:
 // the page reloads GET /v1/status then, so whatever happened while it was away is caught up.

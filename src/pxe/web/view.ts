@@ -1,6 +1,3 @@
-/// <reference lib="dom" />
-/// <reference lib="dom.asynciterable" />
-/// <reference lib="dom.iterable" />
 // The page: counts by state, the nodes that need attention, the node table and the selected node's
 // timeline; the same things as the terminal view (dashboard.ts). Written against the DOM by hand:
 // rows are kept by MAC and updated in place, so an event costs the cells it changes, and redraws
@@ -14,12 +11,11 @@ import {
   type FleetModel,
   failedIn,
   matches,
+  REDRAW_MS,
   stateLabel,
   type WebNode,
 } from "./model.js";
 
-/** At most one redraw this often (ms): a thousand nodes updating cost one pass, not a thousand. */
-export const REDRAW_MS = 100;
 /** Nodes listed by name under "Needs attention"; the rest are one key away (a: only those in the table). */
 const ATTENTION_LISTED = 20;
 

@@ -6,7 +6,7 @@
 // enough to stop answering. Times are bounds on "stays responsive", not performance claims; those
 // are bench/fleet-dashboard.mjs's.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REDRAW_MS } from "../../../src/pxe/web/view.js";
+import { REDRAW_MS } from "../../../src/pxe/web/model.js";
 import {
   buildWeb,
   type Chromium,

@@ -17,7 +17,7 @@ const clock = (iso: string) => iso.slice(11, 19);
 export function formatServeEvent(e: ServeEvent): string | null {
   switch (e.type) {
     case "listening":
-      return `${clock(e.time)} listening: HTTP ${e.http}, TFTP ${e.tftp}, DHCP ${e.dhcp}, netboot ${e.netboot ?? "(none)"}`;
+      return `${clock(e.time)} listening: HTTP ${e.http}, TFTP ${e.tftp}, DHCP ${e.dhcp}, netboot ${e.netboot ?? "(none)"}; dashboard ${e.http}/ui/`;
     case "node-state":
       if (e.state === "stalled")
         return `${clock(e.time)} ${e.mac} STALLED in ${e.from} after ${seconds(e.durationMs)}: ${e.hint ?? e.detail ?? ""}`;

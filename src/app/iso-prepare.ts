@@ -8,7 +8,6 @@
 // GRUB CD image reads the same file), so that file is the one rewritten. The input is only read; the
 // output appears whole or not at all.
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdtemp, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -16,6 +15,7 @@ import { AnswerError, formatIssue, readAnswerSource } from "../answer/load.js";
 import { cleanStaleTemps, publishFile, tempPathFor } from "../core/atomic-write.js";
 import { InputError, UsageError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
+import { digestFile } from "../vm/checksums.js";
 import { displayUrl, parseAnswerLocation } from "./answer-source.js";
 import { AUTO_INSTALL, CMDLINE } from "./node-protocol.js";
 
@@ -64,14 +64,7 @@ export interface IsoPrepareResult {
   elTorito: string[];
 }
 
-const sha256File = (file: string) =>
-  new Promise<string>((resolve, reject) => {
-    const h = createHash("sha256");
-    createReadStream(file)
-      .on("data", (c) => h.update(c))
-      .on("end", () => resolve(h.digest("hex")))
-      .on("error", reject);
-  });
+const sha256File = (file: string) => digestFile(file, "sha256");
 
 /** A URL as one GRUB word: single-quoted (GRUB expands $ and splits on ; & | < > { }). */
 function grubWord(word: string): string {

@@ -52,3 +52,10 @@ export async function hashFileInto(file: string, hash: Hash): Promise<number> {
   }
   return n;
 }
+
+/** The hex digest of a whole file, read in 1 MiB chunks. */
+export async function digestFile(file: string, type: DigestType): Promise<string> {
+  const hash = newHash(type);
+  await hashFileInto(file, hash);
+  return hash.digest("hex");
+}

@@ -22,10 +22,13 @@ const unattendedPlan = (root: string, file: string) => prepareFile(file, { root 
 async function saveAtReview(d: Driven, file: string): Promise<void> {
   await d.waitFor(/\d+ actions, \d+ refused/);
   await d.press("s");
+  // Keys typed before the prompt is drawn would be lost and the default path saved instead.
+  await d.waitFor("save answer file to");
   for (let i = 0; i < 40; i++) await d.press(KEY.backspace);
   await d.type(file);
+  await d.waitFor(file);
   await d.press(KEY.enter);
-  await d.waitFor("saved ");
+  await d.waitFor(`saved ${file}`);
 }
 
 describe("tui: the whole path by keystrokes", () => {

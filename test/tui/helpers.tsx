@@ -71,7 +71,7 @@ export async function drive(
   );
   const frame = () => r.lastFrame() ?? "";
   await tick(30);
-  const waitFor = async (pattern: RegExp | string, ms = 3000) => {
+  const waitFor = async (pattern: RegExp | string, ms = 10_000) => {
     const t0 = Date.now();
     for (;;) {
       const f = frame();
@@ -80,7 +80,7 @@ export async function drive(
       await tick(20);
     }
   };
-  const draftWhere = async (ok: (d: Draft) => boolean, ms = 3000) => {
+  const draftWhere = async (ok: (d: Draft) => boolean, ms = 10_000) => {
     const t0 = Date.now();
     for (;;) {
       if (state.draft && ok(state.draft)) return state.draft;

@@ -93,10 +93,13 @@ async function addVm(d: Driven, values: (string | null)[]): Promise<void> {
 async function saveAtReview(d: Driven, file: string): Promise<void> {
   await d.waitFor(/\d+ actions, \d+ refused/);
   await d.press("s");
+  // Keys typed before the prompt is drawn would be lost and the default path saved instead.
+  await d.waitFor("save answer file to");
   await d.type(KEY.backspace.repeat(40));
   await d.type(file);
+  await d.waitFor(file);
   await d.press(KEY.enter);
-  await d.waitFor("saved ");
+  await d.waitFor(`saved ${file}`);
 }
 
 describe("tui network: VLANs and bonds", () => {

@@ -40,6 +40,7 @@ describe("migrations", () => {
       store = await open(driver, target); // a reopen applies nothing twice
       expect(await store.sql.query("SELECT version, name FROM schema_version")).toEqual([
         { version: 1, name: "initial" },
+        { version: 2, name: "rollout-runner" },
       ]);
       await store.close();
       removeTarget(driver, target);

@@ -285,6 +285,26 @@ export class FleetStore {
     }));
   }
 
+  /** The node's approval, if any (who and when). */
+  async approval(nodeId: number): Promise<{ by: string; at: Date; reason: string | null } | undefined> {
+    const rows = await this.sql.query(
+      "SELECT approved_by, approved_at, reason FROM approvals WHERE node_id = $1",
+      [nodeId],
+    );
+    const r = rows[0];
+    return r ? { by: String(r.approved_by), at: date(r.approved_at), reason: str(r.reason) } : undefined;
+  }
+
+  /** The node's newest events, oldest first (its timeline with each entry's detail). */
+  async nodeEvents(nodeId: number, limit = 200): Promise<EventRow[]> {
+    const rows = await this.sql.query(
+      `SELECT * FROM (SELECT seq, time, source, node_id, mac, type, state, body FROM events
+         WHERE node_id = $1 ORDER BY seq DESC LIMIT $2) e ORDER BY seq`,
+      [nodeId, limit],
+    );
+    return rows.map(eventRow);
+  }
+
   /** Approved and not held: the only nodes a rollout may install. */
   async cleared(nodeId: number): Promise<boolean> {
     const rows = await this.sql.query(

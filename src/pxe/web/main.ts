@@ -2,6 +2,8 @@
 // follows the event stream, and asks for the admin token before an action.
 import type { ServeEvent } from "../node-table.js";
 import { ACTIONS, adminToken, runAction } from "./actions.js";
+import type { FleetEvent } from "./fleet.js";
+import { FleetApp } from "./fleet-app.js";
 import { FleetModel, type StatusBody } from "./model.js";
 import { connectStream } from "./stream.js";
 import { DashboardView } from "./view.js";
@@ -16,6 +18,9 @@ let lastLoadMs = 0;
 
 const model = new FleetModel();
 const view = new DashboardView(model, ACTIONS, (id, mac) => openAction(id, mac));
+const fleet = new FleetApp((text) => {
+  (document.getElementById("fleet-status") as HTMLElement).textContent = text;
+});
 
 /** A status load under way (events wait in the queue), and which one: a newer load supersedes it. */
 let loading = false;
@@ -50,7 +55,11 @@ async function loadStatus(): Promise<void> {
   }
 }
 
-function onEvent(e: ServeEvent): void {
+function onEvent(e: ServeEvent | FleetEvent): void {
+  if (e.type === "fleet-node" || e.type === "rollout") {
+    fleet.onEvent(e);
+    return;
+  }
   if (e.type === "warning") view.notice(`server warning: ${e.message}`);
   if (e.type === "stopped") view.setLink("the server stopped: reconnecting", false);
   if (loading) {
@@ -68,8 +77,11 @@ function onEvent(e: ServeEvent): void {
 }
 
 connectStream("/v1/events", {
-  hello: () => void loadStatus(),
-  event: onEvent,
+  hello: () => {
+    void loadStatus();
+    fleet.reload();
+  },
+  event: (e) => onEvent(e as ServeEvent | FleetEvent),
   link: (s) => {
     if (s !== "live")
       view.setLink(s === "connecting" ? "connecting" : "connection lost: reconnecting", false);

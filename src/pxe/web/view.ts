@@ -459,6 +459,8 @@ export class DashboardView {
     if (e.altKey || e.ctrlKey || e.metaKey) return;
     const t = e.target as HTMLElement;
     if (t.closest("dialog")) return;
+    // The fleet view (fleet-view.ts) or the login form: the table's keys are not theirs.
+    if (document.body.dataset.view === "fleet" || t.closest("#login")) return;
     if (t instanceof HTMLInputElement) {
       if (e.key === "Escape") {
         t.value = "";

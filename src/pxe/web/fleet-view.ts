@@ -417,6 +417,7 @@ export class FleetView {
       facts.push([
         "Hardware",
         [
+          d.report.cpu?.model ?? "",
           d.report.memoryGiB != null ? `${d.report.memoryGiB} GiB` : "",
           Array.isArray(d.report.nics) ? `${d.report.nics.length} NICs` : "",
           Array.isArray(d.report.disks) ? `${d.report.disks.length} disks` : "",

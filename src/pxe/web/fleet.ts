@@ -29,7 +29,12 @@ export interface FleetNode {
 /** GET /v1/fleet/nodes/NODE. `failure` is optional (the contract allows added fields): the node's last failure with a log excerpt. */
 export interface FleetNodeDetail extends FleetNode {
   timeline: { time: string; state: string; detail: string | null }[];
-  report: { cpu?: unknown; memoryGiB?: number; nics?: unknown; disks?: unknown } | null;
+  report: {
+    cpu?: { model?: string | null } | null;
+    memoryGiB?: number | null;
+    nics?: unknown;
+    disks?: unknown;
+  } | null;
   flags: unknown[];
   failure?: { time: string; state?: string | null; detail: string; log?: string | string[] | null } | null;
 }
@@ -71,7 +76,7 @@ export const awaitingApproval = (n: FleetNode) => !n.approved;
 
 /** The node's state in words (readable without colour): a hold and the approval gate come first. */
 export function fleetStateLabel(n: FleetNode): string {
-  if (n.held) return `HELD (${n.state})`;
+  if (n.held) return n.state === "held" ? "HELD" : `HELD (${n.state})`;
   if (!n.approved) return `waiting for approval (${n.state})`;
   return n.state;
 }

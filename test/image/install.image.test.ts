@@ -1,13 +1,15 @@
 // The unattended install, end to end on the built appliance, as a site does it: `kvmstrap iso
 // prepare` (the app layer the CLI calls) makes the site's ISO, with the answer embedded (SeaBIOS) or
 // fetched over HTTP from this test at boot (OVMF, QEMU's user network: 10.0.2.2 is this host), and
-// kvmstrap.auto=install on the default entry. Nothing is typed: the ISO boots as a CD beside a blank
-// virtio disk and a USB disk holding a copy of the prepared ISO (the operator's stick); the boot
-// agent installs onto the disk the answer names and reboots, which ends QEMU (-no-reboot). The
-// stick's sha256 must not change; the installed root must have been closed cleanly (no journal to
-// replay) with the install's logs in /var/log/kvmstrap; then the installed disk boots alone, under
-// the same firmware, until its first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial console.
-// Guests run one after another (TCG, 2 cores).
+// kvmstrap.auto=install on the default entry. Nothing is typed. Under SeaBIOS the firmware boots the
+// USB stick holding the prepared ISO (the written-USB path, a raw disk: the boot medium the install
+// must not touch); under OVMF the ISO boots as a CD beside such a stick. The boot agent installs onto
+// the blank virtio disk the answer names and reboots, which ends QEMU (-no-reboot). The stick's
+// sha256 must not change; the installed root must have been closed cleanly (no journal to replay)
+// with the install's logs in /var/log/kvmstrap; then the installed disk boots alone, under the same
+// firmware, until its first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial console.
+// Guests run one after another (TCG, 2 cores). These two boots are also the tier's OVMF CD boot and
+// its SeaBIOS raw-disk boot (boot.image.test.ts keeps the SeaBIOS CD with the TUI, and Secure Boot).
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -72,8 +74,8 @@ async function blankDisk(name: string): Promise<{ file: string; args: string[] }
   };
 }
 
-/** A USB disk holding a copy of `iso`, as an operator's stick. */
-async function stickOf(iso: string, name: string): Promise<{ file: string; args: string[] }> {
+/** A USB disk holding a copy of `iso`, as an operator's stick; `boot`: the firmware boots from it. */
+async function stickOf(iso: string, name: string, boot = false): Promise<{ file: string; args: string[] }> {
   const file = path.join(scratch, `${name}-stick.raw`);
   await copyFile(iso, file);
   return {
@@ -84,7 +86,7 @@ async function stickOf(iso: string, name: string): Promise<{ file: string; args:
       "-drive",
       `if=none,id=stick,format=raw,file=${file}`,
       "-device",
-      "usb-storage,bus=xhci.0,drive=stick,serial=USBSTICK42",
+      `usb-storage,bus=xhci.0,drive=stick,serial=USBSTICK42${boot ? ",bootindex=1" : ""}`,
     ],
   };
 }
@@ -141,19 +143,25 @@ async function inspectInstalled(disk: string): Promise<{ features: string; logs:
   }
 }
 
-/** Boots the prepared ISO until the agent has installed and rebooted; checks the stick and the disk. */
+/**
+ * Boots the prepared ISO until the agent has installed and rebooted; checks the stick and the disk.
+ * `from`: the ISO as a CD beside the stick, or the stick itself (the ISO written to USB, a raw
+ * disk): then the boot medium is the stick, which the install must leave alone.
+ */
 async function installUnattended(
   name: string,
   firmware: string[],
   iso: string,
+  from: "cd" | "stick",
   extra: string[] = [],
 ): Promise<{ disk: { file: string; args: string[] }; log: string }> {
   const disk = await blankDisk(name);
-  const stick = await stickOf(iso, name);
+  const stick = await stickOf(iso, name, from === "stick");
   const before = await sha256(stick.file);
+  const medium = from === "cd" ? ["-cdrom", iso, "-boot", "d"] : [];
   const r = await image.bootUntil(
     `install-${name}`,
-    [...firmware, "-cdrom", iso, "-boot", "d", ...disk.args, ...stick.args, ...extra],
+    [...firmware, ...medium, ...disk.args, ...stick.args, ...extra],
     [image.LIVE_MARKER, "KVMSTRAP-AGENT: installing", /KVMSTRAP-AGENT: installed/, image.EXIT],
     { failOn: AGENT_FAILED },
   );
@@ -184,7 +192,7 @@ async function firstBoot(name: string, firmware: string[], disk: string[]): Prom
 }
 
 describe("unattended install from a prepared ISO, then the installed disk boots alone to KVMSTRAP-VERIFY: PASS", () => {
-  it("SeaBIOS: the answer embedded in the ISO", async () => {
+  it("SeaBIOS, booted from the USB stick (the ISO written to it): the answer embedded in the ISO", async () => {
     const answer = path.join(scratch, "answer.yaml");
     await writeFile(answer, ANSWER);
     const iso = path.join(scratch, "site-embedded.iso");
@@ -195,11 +203,12 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
       auto: true,
     });
     expect(prepared.defaultEntry.cmdline).toMatch(/kvmstrap\.auto=install/);
-    const { disk } = await installUnattended("seabios", ["-M", "pc"], iso);
+    const { disk, log } = await installUnattended("seabios", ["-M", "pc"], iso, "stick");
+    expect(log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=bios\)/);
     await firstBoot("seabios", ["-M", "pc", "-boot", "c"], disk.args);
   }, 3_600_000);
 
-  it("OVMF: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256)", async () => {
+  it("OVMF, booted as a CD: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256)", async () => {
     const body = Buffer.from(ANSWER);
     const requests: string[] = [];
     const server: Server = createServer((req, res) => {
@@ -219,7 +228,7 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
         auto: true,
       });
       const net = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
-      const { disk, log } = await installUnattended("ovmf", await ovmf("install"), iso, net);
+      const { disk, log } = await installUnattended("ovmf", await ovmf("install"), iso, "cd", net);
       expect(log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=off\)/);
       expect(requests).toContain("GET /answer.yaml");
       // No boot entries in fresh variables: the firmware finds the installed GRUB by the removable path.

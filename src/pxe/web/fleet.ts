@@ -52,7 +52,7 @@ export interface Rollout {
   id: number | string;
   name: string;
   state: string;
-  params: Record<string, unknown>;
+  params: unknown;
   wave: number;
   nodes: RolloutNode[];
   counts: { waiting: number; inFlight: number; verified: number; failed: number; held: number };

@@ -1,9 +1,11 @@
 // The dashboard's fleet model (src/pxe/web/fleet.ts), pure: the waiting-for-approval group, racks
 // with counts by state, events replacing nodes and the rollout, the rollout buttons against the real
 // transition table, and a node's last failure from its timeline when the server sends none.
-import { describe, expect, it } from "vitest";
+import { describe, expect, expectTypeOf, it } from "vitest";
 import { ROLLOUT_STATES, ROLLOUT_TRANSITIONS } from "../../../src/fleet/rollout/states.js";
+import type { RolloutView } from "../../../src/fleet/rollout/view.js";
 import {
+  type FleetEvent,
   type FleetNode,
   type FleetNodeDetail,
   FleetState,
@@ -98,6 +100,11 @@ describe("the dashboard's fleet model", () => {
     expect(s.rolloutState("1")?.state).toBe("booting");
     expect(s.apply({ type: "rollout", rollout: rollout(1, "aborted") })).toBeUndefined();
     expect(s.rollout?.id).toBe("2");
+  });
+
+  it("takes the rollout the server sends (the runner's RolloutView; checked by npm run typecheck)", () => {
+    expectTypeOf<RolloutView>().toExtend<Rollout>();
+    expectTypeOf<{ type: "rollout"; rollout: RolloutView }>().toExtend<FleetEvent>();
   });
 
   it("offers pause, resume and abort exactly where the rollout's transition table takes them", () => {

@@ -20,7 +20,7 @@ import { diskContents } from "../checks/resources.js";
 import { writeFileAtomic } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
 import type { DiskReport, HostReport } from "../detect/types.js";
-import { ExecaRunner } from "../host/commands.js";
+import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import type { Plan } from "../plan/actions.js";
 import {
   buildInstallPlan,
@@ -33,6 +33,12 @@ import {
 import type { Adapters } from "./adapters.js";
 import { runApply } from "./apply.js";
 import { detectMachine, type ProbeMode } from "./inspect.js";
+import {
+  alreadyInstalledLine,
+  installedFrom,
+  type ReinstallDecision,
+  reinstallDecision,
+} from "./install-marker.js";
 import { type MachineSource, withMachine } from "./machine.js";
 import { locateIssue, readAnswer } from "./prepare.js";
 
@@ -54,6 +60,8 @@ export interface InstallPrepared {
   plan: Plan;
   /** The disk the answer names (null when the rules found none, or several). */
   disk: DiskReport | null;
+  /** The path the plan erases (its by-id link, or the override): where the marker is looked for. */
+  device: string | null;
 }
 
 export interface InstallOptions {
@@ -73,6 +81,9 @@ export interface InstallOptions {
   /** The install's state directory (journal, events; default INSTALL_STATE_DIR): the plan copies it
    *  to the target's /var/log/kvmstrap, so runInstall must be given the same one. */
   stateDir?: string;
+  /** The install time the marker records (default: now) and kvmstrap's version (default: this one). */
+  installedAt?: string;
+  version?: string;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -144,6 +155,8 @@ export function prepareInstallFor(
     ...(o.sourceIsImage !== undefined ? { sourceIsImage: o.sourceIsImage } : {}),
     consoles: o.consoles ?? [],
     logs: o.stateDir ?? INSTALL_STATE_DIR,
+    installedAt: o.installedAt ?? new Date().toISOString(),
+    ...(o.version ? { version: o.version } : {}),
   });
   const findings = findingsForDraft(answer, report);
   const issues = findings.map((f) => {
@@ -155,7 +168,37 @@ export function prepareInstallFor(
   });
   const match = answer.install ? matchDisks(answer.install.disk, report) : null;
   const disk = match && !match.error ? (match.chosen[0] ?? null) : null;
-  return { file, answer, report, issues, plan, disk };
+  return { file, answer, report, issues, plan, disk, device: o.disk?.device ?? disk?.byId[0] ?? null };
+}
+
+export interface InstalledCheck {
+  decision: ReinstallDecision;
+  /** The disk looked at, and what it holds: the marker's line, or why there is no marker. */
+  device: string | null;
+  detail: string;
+}
+
+/**
+ * Before the install erases anything: does the disk already hold the install of this answer (the
+ * appliance booted again after its own install)? "already-installed" only for the same answer's
+ * marker; anything else is "install", and the rule set and the guard decide as ever whether the
+ * disk may be erased.
+ */
+export async function checkInstalled(p: InstallPrepared, runner?: CommandRunner): Promise<InstalledCheck> {
+  if (!p.device)
+    return { decision: "install", device: null, detail: "no single disk named: nothing to read" };
+  const found = await installedFrom(p.device, runner);
+  if (!found.marker) return { decision: "install", device: p.device, detail: found.why };
+  const decision = reinstallDecision(p.plan.answerDigest, found.marker);
+  return {
+    decision,
+    device: p.device,
+    detail:
+      decision === "already-installed"
+        ? alreadyInstalledLine(p.device, found.marker)
+        : `${p.device} holds the install of another answer (sha256 ${found.marker.answerSha256.slice(0, 12)}, ` +
+          `installed ${found.marker.installedAt}): installing this one`,
+  };
 }
 
 /** What refuses this install, one line each with file:line and the remediation. */

@@ -8,6 +8,7 @@ import type { Writable } from "node:stream";
 import { detectMachine } from "../app/inspect.js";
 import {
   checkInstallDisk,
+  checkInstalled,
   type DiskRow,
   INSTALL_STATE_DIR,
   installBlockers,
@@ -31,12 +32,16 @@ its name), sr/loop/ram/md/dm/zram devices and disks in use are refused; a disk h
 or filesystems needs install.wipe: true. Steps: re-check the disk, wipefs, GPT (BIOS boot + ESP +
 root), mkfs, copy the live root, fstab by UUID, GRUB for BIOS and UEFI (with the removable path and
 Debian's signed shim), the host configuration offline ("apply --root"), first-boot units, unmount.
-Without --yes it asks for the disk's serial, typed back.
+Without --yes it asks for the disk's serial, typed back. A disk that already holds the install of
+the same answer (its marker /etc/kvmstrap/installed.json, read without mounting) is left as it is:
+exit 0 and one line saying so, so an appliance booted again after its install does not erase the
+host it installed; --force erases it anyway.
 
 Options:
   --answer FILE          The answer file (YAML) with an install section
   --yes                  Do not ask: erase the disk the answer names (required without a terminal)
   --dry-run              Print the install plan; change nothing
+  --force                Install even when the disk holds the install of this same answer
   --json                 Print JSON: the plan (--dry-run), the candidates (--list) or the result
   --list                 List the disks as install candidates, usable first, USB and removable
                          last, then disks holding data, then excluded ones with the reason
@@ -51,7 +56,7 @@ Options:
   --blank                With --check-disk: it was blank when planned
   -h, --help             Print this help
 
-Exit: 0 installed (or planned), 1 a step failed or the disk changed, 2 usage error or an answer
+Exit: 0 installed, planned, or installed already (nothing erased), 1 a step failed or the disk changed, 2 usage error or an answer
 the rules refuse (each reason with file:line and a fix).
 `;
 
@@ -59,6 +64,7 @@ export const INSTALL_OPTIONS = {
   answer: { type: "string" },
   yes: { type: "boolean" },
   "dry-run": { type: "boolean" },
+  force: { type: "boolean" },
   json: { type: "boolean" },
   list: { type: "boolean" },
   root: { type: "string" },
@@ -93,6 +99,20 @@ export async function installCommand(argv: string[]): Promise<number> {
     throw new UsageError("no terminal to ask on: use --yes to erase the disk the answer names");
 
   const p = await prepareInstall(file, { root: values.root });
+  // Before the rules' verdict: the same answer's install on the disk is done, whatever the rules
+  // would say about erasing it now (it holds data since that install).
+  if (!dryRun && !values.force) {
+    const c = await checkInstalled(p);
+    if (c.decision === "already-installed") {
+      if (values.json)
+        process.stdout.write(
+          `${JSON.stringify({ status: "already-installed", disk: c.device, detail: c.detail })}\n`,
+        );
+      process.stderr.write(`kvmstrap: ${c.detail}\n`);
+      return EXIT.ok;
+    }
+    if (c.device) process.stderr.write(`kvmstrap: ${c.detail}\n`);
+  }
   const blockers = installBlockers(p);
   for (const i of p.issues.filter((x) => x.level === "warning"))
     process.stderr.write(`warning: ${i.line ? `${i.file}:${i.line}: ` : ""}${i.path}: ${i.message}\n`);

@@ -7,6 +7,7 @@
 import { matchDisks } from "../answer/match.js";
 import { errorsOf, runRules } from "../answer/rules/index.js";
 import type { Answer } from "../answer/schema.js";
+import { VERSION } from "../core/version.js";
 import type { DiskReport, HostReport } from "../detect/types.js";
 import type { Action, Plan } from "./actions.js";
 import { answerDigest } from "./index.js";
@@ -19,6 +20,20 @@ export const INSTALL_SOURCE_MOUNT = `${INSTALL_WORK}/source`;
 export const INSTALLED_ANSWER = "/etc/kvmstrap/answer.yaml";
 /** Where the installed host keeps the install's logs (its journal, events and the agent's log). */
 export const INSTALLED_LOGS = "/var/log/kvmstrap";
+/** What the install leaves on the target so a later boot of the appliance knows the disk holds the
+ *  install of an answer (src/app/install-marker.ts reads it back without mounting). */
+export const INSTALL_MARKER = "/etc/kvmstrap/installed.json";
+/** The GPT name of the root partition: how the marker's reader finds the root filesystem. */
+export const ROOT_PARTITION_NAME = "kvmstrap root";
+/** The marker's content (src/app/install-marker.ts holds it to a schema when it reads it back). */
+export interface InstallMarker {
+  schema: "kvmstrap.installed/1";
+  /** answerDigest of the answer installed (the plan's answerDigest). */
+  answerSha256: string;
+  version: string;
+  installedAt: string;
+  disk: { device: string; serial: string | null; wwn: string | null; sizeBytes: number | null };
+}
 /** live-boot mounts the image's root here on the appliance: the default source of the copy. */
 export const LIVE_ROOT = "/run/live/rootfs/filesystem.squashfs";
 
@@ -95,6 +110,10 @@ export interface InstallInput {
   /** The install's state directory on the live system (journal, event log): copied to the target's
    *  INSTALLED_LOGS before it is unmounted. */
   logs?: string;
+  /** When the install runs (ISO 8601), for the marker: an input, so the plan stays pure. */
+  installedAt: string;
+  /** kvmstrap's version in the marker (default: this kvmstrap's). */
+  version?: string;
 }
 
 const ESP_MOUNT = `${INSTALL_TARGET}/boot/efi`;
@@ -171,7 +190,7 @@ export function buildInstallPlan(report: HostReport, answer: Answer, input: Inst
       return plan;
     }
   }
-  plan.actions = installActions(spec, disk, input);
+  plan.actions = installActions(spec, disk, input, plan.answerDigest);
   return plan;
 }
 
@@ -179,6 +198,7 @@ function installActions(
   spec: NonNullable<Answer["install"]>,
   disk: InstallDisk,
   input: InstallInput,
+  answerSha256: string,
 ): Action[] {
   const out: Action[] = [];
   const cmd = (id: string, argv: string[], summary: string, undo: string[] | null = null) =>
@@ -254,7 +274,7 @@ function installActions(
       "--change-name=2:EFI system",
       "--new=3:0:0",
       "--typecode=3:8304",
-      "--change-name=3:kvmstrap root",
+      `--change-name=3:${ROOT_PARTITION_NAME}`,
       disk.device,
     ],
     `GPT: BIOS boot (1 MiB), ESP (${spec.espMiB} MiB), root (the rest): boots with BIOS and UEFI`,
@@ -452,6 +472,21 @@ function installActions(
   );
   cmd("initramfs", chroot("update-initramfs", "-u", "-k", "all"), "rebuild the initramfs without live-boot");
   cmd("update-grub", chroot("update-grub"), "write grub.cfg for the installed kernel");
+  // The marker last of what the system needs, so a run that failed before it leaves none: the next
+  // boot of the appliance then installs again instead of taking a half-written disk for done.
+  const marker: InstallMarker = {
+    schema: "kvmstrap.installed/1",
+    answerSha256,
+    version: input.version ?? VERSION,
+    installedAt: input.installedAt,
+    disk: { device: disk.device, ...disk.identity },
+  };
+  file(
+    "marker",
+    inTarget(INSTALL_MARKER),
+    `${JSON.stringify(marker, null, 2)}\n`,
+    `the install marker ${INSTALL_MARKER}: a later unattended boot with the same answer does not erase this disk`,
+  );
   if (input.logs) {
     // The install's own journal and event log, and the boot agent's journal when it ran the install
     // (its lines are scrubbed of tokens by the agent): on the installed disk before it is unmounted.

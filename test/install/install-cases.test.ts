@@ -107,7 +107,7 @@ async function outcome(name: string, host: string): Promise<string> {
   const p = await prepareInstall(
     `${CASES}/${name}/answer.yaml`,
     { root: rootOf(host) },
-    { ids: IDS, units: UNITS },
+    { ids: IDS, units: UNITS, installedAt: "2026-12-06T03:00:00.000Z", version: "0.0.0-test" },
   );
   const warnings = p.issues
     .filter((i) => i.level === "warning")

@@ -6,7 +6,7 @@ export default defineConfig({
   test: {
     include: ["test/image/**/*.image.test.ts"],
     globalSetup: ["test/image/global-setup.ts"],
-    testTimeout: 300_000,
+    testTimeout: 900_000, // a boot is bounded by its own hang detector (test/image/image.ts, 600 s)
     hookTimeout: 1_800_000, // a cold build (mmdebstrap, mksquashfs) takes 6-15 minutes on a busy machine
     pool: "forks",
     maxWorkers: 1,

@@ -241,7 +241,8 @@ export class FleetView {
       const li = el("li");
       li.dataset.node = key;
       const facts = [
-        n.macs.join(" "),
+        // A node without a name is labelled by its MAC: not said twice.
+        n.name ? n.macs.join(" ") : n.macs.slice(1).join(" "),
         n.rack ? `rack ${n.rack}` : "no rack",
         n.serial ? `serial ${n.serial}` : "",
         `answer ${n.answer}`,

@@ -139,9 +139,17 @@ export class RolloutRunner {
     return run;
   }
 
+  /** A step soon; pokes while one is already queued add nothing (an event flood is one step). */
   private poke(): void {
-    if (!this.stopped) void this.step().catch(() => {});
+    if (this.stopped || this.poked) return;
+    this.poked = true;
+    void this.serial(async () => {
+      this.poked = false;
+      const r = await this.rollouts.active();
+      if (r) await this.takeStep(r.id);
+    }).catch(() => {});
   }
+  private poked = false;
 
   /** Creates a rollout over the nodes its params select and starts it (pending, then canary). */
   create(params: RolloutParams, by = "operator"): Promise<RolloutView> {

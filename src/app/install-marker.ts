@@ -34,7 +34,7 @@ export async function installedFrom(
   device: string,
   runner: CommandRunner = new ExecaRunner(),
 ): Promise<InstalledFrom> {
-  const table = await runner.run("partx", ["--show", "-g", "-b", "-P", "-o", "NR,START,NAME", device], {
+  const table = await runner.run("partx", ["-g", "-P", "-o", "NR,START,NAME", device], {
     timeoutMs: TIMEOUT_MS,
   });
   if (table.timedOut)

@@ -12,6 +12,7 @@ import { writeFileAtomic } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { displayUrl, type FindOptions, type FoundAnswer, findAnswer } from "./answer-source.js";
+import { type DiscoverOptions, waitForApproval } from "./fleet-discover.js";
 import { describeSyslog, type LineForwarder, parseSyslogTarget, startSyslog } from "./log-forward.js";
 import {
   AFTER_INSTALL,
@@ -19,6 +20,7 @@ import {
   AUTO_INSTALL,
   CMDLINE,
   DEFAULT_AFTER_INSTALL,
+  DISCOVER_MODE,
   type NodePhase,
   parseKernelCmdline,
 } from "./node-protocol.js";
@@ -70,6 +72,8 @@ export interface AgentOptions {
   /** appliance-up waits longest: the server may not be reachable the moment the network is. */
   postUp?: PostOptions;
   post?: PostOptions;
+  /** kvmstrap.mode=discover: how the report is taken and how long the waits for approval are. */
+  discover?: DiscoverOptions;
 }
 
 export interface AgentOutcome {
@@ -161,6 +165,30 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
   if (!(AFTER_INSTALL as readonly string[]).includes(afterSpec))
     return refuse(`${CMDLINE.after}=${afterSpec}: not one of ${AFTER_INSTALL.join(", ")}`);
   const after = afterSpec as AfterInstall;
+
+  // Discovery: report this machine to the fleet and wait (hold before destroy) until approved.
+  const mode = params.get(CMDLINE.mode);
+  if (mode !== undefined && mode !== DISCOVER_MODE)
+    return refuse(`${CMDLINE.mode}=${mode}: not ${DISCOVER_MODE}`);
+  if (mode === DISCOVER_MODE) {
+    if (!server)
+      return refuse(`${CMDLINE.mode}=${DISCOVER_MODE} needs ${CMDLINE.server} and ${CMDLINE.node}`);
+    const answerUrl = params.get(CMDLINE.answer);
+    if (!answerUrl) return refuse(`${CMDLINE.mode}=${DISCOVER_MODE} needs ${CMDLINE.answer}`);
+    const waited = await waitForApproval({
+      reporter,
+      node: params.get(CMDLINE.node) as string,
+      answerUrl,
+      token: params.get(CMDLINE.token),
+      say,
+      log,
+      ...(o.discover ? { o: o.discover } : {}),
+    });
+    if (!waited.ok) {
+      await reporter.report("failed", waited.why, o.post);
+      return { phase: "failed", exitCode: 1 };
+    }
+  }
 
   let found: FoundAnswer | null;
   try {

@@ -4,6 +4,7 @@
 // agent (src/app) both import this file, so neither can drift from the other.
 import { z } from "zod";
 import { applyEventSchema } from "../apply/events.js";
+import { hostReport } from "../detect/types.js";
 
 /** Kernel command line parameters (read from /proc/cmdline on the appliance). */
 export const CMDLINE = {
@@ -34,7 +35,15 @@ export const CMDLINE = {
   syslog: "kvmstrap.syslog",
   /** sha256 of filesystem.squashfs, checked by the initramfs after fetch= (with retries). */
   fetchSha256: "kvmstrap.fetch-sha256",
+  /**
+   * kvmstrap.mode=discover: a node the fleet does not know yet. The agent posts its detect report
+   * and waits (hold before destroy) until its answer is served: the operator approved it.
+   */
+  mode: "kvmstrap.mode",
 } as const;
+
+/** The value of kvmstrap.mode for discovery. */
+export const DISCOVER_MODE = "discover";
 
 /** The value kvmstrap.auto must have to start an unattended install. */
 export const AUTO_INSTALL = "install";
@@ -49,6 +58,7 @@ export const NODE_PATHS = {
   answer: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/answer`,
   events: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/events`,
   rearm: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/rearm`,
+  report: (mac: string) => `/v1/nodes/${encodeURIComponent(mac)}/report`,
   status: "/v1/status",
 } as const;
 
@@ -76,6 +86,27 @@ export type NodeLifecycleEvent = z.infer<typeof nodeLifecycleEventSchema>;
 /** What the intake accepts: a lifecycle event, or an apply event (the answer's webhook points here). */
 export const nodeEventSchema = z.union([nodeLifecycleEventSchema, applyEventSchema]);
 export type NodeEvent = z.infer<typeof nodeEventSchema>;
+
+/**
+ * A discovered node's report (POST report, the node's bearer token): its DMI identity (which the
+ * detect report does not carry) and every MAC, so the fleet knows it by UUID and serial first.
+ */
+export const nodeReportSchema = z.strictObject({
+  identity: z.strictObject({
+    uuid: z.string().max(64).nullable(),
+    serial: z.string().max(128).nullable(),
+    assetTag: z.string().max(128).nullable(),
+    macs: z.array(z.string().max(32)).max(256),
+  }),
+  report: hostReport,
+});
+export type NodeReportBody = z.infer<typeof nodeReportSchema>;
+
+/** Largest report body the server reads (a big machine's report is a few hundred KiB). */
+export const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+
+/** The answer route's "not yet": 409 waiting for approval, 423 held. The agent waits on either. */
+export const ANSWER_WAIT_STATUS = [409, 423] as const;
 
 /** Largest event body the intake reads. */
 export const MAX_EVENT_BYTES = 16 * 1024;

@@ -63,6 +63,17 @@ export class Reporter {
     return took;
   }
 
+  /**
+   * Posts a JSON document (a discovered node's report) to another path on the boot server, with the
+   * server's token and the same retries as an event. Never throws; false when it did not get through.
+   */
+  async postToServer(path: string, what: string, doc: unknown, o: PostOptions = {}): Promise<boolean> {
+    const server = this.server;
+    if (!server) return false;
+    const url = new URL(path, server.url).href;
+    return this.post("server", { ...server, url }, JSON.stringify(doc), what, o);
+  }
+
   private async post(name: string, t: Target, body: string, phase: string, o: PostOptions): Promise<boolean> {
     const { attempts = 5, timeoutMs = 5000, backoffMs = 1000, maxBackoffMs = 15_000 } = o;
     const shown = displayUrl(new URL(t.url));

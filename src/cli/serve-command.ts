@@ -1,9 +1,8 @@
 // `kvmstrap serve`: the PXE boot server (src/pxe/server.ts), with its node table shown live on a
 // terminal, as one line per event otherwise, or as JSON lines with --json; `serve status` and
 // `serve rearm` talk to a running server over its HTTP API.
-import { readFile } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
+import { defaultServeStateDir, FleetClient, request, serverBase } from "../app/fleet-client.js";
 import { NODE_PATHS } from "../app/node-protocol.js";
 import { MAC } from "../core/grammar.js";
 import { startDashboard } from "../pxe/dashboard.js";
@@ -12,13 +11,15 @@ import { type NodeStatus, nodeStatus } from "../pxe/http/status.js";
 import { defaultNetbootDir } from "../pxe/netboot.js";
 import type { ServeEvent } from "../pxe/node-table.js";
 import { BootServer } from "../pxe/server.js";
-import { ADMIN_TOKEN_FILE } from "../pxe/tokens.js";
 import { type OptionTable, parse } from "./args.js";
 import { EXIT, InputError, UsageError } from "./errors.js";
 
 export const SERVE_HELP = `Usage: kvmstrap serve [options]
        kvmstrap serve status [--server URL] [--json] [--follow]
        kvmstrap serve rearm MAC [--server URL] [--state-dir DIR]
+
+The fleet (kvmstrap fleet nodes|show|approve|hold|rearm) lives in the fleet store: every node event
+goes to it, keyed by the node's DMI UUID and serial first, MACs second.
 
 PXE boot server for one L2 segment: DHCP (ProxyDHCP beside the site's DHCP server, or full DHCP on
 an isolated network), TFTP for iPXE, HTTP for iPXE scripts, the appliance's netboot set, each node's
@@ -45,6 +46,15 @@ Options:
   --state-dir DIR       Leases, tokens' key, admin token, installed nodes (default
                         /var/lib/kvmstrap/serve as root, else ~/.local/state/kvmstrap/serve)
   --token-ttl DURATION  How long a node's token is valid after its boot script (default 4h)
+  --store DIR|URL       Keep the fleet (every node event, keyed by DMI UUID and serial, then MAC)
+                        in a store: a directory (embedded PGlite, one serve at a time) or
+                        postgres://... shared by one serve per rack (default with --fleet:
+                        STATE-DIR/fleet-db; without --store or --fleet: no store)
+  --fleet DIR           The fleet's answers (site.yaml, racks/, roles/, nodes/, assign.yaml): a
+                        node the nodes file does not list boots in discovery mode, reports its
+                        hardware and waits until "kvmstrap fleet approve"; its answer is merged
+                        from DIR and checked against its report (a failing one holds it)
+  --rack NAME           This serve's rack in the fleet (default: --interface, else the host name)
   --server URL          For status and rearm: the running server (default http://127.0.0.1:8080)
   --follow              For status: keep printing events as they happen
   --json                JSON on stdout: serve streams every event, one per line; status prints
@@ -70,6 +80,9 @@ export const SERVE_OPTIONS = {
   "known-only": { type: "boolean" },
   "state-dir": { type: "string" },
   "token-ttl": { type: "string" },
+  store: { type: "string" },
+  fleet: { type: "string" },
+  rack: { type: "string" },
   server: { type: "string" },
   follow: { type: "boolean" },
   json: { type: "boolean" },
@@ -92,6 +105,9 @@ const SERVER_ONLY = [
   "nodes",
   "known-only",
   "token-ttl",
+  "store",
+  "fleet",
+  "rack",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -143,11 +159,7 @@ export function parseDuration(text: string, flag: string): number {
   return n;
 }
 
-export function defaultStateDir(): string {
-  if (process.getuid?.() === 0) return "/var/lib/kvmstrap/serve";
-  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state");
-  return path.join(base, "kvmstrap", "serve");
-}
+export const defaultStateDir = defaultServeStateDir;
 
 async function serve(v: Values): Promise<number> {
   const dhcp = v.dhcp ?? "proxy";
@@ -157,6 +169,12 @@ async function serve(v: Values): Promise<number> {
   if (dhcp !== "full" && v["dhcp-range"]) throw new UsageError("--dhcp-range is for --dhcp full");
   const netbootDir = v.netboot ?? defaultNetbootDir();
   const explicitNetboot = v.netboot !== undefined;
+  const stateDir = path.resolve(v["state-dir"] ?? defaultStateDir());
+  if (v.rack !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(v.rack))
+    throw new UsageError(`--rack ${v.rack}: expected a name of letters, digits, ".", "_" and "-"`);
+  // The fleet store is kept when asked for (--store) or when the fleet is on (--fleet): PGlite's
+  // first open takes seconds of CPU, which a plain boot server on a small machine need not pay.
+  const store = v.store ?? (v.fleet !== undefined ? path.join(stateDir, "fleet-db") : undefined);
   const options = {
     dhcp,
     dhcpRange: v["dhcp-range"],
@@ -169,7 +187,11 @@ async function serve(v: Values): Promise<number> {
     netbootDir: path.resolve(netbootDir),
     ipxeDir: path.resolve(v["ipxe-dir"] ?? "/usr/lib/ipxe"),
     nodesFile: v.nodes ? path.resolve(v.nodes) : undefined,
-    stateDir: path.resolve(v["state-dir"] ?? defaultStateDir()),
+    stateDir,
+    store: store === undefined || /^postgres(ql)?:\/\//i.test(store) ? store : path.resolve(store),
+    fleetDir: v.fleet ? path.resolve(v.fleet) : undefined,
+    storeFirst: true,
+    rack: v.rack,
     tokenTtlSeconds: v["token-ttl"] ? parseDuration(v["token-ttl"], "token-ttl") : 4 * 3600,
     knownOnly: v["known-only"] ?? false,
   } as const;
@@ -257,18 +279,7 @@ async function run(server: BootServer, v: Values, early: ServeEvent[]): Promise<
   return EXIT.ok;
 }
 
-const serverUrl = (v: Values) => (v.server ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
-
-async function request(url: string, init?: RequestInit): Promise<Response> {
-  try {
-    return await fetch(url, { ...init, signal: init?.signal ?? AbortSignal.timeout(10_000) });
-  } catch (e) {
-    const err = e as Error & { cause?: { code?: string } };
-    throw new InputError(
-      `${url}: ${err.cause?.code ?? err.message} (is kvmstrap serve running there? see --server)`,
-    );
-  }
-}
+const serverUrl = (v: Values) => serverBase(v.server);
 
 async function status(v: Values): Promise<number> {
   const base = serverUrl(v);
@@ -323,25 +334,8 @@ async function status(v: Values): Promise<number> {
 async function rearm(v: Values, macArg: string): Promise<number> {
   const mac = macArg.toLowerCase().replaceAll("-", ":");
   if (!MAC.test(mac)) throw new UsageError(`serve rearm: "${macArg}" is not ${MAC.describe}`);
-  const tokenFile = path.join(path.resolve(v["state-dir"] ?? defaultStateDir()), ADMIN_TOKEN_FILE);
-  let token = process.env.KVMSTRAP_ADMIN_TOKEN;
-  if (!token) {
-    try {
-      token = (await readFile(tokenFile, "utf8")).trim();
-    } catch (e) {
-      throw new InputError(
-        `${tokenFile}: cannot read the admin token (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); pass --state-dir of the server or set KVMSTRAP_ADMIN_TOKEN`,
-      );
-    }
-  }
-  const base = serverUrl(v);
-  const res = await request(`${base}${NODE_PATHS.rearm(mac)}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}` },
-  });
-  if (res.status === 401)
-    throw new InputError(`${base}: the admin token was refused (is ${tokenFile} this server's?)`);
-  if (!res.ok) throw new InputError(`${base}${NODE_PATHS.rearm(mac)}: HTTP ${res.status}`);
+  const client = await FleetClient.connect({ server: v.server, stateDir: v["state-dir"] });
+  await client.rearmMac(mac);
   process.stdout.write(`${mac} re-armed: its next network boot runs the installer again\n`);
   return EXIT.ok;
 }

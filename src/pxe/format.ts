@@ -30,6 +30,8 @@ export function formatServeEvent(e: ServeEvent): string | null {
       return `${clock(e.time)} tftp ${e.client} ${e.file}: ${e.outcome}, ${formatBytes(e.bytes)} in ${seconds(e.durationMs)}${e.retransmits ? `, ${e.retransmits} retransmits` : ""}${e.detail ? ` (${e.detail})` : ""}`;
     case "warning":
       return `${clock(e.time)} warning: ${e.message}`;
+    case "fleet-node":
+      return `${clock(e.time)} fleet node ${e.node.id}${e.node.name ? ` (${e.node.name})` : ""}: ${e.node.state}, ${e.node.approved ? "approved" : "not approved"}${e.node.held ? `, held: ${e.node.holds.map((h) => h.reason).join("; ")}` : ""}`;
     case "stopped":
       return `${clock(e.time)} stopped`;
   }

@@ -3,7 +3,7 @@
 // its MAC, SMBIOS UUID, serial and asset tag (URI-encoded) so nodes are found by any of them.
 // Downloads are retried: one try is not enough on a busy or lossy provisioning network (netboot.xyz
 // #918, #1254), and a failed boot exits to the firmware, which tries its next boot option.
-import { AUTO_INSTALL, CMDLINE, NODE_PATHS } from "../app/node-protocol.js";
+import { AUTO_INSTALL, CMDLINE, DISCOVER_MODE, NODE_PATHS } from "../app/node-protocol.js";
 import type { Netboot } from "./netboot.js";
 
 export const DOWNLOAD_TRIES = 5;
@@ -34,6 +34,8 @@ export interface NodeScriptOptions {
   auto: boolean;
   /** The node has an answer file: kvmstrap.answer points at it (a node without one gets no URL to 404 on). */
   answer: boolean;
+  /** kvmstrap.mode=discover: a node the fleet does not know; it reports and waits for approval. */
+  discover?: boolean;
 }
 
 /** The kernel command line for a node: the manifest's, plus what the appliance needs to find us. */
@@ -49,6 +51,7 @@ export function nodeCmdline(o: NodeScriptOptions): string {
     ...(o.answer ? [`${CMDLINE.answer}=${o.base}${NODE_PATHS.answer(o.mac)}`] : []),
     ...(squashfs ? [`${CMDLINE.fetchSha256}=${squashfs.sha256}`] : []),
     ...(o.auto ? [`${CMDLINE.auto}=${AUTO_INSTALL}`] : []),
+    ...(o.discover ? [`${CMDLINE.mode}=${DISCOVER_MODE}`] : []),
   ];
   // The manifest names fetch= itself; a netboot set without it still gets one.
   if (!/(^|\s)fetch=/.test(o.netboot.manifest.cmdline))
@@ -74,7 +77,11 @@ goto ${label}_try
 export function nodeScript(o: NodeScriptOptions): string {
   const node = `?node=${encodeURIComponent(o.mac)}`;
   const who = `${o.mac}${o.name ? ` (${o.name})` : ""}`;
-  const mode = o.auto ? "unattended install" : "interactive (the appliance asks before it installs)";
+  const mode = o.discover
+    ? "discovery (reports, then waits for the operator's approval)"
+    : o.auto
+      ? "unattended install"
+      : "interactive (the appliance asks before it installs)";
   return `#!ipxe
 # kvmstrap ${o.netboot.manifest.version}: node ${who}, ${mode}
 echo kvmstrap: booting the appliance for ${who} from ${o.base}

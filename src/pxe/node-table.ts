@@ -1,6 +1,7 @@
 // The node table: one small record per node, moved by the transition table (node-state.ts), each
 // change published as an event with the time spent in the state it left. Work per input is O(1)
 // (a map lookup, a row lookup, a bounded timeline push); stalls are found by one sweep a second.
+import type { FleetNode } from "../app/fleet-serve.js";
 import { NODE_STATES, type NodeInput, type NodeState, nextState, TIMEOUTS } from "./node-state.js";
 
 /** Timeline entries kept per node (older ones are dropped): memory per node stays small and bounded. */
@@ -89,6 +90,8 @@ export type ServeEvent =
     }
   | { type: "listening"; time: string; http: string; tftp: string; dhcp: string; netboot: string | null }
   | { type: "warning"; time: string; message: string }
+  /** A fleet node changed (approved, held, re-armed, reported): the fleet store's view of it. */
+  | { type: "fleet-node"; time: string; node: FleetNode }
   | { type: "stopped"; time: string };
 
 export interface NodeTableOptions {

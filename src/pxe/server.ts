@@ -3,6 +3,7 @@
 // object to start and one close() that stops them all and waits for the state on disk.
 import os from "node:os";
 import path from "node:path";
+import { type SeenEvent, ServeFleet } from "../app/fleet-serve.js";
 import { Coalescer } from "../core/coalesce.js";
 import { InputError } from "../core/errors.js";
 import { Attribution } from "./attribution.js";
@@ -14,7 +15,7 @@ import { type Dhcp4Event, type Dhcp4Mode, Dhcp4Server } from "./dhcp4/server.js"
 import type { Binding } from "./dhcp4/socket.js";
 import { buildHttpApp, type HttpContext } from "./http/app.js";
 import { loadNetboot, type Netboot } from "./netboot.js";
-import { NodeTable, type NodeTableOptions } from "./node-table.js";
+import { NodeTable, type NodeTableOptions, type ServeEvent } from "./node-table.js";
 import { loadNodesFile, NodesConfig } from "./nodes-file.js";
 import { loadInstalled, saveInstalled } from "./state-file.js";
 import { directorySource, TftpServer, type TftpSource, type TransferEvent } from "./tftp/index.js";
@@ -43,6 +44,14 @@ export interface ServeOptions {
   leaseSeconds?: number;
   /** Stall timeouts, for tests and slow sites. */
   timeouts?: NodeTableOptions["timeouts"];
+  /** The fleet store: a directory (embedded PGlite) or a postgres:// URL; undefined: none. */
+  store?: string | undefined;
+  /** Open the store before listening (an explicit --store or --fleet: its errors stop the start). */
+  storeFirst?: boolean;
+  /** The fleet answers directory: unknown nodes are discovered and answered from it. */
+  fleetDir?: string | undefined;
+  /** This serve's rack (its L2 segment) in the fleet. */
+  rack?: string | undefined;
 }
 
 export interface ServeInfo {
@@ -52,6 +61,10 @@ export interface ServeInfo {
   dhcp: string;
   netboot: string | null;
   nodesFile: string | null;
+  /** The fleet store (no password), the rack, and the fleet directory, when kept. */
+  store: string | null;
+  rack: string | null;
+  fleet: string | null;
   knownNodes: number;
   startedAt: string;
 }
@@ -105,6 +118,7 @@ export class BootServer {
       dhcp?: Dhcp4Server;
       tftp: TftpServer;
       http: Awaited<ReturnType<typeof buildHttpApp>>;
+      fleet?: ServeFleet;
     },
     readonly adminTokenFile: string,
     /** Problems worth saying at start that do not stop the server. */
@@ -127,6 +141,16 @@ export class BootServer {
     const stateFile = path.join(o.stateDir, "nodes-state.json");
     for (const mac of await loadInstalled(stateFile)) t.touch(mac, true);
     const attribution = new Attribution();
+    // The store opens before any socket: a bad --fleet or an unreachable PostgreSQL is an exit-2 error.
+    const rack = o.rack ?? o.interface ?? os.hostname();
+    const fleet = o.store
+      ? await ServeFleet.start(
+          { store: o.store, rack, fleetDir: o.fleetDir, source: `serve ${rack}` },
+          (message) => t.publish({ type: "warning", time: new Date().toISOString(), message }),
+          o.storeFirst ?? true,
+        )
+      : undefined;
+    const offFleet = fleet ? t.subscribe((e) => toFleet(fleet, e)) : () => {};
     const bootImages = await listBootImages(o.ipxeDir);
     const warnings: string[] = [];
     if (o.dhcp !== "off" && !bootImages.length)
@@ -149,6 +173,7 @@ export class BootServer {
       knownOnly: o.knownOnly,
       info: () => ({}),
       persist: async () => {},
+      fleet,
     };
     const http = await buildHttpApp(ctx);
     const tftp = new TftpServer({
@@ -207,13 +232,16 @@ export class BootServer {
             : `${o.dhcp} on ${net.binding && "interface" in net.binding ? net.binding.interface : o.listen} as ${net.serverIp}${o.dhcp === "full" ? ` range ${o.dhcpRange}` : ""}`,
         netboot: netboot ? netboot.dir : null,
         nodesFile: o.nodesFile ?? null,
+        store: fleet ? fleet.where : null,
+        rack: fleet ? rack : null,
+        fleet: o.fleetDir ?? null,
         knownNodes: nodes.entries.length,
         startedAt: new Date().toISOString(),
       };
       const server: BootServer = new BootServer(
         t,
         info,
-        { ...(dhcp ? { dhcp } : {}), tftp, http },
+        { ...(dhcp ? { dhcp } : {}), ...(fleet ? { fleet } : {}), tftp, http },
         path.join(o.stateDir, ADMIN_TOKEN_FILE),
         warnings,
       );
@@ -235,6 +263,8 @@ export class BootServer {
       await dhcp?.close().catch(() => {});
       await tftp.close().catch(() => {});
       await http.close().catch(() => {});
+      offFleet();
+      await fleet?.close().catch(() => {});
       throw listenError(e, o);
     }
   }
@@ -267,6 +297,8 @@ export class BootServer {
     clearInterval(this.sweeper);
     await Promise.allSettled([this.parts.dhcp?.close(), this.parts.tftp.close(), this.parts.http.close()]);
     await this.saver?.idle();
+    // Every event appended so far is committed before the store closes.
+    await this.parts.fleet?.close();
     this.table.publish({ type: "stopped", time: new Date().toISOString() });
   }
 }
@@ -313,6 +345,28 @@ async function dhcpMode(o: ServeOptions, serverIp: string, netmask: string | und
     table: new LeaseTable(range, await store.load()),
     store,
   };
+}
+
+/** A node event of the table as the fleet store keeps it (the table stays the hot path). */
+function toFleet(fleet: ServeFleet, e: ServeEvent): void {
+  let seen: SeenEvent;
+  if (e.type === "node-state")
+    seen = {
+      type: e.type,
+      time: e.time,
+      state: e.state,
+      body: { from: e.from, input: e.input, detail: e.detail, hint: e.hint, durationMs: e.durationMs },
+    };
+  else if (e.type === "node-progress" || e.type === "node-unexpected")
+    seen = {
+      type: e.type,
+      time: e.time,
+      body: { state: e.state, input: e.input, detail: e.detail, ...("bytes" in e ? { bytes: e.bytes } : {}) },
+    };
+  else return;
+  fleet.record(e.mac, seen).catch(() => {
+    // said by the fleet's own problem report; the intake waits on it through settled()
+  });
 }
 
 /** Files from the first source that has them (--files before --ipxe-dir). */

@@ -4,7 +4,15 @@
 // table. Nothing here logs: answers carry secrets, and fastify's logger stays off.
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { MAX_EVENT_BYTES, NODE_PATHS, type NodeEvent, nodeEventSchema } from "../../app/node-protocol.js";
+import type { ServeFleet } from "../../app/fleet-serve.js";
+import {
+  MAX_EVENT_BYTES,
+  MAX_REPORT_BYTES,
+  NODE_PATHS,
+  type NodeEvent,
+  nodeEventSchema,
+  nodeReportSchema,
+} from "../../app/node-protocol.js";
 import { VERSION } from "../../core/version.js";
 import type { Attribution } from "../attribution.js";
 import { genericScript, localBootScript, nodeScript } from "../ipxe-script.js";
@@ -13,9 +21,10 @@ import type { Netboot } from "../netboot.js";
 import type { NodeInput } from "../node-state.js";
 import type { NodeTable, ServeEvent } from "../node-table.js";
 import { type NodeEntry, type NodesConfig, normalizeMac } from "../nodes-file.js";
-import { bearer, constantTimeEqual, type NodeTokens } from "../tokens.js";
+import { bearer, type NodeTokens } from "../tokens.js";
 import { servedAnswer } from "./answer.js";
 import { sendArtifact } from "./artifact.js";
+import { publishFleetEvent, registerFleetRoutes, requireAdmin } from "./fleet-routes.js";
 import { openEventStream, wantsEventStream } from "./sse.js";
 import { nodeStatus } from "./status.js";
 import { registerUi } from "./ui.js";
@@ -37,6 +46,8 @@ export interface HttpContext {
   info: () => Record<string, unknown>;
   /** Saves which nodes are installed (boot once); awaited before "installed" or a re-arm is acknowledged. */
   persist: () => Promise<void>;
+  /** The fleet store's side (src/app/fleet-serve.ts): identity, events, discovery, the fleet routes. */
+  fleet?: ServeFleet | undefined;
 }
 
 const MAC_FILE = /^((?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2})\.ipxe$/i;
@@ -103,6 +114,13 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     };
     if (!probe) ctx.attribution.learn(req.ip, mac);
     if (entry && !probe) assigned.set(mac, entry);
+    // The store learns who the node is (DMI UUID and serial first) before its events are keyed to it.
+    if (ctx.fleet && !probe)
+      await ctx.fleet
+        .identify(mac, { uuid: clip(q.uuid), serial: clip(q.serial), assetTag: clip(q.asset) }, entry?.name)
+        .catch(() => {
+          // The boot goes on without the store; its events wait for the next identification.
+        });
     if ((probe ? ctx.table.get(mac) : ctx.table.touch(mac))?.installed) {
       feed("script-local", "installed: sent to its local disk");
       return text(reply, 200, localBootScript(mac));
@@ -111,10 +129,12 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       feed("failed", "no netboot set to boot (start the server with --netboot DIR)");
       return text(reply, 503, `#!ipxe\necho kvmstrap: the server has no netboot set\nexit 1\n`);
     }
-    const auto = entry?.install === true;
+    // With --fleet, a node the nodes file does not list is discovered: it reports and waits for approval.
+    const discover = !entry && ctx.fleet?.discovery === true;
+    const auto = entry?.install === true || discover;
     feed(
       "script",
-      `${entry?.name ?? (entry ? "known node" : "unknown node")}, ${auto ? "unattended install" : "interactive"}`,
+      `${entry?.name ?? (entry ? "known node" : "unknown node")}, ${discover ? "discovery" : auto ? "unattended install" : "interactive"}`,
     );
     return text(
       reply,
@@ -126,7 +146,8 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
         netboot: ctx.netboot,
         token: ctx.tokens.issue(mac),
         auto,
-        answer: entry?.answer !== undefined,
+        answer: entry?.answer !== undefined || discover,
+        discover,
       }),
     );
   }
@@ -213,9 +234,10 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     const mac = authorize(req, reply);
     if (!mac) return reply;
     const entry = assigned.get(mac) ?? ctx.nodes.find({ mac });
-    if (!entry?.answer) return reply.code(404).send({ error: `no answer file for ${mac}` });
     const b = base(req);
     if (!b) return text(reply, 400, "bad Host header\n");
+    if (!entry?.answer && ctx.fleet?.discovery) return fleetAnswer(reply, mac, b, ctx.fleet);
+    if (!entry?.answer) return reply.code(404).send({ error: `no answer file for ${mac}` });
     // A fresh token for the webhook: its lifetime counts from the answer fetch, not from the boot
     // script, so the install and the installed system's first boot can still report.
     const token = ctx.tokens.issue(mac);
@@ -231,6 +253,57 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       .header("cache-control", "no-store")
       .send(body);
   });
+
+  /** A discovered node's answer: 409 until approved, 423 while held, else merged from --fleet. */
+  async function fleetAnswer(reply: FastifyReply, mac: string, b: string, fleet: ServeFleet) {
+    const out = await fleet.answerFor(mac);
+    if (out.kind === "none") return reply.code(404).send({ error: out.reason });
+    if (out.kind !== "ready") {
+      const view = await fleet.view(out.node);
+      publishFleetEvent(ctx.table, view);
+      return reply
+        .code(out.kind === "waiting" ? 409 : 423)
+        .header("cache-control", "no-store")
+        .send({ error: out.reason, node: String(out.node) });
+    }
+    const body = servedAnswer({ text: out.text }, `${b}${NODE_PATHS.events(mac)}`, ctx.tokens.issue(mac));
+    ctx.table.input(mac, "answer-fetched", `fleet answer of ${out.name} (${body.length} bytes)`);
+    return reply
+      .code(200)
+      .header("content-type", "application/yaml; charset=utf-8")
+      .header("cache-control", "no-store")
+      .send(body);
+  }
+
+  // A discovered node's detect report and DMI identity (the node's token, at most 4 MiB).
+  app.post(
+    "/v1/nodes/:mac/report",
+    {
+      bodyLimit: MAX_REPORT_BYTES,
+      onRequest: async (req, reply) => {
+        if (!authorize(req, reply)) return reply;
+      },
+    },
+    async (req, reply) => {
+      const mac = normalizeMac((req.params as { mac: string }).mac);
+      if (!ctx.fleet) return reply.code(404).send({ error: "this server keeps no fleet store" });
+      const parsed = nodeReportSchema.safeParse(req.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        return reply
+          .code(400)
+          .send({ error: `not a node report: ${issue?.path.join(".") || "body"}: ${issue?.message}` });
+      }
+      const node = await ctx.fleet.saveReport(mac, parsed.data.identity, parsed.data.report);
+      ctx.table.input(
+        mac,
+        "appliance-up",
+        `report saved: node ${node.id}${node.approved ? "" : ", waiting for approval"}`,
+      );
+      publishFleetEvent(ctx.table, node);
+      return reply.code(200).send({ node });
+    },
+  );
 
   app.post(
     "/v1/nodes/:mac/events",
@@ -253,17 +326,18 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       const wasInstalled = ctx.table.get(mac)?.installed;
       feedEvent(ctx.table, mac, parsed.data);
       if (ctx.table.get(mac)?.installed !== wasInstalled) await ctx.persist();
+      // Acknowledged only once the fleet store committed it: the agent retries a 503.
+      if (ctx.fleet)
+        try {
+          await ctx.fleet.settled(mac);
+        } catch {
+          return reply.code(503).send({ error: "the fleet store did not take the event; send it again" });
+        }
       return reply.code(204).send();
     },
   );
 
-  app.post("/v1/nodes/:mac/rearm", async (req, reply) => {
-    const token = bearer(req.headers.authorization);
-    if (!token || !constantTimeEqual(token, ctx.adminToken))
-      return reply
-        .code(401)
-        .header("www-authenticate", 'Bearer realm="kvmstrap-admin"')
-        .send({ error: "admin token required" });
+  app.post("/v1/nodes/:mac/rearm", { onRequest: requireAdmin(ctx.adminToken) }, async (req, reply) => {
     const raw = (req.params as { mac: string }).mac;
     if (!MAC_PARAM.test(raw)) return reply.code(400).send({ error: `not a MAC address: ${raw}` });
     const mac = normalizeMac(raw);
@@ -313,6 +387,14 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     metrics.close();
     for (const r of streams) r.raw.end();
   });
+
+  if (ctx.fleet)
+    registerFleetRoutes(app, {
+      fleet: ctx.fleet,
+      adminToken: ctx.adminToken,
+      table: ctx.table,
+      persist: () => ctx.persist(),
+    });
 
   // The web dashboard (dist/web): the page, its script and style; it reads the two routes above.
   await registerUi(app);

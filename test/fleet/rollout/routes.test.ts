@@ -1,10 +1,12 @@
 // The rollout routes through fastify's inject, over the real runner and a real PGlite store: the
 // admin token, the parameters' schema, 201/404/409 and the events published on each change.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { fleetRolloutCommand } from "../../../src/cli/fleet-rollout-command.js";
+import { exitCodeOf } from "../../../src/core/errors.js";
 import { RolloutRunner } from "../../../src/fleet/rollout/runner.js";
 import type { RolloutView } from "../../../src/fleet/rollout/view.js";
 import { type FleetStore, openPglite } from "../../../src/fleet/store/index.js";
@@ -133,5 +135,97 @@ describe("the rollout routes", () => {
     const current = (await get("/v1/fleet/rollouts/current")).json() as RolloutView;
     expect(current.nodes).toHaveLength(1);
     expect(current.nodes[0]?.rack).toBe("r2");
+  }, 60_000);
+});
+
+/** Runs the CLI command in this process, with its output. */
+async function cli(...argv: string[]): Promise<{ code: number; out: string }> {
+  let out = "";
+  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => {
+    out += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await fleetRolloutCommand(argv), out };
+  } catch (e) {
+    return { code: exitCodeOf(e), out: (e as Error).message };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+describe("kvmstrap fleet rollout against the routes", () => {
+  let server: string[];
+  beforeAll(async () => {
+    const tokenFile = path.join(dir, "admin.token");
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+    server = ["--server", await app.listen({ port: 0, host: "127.0.0.1" }), "--token-file", tokenFile];
+  });
+
+  it("exits 2 naming the option for bad options, before asking the server", async () => {
+    const bad: [string[], RegExp][] = [
+      [["start", "--canary", "0"], /--canary 0/],
+      [["start", "--wave", "two"], /--wave two/],
+      [["start", "--failure-threshold", "1.5"], /--failure-threshold 1.5/],
+      [["start", "--power-interval=-3"], /--power-interval -3: expected seconds/],
+      [["start", "--rack", "a/b"], /--rack a\/b/],
+      [["pause", "--wave", "2"], /--wave is for fleet rollout start/],
+      [["status", "--nope"], /nope/],
+      [["abort", "x1"], /"x1" is not a rollout id/],
+      [["restart"], /unknown fleet rollout subcommand "restart"/],
+      [["start", "--follow"], /--follow is for fleet rollout status/],
+    ];
+    for (const [argv, why] of bad) {
+      const r = await cli(...argv, "--server", "http://127.0.0.1:9");
+      expect(r.code, argv.join(" ")).toBe(2);
+      expect(r.out).toMatch(why);
+      expect(r.out.split("\n")).toHaveLength(1);
+    }
+  });
+
+  it("starts, shows, pauses and aborts a rollout; a refused action exits 2 with the server's reason", async () => {
+    const current = (await get("/v1/fleet/rollouts/current")).json() as RolloutView;
+    expect((await cli("abort", String(current.id), ...server)).out).toMatch(/: aborted/);
+    const started = await cli(
+      "start",
+      "--canary",
+      "1",
+      "--wave",
+      "2",
+      "--max-per-rack",
+      "1",
+      "--power-interval",
+      "0",
+      "--name",
+      "cli-run",
+      ...server,
+    );
+    expect(started.code).toBe(0);
+    expect(started.out).toMatch(/^rollout \d+ cli-run: canary, canary wave/);
+    for (const line of started.out.split("\n")) expect(line.length).toBeLessThanOrEqual(80);
+    const status = await cli("status", "--json", ...server);
+    const view = JSON.parse(status.out) as RolloutView;
+    expect(view).toMatchObject({
+      name: "cli-run",
+      state: "canary",
+      params: { waveSize: 2, maxInFlight: 2, powerOnIntervalMs: 0 },
+    });
+    expect((await cli("pause", ...server)).out).toMatch(/canary-paused/);
+    const refused = await cli("pause", ...server);
+    expect(refused.code).toBe(2);
+    expect(refused.out).toMatch(/canary-paused: it cannot pause/);
+    const text = await cli("status", String(view.id), ...server);
+    expect(text.out).toMatch(/NODE +RACK +WAVE +STATE/);
+    expect(text.out).toMatch(/why: rollout canary-paused/);
+    expect((await cli("abort", ...server)).out).toMatch(/: aborted/);
+    const wrong = await cli(
+      "status",
+      "--server",
+      server[1] as string,
+      "--token-file",
+      path.join(dir, "nope"),
+    );
+    expect(wrong.code).toBe(2);
+    expect(wrong.out).toMatch(/cannot read the admin token/);
   }, 60_000);
 });

@@ -56,8 +56,8 @@ Options:
   --blank                With --check-disk: it was blank when planned
   -h, --help             Print this help
 
-Exit: 0 installed, planned, or installed already (nothing erased), 1 a step failed or the disk changed, 2 usage error or an answer
-the rules refuse (each reason with file:line and a fix).
+Exit: 0 installed, planned, or installed already (nothing erased), 1 a step failed or the disk
+changed, 2 usage error or an answer the rules refuse (each reason with file:line and a fix).
 `;
 
 export const INSTALL_OPTIONS = {

@@ -42,7 +42,13 @@ export interface Rig {
 }
 
 export async function startRig(
-  o: { tag: string; named?: number; timeouts?: ServeOptions["timeouts"] } = { tag: "rig" },
+  o: {
+    tag: string;
+    named?: number;
+    timeouts?: ServeOptions["timeouts"];
+    /** Keep the fleet in an embedded store in the rig's directory, as this rack. */
+    fleetRack?: string;
+  } = { tag: "rig" },
 ): Promise<Rig> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `kvms-web-${o.tag}-${process.pid}-`));
   const netboot = makeNetboot(path.join(dir, "netboot"), { vmlinuz: 4096, initrd: 8192, squashfs: 16384 });
@@ -65,6 +71,7 @@ export async function startRig(
     tokenTtlSeconds: 3600,
     knownOnly: false,
     ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+    ...(o.fleetRack ? { store: path.join(dir, "fleet"), rack: o.fleetRack } : {}),
   });
   const rig: Rig = {
     server: await BootServer.start(options(0)),

@@ -146,7 +146,7 @@ describe.skipIf(!built || !sharedHostsAvailable)(
       const b = await boot(MAC_A, UUID_A, "SER-A");
       expect(b.status).toBe(200);
       expect(b.cmdline).toContain("kvmstrap.mode=discover");
-      expect(b.cmdline).toContain(`kvmstrap.answer=${base}/v1/nodes/${MAC_A}/answer`);
+      expect(b.cmdline).toContain(`kvmstrap.answer=${base}/v1/nodes/${encodeURIComponent(MAC_A)}/answer`);
       tokenA = b.token;
       const identity = { uuid: UUID_A, serial: "SER-A", assetTag: null, macs: [MAC_A] };
       const res = await post(`${base}/v1/nodes/${MAC_A}/report`, tokenA, { identity, report });
@@ -188,7 +188,7 @@ describe.skipIf(!built || !sharedHostsAvailable)(
       const text = await a.text();
       expect(text).toMatch(/uplink:[\s\S]*enp3s0/);
       expect(text).toMatch(/Europe\/Berlin/);
-      expect(text).toContain(`webhook: ${base}/v1/nodes/${MAC_A}/events`);
+      expect(text).toContain(`webhook: ${base}/v1/nodes/${encodeURIComponent(MAC_A)}/events`);
     });
 
     it("a node whose answer fails its own report is held with the reason (423), never served", async () => {

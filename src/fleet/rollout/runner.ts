@@ -59,7 +59,8 @@ export const NODE_OUTCOMES: Readonly<Record<string, NodeRolloutEvent>> = {
   verified: "verified",
   failed: "failed",
   stalled: "timeout",
-  // store event types (no state): the operator re-armed the node
+  // serve's re-arm (POST /v1/fleet/nodes/NODE/rearm) sends the node back to "discovered"
+  discovered: "rearm",
   "node-rearmed": "rearm",
 };
 

@@ -102,7 +102,8 @@ export class FleetView {
     this.buttons.clear();
     this.racks.clear();
     $<HTMLElement>("rack-list").replaceChildren();
-    for (const n of [...this.state.nodes.values()].sort(compareFleetNodes)) this.placeNode(n);
+    // Already in order: each goes at its rack's end (no search for its place).
+    for (const n of [...this.state.nodes.values()].sort(compareFleetNodes)) this.placeNode(n, true);
     this.drawRackHeads();
     this.drawWaiting();
     this.drawRollout();
@@ -169,7 +170,7 @@ export class FleetView {
     return r;
   }
 
-  private placeNode(n: FleetNode): void {
+  private placeNode(n: FleetNode, last = false): void {
     const key = nodeKey(n);
     const old = this.buttons.get(key);
     old?.b.remove();
@@ -181,7 +182,7 @@ export class FleetView {
     const grid = this.rackEls(rack).grid;
     // Its place by name among the rack's buttons.
     let before: Element | null = null;
-    for (const child of grid.children) {
+    for (const child of last ? [] : grid.children) {
       const other = this.state.nodes.get((child as HTMLElement).dataset.node ?? "");
       if (other && compareFleetNodes(n, other) < 0) {
         before = child;

@@ -90,10 +90,13 @@ export function reinstallDecision(answerSha256: string, marker: InstallMarker | 
   return marker !== null && marker.answerSha256 === answerSha256 ? "already-installed" : "install";
 }
 
+/** How that line starts: the boot agent tells "left as it is" from "installed" by it. */
+export const ALREADY_INSTALLED = "installed already: ";
+
 /** The one line the CLI ends with (and the boot agent shows) when the disk is left as it is. */
 export function alreadyInstalledLine(device: string, marker: InstallMarker): string {
   return (
-    `installed already: ${device} holds the install of this answer (sha256 ${marker.answerSha256.slice(0, 12)}, ` +
+    `${ALREADY_INSTALLED}${device} holds the install of this answer (sha256 ${marker.answerSha256.slice(0, 12)}, ` +
     `kvmstrap ${marker.version}, installed ${marker.installedAt}); nothing was erased: ` +
     "remove the boot medium or pick the disk in the firmware's boot menu (to erase it anyway: --force, " +
     "or kvmstrap.reinstall=1 on the appliance's command line)"

@@ -13,6 +13,7 @@ import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { displayUrl, type FindOptions, type FoundAnswer, findAnswer } from "./answer-source.js";
 import { type DiscoverOptions, waitForApproval } from "./fleet-discover.js";
+import { ALREADY_INSTALLED } from "./install-marker.js";
 import { describeSyslog, type LineForwarder, parseSyslogTarget, startSyslog } from "./log-forward.js";
 import {
   AFTER_INSTALL,
@@ -37,7 +38,12 @@ export const AGENT_MARK = "KVMSTRAP-AGENT:";
 export interface Installer {
   /** Why it cannot run here, or null when it can. */
   unavailable(): Promise<string | null>;
-  run(answerFile: string, log: (line: string) => void): Promise<{ ok: boolean; detail: string }>;
+  /** force: erase a disk that already holds this answer's install (kvmstrap.reinstall=1). */
+  run(
+    answerFile: string,
+    log: (line: string) => void,
+    force?: boolean,
+  ): Promise<{ ok: boolean; detail: string }>;
 }
 
 /** The commands that end the live system after a good install (argv each; the first is the program). */
@@ -244,12 +250,25 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
     o.post,
   );
   say("installing (unattended: kvmstrap.auto=install and an answer)");
-  const result = await o.installer.run(o.answerFile ?? AGENT_ANSWER_FILE, log);
+  const result = await o.installer.run(
+    o.answerFile ?? AGENT_ANSWER_FILE,
+    log,
+    params.get(CMDLINE.reinstall) === "1",
+  );
   if (!result.ok) {
     await reporter.report("failed", result.detail, o.post);
     say(`install: FAILED: ${result.detail}`);
     say("the live system stays up: the reason is above and in journalctl -u kvmstrap-agent");
     return { phase: "failed", exitCode: 1, answer: found };
+  }
+  const already = result.detail.replace(/^kvmstrap: /, "");
+  if (already.startsWith(ALREADY_INSTALLED)) {
+    // The stick booted again after the install: rebooting would only come back here.
+    phase = "installed";
+    await reporter.report(phase, already, o.post);
+    say(already);
+    say("not rebooting: the live system stays up (the installer is on the console)");
+    return { phase, exitCode: 0, answer: found, after: { action: "stay", ok: true } };
   }
   phase = "installed";
   await reporter.report(phase, `${result.detail} (next: ${after})`, o.post);
@@ -321,8 +340,10 @@ export function commandInstaller(kvmstrap: readonly string[]): Installer {
         ? null
         : "kvmstrap install is not available in this image";
     },
-    async run(answerFile, log) {
-      const r = await exec(["install", "--answer", answerFile, "--yes"], (l) => log(`install: ${l}`));
+    async run(answerFile, log, force) {
+      const r = await exec(["install", "--answer", answerFile, "--yes", ...(force ? ["--force"] : [])], (l) =>
+        log(`install: ${l}`),
+      );
       const lines = r.out.trim().split("\n").filter(Boolean);
       const tail = lines.at(-1) ?? "";
       if (r.code === 0) return { ok: true, detail: tail || "kvmstrap install finished" };

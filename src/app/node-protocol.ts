@@ -26,6 +26,8 @@ export const CMDLINE = {
   answerFingerprint: "kvmstrap.answer-fingerprint",
   /** The explicit go-ahead for an unattended install; without it the TUI asks, even with an answer. */
   auto: "kvmstrap.auto",
+  /** 1: the unattended install erases a disk holding the same answer's install (default: leave it). */
+  reinstall: "kvmstrap.reinstall",
   /** After a successful unattended install: reboot (the default), poweroff, or stay on the live system. */
   after: "kvmstrap.after",
   /**

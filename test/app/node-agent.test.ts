@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { ALREADY_INSTALLED } from "../../src/app/install-marker.js";
 import { commandInstaller, type PowerCommands, runAgent } from "../../src/app/node-agent.js";
 import { nodeLifecycleEventSchema } from "../../src/app/node-protocol.js";
 import { agentCommand } from "../../src/cli/agent-command.js";
@@ -232,6 +233,43 @@ describe("the boot agent", () => {
     expect(old.said.at(-1)).toBe(
       "KVMSTRAP-AGENT: install: FAILED: kvmstrap install is not available in this image",
     );
+  });
+
+  it("the stick booted again after the install: the disk holds this answer's install, so nothing is erased and nothing reboots; kvmstrap.reinstall=1 passes --force", async () => {
+    // kvmstrap install's own last line when the disk already holds the install (src/app/install-marker.ts).
+    const file = path.join(scratch, "install-already.sh");
+    await writeFile(
+      file,
+      `#!/bin/sh\nif [ "$2" = --help ]; then echo '  --answer FILE'; exit 0; fi\necho "args: $*"\n` +
+        `case "$*" in *--force*) echo "installed onto vda"; exit 0;; esac\n` +
+        `echo "kvmstrap: ${ALREADY_INSTALLED}/dev/vda holds the install of this answer (sha256 0123456789ab, kvmstrap 0.1.0, installed 2026-12-06T04:00:00Z); nothing was erased" >&2\nexit 0\n`,
+    );
+    await chmod(file, 0o755);
+    const p = await power();
+    const again = await agent(cmdline("kvmstrap.auto=install"), commandInstaller(["/bin/sh", file]), p.cmds);
+    expect(again.outcome).toMatchObject({
+      phase: "installed",
+      exitCode: 0,
+      after: { action: "stay", ok: true },
+    });
+    expect(got.filter((g) => g.path === "/power")).toEqual([]);
+    expect(await marksOf(p.marks)).toBe("");
+    expect(again.said).toContain(
+      "KVMSTRAP-AGENT: installed already: /dev/vda holds the install of this answer (sha256 0123456789ab, kvmstrap 0.1.0, installed 2026-12-06T04:00:00Z); nothing was erased",
+    );
+    expect(phases(serverPath).at(-1)).toBe("installed");
+    expect(got.filter((g) => g.path === serverPath).at(-1)?.body.detail).toMatch(
+      /^installed already: \/dev\/vda/,
+    );
+
+    got = [];
+    const forced = await agent(
+      cmdline("kvmstrap.auto=install kvmstrap.reinstall=1 kvmstrap.after=stay"),
+      commandInstaller(["/bin/sh", file]),
+      (await power()).cmds,
+    );
+    expect(forced.logged.join("\n")).toMatch(/install: args: install --answer \S+ --yes --force/);
+    expect(forced.said).toContain("KVMSTRAP-AGENT: installed: installed onto vda");
   });
 
   it("kvmstrap.after=poweroff powers off, =stay only syncs, a failing reboot command is said and exits 1", async () => {

@@ -8,6 +8,9 @@ import { type Fleet, readFleetDir } from "../fleet/answers/files.js";
 import { answerYaml } from "../fleet/answers/render.js";
 import { resolveNode } from "../fleet/answers/resolve.js";
 import { formatHold } from "../fleet/answers/types.js";
+import { type PowerSettings, powerPort } from "../fleet/power/index.js";
+import { RolloutRunner } from "../fleet/rollout/runner.js";
+import type { RolloutView } from "../fleet/rollout/view.js";
 import {
   type EventInput,
   type FleetStore,
@@ -426,8 +429,29 @@ export class ServeFleet {
     return this.names.get(node.id) ?? `node-${node.id}`;
   }
 
+  // --- rollouts -----------------------------------------------------------------------------------
+
+  private runner: RolloutRunner | undefined;
+
+  /**
+   * The rollout runner over this store, started (it resumes an active rollout where it was). One per
+   * serve: with several racks' serves on one PostgreSQL, run rollouts from one of them.
+   */
+  async startRollouts(onChange: (rollout: RolloutView) => void): Promise<RolloutRunner> {
+    const store = await this.opening;
+    this.runner = new RolloutRunner({
+      store,
+      power: (_id, settings) => powerPort(settings as PowerSettings),
+      onChange,
+      source: `rollout@${this.o.rack}`,
+    });
+    await this.runner.start();
+    return this.runner;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    await this.runner?.stop();
     await Promise.allSettled([...this.last.values()]);
     const store = await this.opening.catch(() => undefined);
     await store?.close();

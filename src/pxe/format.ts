@@ -32,6 +32,10 @@ export function formatServeEvent(e: ServeEvent): string | null {
       return `${clock(e.time)} warning: ${e.message}`;
     case "fleet-node":
       return `${clock(e.time)} fleet node ${e.node.id}${e.node.name ? ` (${e.node.name})` : ""}: ${e.node.state}, ${e.node.approved ? "approved" : "not approved"}${e.node.held ? `, held: ${e.node.holds.map((h) => h.reason).join("; ")}` : ""}`;
+    case "rollout": {
+      const r = e.rollout;
+      return `${clock(e.time)} rollout ${r.id}${r.name ? ` (${r.name})` : ""}: ${r.state}, wave ${r.wave}${r.why ? `; ${r.why}` : ""}`;
+    }
     case "stopped":
       return `${clock(e.time)} stopped`;
   }

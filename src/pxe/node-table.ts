@@ -2,6 +2,7 @@
 // change published as an event with the time spent in the state it left. Work per input is O(1)
 // (a map lookup, a row lookup, a bounded timeline push); stalls are found by one sweep a second.
 import type { FleetNode } from "../app/fleet-serve.js";
+import type { RolloutView } from "../fleet/rollout/view.js";
 import { NODE_STATES, type NodeInput, type NodeState, nextState, TIMEOUTS } from "./node-state.js";
 
 /** Timeline entries kept per node (older ones are dropped): memory per node stays small and bounded. */
@@ -65,6 +66,7 @@ export type ServeEvent =
       detail?: string;
       bytes?: number;
     }
+  | { type: "rollout"; time: string; rollout: RolloutView }
   | {
       type: "node-unexpected";
       mac: string;

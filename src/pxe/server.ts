@@ -174,6 +174,13 @@ export class BootServer {
       info: () => ({}),
       persist: async () => {},
       fleet,
+      // The store is open here when --store or --fleet was given (storeFirst): rollouts run from it.
+      rollouts:
+        fleet?.ready === true
+          ? await fleet.startRollouts((rollout) =>
+              t.publish({ type: "rollout", time: new Date().toISOString(), rollout }),
+            )
+          : undefined,
     };
     const http = await buildHttpApp(ctx);
     const tftp = new TftpServer({

@@ -14,6 +14,7 @@ import {
   nodeReportSchema,
 } from "../../app/node-protocol.js";
 import { VERSION } from "../../core/version.js";
+import type { RolloutRunner } from "../../fleet/rollout/runner.js";
 import type { Attribution } from "../attribution.js";
 import { genericScript, localBootScript, nodeScript } from "../ipxe-script.js";
 import { serveMetrics } from "../metrics.js";
@@ -25,6 +26,7 @@ import { bearer, type NodeTokens } from "../tokens.js";
 import { servedAnswer } from "./answer.js";
 import { sendArtifact } from "./artifact.js";
 import { publishFleetEvent, registerFleetRoutes, requireAdmin } from "./fleet-routes.js";
+import { registerRolloutRoutes } from "./rollout-routes.js";
 import { openEventStream, wantsEventStream } from "./sse.js";
 import { nodeStatus } from "./status.js";
 import { registerUi } from "./ui.js";
@@ -48,6 +50,8 @@ export interface HttpContext {
   persist: () => Promise<void>;
   /** The fleet store's side (src/app/fleet-serve.ts): identity, events, discovery, the fleet routes. */
   fleet?: ServeFleet | undefined;
+  /** The rollout runner (with the fleet store): the rollout routes. */
+  rollouts?: RolloutRunner | undefined;
 }
 
 const MAC_FILE = /^((?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2})\.ipxe$/i;
@@ -394,6 +398,12 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       adminToken: ctx.adminToken,
       table: ctx.table,
       persist: () => ctx.persist(),
+    });
+  if (ctx.rollouts)
+    registerRolloutRoutes(app, {
+      runner: ctx.rollouts,
+      authorize: requireAdmin(ctx.adminToken),
+      publish: (rollout) => ctx.table.publish({ type: "rollout", time: new Date().toISOString(), rollout }),
     });
 
   // The web dashboard (dist/web): the page, its script and style; it reads the two routes above.

@@ -278,6 +278,46 @@ describe.skipIf(!built || !sharedHostsAvailable)(
       expect(outcome.phase).toBe("failed"); // the test's installer refuses: nothing is installed here
     }, 60_000);
 
+    it("a rollout on the real serve: started by the CLI, its canary node without power settings fails, the canary halts, abort ends it", async () => {
+      const rollout = (args: string[]) =>
+        execa(
+          process.execPath,
+          [bin, "fleet", "rollout", ...args, "--server", base, "--token-file", tokenFile],
+          {
+            reject: false,
+            timeout: 30_000,
+            env: { NO_COLOR: "1" },
+          },
+        );
+      const started = await rollout(["start", "--canary", "1", "--wave", "2", "--node", idA, "--json"]);
+      expect(started.exitCode, started.stderr).toBe(0);
+      const id = String(JSON.parse(started.stdout).id);
+      // The runner powers the canary on through its power port; node a has no power settings, so
+      // that fails, and one failure in the canary halts it.
+      let view: { state: string; nodes: { id: unknown; state: string; reason: string | null }[] } = {
+        state: "",
+        nodes: [],
+      };
+      for (let i = 0; i < 150 && view.state !== "canary-halted"; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        const st = await rollout(["status", id, "--json"]);
+        expect(st.exitCode, st.stderr).toBe(0);
+        view = JSON.parse(st.stdout);
+      }
+      expect(view.state).toBe("canary-halted");
+      expect(view.nodes.find((n) => String(n.id) === idA)).toMatchObject({ state: "failed" });
+      expect(view.nodes.find((n) => String(n.id) === idA)?.reason).toMatch(/power/);
+      // Resume is refused until the failed node is re-armed or held (exit 2, the server's reason).
+      const resume = await rollout(["resume", id]);
+      expect(resume.exitCode).toBe(2);
+      const abort = await rollout(["abort", id, "--json"]);
+      expect(abort.exitCode, abort.stderr).toBe(0);
+      expect(JSON.parse(abort.stdout).state).toBe("aborted");
+      const text = await rollout(["status", id]);
+      expect(text.stdout).toMatch(/aborted/i);
+      for (const line of text.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(80);
+    }, 120_000);
+
     it("kill -9 and a restart keep approvals, holds and every acknowledged event on the timeline", async () => {
       const ev = await post(`${base}/v1/nodes/${MAC_A}/events`, tokenA, {
         type: "node",

@@ -104,7 +104,8 @@ describe("bad fleet files", () => {
       [["explain", "n1", "--fleet", dir], "fleet explain needs a key"],
       [["answer", "n_1", "--fleet", dir], 'node "n_1" is not a host name'],
       [["answer", "n1", "--fleet", dir, "--mac", "zz"], "--mac zz: not a MAC address"],
-      [["rollout"], 'unknown fleet subcommand "rollout"'],
+      [["deploy"], 'unknown fleet subcommand "deploy"'],
+      [["rollout"], "fleet rollout needs a subcommand: start, pause, resume, abort or status"],
     ] as const) {
       const r = await captureCli(() => fleetCommand([...argv]));
       expect(r.code, argv.join(" ")).toBe(2);

@@ -101,12 +101,20 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   };
 }
 
+/**
+ * Once each, in path order: the detectors run at once and push as their reads finish, so the order
+ * they pushed in is the disk's timing, and the same host must give the same report.
+ */
 function dedupeWarnings(ws: HostReport["warnings"]): HostReport["warnings"] {
   const seen = new Set<string>();
-  return ws.filter((w) => {
-    const k = `${w.path}\0${w.message}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
+  return ws
+    .filter((w) => {
+      const k = `${w.path}\0${w.message}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    })
+    .sort((a, b) =>
+      a.path < b.path ? -1 : a.path > b.path ? 1 : a.message < b.message ? -1 : a.message > b.message ? 1 : 0,
+    );
 }

@@ -1,26 +1,32 @@
 // The whole boot chain on real firmware into the real appliance: in network namespaces, the shipped
 // `kvmstrap serve --dhcp proxy` beside dnsmasq as the site's DHCP; a QEMU guest under SeaBIOS (QEMU's
-// iPXE ROM) boots the appliance's netboot set (iso-build/out/netboot: kernel and initrd over HTTP,
-// the squashfs fetched by the initrd with retries and its sha256 checked) until the appliance's
-// agent reports in and fetches its answer. The server's timeline (`kvmstrap serve status --json`)
-// then shows every state with its duration. OVMF's legs of the chain (EDK2's PXE, ipxe.efi over
-// TFTP, iPXE's script, kernel and initrd; UEFI HTTP Boot) are in full-dhcp.pxe.test.ts and
-// http-boot.pxe.test.ts: past the initrd the appliance is the same kernel and userland.
+// iPXE ROM) and one under OVMF (EDK2's own PXE client, then iPXE's ipxe.efi over TFTP) each boot the
+// appliance's netboot set (iso-build/out/netboot: kernel and initrd over HTTP, the squashfs fetched
+// by the initrd with retries and its sha256 checked) until the appliance's agent reports in. The
+// server's timeline (`kvmstrap serve status --json`) then shows every state with its duration.
 // Guests run one after another (2 cores, TCG): each boot takes minutes. Serial logs and the
 // server's event stream are kept in iso-build/out/test-logs/pxe-chain-*.
-import { createWriteStream, existsSync, readFileSync } from "node:fs";
+import { copyFileSync, createWriteStream, existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { has, Lines, Netns, netnsUnavailable, removeTempDirs, tempDir } from "../dhcp4/netns.js";
 import { ensureNetboot, LOG_DIR, NETBOOT, netbootManifest } from "./netboot.js";
 
+const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const IPXE_EFI = "/usr/lib/ipxe/ipxe.efi";
 const BIN = path.resolve("bin/kvmstrap.js");
 const why =
   netnsUnavailable() ??
   (has("qemu-system-x86_64") ? undefined : "qemu-system-x86_64 missing") ??
   (has("dnsmasq") ? undefined : "dnsmasq missing (package dnsmasq-base)") ??
   (existsSync(path.resolve("dist/cli/serve-command.js")) ? undefined : "dist/ not built (npm run build)");
+const ovmfWhy = !existsSync(OVMF_CODE)
+  ? "package ovmf missing"
+  : !existsSync(IPXE_EFI)
+    ? "package ipxe missing (ipxe.efi)"
+    : undefined;
 
 const tag = process.pid;
 const SERVER_IP = "10.81.0.1";
@@ -29,6 +35,7 @@ const SERVER = `http://${SERVER_IP}:8080`;
 const GUEST_MS = Number(process.env.KVMSTRAP_PXE_CHAIN_TIMEOUT ?? 1200) * 1000;
 
 const SEABIOS_MAC = "52:54:00:81:00:01";
+const OVMF_MAC = "52:54:00:81:00:02";
 
 let server: Netns;
 let site: Netns;
@@ -58,7 +65,8 @@ function startSiteDhcp(): void {
 async function startServe(): Promise<void> {
   const state = tempDir("chain-state");
   const answers = tempDir("chain-answers");
-  // The node is known, with an answer (no install: the agent fetches it and stops there).
+  // The SeaBIOS node is known, with an answer (no install: the agent fetches it and stops there);
+  // the OVMF node is unknown to the server, as a new machine on the rack would be.
   await writeFile(path.join(answers, "n01.yaml"), "version: 1\nkvm:\n  nested: true\n");
   await writeFile(
     path.join(answers, "nodes.yaml"),
@@ -113,13 +121,22 @@ afterAll(() => {
   removeTempDirs();
 });
 
-function guest(mac: string, log: string) {
+function guest(firmware: "seabios" | "ovmf", mac: string, log: string) {
+  // romfile= empty under OVMF: EDK2's own virtio-net driver and PXE client, not iPXE's EFI ROM.
+  const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "ovmf" ? ",romfile=" : ""}`;
+  const fw: string[] = [];
+  if (firmware === "ovmf") {
+    const vars = path.join(tempDir("chain-ovmf"), "vars.fd");
+    copyFileSync(OVMF_VARS, vars);
+    fw.push("-M", "q35", "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`);
+    fw.push("-drive", `if=pflash,format=raw,file=${vars}`);
+  }
   // 2 GiB: the initrd keeps the 300 MiB squashfs in RAM beside the running live system.
   const child = server.spawn("qemu-system-x86_64", [
     ...["-accel", "tcg", "-m", "2048", "-smp", "1", "-display", "none", "-monitor", "none"],
     ...["-serial", `file:${log}`, "-boot", "n", "-no-reboot"],
-    ...["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"],
-    ...["-device", `virtio-net-pci,netdev=n0,mac=${mac}`],
+    ...fw,
+    ...["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", nic],
   ]);
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
@@ -143,9 +160,9 @@ async function status(): Promise<NodeStatus[]> {
 }
 
 /** Boots one guest until the server hears appliance-up (or the node stalls or fails). */
-async function bootToApplianceUp(mac: string) {
-  const log = path.join(LOG_DIR, "pxe-chain-seabios.log");
-  const vm = guest(mac, log);
+async function bootToApplianceUp(firmware: "seabios" | "ovmf", mac: string) {
+  const log = path.join(LOG_DIR, `pxe-chain-${firmware}.log`);
+  const vm = guest(firmware, mac, log);
   const t = Date.now();
   try {
     const lines = serve?.lines as Lines;
@@ -155,7 +172,7 @@ async function bootToApplianceUp(mac: string) {
         o.mac === mac &&
         ["appliance-up", "stalled", "failed"].includes(String(o.state)),
       GUEST_MS,
-      `the appliance's appliance-up at the server (serial log ${log})`,
+      `${firmware}: the appliance's appliance-up at the server (serial log ${log})`,
     );
     const seconds = (Date.now() - t) / 1000;
     const serial = readFileSync(log, "latin1");
@@ -164,7 +181,10 @@ async function bootToApplianceUp(mac: string) {
     );
     // The agent's status line on the serial console, once its event was taken. The line may still
     // be on its way through systemd: give it a moment.
-    const marker = "KVMSTRAP-AGENT: answer-fetched";
+    const marker =
+      firmware === "seabios"
+        ? "KVMSTRAP-AGENT: answer-fetched"
+        : `KVMSTRAP-AGENT: appliance-up reported to ${SERVER}/`;
     for (let i = 0; i < 60 && !readFileSync(log, "latin1").includes(marker); i++)
       await new Promise((r) => setTimeout(r, 1000));
     return { seconds, serial: readFileSync(log, "latin1"), log };
@@ -197,7 +217,7 @@ describe.skipIf(why)(`PXE chain into the real appliance${why ? ` (skipped: ${why
     async (ctx) => {
       if (missing) ctx.skip(missing);
       const m = await netbootManifest();
-      const r = await bootToApplianceUp(SEABIOS_MAC);
+      const r = await bootToApplianceUp("seabios", SEABIOS_MAC);
       console.log(`[test:pxe] seabios: power-on to appliance-up in ${r.seconds.toFixed(0)} s`);
       // The initrd fetched the squashfs and checked it against the manifest's sha256.
       expect(r.serial).toContain(
@@ -221,6 +241,33 @@ describe.skipIf(why)(`PXE chain into the real appliance${why ? ` (skipped: ${why
         "rootfs",
         "appliance-up",
         "answer-fetched",
+      ]);
+    },
+    GUEST_MS + 120_000,
+  );
+
+  it.skipIf(ovmfWhy)(
+    `OVMF: EDK2's PXE, ipxe.efi over TFTP, iPXE script, kernel, initrd, squashfs, appliance-up${ovmfWhy ? ` (skipped: ${ovmfWhy})` : ""}`,
+    async (ctx) => {
+      if (missing) ctx.skip(missing);
+      const r = await bootToApplianceUp("ovmf", OVMF_MAC);
+      console.log(`[test:pxe] ovmf: power-on to appliance-up in ${r.seconds.toFixed(0)} s`);
+      expect(r.serial).toMatch(
+        /KVMSTRAP-FETCH: fetched \d+ bytes, sha256 [0-9a-f]{64} as kvmstrap.fetch-sha256= says/,
+      );
+      expect(r.serial).toContain(`KVMSTRAP-AGENT: appliance-up reported to ${SERVER}/`);
+      expect(siteLog).toMatch(new RegExp(`DHCPACK\\(vs1\\) 10\\.81\\.0\\.1\\d\\d ${OVMF_MAC}`));
+      const node = (await status()).find((n) => n.mac === OVMF_MAC);
+      expect(node).toBeDefined();
+      expectTimeline(node as NodeStatus, [
+        "offered",
+        "tftp",
+        "ipxe",
+        "script",
+        "kernel",
+        "initrd",
+        "rootfs",
+        "appliance-up",
       ]);
     },
     GUEST_MS + 120_000,

@@ -15,7 +15,7 @@ import {
   type StoredRolloutNode,
 } from "../store/rollouts.js";
 import type { FleetStore } from "../store/store.js";
-import { next, type RolloutNode } from "./decide.js";
+import { next } from "./decide.js";
 import { configOf, type RolloutParams } from "./params.js";
 import {
   IN_FLIGHT,
@@ -26,7 +26,7 @@ import {
   type RolloutState,
   rolloutTransition,
 } from "./states.js";
-import { type RolloutView, viewOf } from "./view.js";
+import { decideNodes, type RolloutView, viewOf } from "./view.js";
 
 export type InFlightState = "powering-on" | "booting" | "installing" | "installed";
 
@@ -363,16 +363,3 @@ export class RolloutRunner {
     this.timer.unref();
   }
 }
-
-function decideNodes(nodes: readonly StoredRolloutNode[]): RolloutNode[] {
-  return nodes.map((n) => ({
-    id: String(n.nodeId),
-    rack: n.rack ?? "",
-    approved: n.approved,
-    state: n.state as NodeRolloutState,
-    wave: n.wave,
-    poweredOnAt: n.poweredOnAt,
-  }));
-}
-
-export { decideNodes };

@@ -2,7 +2,7 @@
 // state and wave, each node, the counts, why nothing more is powered on now (asked of the same pure
 // decision the runner takes), and its last events.
 import type { StoredRollout, StoredRolloutNode } from "../store/rollouts.js";
-import { next } from "./decide.js";
+import { next, type RolloutNode } from "./decide.js";
 import { configOf, type RolloutParams } from "./params.js";
 import { IN_FLIGHT, type NodeRolloutState, type RolloutState } from "./states.js";
 
@@ -43,14 +43,7 @@ export function viewOf(
   }
   const d = next(
     { state: r.status as RolloutState, wave: r.wave, config: configOf(params) },
-    nodes.map((n) => ({
-      id: String(n.nodeId),
-      rack: n.rack ?? "",
-      approved: n.approved,
-      state: n.state as NodeRolloutState,
-      wave: n.wave,
-      poweredOnAt: n.poweredOnAt,
-    })),
+    decideNodes(nodes),
     now,
   );
   const unapproved = nodes.filter((n) => n.state === "waiting" && !n.approved).length;
@@ -73,4 +66,16 @@ export function viewOf(
     why: why.length > 0 ? why.join("; ") : null,
     events: events.map((e) => ({ time: e.time.toISOString(), event: e.event, detail: e.detail })),
   };
+}
+
+/** The stored rollout nodes as next() takes them (the runner and the view decide on the same input). */
+export function decideNodes(nodes: readonly StoredRolloutNode[]): RolloutNode[] {
+  return nodes.map((n) => ({
+    id: String(n.nodeId),
+    rack: n.rack ?? "",
+    approved: n.approved,
+    state: n.state as NodeRolloutState,
+    wave: n.wave,
+    poweredOnAt: n.poweredOnAt,
+  }));
 }

@@ -213,9 +213,15 @@ describe("answers and tokens", () => {
     const text = r.body.toString();
     const served = parseYaml(text);
     const original = parseYaml(ANSWER_A);
+    // The webhook's token is issued afresh at the answer fetch (its lifetime counts from there), so
+    // it is the script's token only when both fall in one second: check it is this node's and valid.
+    const key = Buffer.from(readFileSync(path.join(stateDir, TOKEN_KEY_FILE), "utf8").trim(), "base64url");
+    const webhookToken = String(served.report?.headers?.Authorization ?? "").replace(/^Bearer /, "");
+    expect(new NodeTokens(key, 60).check(MAC_A, webhookToken)).toEqual({ ok: true });
+    expect(new NodeTokens(key, 60).check(MAC_B, webhookToken).ok).toBe(false);
     expect(served.report).toEqual({
       webhook: `${base}/v1/nodes/${enc(MAC_A)}/events`,
-      headers: { "X-Site": "rack1", Authorization: `Bearer ${token}` },
+      headers: { "X-Site": "rack1", Authorization: `Bearer ${webhookToken}` },
     });
     const { report: _a, ...rest } = served;
     const { report: _b, ...want } = original;

@@ -19,6 +19,7 @@ import {
   openStore,
   redact,
 } from "../fleet/store/index.js";
+import { RolloutStore } from "../fleet/store/rollouts.js";
 
 export interface FleetHoldView {
   source: string;
@@ -365,6 +366,18 @@ export class ServeFleet {
     await (await this.opening).release(node.id, by);
     this.answers.delete(node.id);
     return this.view(node.id);
+  }
+
+  /** Stores the node's power settings: what a rollout powers it on with (never put in an event). */
+  async setPower(node: NodeRow, settings: PowerSettings): Promise<void> {
+    await new RolloutStore(await this.opening, this.o.source).setPower(node.id, settings);
+  }
+
+  /** The node's stored power settings, as stored (secrets included: the caller redacts). */
+  async power(node: NodeRow): Promise<PowerSettings | undefined> {
+    return (await new RolloutStore(await this.opening, this.o.source).power(node.id)) as
+      | PowerSettings
+      | undefined;
   }
 
   // --- views --------------------------------------------------------------------------------------

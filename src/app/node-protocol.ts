@@ -110,6 +110,14 @@ export const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 /** The answer route's "not yet": 409 waiting for approval, 423 held. The agent waits on either. */
 export const ANSWER_WAIT_STATUS = [409, 423] as const;
 
+/**
+ * A "not yet" (409/423) answer to a request with a still-valid token carries a fresh one in this
+ * header (an expired token gets 401, never a new one): a node waiting hours for its approval keeps
+ * a valid token, and the agent uses the newest for its answer fetch and its reports. A secret like
+ * the token itself: never logged.
+ */
+export const TOKEN_REFRESH_HEADER = "x-kvmstrap-token";
+
 /** Largest event body the intake reads. */
 export const MAX_EVENT_BYTES = 16 * 1024;
 

@@ -12,6 +12,7 @@ import {
   type NodeEvent,
   nodeEventSchema,
   nodeReportSchema,
+  TOKEN_REFRESH_HEADER,
 } from "../../app/node-protocol.js";
 import { VERSION } from "../../core/version.js";
 import type { RolloutRunner } from "../../fleet/rollout/runner.js";
@@ -265,9 +266,12 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
     if (out.kind !== "ready") {
       const view = await fleet.view(out.node);
       publishFleetEvent(ctx.table, view);
+      // The caller's token was checked (authorize): a fresh one, so a node waiting hours for its
+      // approval still holds a valid token when it comes (an expired one got 401 before this).
       return reply
         .code(out.kind === "waiting" ? 409 : 423)
         .header("cache-control", "no-store")
+        .header(TOKEN_REFRESH_HEADER, ctx.tokens.issue(mac))
         .send({ error: out.reason, node: String(out.node) });
     }
     const body = servedAnswer({ text: out.text }, `${b}${NODE_PATHS.events(mac)}`, ctx.tokens.issue(mac));

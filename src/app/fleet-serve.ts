@@ -10,6 +10,7 @@ import { resolveNode } from "../fleet/answers/resolve.js";
 import { formatHold } from "../fleet/answers/types.js";
 import { type PowerSettings, powerPort } from "../fleet/power/index.js";
 import { RolloutRunner } from "../fleet/rollout/runner.js";
+import { IN_FLIGHT, type NodeRolloutState } from "../fleet/rollout/states.js";
 import type { RolloutView } from "../fleet/rollout/view.js";
 import {
   type EventInput,
@@ -301,6 +302,19 @@ export class ServeFleet {
       };
     const holds = await (await this.opening).holds(node.id);
     if (holds.length) return { kind: "held", node: node.id, reason: `held: ${holdText(holds)}` };
+    // In an active rollout, approval is not enough: the node installs when its wave powers it on,
+    // so the rollout's limits (canary, wave, in flight per rack) hold for nodes already running
+    // and polling, too.
+    const place = await new RolloutStore(await this.opening, this.o.source).placeOf(node.id);
+    if (place && !IN_FLIGHT.has(place.state as NodeRolloutState))
+      return {
+        kind: "waiting",
+        node: node.id,
+        reason:
+          place.state === "waiting"
+            ? `approved; waiting for its wave in rollout ${place.name} (${place.status})`
+            : `${place.state} in rollout ${place.name}: re-arm it to install again (kvmstrap fleet rearm ${node.id})`,
+      };
     return this.checkAnswer(node);
   }
 

@@ -252,6 +252,11 @@ export class RolloutRunner {
     // Holds are read from the store as they are now, not replayed.
     for (const n of byId.values()) {
       if (n.hold !== null && (n.state === "waiting" || n.state === "failed")) move(n, "hold", n.hold);
+      // Chosen for its wave, its answer then failed the check against its report: the wave did not
+      // install it, which counts against the wave (a broken layer in the fleet directory halts the
+      // rollout at its threshold instead of holding every node of the fleet one wave at a time).
+      else if (n.holdSource === "answer" && IN_FLIGHT.has(n.state as NodeRolloutState))
+        move(n, "failed", n.hold);
       else if (n.hold === null && n.state === "held") move(n, "release", "hold released");
     }
     for (const n of byId.values()) {

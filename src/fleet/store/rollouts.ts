@@ -29,6 +29,8 @@ export interface StoredRolloutNode {
   approved: boolean;
   /** The reason of its oldest open hold; null when it has none. */
   hold: string | null;
+  /** Who placed that hold (operator, answer, rule...); null when it has none. */
+  holdSource: string | null;
   state: string;
   wave: number | null;
   detail: string | null;
@@ -135,7 +137,9 @@ export class RolloutStore {
       `SELECT r.node_id, n.rack, r.state, r.wave, r.detail, r.state_since, r.powered_on_at,
          EXISTS (SELECT 1 FROM approvals a WHERE a.node_id = r.node_id) AS approved,
          (SELECT h.reason FROM holds h WHERE h.node_id = r.node_id AND h.released_at IS NULL
-          ORDER BY h.id LIMIT 1) AS hold
+          ORDER BY h.id LIMIT 1) AS hold,
+         (SELECT h.source FROM holds h WHERE h.node_id = r.node_id AND h.released_at IS NULL
+          ORDER BY h.id LIMIT 1) AS hold_source
        FROM rollout_nodes r JOIN nodes n ON n.id = r.node_id WHERE r.rollout_id = $1 ORDER BY r.node_id`,
       [id],
     );
@@ -144,12 +148,31 @@ export class RolloutStore {
       rack: r.rack == null ? null : String(r.rack),
       approved: r.approved === true,
       hold: r.hold == null ? null : String(r.hold),
+      holdSource: r.hold_source == null ? null : String(r.hold_source),
       state: String(r.state),
       wave: r.wave == null ? null : Number(r.wave),
       detail: r.detail == null ? null : String(r.detail),
       stateSince: ms(r.state_since) ?? 0,
       poweredOnAt: ms(r.powered_on_at),
     }));
+  }
+
+  /**
+   * Where a node stands in the active rollout (undefined: in none). The answer route asks this at
+   * every poll, so it reads one row, not the rollout.
+   */
+  async placeOf(
+    nodeId: number,
+  ): Promise<{ rolloutId: number; name: string; status: string; state: string } | undefined> {
+    const rows = await this.sql.query(
+      `SELECT ro.id, ro.name, ro.status, r.state FROM rollout_nodes r JOIN rollouts ro ON ro.id = r.rollout_id
+       WHERE r.node_id = $1 AND ro.status NOT IN ('aborted', 'done') ORDER BY ro.id LIMIT 1`,
+      [nodeId],
+    );
+    const r = rows[0];
+    return r
+      ? { rolloutId: Number(r.id), name: String(r.name), status: String(r.status), state: String(r.state) }
+      : undefined;
   }
 
   /** Events after `seq` that concern a node (the runner maps them to node rollout events). */

@@ -172,6 +172,42 @@ describe("the rollout runner over a PGlite store", () => {
     await store.release(b1, "test");
   }, 60_000);
 
+  it("fails an in-flight node whose answer is held (a failed check counts against its wave); an operator's hold does not", async () => {
+    const power = new RecordingPower();
+    const { r } = runner(power);
+    await r.start();
+    const v0 = await r.create({ ...params, name: "answer-hold", canarySize: 2, maxInFlightPerRack: 2 });
+    const canary = await until("the canary of two in flight", async () => {
+      await r.idle();
+      const v = await r.view(v0.id);
+      return v && v.counts.inFlight === 2 && v;
+    });
+    const flying = (s: string) => ["powering-on", "booting", "installing", "installed"].includes(s);
+    const [first, second] = canary.nodes.filter((n) => flying(n.state)).map((n) => Number(n.id));
+    // The operator holds one while it installs: it stays in flight (the hold stops its next install).
+    await store.hold(second as number, "operator", "look at it later", "test");
+    // The other's answer fails its check when it asks for it (serve's fleet side holds it so).
+    await store.hold(first as number, "answer", "answer held: network.bridges[0]: no NIC matches", "serve");
+    const halted = await until("the canary to halt", async () => {
+      await r.idle();
+      const v = await r.view(v0.id);
+      return v?.state === "canary-halted" && v;
+    });
+    expect(halted.events.map((e) => e.event)).toEqual(expect.arrayContaining(["failed", "threshold"]));
+    expect(halted.events.find((e) => e.event === "failed")?.detail).toContain(`node ${first} failed, wave 0`);
+    // It failed in its wave (which halted the canary), then its open hold keeps it held.
+    expect(halted.nodes.find((n) => n.id === String(first))).toMatchObject({
+      state: expect.stringMatching(/^(failed|held)$/),
+      wave: 0,
+      reason: expect.stringContaining("no NIC matches"),
+    });
+    expect(flying(halted.nodes.find((n) => n.id === String(second))?.state ?? "")).toBe(true);
+    await r.act(v0.id, "abort");
+    await r.stop();
+    await store.release(first as number, "test");
+    await store.release(second as number, "test");
+  }, 60_000);
+
   it("pause stops power-ons until resume; abort ends it and refuses everything after", async () => {
     const power = new RecordingPower();
     const { r } = runner(power);

@@ -307,6 +307,11 @@ describe.skipIf(!built || !sharedHostsAvailable)(
       expect(view.state).toBe("canary-halted");
       expect(view.nodes.find((n) => String(n.id) === idA)).toMatchObject({ state: "failed" });
       expect(view.nodes.find((n) => String(n.id) === idA)?.reason).toMatch(/power/);
+      // In an active rollout, approval is not enough: a node that failed its wave gets no answer
+      // until it is re-armed (409 with the reason), though it is approved and not held.
+      const gated = await answer(MAC_A, tokenA);
+      expect(gated.status).toBe(409);
+      expect(((await gated.json()) as { error: string }).error).toMatch(/failed in rollout .*re-arm/);
       // Resume is refused until the failed node is re-armed or held (exit 2, the server's reason).
       const resume = await rollout(["resume", id]);
       expect(resume.exitCode).toBe(2);
@@ -315,6 +320,7 @@ describe.skipIf(!built || !sharedHostsAvailable)(
       expect(JSON.parse(abort.stdout).state).toBe("aborted");
       const text = await rollout(["status", id]);
       expect(text.stdout).toMatch(/aborted/i);
+      expect((await answer(MAC_A, tokenA)).status).toBe(200); // no active rollout: approval is enough again
       for (const line of text.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(80);
     }, 120_000);
 

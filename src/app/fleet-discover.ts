@@ -7,7 +7,12 @@ import { readFile } from "node:fs/promises";
 import { detectHost } from "../detect/index.js";
 import { RootedHostFs } from "../host/fs.js";
 import { displayUrl } from "./answer-source.js";
-import { ANSWER_WAIT_STATUS, NODE_PATHS, type NodeReportBody } from "./node-protocol.js";
+import {
+  ANSWER_WAIT_STATUS,
+  NODE_PATHS,
+  type NodeReportBody,
+  TOKEN_REFRESH_HEADER,
+} from "./node-protocol.js";
 import type { PostOptions, Reporter } from "./node-report.js";
 
 export interface DiscoverOptions {
@@ -51,8 +56,17 @@ export interface WaitInput {
   o?: DiscoverOptions;
 }
 
-/** Posts the report, then waits for the answer to be served. */
-export async function waitForApproval(w: WaitInput): Promise<{ ok: true } | { ok: false; why: string }> {
+/** A refreshed token as the server sends it (base36 expiry, a dot, base64url): anything else is ignored. */
+const TOKEN_SHAPE = /^[0-9a-z]{1,16}\.[A-Za-z0-9_-]{16,128}$/;
+
+/**
+ * Posts the report, then waits for the answer to be served. Each "not yet" carries a fresh token
+ * (TOKEN_REFRESH_HEADER): the wait may outlast the boot token's lifetime, so the newest one is used
+ * for the next request, the reporter's events, and returned for the answer fetch.
+ */
+export async function waitForApproval(
+  w: WaitInput,
+): Promise<{ ok: true; token: string | undefined } | { ok: false; why: string }> {
   const o = w.o ?? {};
   let body: NodeReportBody;
   try {
@@ -79,19 +93,29 @@ export async function waitForApproval(w: WaitInput): Promise<{ ok: true } | { ok
   const start = Date.now();
   let pause = o.pollMs ?? 2000;
   let said = "";
+  let token = w.token;
   for (;;) {
     let status = 0;
     let error = "";
     try {
       const res = await fetch(url, {
-        headers: w.token ? { authorization: `Bearer ${w.token}` } : {},
+        headers: token ? { authorization: `Bearer ${token}` } : {},
         signal: AbortSignal.timeout(15_000),
       });
       status = res.status;
       const text = await res.text().catch(() => "");
       if (res.ok) {
         w.say("discovery: approved, the answer is served");
-        return { ok: true };
+        return { ok: true, token };
+      }
+      const fresh = res.headers.get(TOKEN_REFRESH_HEADER);
+      if (
+        fresh &&
+        TOKEN_SHAPE.test(fresh) &&
+        (ANSWER_WAIT_STATUS as readonly number[]).includes(res.status)
+      ) {
+        token = fresh;
+        w.reporter.setServerToken(fresh);
       }
       try {
         error = String((JSON.parse(text) as { error?: unknown }).error ?? "");

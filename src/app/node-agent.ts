@@ -176,6 +176,8 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
   const mode = params.get(CMDLINE.mode);
   if (mode !== undefined && mode !== DISCOVER_MODE)
     return refuse(`${CMDLINE.mode}=${mode}: not ${DISCOVER_MODE}`);
+  // The token for the answer fetch: the boot's, or the newer one a long wait for approval was given.
+  let token = params.get(CMDLINE.token);
   if (mode === DISCOVER_MODE) {
     if (!server)
       return refuse(`${CMDLINE.mode}=${DISCOVER_MODE} needs ${CMDLINE.server} and ${CMDLINE.node}`);
@@ -194,11 +196,11 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
       await reporter.report("failed", waited.why, o.post);
       return { phase: "failed", exitCode: 1 };
     }
+    token = waited.token;
   }
 
   let found: FoundAnswer | null;
   try {
-    const token = params.get(CMDLINE.token);
     found = await findAnswer(params, {
       ...o.find,
       http: {
@@ -226,6 +228,14 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
   // A boot server points the answers it serves at its own intake: one copy of each event is enough.
   const same = (a: string, b: string | undefined) => b !== undefined && new URL(a).href === new URL(b).href;
   if (hook && !same(hook.url, server?.target.url)) reporter.add("webhook", hook);
+  else if (hook) {
+    // The server's own intake: its answer carries a token issued at this fetch, newer than the boot's.
+    const auth = Object.entries({ ...hook.headers, ...hook.secret }).find(
+      ([k]) => k.toLowerCase() === "authorization",
+    )?.[1];
+    const fresh = /^Bearer\s+(\S+)$/i.exec(auth ?? "")?.[1];
+    if (fresh) reporter.setServerToken(fresh);
+  }
   phase = "answer-fetched";
   await reporter.report(phase, `answer from ${found.source} (sha256 ${found.sha256})`, o.post);
   say(`answer-fetched from ${found.source} (sha256 ${found.sha256.slice(0, 16)}...)`);

@@ -47,6 +47,13 @@ export class Reporter {
     return this.targets.find((t) => t.name === "server")?.target;
   }
 
+  /** A newer token for the boot server (a refreshed one, or the answer's): every later post uses it. */
+  setServerToken(token: string): void {
+    this.addSecret(token);
+    const server = this.server;
+    if (server) server.secret = { authorization: `Bearer ${token}` };
+  }
+
   /** Posts to every target; resolves with the names that took it. Never throws. */
   async report(phase: NodePhase, detail: string, o: PostOptions = {}): Promise<string[]> {
     const event: NodeLifecycleEvent = {

@@ -1,10 +1,12 @@
 // Serving one netboot artifact: HEAD, a single byte range (206, Content-Range; 416 past the end),
-// If-None-Match -> 304 and If-Range, streamed from disk in 1 MiB reads (never buffered whole).
+// If-None-Match -> 304 and If-Range, streamed from disk in 1 MiB reads (never buffered whole), and
+// through the rack's bandwidth cap when serve has one (--rack-bandwidth; only bodies pay for it).
 // Written here rather than with @fastify/static because the validator must be the artifact's sha256
 // from the manifest (the same bytes have the same ETag on every server and after every copy), and
 // @fastify/send derives its ETag from size and mtime and answers conditional requests before any
 // hook could replace it.
 import { createReadStream } from "node:fs";
+import { pipeline, type Transform } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 
 export interface Artifact {
@@ -54,6 +56,8 @@ export function sendArtifact(
   reply: FastifyReply,
   a: Artifact,
   done: (o: SendOutcome) => void = () => {},
+  /** The rack's throttle (rack-bandwidth.ts), a fresh stream per body; undefined: no cap. */
+  throttle?: () => Transform,
 ): FastifyReply {
   const quoted = `"${a.etag}"`;
   reply
@@ -86,10 +90,13 @@ export function sendArtifact(
     return reply.send();
   }
   const stream = createReadStream(a.path, { start, end, highWaterMark: 1024 * 1024 });
+  // pipeline, not pipe: a read error or a client gone destroys both, so neither waits on the bucket.
+  const body = throttle ? pipeline(stream, throttle(), () => {}) : stream;
   reply.raw.once("close", () => {
     const complete = reply.raw.writableFinished;
     done({ bytes: complete ? length : Math.min(stream.bytesRead, length), complete, status });
     stream.destroy();
+    if (body !== stream) body.destroy();
   });
-  return reply.send(stream);
+  return reply.send(body);
 }

@@ -2,6 +2,7 @@
 // HTTP Boot, --files, each node's own answer (bearer token), the appliance's event intake, the node
 // table and a live event stream. Every request that says something about a node is fed to the node
 // table. Nothing here logs: answers carry secrets, and fastify's logger stays off.
+import type { Transform } from "node:stream";
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { ServeFleet } from "../../app/fleet-serve.js";
@@ -53,6 +54,8 @@ export interface HttpContext {
   fleet?: ServeFleet | undefined;
   /** The rollout runner (with the fleet store): the rollout routes. */
   rollouts?: RolloutRunner | undefined;
+  /** This rack's bandwidth cap on /netboot/ bodies (--rack-bandwidth): a throttle per download. */
+  artifactThrottle?: (() => Transform) | undefined;
 }
 
 const MAC_FILE = /^((?:[0-9a-f]{2}[-:]){5}[0-9a-f]{2})\.ipxe$/i;
@@ -174,12 +177,18 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
           input,
           `GET /netboot/${name}${req.headers.range ? ` (${req.headers.range})` : ""}`,
         );
-      return sendArtifact(req, reply, { path: f.path, size: f.size, etag: f.sha256 }, (o) => {
-        if (!track || o.status === 304) return;
-        const mib = (o.bytes / 1048576).toFixed(1);
-        if (o.complete) ctx.table.input(mac, "http-done", `${name}: ${mib} MiB sent`, o.bytes);
-        else ctx.table.input(mac, "http-aborted", `${name}: connection closed after ${mib} MiB`, o.bytes);
-      });
+      return sendArtifact(
+        req,
+        reply,
+        { path: f.path, size: f.size, etag: f.sha256 },
+        (o) => {
+          if (!track || o.status === 304) return;
+          const mib = (o.bytes / 1048576).toFixed(1);
+          if (o.complete) ctx.table.input(mac, "http-done", `${name}: ${mib} MiB sent`, o.bytes);
+          else ctx.table.input(mac, "http-aborted", `${name}: connection closed after ${mib} MiB`, o.bytes);
+        },
+        ctx.artifactThrottle,
+      );
     },
   });
 

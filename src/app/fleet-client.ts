@@ -6,9 +6,12 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { EXIT, type ExitCode, InputError } from "../core/errors.js";
+import type { PowerSettings } from "../fleet/power/index.js";
 import type { FleetNode, FleetNodeDetail } from "./fleet-serve.js";
 import { NODE_PATHS } from "./node-protocol.js";
 
+export type { PowerSettings } from "../fleet/power/index.js";
+export { describePower, parsePowerSettings } from "../fleet/power/settings.js";
 export type { FleetNode, FleetNodeDetail } from "./fleet-serve.js";
 
 /** serve's default HTTP port; the client's default server is this port on loopback. */
@@ -104,13 +107,23 @@ export class FleetClient {
     return this.call("POST", `/v1/fleet/nodes/${encodeURIComponent(node)}/rearm`, {});
   }
 
+  /** Stores the node's power settings; the server answers with them redacted. */
+  setPower(node: string, settings: PowerSettings): Promise<PowerSettings> {
+    return this.call("PUT", `/v1/fleet/nodes/${encodeURIComponent(node)}/power`, settings);
+  }
+
+  /** The node's stored power settings, redacted (every password "(set)"); none: an InputError. */
+  power(node: string): Promise<PowerSettings> {
+    return this.call("GET", `/v1/fleet/nodes/${encodeURIComponent(node)}/power`);
+  }
+
   /** serve's own re-arm by MAC (the boot-once flag of one serve's table). */
   async rearmMac(mac: string): Promise<{ mac: string; state?: string }> {
     return this.call("POST", NODE_PATHS.rearm(mac));
   }
 
   /** One call; a refusal is an InputError with the server's one line (exit 2), a dead server exit 1. */
-  async call<T>(method: "GET" | "POST", route: string, body?: unknown): Promise<T> {
+  async call<T>(method: "GET" | "POST" | "PUT", route: string, body?: unknown): Promise<T> {
     const url = `${this.base}${route}`;
     const res = await request(url, {
       method,

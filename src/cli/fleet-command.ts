@@ -1,5 +1,6 @@
 // `kvmstrap fleet`: the node commands against a running `kvmstrap serve` (nodes, show, approve, hold,
-// rearm; src/app/fleet-client.ts), `rollout` (fleet-rollout-command.ts), and answer|explain, a
+// rearm; src/app/fleet-client.ts), `rollout` (fleet-rollout-command.ts), `power`
+// (fleet-power-command.ts), and answer|explain, a
 // node's layered answer from a fleet directory, offline.
 
 import {
@@ -19,12 +20,14 @@ import { HOSTNAME, MAC, OBJECT_NAME } from "../core/grammar.js";
 import { readReport } from "./answer-command.js";
 import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
+import { fleetPowerCommand, NODE_REF } from "./fleet-power-command.js";
 import { fleetRolloutCommand } from "./fleet-rollout-command.js";
 
 export const FLEET_HELP = `Usage: kvmstrap fleet nodes [--rack R] [--state S] [server options]
        kvmstrap fleet show|approve|rearm NODE [server options]
        kvmstrap fleet hold NODE --reason R [server options]
        kvmstrap fleet rollout ...            (kvmstrap fleet rollout --help)
+       kvmstrap fleet power NODE [driver]    (kvmstrap fleet power --help)
        kvmstrap fleet <answer|explain> NODE [KEY] --fleet DIR [options]
 
 Against a running kvmstrap serve (its fleet store), NODE is a node id, one of its MACs or its name:
@@ -33,6 +36,7 @@ Against a running kvmstrap serve (its fleet store), NODE is a node id, one of it
   approve NODE       Let it install (hold before destroy: a discovered node waits for this)
   hold NODE          Keep it from installing, with --reason
   rearm NODE         Release its holds; an installed or failed node installs again on its next boot
+  power NODE         How a rollout powers it on: libvirt, IPMI or Redfish (own options and --help)
 
 Offline, from a fleet directory:
   answer NODE        The node's merged answer: site.yaml, then its rack, its roles and its node file,
@@ -87,6 +91,7 @@ type Values = ReturnType<typeof parse<typeof FLEET_OPTIONS>>["values"];
 export async function fleetCommand(argv: string[]): Promise<number> {
   // rollout has its own options and help.
   if (argv[0] === "rollout") return fleetRolloutCommand(argv.slice(1));
+  if (argv[0] === "power") return fleetPowerCommand(argv.slice(1));
   const { values, positionals } = parse(argv, FLEET_OPTIONS);
   const [sub, node, key, extra] = positionals;
   if (values.help || sub === "help") {
@@ -99,7 +104,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
     throw new UsageError(
       sub
         ? `unknown fleet subcommand "${sub}"`
-        : "fleet needs a subcommand: nodes, show, approve, hold, rearm, rollout, answer or explain",
+        : "fleet needs a subcommand: nodes, show, approve, hold, rearm, rollout, power, answer or explain",
     );
   for (const k of ["state", "reason", "server", "token-file"] as const)
     if (values[k] !== undefined)
@@ -138,8 +143,6 @@ export async function fleetCommand(argv: string[]): Promise<number> {
   } else process.stdout.write(answerText(a));
   return a.status === "ready" ? EXIT.ok : EXIT.failed;
 }
-
-const NODE_REF = /^[A-Za-z0-9:._-]{1,64}$/;
 
 async function serverCommand(sub: ServerCommand, args: string[], v: Values): Promise<number> {
   for (const k of ["fleet", "report", "serial", "asset-tag", "uuid", "mac"] as const)

@@ -1,9 +1,10 @@
 // The fleet's node routes (GET /v1/fleet/nodes, GET /v1/fleet/nodes/NODE, POST approve, hold and
-// rearm), behind the admin token like the re-arm route: node reports are inventory, so reads need it
+// rearm, PUT and GET its power settings), behind the admin token like the re-arm route: node reports are inventory, so reads need it
 // too. The fleet store is their truth (a second rack's serve sharing the PostgreSQL sees the same);
 // each change is published on GET /v1/events as { type: "fleet-node", node }.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { FleetNode, ServeFleet } from "../../app/fleet-serve.js";
+import { parsePowerSettings, redactPower } from "../../fleet/power/settings.js";
 import type { NodeTable } from "../node-table.js";
 import { bearer, constantTimeEqual } from "../tokens.js";
 
@@ -134,4 +135,38 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
       return reply.send(changed(view));
     },
   );
+
+  // A node's power settings (what the rollout runner powers it on with). They may hold a BMC
+  // password: checked by the one schema (src/fleet/power/settings.ts), stored, and given back only
+  // redacted; never published as an event. A refusal names the field, never the value.
+  app.put(
+    "/v1/fleet/nodes/:node/power",
+    { onRequest: admin, bodyLimit: 4096, schema: { params } },
+    async (req, reply) => {
+      const parsed = parsePowerSettings(req.body);
+      if (!parsed.ok)
+        return reply.code(400).send({ error: `bad power settings: ${parsed.field}: ${parsed.error}` });
+      const node = await find(req, reply);
+      if (!node) return reply;
+      await fleet.setPower(node, parsed.settings);
+      return reply.header("cache-control", "no-store").send(redactPower(parsed.settings));
+    },
+  );
+
+  app.get("/v1/fleet/nodes/:node/power", { onRequest: admin, schema: { params } }, async (req, reply) => {
+    const node = await find(req, reply);
+    if (!node) return reply;
+    const stored = await fleet.power(node);
+    // Stored before this schema existed, or by hand: shown only if it still passes, never raw.
+    const parsed = stored === undefined ? undefined : parsePowerSettings(stored);
+    if (!parsed)
+      return reply.code(404).send({
+        error: `node ${node.id} has no power settings (kvmstrap fleet power NODE --libvirt|--ipmi|--redfish)`,
+      });
+    if (!parsed.ok)
+      return reply.code(409).send({
+        error: `node ${node.id}'s stored power settings are not valid (${parsed.field}: ${parsed.error}); set them again`,
+      });
+    return reply.header("cache-control", "no-store").send(redactPower(parsed.settings));
+  });
 }

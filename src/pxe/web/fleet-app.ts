@@ -56,6 +56,9 @@ export class FleetApp {
   private generation = 0;
   private queue: FleetEvent[] = [];
   private detailGeneration = 0;
+  /** A detail request is under way; another update of that node came meanwhile. */
+  private detailLoading = false;
+  private detailAgain = false;
   private dialogSpec: DialogSpec | undefined;
 
   private readonly loginForm = $<HTMLFormElement>("login");
@@ -199,13 +202,27 @@ export class FleetApp {
 
   // --- a node ---------------------------------------------------------------------------------------
 
+  /**
+   * Opens a node's detail, or (`focus` false, the same node) loads it again. Reloads are coalesced:
+   * a node sending many updates a second costs one request at a time, plus one after it.
+   */
   private openNode(key: string, focus = true): void {
+    const reload = !focus && this.view.openKey === key;
+    if (reload && this.detailLoading) {
+      this.detailAgain = true;
+      return;
+    }
     const mine = ++this.detailGeneration;
+    this.detailLoading = true;
+    this.detailAgain = false;
     this.view.open(key, focus);
     void api<FleetNodeDetail>("GET", `/v1/fleet/nodes/${seg(key)}`).then((r) => {
-      if (mine !== this.detailGeneration || this.view.openKey !== key) return;
+      if (mine !== this.detailGeneration) return; // a newer request owns detailLoading
+      this.detailLoading = false;
+      if (this.view.openKey !== key) return;
       if (r.ok) this.view.showDetail(r.body);
       else this.view.showDetail(undefined, `node ${key}: ${r.message}`);
+      if (r.ok && this.detailAgain) this.openNode(key, false);
     });
   }
 

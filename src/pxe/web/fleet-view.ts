@@ -3,8 +3,14 @@
 // why nothing more is chosen, each node's rollout state, pause/resume/abort), and every node grouped
 // by rack with counts by state per rack; a node's detail has its timeline, holds with reasons, last
 // failure with a log excerpt, and the actions approve, hold and re-arm. Like view.ts: by hand on the
-// DOM, a rack's node buttons kept by node and updated in place, redraws coalesced to one per
-// REDRAW_MS; all server text through textContent.
+// DOM, redraws coalesced to one per REDRAW_MS; all server text through textContent.
+//
+// What an operator clicks is kept, not rebuilt: a node's live updates arrive many times a second
+// (a waiting node polling its answer, a node installing), and a button replaced between the pointer
+// (or a test's locator) finding it and the click makes the click land on a detached element. So the
+// rack buttons, the waiting list's items, the rollout's rows and buttons, and the detail's action
+// bar are kept by key and patched; a part is redrawn only when its signature (dataset.sig: the text
+// it shows) changed, and the focus stays where it was.
 import {
   awaitingApproval,
   compareFleetNodes,
@@ -51,6 +57,70 @@ const button = (text: string, data: Record<string, string>, cls?: string) => {
   for (const [k, v] of Object.entries(data)) b.dataset[k] = v;
   return b;
 };
+/**
+ * Keeps `parent`'s children in the order of `items`: a child whose signature is unchanged is kept as
+ * it is (the same element: a pointer or the focus on it stays valid), a changed one is rebuilt in its
+ * place (the focus moved to its like in the new one), others are removed.
+ */
+function syncChildren(
+  parent: HTMLElement,
+  items: { key: string; sig: string; make: () => HTMLElement }[],
+): void {
+  const focused = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+  const old = new Map<string, HTMLElement>();
+  for (const c of [...parent.children] as HTMLElement[])
+    if (c.dataset.key !== undefined && !old.has(c.dataset.key)) old.set(c.dataset.key, c);
+    else c.remove();
+  let refocus: HTMLElement | null = null;
+  let at = parent.firstElementChild;
+  for (const it of items) {
+    let e = old.get(it.key);
+    old.delete(it.key);
+    if (!e || e.dataset.sig !== it.sig) {
+      const fresh = it.make();
+      fresh.dataset.key = it.key;
+      fresh.dataset.sig = it.sig;
+      if (e) {
+        if (focused && e.contains(focused)) refocus = likeIn(fresh, focused);
+        if (e === at) at = fresh;
+        e.replaceWith(fresh);
+      }
+      e = fresh;
+    }
+    if (e === at) at = e.nextElementSibling;
+    else parent.insertBefore(e, at);
+  }
+  for (const e of old.values()) e.remove();
+  // A kept element that moved lost the focus on the way (removed and inserted again): given back.
+  const back = refocus ?? (focused?.isConnected ? focused : null);
+  if (back && document.activeElement !== back && (refocus || parent.contains(back)))
+    back.focus({ preventScroll: true });
+}
+
+/** The element in `root` that does what `like` did (same node and action), else its first button. */
+function likeIn(root: HTMLElement, like: HTMLElement): HTMLElement | null {
+  const { node, act, rollout } = like.dataset;
+  const sel = [
+    "button",
+    node !== undefined ? `[data-node="${CSS.escape(node)}"]` : "",
+    act !== undefined ? `[data-act="${CSS.escape(act)}"]` : ":not([data-act])",
+    rollout !== undefined ? `[data-rollout="${CSS.escape(rollout)}"]` : "",
+  ].join("");
+  return root.querySelector<HTMLElement>(sel) ?? root.querySelector<HTMLElement>("button");
+}
+
+/** Sets a text only when it differs (no mutation, no layout work for the same words). */
+function setText(e: HTMLElement, text: string): void {
+  if (e.textContent !== text) e.textContent = text;
+}
+
+/** Runs `draw` only when `sig` differs from what `e` shows now. */
+function drawIf(e: HTMLElement, sig: string, draw: () => void): void {
+  if (e.dataset.sig === sig) return;
+  draw();
+  e.dataset.sig = sig;
+}
+
 const clock = (t: string) => (Number.isNaN(Date.parse(t)) ? t : new Date(t).toISOString().slice(11, 19));
 const stamp = (t: string) =>
   Number.isNaN(Date.parse(t)) ? t : new Date(t).toISOString().replace("T", " ").slice(0, 19);
@@ -69,6 +139,8 @@ export class FleetView {
   private timer: number | undefined;
   private lastDraw = 0;
   private detail: FleetNodeDetail | undefined;
+  /** The rows the detail's timeline shows (time, state, detail), to append only what is new. */
+  private timelineSigs: string[] = [];
   /** The node whose detail is open (its key), also while its detail loads. */
   openKey: string | undefined;
 
@@ -125,6 +197,8 @@ export class FleetView {
     const rollout = this.rolloutDirty;
     this.rolloutDirty = false;
     const keys = rollout ? [...this.state.nodes.keys()] : [...this.dirty];
+    const open = this.openKey;
+    const openChanged = open !== undefined && this.dirty.has(open);
     let waitingChanged = rollout;
     for (const key of keys) {
       const n = this.state.nodes.get(key);
@@ -139,12 +213,12 @@ export class FleetView {
     if (waitingChanged) this.drawWaiting();
     if (rollout) this.drawRollout();
     this.drawTitle();
-    const open = this.openKey;
-    if (open !== undefined && this.detail && keys.includes(open)) {
-      // The summary the event carried is newer than the loaded detail: redraw from it, then reload.
+    if (open !== undefined && this.detail && (openChanged || rollout)) {
+      // The summary the event carried is newer than the loaded detail: redrawn from it (only what
+      // changed), then reloaded. A rollout change only moves its "Rollout" line: no reload.
       const n = this.state.nodes.get(open);
       if (n) this.drawDetail({ ...this.detail, ...n });
-      this.on.openNode(open, true);
+      if (openChanged) this.on.openNode(open, true);
     }
     document.body.dataset.fleetDraws = String(Number(document.body.dataset.fleetDraws ?? 0) + 1);
   }
@@ -232,15 +306,11 @@ export class FleetView {
     $<HTMLElement>("waiting-count").textContent = String(waiting.length);
     $<HTMLElement>("waiting").classList.toggle("none", waiting.length === 0);
     const list = $<HTMLElement>("waiting-list");
-    const focused = document.activeElement as HTMLElement | null;
-    const refocus =
-      focused && list.contains(focused)
-        ? { node: focused.dataset.node, act: focused.dataset.act ?? "" }
-        : undefined;
+    const focused = document.activeElement;
+    const hadFocus = focused instanceof HTMLElement && list.contains(focused);
     const items = waiting.slice(0, WAITING_LISTED).map((n) => {
       const key = nodeKey(n);
-      const li = el("li");
-      li.dataset.node = key;
+      const label = nodeLabel(n);
       const facts = [
         // A node without a name is labelled by its MAC: not said twice.
         n.name ? n.macs.join(" ") : n.macs.slice(1).join(" "),
@@ -249,22 +319,32 @@ export class FleetView {
         `answer ${n.answer}`,
         n.held ? `HELD: ${n.holds.map((h) => h.reason).join("; ")}` : "",
       ].filter(Boolean);
-      li.append(
-        button(nodeLabel(n), { node: key }, "node"),
-        el("span", ` ${facts.join(" · ")} `, "facts"),
-        button("Approve", { node: key, act: "approve" }),
-        button("Hold…", { node: key, act: "hold" }),
-      );
-      return li;
+      const text = ` ${facts.join(" · ")} `;
+      return {
+        key: `node:${key}`,
+        sig: `${label}|${text}`,
+        make: () => {
+          const li = el("li");
+          li.dataset.node = key;
+          li.append(
+            button(label, { node: key }, "node"),
+            el("span", text, "facts"),
+            button("Approve", { node: key, act: "approve" }),
+            button("Hold…", { node: key, act: "hold" }),
+          );
+          return li;
+        },
+      };
     });
-    if (waiting.length === 0) items.push(el("li", "none: every discovered node is approved"));
-    if (waiting.length > WAITING_LISTED)
-      items.push(el("li", `and ${waiting.length - WAITING_LISTED} more, marked in their racks below`));
-    list.replaceChildren(...items);
-    if (refocus?.node) {
-      const sel = `button[data-node="${CSS.escape(refocus.node)}"]${refocus.act ? `[data-act="${CSS.escape(refocus.act)}"]` : ":not([data-act])"}`;
-      (list.querySelector<HTMLButtonElement>(sel) ?? $<HTMLElement>("waiting-h")).focus?.();
+    if (waiting.length === 0)
+      items.push({ key: "none", sig: "", make: () => el("li", "none: every discovered node is approved") });
+    if (waiting.length > WAITING_LISTED) {
+      const more = `and ${waiting.length - WAITING_LISTED} more, marked in their racks below`;
+      items.push({ key: "more", sig: more, make: () => el("li", more) });
     }
+    syncChildren(list, items);
+    // The focused node left the list (approved): the focus goes to the list's heading.
+    if (hadFocus && !focused.isConnected) $<HTMLElement>("waiting-h").focus();
   }
 
   // --- the rollout ----------------------------------------------------------------------------------
@@ -275,63 +355,81 @@ export class FleetView {
     const actions = $<HTMLElement>("rollout-actions");
     const body = $<HTMLTableSectionElement>("rollout-nodes");
     $<HTMLElement>("rollout").dataset.state = r?.state ?? "";
+    actions.hidden = !r;
     if (!r) {
       summary.textContent = "No rollout: start one with kvmstrap fleet rollout start.";
+      summary.dataset.sig = "";
       $<HTMLElement>("rollout-counts").textContent = "";
       $<HTMLElement>("rollout-why").textContent = "";
-      actions.replaceChildren();
       body.replaceChildren();
       $<HTMLElement>("rollout-table").hidden = true;
       return;
     }
-    summary.replaceChildren(
-      el("span", `#${r.id} ${r.name}: `),
-      el("strong", r.state.toUpperCase(), "rollout-state"),
-      el("span", `, wave ${r.wave}`),
+    drawIf(summary, `${r.id}|${r.name}|${r.state}|${r.wave}`, () =>
+      summary.replaceChildren(
+        el("span", `#${r.id} ${r.name}: `),
+        el("strong", r.state.toUpperCase(), "rollout-state"),
+        el("span", `, wave ${r.wave}`),
+      ),
     );
     const c = r.counts;
-    $<HTMLElement>("rollout-counts").textContent =
-      `${c.waiting} waiting · ${c.inFlight} in flight · ${c.verified} verified · ${c.failed} failed · ${c.held} held`;
-    $<HTMLElement>("rollout-why").textContent = r.why ? `Nothing more chosen now: ${r.why}` : "";
-    const focused = (document.activeElement as HTMLElement | null)?.dataset?.rollout;
-    actions.replaceChildren(
-      ...ROLLOUT_ACTIONS.map((a) => {
-        const b = button(a === "abort" ? "Abort…" : a[0]?.toUpperCase() + a.slice(1), { rollout: a });
-        // Offered only where the rollout's transition table takes it (the server would answer 409).
-        b.disabled = !rolloutAllows(r.state, a);
-        return b;
-      }),
+    setText(
+      $<HTMLElement>("rollout-counts"),
+      `${c.waiting} waiting · ${c.inFlight} in flight · ${c.verified} verified · ${c.failed} failed · ${c.held} held`,
     );
-    if (focused) {
-      const again = actions.querySelector<HTMLButtonElement>(`button[data-rollout="${focused}"]`);
-      (again && !again.disabled
-        ? again
-        : actions.querySelector<HTMLButtonElement>("button:enabled")
-      )?.focus();
-    }
+    setText($<HTMLElement>("rollout-why"), r.why ? `Nothing more chosen now: ${r.why}` : "");
+    // The three buttons are made once and kept; each enabled only where the rollout's transition
+    // table takes it (the server would answer 409).
+    if (actions.children.length !== ROLLOUT_ACTIONS.length)
+      actions.replaceChildren(
+        ...ROLLOUT_ACTIONS.map((a) =>
+          button(a === "abort" ? "Abort…" : a[0]?.toUpperCase() + a.slice(1), { rollout: a }),
+        ),
+      );
+    const focused = document.activeElement;
+    for (const b of actions.querySelectorAll<HTMLButtonElement>("button"))
+      b.disabled = !rolloutAllows(r.state, b.dataset.rollout as RolloutAction);
+    // The focused one was just disabled (pause pressed): the focus goes to the one now enabled.
+    if (focused instanceof HTMLButtonElement && actions.contains(focused) && focused.disabled)
+      actions.querySelector<HTMLButtonElement>("button:enabled")?.focus();
     $<HTMLElement>("rollout-table").hidden = r.nodes.length === 0;
     const nodes = rolloutNodesInOrder(r);
     const rows = nodes.slice(0, ROLLOUT_LISTED).map((n) => {
-      const tr = el("tr", undefined, n.state === "failed" ? "problem" : undefined);
-      const name = el("td");
-      name.append(button(n.name ?? `node ${n.id}`, { node: String(n.id) }, "node"));
-      tr.append(
-        name,
-        el("td", n.rack ?? ""),
-        el("td", n.wave == null ? "" : String(n.wave), "num"),
-        el("td", n.state === "failed" ? "FAILED" : n.state, "state"),
-        el("td", n.reason ?? ""),
-      );
-      return tr;
+      const cells = [n.rack ?? "", n.wave == null ? "" : String(n.wave), n.state, n.reason ?? ""];
+      const label = n.name ?? `node ${n.id}`;
+      return {
+        key: `node:${n.id}`,
+        sig: [label, ...cells].join("|"),
+        make: () => {
+          const tr = el("tr", undefined, n.state === "failed" ? "problem" : undefined);
+          const name = el("td");
+          name.append(button(label, { node: String(n.id) }, "node"));
+          tr.append(
+            name,
+            el("td", cells[0]),
+            el("td", cells[1], "num"),
+            el("td", n.state === "failed" ? "FAILED" : n.state, "state"),
+            el("td", cells[3]),
+          );
+          return tr;
+        },
+      };
     });
     if (nodes.length > ROLLOUT_LISTED) {
-      const tr = el("tr");
-      const td = el("td", `and ${nodes.length - ROLLOUT_LISTED} more (waiting or verified)`);
-      td.colSpan = 5;
-      tr.append(td);
-      rows.push(tr);
+      const more = `and ${nodes.length - ROLLOUT_LISTED} more (waiting or verified)`;
+      rows.push({
+        key: "more",
+        sig: more,
+        make: () => {
+          const tr = el("tr");
+          const td = el("td", more);
+          td.colSpan = 5;
+          tr.append(td);
+          return tr;
+        },
+      });
     }
-    body.replaceChildren(...rows);
+    syncChildren(body, rows);
   }
 
   private drawTitle(): void {
@@ -349,14 +447,18 @@ export class FleetView {
     const aside = $<HTMLElement>("fleet-detail");
     aside.hidden = this.openKey === undefined;
     if (!d) {
-      $<HTMLElement>("fleet-detail-title").textContent = error ?? "loading…";
+      setText($<HTMLElement>("fleet-detail-title"), error ?? "loading…");
       for (const id of ["fleet-detail-problem", "fleet-detail-holds-h", "fleet-detail-holds"])
         $<HTMLElement>(id).hidden = true;
-      $<HTMLElement>("fleet-detail-facts").replaceChildren();
-      const bar = $<HTMLElement>("fleet-detail-actions");
-      bar.replaceChildren();
-      bar.dataset.sig = "";
+      for (const id of ["fleet-detail-problem", "fleet-detail-facts", "fleet-detail-holds"]) {
+        $<HTMLElement>(id).replaceChildren();
+        $<HTMLElement>(id).dataset.sig = "";
+      }
+      // Kept, only out of reach until the node is known (an action needs the node's state).
+      $<HTMLElement>("fleet-detail-actions").hidden = true;
       $<HTMLElement>("fleet-timeline").replaceChildren();
+      this.timelineSigs = [];
+      setText($<HTMLElement>("fleet-timeline-count"), "");
       return;
     }
     this.drawDetail(d);
@@ -379,14 +481,43 @@ export class FleetView {
     if (key) (this.buttons.get(key)?.b ?? $<HTMLElement>("waiting-h")).focus();
   }
 
+  /** The detail's action buttons: made once, kept for every node the panel shows (see the top). */
+  private detailActions(): Record<NodeActionKind, HTMLButtonElement> {
+    const bar = $<HTMLElement>("fleet-detail-actions");
+    const made = (act: NodeActionKind) => bar.querySelector<HTMLButtonElement>(`button[data-act="${act}"]`);
+    const approve = made("approve");
+    const hold = made("hold");
+    const rearm = made("rearm");
+    if (approve && hold && rearm) return { approve, hold, rearm };
+    const out = {
+      approve: button("Approve", { act: "approve" }),
+      hold: button("Hold…", { act: "hold" }),
+      rearm: button("Re-arm", { act: "rearm" }),
+    };
+    bar.replaceChildren(out.approve, out.hold, out.rearm);
+    return out;
+  }
+
   private drawDetail(d: FleetNodeDetail): void {
     const key = nodeKey(d);
     $<HTMLElement>("fleet-detail").dataset.node = key;
-    $<HTMLElement>("fleet-detail-title").textContent = `${nodeLabel(d)} (node ${key})`;
+    setText($<HTMLElement>("fleet-detail-title"), `${nodeLabel(d)} (node ${key})`);
+
+    const bar = $<HTMLElement>("fleet-detail-actions");
+    const acts = this.detailActions();
+    const focused = document.activeElement;
+    for (const b of Object.values(acts)) if (b.dataset.node !== key) b.dataset.node = key;
+    acts.approve.hidden = d.approved;
+    setText(acts.rearm, d.holds.length ? "Re-arm (release holds)" : "Re-arm");
+    bar.hidden = false;
+    // Approve was focused and is gone (approved): the focus goes to the next action.
+    if (focused === acts.approve && acts.approve.hidden) acts.hold.focus();
+
     const fail = lastFailure(d);
     const problem = $<HTMLElement>("fleet-detail-problem");
     problem.hidden = !fail;
-    if (fail) {
+    drawIf(problem, fail ? JSON.stringify(fail) : "", () => {
+      if (!fail) return problem.replaceChildren();
       const parts: HTMLElement[] = [
         el("strong", `Last failure${fail.state ? ` in ${fail.state}` : ""} at ${stamp(fail.time)}`),
         el("p", fail.detail),
@@ -396,7 +527,7 @@ export class FleetView {
         parts.push(el("pre", fail.log, "log"));
       }
       problem.replaceChildren(...parts);
-    }
+    });
     const ro = this.state.rolloutState(key);
     const facts: [string, string][] = [
       ["State", fleetStateLabel(d)],
@@ -428,45 +559,43 @@ export class FleetView {
           .join(", ") || "reported",
       ]);
     if (d.flags.length) facts.push(["Identity flags", d.flags.map((f) => flagText(f)).join("; ")]);
-    $<HTMLElement>("fleet-detail-facts").replaceChildren(
-      ...facts.filter(([, v]) => v !== "").flatMap(([k, v]) => [el("dt", k), el("dd", v)]),
+    const shown = facts.filter(([, v]) => v !== "");
+    const dl = $<HTMLElement>("fleet-detail-facts");
+    drawIf(dl, JSON.stringify(shown), () =>
+      dl.replaceChildren(...shown.flatMap(([k, v]) => [el("dt", k), el("dd", v)])),
     );
 
     const holds = $<HTMLElement>("fleet-detail-holds");
     $<HTMLElement>("fleet-detail-holds-h").hidden = d.holds.length === 0;
     holds.hidden = d.holds.length === 0;
-    holds.replaceChildren(
-      ...d.holds.map((h) => {
-        const li = el("li");
-        li.append(
-          el("strong", `${h.source}: `),
-          el("span", h.reason, "reason"),
-          el("small", ` since ${stamp(h.since)}`),
-        );
-        return li;
-      }),
+    drawIf(holds, JSON.stringify(d.holds), () =>
+      holds.replaceChildren(
+        ...d.holds.map((h) => {
+          const li = el("li");
+          li.append(
+            el("strong", `${h.source}: `),
+            el("span", h.reason, "reason"),
+            el("small", ` since ${stamp(h.since)}`),
+          );
+          return li;
+        }),
+      ),
     );
 
-    const bar = $<HTMLElement>("fleet-detail-actions");
-    const focused = (document.activeElement as HTMLElement | null)?.dataset?.act;
-    const buttons: HTMLButtonElement[] = [];
-    if (!d.approved) buttons.push(button("Approve", { node: key, act: "approve" }));
-    buttons.push(button("Hold…", { node: key, act: "hold" }));
-    buttons.push(button(d.holds.length ? "Re-arm (release holds)" : "Re-arm", { node: key, act: "rearm" }));
-    if (bar.dataset.sig !== buttons.map((b) => b.textContent).join("|")) {
-      bar.dataset.sig = buttons.map((b) => b.textContent).join("|");
-      bar.replaceChildren(...buttons);
-      if (focused) (bar.querySelector<HTMLButtonElement>(`[data-act="${focused}"]`) ?? buttons[0])?.focus();
-    }
-
-    $<HTMLElement>("fleet-timeline").replaceChildren(
-      ...d.timeline.map((t) => {
+    // The timeline grows at its end: rows already shown are kept, new ones appended.
+    const rows = d.timeline.map((t) => `${t.time}|${t.state}|${t.detail ?? ""}`);
+    const tbody = $<HTMLElement>("fleet-timeline");
+    const same = this.timelineSigs.length <= rows.length && this.timelineSigs.every((r, i) => r === rows[i]);
+    if (!same) tbody.replaceChildren();
+    tbody.append(
+      ...d.timeline.slice(same ? this.timelineSigs.length : 0).map((t) => {
         const tr = el("tr", undefined, t.state === "failed" || t.state === "stalled" ? "problem" : undefined);
         tr.append(el("td", clock(t.time), "time"), el("td", t.state), el("td", t.detail ?? ""));
         return tr;
       }),
     );
-    $<HTMLElement>("fleet-timeline-count").textContent = `${d.timeline.length} entries, oldest first`;
+    this.timelineSigs = rows;
+    setText($<HTMLElement>("fleet-timeline-count"), `${d.timeline.length} entries, oldest first`);
   }
 }
 

@@ -48,6 +48,8 @@ export async function startRig(
     timeouts?: ServeOptions["timeouts"];
     /** Keep the fleet in an embedded store in the rig's directory, as this rack. */
     fleetRack?: string;
+    /** With fleetRack: a fleet answers directory (site.yaml only), so unknown nodes boot to discovery. */
+    discovery?: boolean;
   } = { tag: "rig" },
 ): Promise<Rig> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `kvms-web-${o.tag}-${process.pid}-`));
@@ -59,6 +61,12 @@ export async function startRig(
     `nodes:\n${Array.from({ length: named }, (_, i) => `  - mac: ${macOf(i)}\n    name: ${nameOf(i)}\n`).join("")}`,
   );
   const stateDir = path.join(dir, "state");
+  const fleetDir = path.join(dir, "fleet-answers");
+  if (o.discovery) {
+    // The smallest fleet directory: enough for discovery (the tests never fetch an approved answer).
+    mkdirSync(fleetDir);
+    writeFileSync(path.join(fleetDir, "site.yaml"), "version: 1\n");
+  }
   const options = (httpPort: number): ServeOptions => ({
     dhcp: "off",
     listen: "127.0.0.1",
@@ -72,6 +80,7 @@ export async function startRig(
     knownOnly: false,
     ...(o.timeouts ? { timeouts: o.timeouts } : {}),
     ...(o.fleetRack ? { store: path.join(dir, "fleet"), rack: o.fleetRack } : {}),
+    ...(o.discovery ? { fleetDir } : {}),
   });
   const rig: Rig = {
     server: await BootServer.start(options(0)),

@@ -2,7 +2,7 @@
 // HTTP Boot, --files, each node's own answer (bearer token), the appliance's event intake, the node
 // table and a live event stream. Every request that says something about a node is fed to the node
 // table. Nothing here logs: answers carry secrets, and fastify's logger stays off.
-import type { Transform } from "node:stream";
+import { pipeline, Readable, type Transform } from "node:stream";
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { ServeFleet } from "../../app/fleet-serve.js";
@@ -191,6 +191,15 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
       );
     },
   });
+
+  // /ipxe/ and --files bodies (an ISO there weighs what the squashfs does) take the rack's cap too.
+  const throttle = ctx.artifactThrottle;
+  if (throttle)
+    app.addHook("onSend", async (req, _reply, payload) =>
+      payload instanceof Readable && (req.url.startsWith("/files/") || req.url.startsWith("/ipxe/"))
+        ? pipeline(payload, throttle(), () => {})
+        : payload,
+    );
 
   // iPXE binaries for UEFI HTTP Boot (the DHCP policy names /ipxe/<file>) and --files: plain
   // directories, where @fastify/static's path confinement and conditional requests are what we want.

@@ -14,6 +14,7 @@ import { loadDeviceSocketAddon } from "./dhcp4/native.js";
 import { type Dhcp4Event, type Dhcp4Mode, Dhcp4Server } from "./dhcp4/server.js";
 import type { Binding } from "./dhcp4/socket.js";
 import { buildHttpApp, type HttpContext } from "./http/app.js";
+import { RackBandwidth } from "./http/rack-bandwidth.js";
 import { loadNetboot, type Netboot } from "./netboot.js";
 import { NodeTable, type NodeTableOptions, type ServeEvent } from "./node-table.js";
 import { loadNodesFile, NodesConfig } from "./nodes-file.js";
@@ -52,6 +53,8 @@ export interface ServeOptions {
   fleetDir?: string | undefined;
   /** This serve's rack (its L2 segment) in the fleet. */
   rack?: string | undefined;
+  /** A cap on this rack's /netboot/ bytes in all, bytes per second (--rack-bandwidth); undefined: none. */
+  rackBandwidth?: number | undefined;
 }
 
 export interface ServeInfo {
@@ -160,6 +163,8 @@ export class BootServer {
     if (!netboot)
       warnings.push("no netboot set: nodes that ask for their boot script get 503 (pass --netboot DIR)");
 
+    // One bucket for the whole rack: every node's download shares it, as they share its uplink.
+    const bandwidth = o.rackBandwidth ? RackBandwidth.of(new Map([[rack, o.rackBandwidth]])) : undefined;
     const ctx: HttpContext = {
       table: t,
       nodes,
@@ -174,6 +179,7 @@ export class BootServer {
       info: () => ({}),
       persist: async () => {},
       fleet,
+      artifactThrottle: bandwidth ? () => bandwidth.throttle(rack) : undefined,
       // The store is open here when --store or --fleet was given (storeFirst): rollouts run from it.
       rollouts:
         fleet?.ready === true

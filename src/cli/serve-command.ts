@@ -2,6 +2,7 @@
 // terminal, as one line per event otherwise, or as JSON lines with --json; `serve status` and
 // `serve rearm` talk to a running server over its HTTP API.
 import path from "node:path";
+import { parseSize } from "../answer/units.js";
 import { defaultServeStateDir, FleetClient, request, serverBase } from "../app/fleet-client.js";
 import { NODE_PATHS } from "../app/node-protocol.js";
 import { MAC } from "../core/grammar.js";
@@ -55,6 +56,10 @@ Options:
                         hardware and waits until "kvmstrap fleet approve"; its answer is merged
                         from DIR and checked against its report (a failing one holds it)
   --rack NAME           This serve's rack in the fleet (default: --interface, else the host name)
+  --rack-bandwidth RATE Bytes per second for all downloads from this server together (/netboot/,
+                        /ipxe/, /files/: kernel, initrd, squashfs, ISO), shared as the rack's
+                        uplink is: 100M = 100 MB/s (decimal), 100MiB binary; bytes, not bits (a
+                        10 Gbit/s uplink is 1.25G). Default: no cap
   --server URL          For status and rearm: the running server (default http://127.0.0.1:8080)
   --follow              For status: keep printing events as they happen
   --json                JSON on stdout: serve streams every event, one per line; status prints
@@ -83,6 +88,7 @@ export const SERVE_OPTIONS = {
   store: { type: "string" },
   fleet: { type: "string" },
   rack: { type: "string" },
+  "rack-bandwidth": { type: "string" },
   server: { type: "string" },
   follow: { type: "boolean" },
   json: { type: "boolean" },
@@ -108,6 +114,7 @@ const SERVER_ONLY = [
   "store",
   "fleet",
   "rack",
+  "rack-bandwidth",
 ] as const;
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -151,6 +158,21 @@ function positive(value: string | undefined, flag: string): number | undefined {
   return n;
 }
 
+/** --rack-bandwidth: "100M", "1.25G", "512KiB", "100M/s" -> bytes per second (sizes as answers write them). */
+export function parseRate(text: string): number {
+  let n = Number.NaN;
+  try {
+    n = parseSize(text.trim().replace(/\/s$/i, ""));
+  } catch {
+    // not a size: the usage error below says what is
+  }
+  if (!(n >= 1000 && n <= 1e13))
+    throw new UsageError(
+      `--rack-bandwidth ${text}: expected bytes per second from 1K to 10T, such as 100M (100 MB/s) or 1.25G`,
+    );
+  return Math.floor(n);
+}
+
 /** "90", "90s", "30m", "4h", "2d" -> seconds. */
 export function parseDuration(text: string, flag: string): number {
   const m = /^(\d+)\s*(s|m|h|d)?$/.exec(text.trim());
@@ -192,6 +214,7 @@ async function serve(v: Values): Promise<number> {
     fleetDir: v.fleet ? path.resolve(v.fleet) : undefined,
     storeFirst: true,
     rack: v.rack,
+    rackBandwidth: v["rack-bandwidth"] === undefined ? undefined : parseRate(v["rack-bandwidth"]),
     tokenTtlSeconds: v["token-ttl"] ? parseDuration(v["token-ttl"], "token-ttl") : 4 * 3600,
     knownOnly: v["known-only"] ?? false,
   } as const;

@@ -194,6 +194,23 @@ describe.skipIf(!built)(
       const two = await fleet(["power", a, "--libvirt", "vm", "--redfish", "https://bmc"]);
       expect(two.exitCode).toBe(2);
       expect(two.stderr).toMatch(/one power driver per node/);
+      // Redfish the same way, its password from REDFISH_PASSWORD (node c had none until now).
+      const rf = await ok(
+        [
+          ...["power", MAC_C, "--redfish", "https://bmc-c.example:8443", "--user", "root"],
+          ...["--system", "/redfish/v1/Systems/1", "--insecure", "--json"],
+        ],
+        { REDFISH_PASSWORD: SECRET },
+      );
+      expect(JSON.parse(rf)).toEqual({
+        driver: "redfish",
+        url: "https://bmc-c.example:8443",
+        user: "root",
+        password: "(set)",
+        system: "/redfish/v1/Systems/1",
+        insecure: true,
+      });
+      expect(await ok(["power", MAC_C])).toContain("certificate not verified");
       const help = await fleet(["power", "--help"]);
       expect(help.stdout).toMatch(/IPMI_PASSWORD/);
     });

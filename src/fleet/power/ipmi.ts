@@ -56,6 +56,9 @@ export class IpmiPower implements PowerPort {
         throw new PowerError("ipmi", this.target.host, `could not run ipmitool: ${e.message}`);
       });
     if (r.timedOut) throw new PowerError("ipmi", this.target.host, `chassis power ${verb} timed out`);
+    // The runner reports a program it could not start (ENOENT) as a result with no exit code.
+    if (r.exitCode === undefined || r.exitCode === null)
+      throw new PowerError("ipmi", this.target.host, `could not run ${this.ipmitool} (package ipmitool)`);
     if (r.exitCode !== 0) {
       const why = (r.stderr || r.stdout).trim().split("\n")[0] || `exit ${r.exitCode}`;
       throw new PowerError("ipmi", this.target.host, `chassis power ${verb} failed: ${why}`);

@@ -16,6 +16,7 @@ import {
   type EventInput,
   type FleetStore,
   type NodeRow,
+  type NodeSummary,
   normalMac,
   openStore,
   redact,
@@ -396,21 +397,22 @@ export class ServeFleet {
 
   // --- views --------------------------------------------------------------------------------------
 
+  /** Every node (of a rack, in a state) from one store query, however many there are. */
   async list(filter: { rack?: string; state?: string } = {}): Promise<FleetNode[]> {
-    const rows = await (await this.opening).nodes(filter.rack ? { rack: filter.rack } : {});
-    const views = await Promise.all(rows.map((r) => this.view(r)));
+    const rows = await (await this.opening).nodeSummaries(filter.rack ? { rack: filter.rack } : {});
+    const views = rows.map((r) => this.toView(r));
     return filter.state ? views.filter((v) => v.state === filter.state) : views;
   }
 
   async view(ref: NodeRow | number): Promise<FleetNode> {
-    const node = typeof ref === "number" ? await (await this.opening).node(ref) : ref;
-    if (!node) throw new Error(`internal: node ${String(ref)} vanished`);
-    const [approval, holds, last] = await Promise.all([
-      (await this.opening).approval(node.id),
-      (await this.opening).holds(node.id),
-      (await this.opening).nodeEvents(node.id, 1),
-    ]);
-    const e = last[0];
+    const id = typeof ref === "number" ? ref : ref.id;
+    const [row] = await (await this.opening).nodeSummaries({ id });
+    if (!row) throw new Error(`internal: node ${id} vanished`);
+    return this.toView(row);
+  }
+
+  /** The one mapping of a stored node to its view (the list and a single node alike). */
+  private toView({ node, approved, holds, lastEvent: e }: NodeSummary): FleetNode {
     const answer = holds.some((h) => h.source === "answer") ? "held" : (this.answers.get(node.id) ?? "none");
     return {
       id: String(node.id),
@@ -421,7 +423,7 @@ export class ServeFleet {
       serial: node.serial,
       assetTag: node.assetTag,
       state: holds.length ? "held" : node.state,
-      approved: approval !== undefined,
+      approved,
       held: holds.length > 0,
       holds: holds.map((h) => ({ source: h.source, reason: h.reason, since: h.createdAt.toISOString() })),
       lastEvent: e ? { time: e.time.toISOString(), detail: eventDetail(e.type, e.body) } : null,

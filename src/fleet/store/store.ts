@@ -21,6 +21,7 @@ import type {
   HoldRow,
   LeaseRow,
   NodeRow,
+  NodeSummary,
   RolloutNodeRow,
   RolloutRow,
   TimelineRow,
@@ -189,6 +190,47 @@ export class FleetStore {
     return rows.map(nodeRow);
   }
 
+  /**
+   * Every node (or those of a rack, a state, one id) with its approval, open holds and newest event,
+   * in one statement: the fleet list at 1,000 nodes is one query, not four per node.
+   */
+  async nodeSummaries(filter: { rack?: string; state?: string; id?: number } = {}): Promise<NodeSummary[]> {
+    const rows = await this.sql.query(
+      `SELECT ${NODE_COLUMNS},
+         EXISTS (SELECT 1 FROM approvals a WHERE a.node_id = n.id) AS approved,
+         coalesce((SELECT jsonb_agg(jsonb_build_object('id', h.id, 'source', h.source, 'reason', h.reason,
+             'held_by', h.held_by, 'created_at', h.created_at) ORDER BY h.id)
+           FROM holds h WHERE h.node_id = n.id AND h.released_at IS NULL), '[]'::jsonb) AS holds,
+         e.seq AS e_seq, e.time AS e_time, e.source AS e_source, e.mac AS e_mac, e.type AS e_type,
+         e.state AS e_state, e.body AS e_body
+       FROM nodes n
+       LEFT JOIN LATERAL (SELECT seq, time, source, mac, type, state, body FROM events
+         WHERE node_id = n.id ORDER BY seq DESC LIMIT 1) e ON true
+       WHERE ($1::text IS NULL OR n.rack = $1) AND ($2::text IS NULL OR n.state = $2)
+         AND ($3::bigint IS NULL OR n.id = $3)
+       ORDER BY n.id`,
+      [filter.rack ?? null, filter.state ?? null, filter.id ?? null],
+    );
+    return rows.map((r) => ({
+      node: nodeRow(r),
+      approved: r.approved === true,
+      holds: (r.holds as Row[]).map((h) => holdRow({ ...h, node_id: r.id })),
+      lastEvent:
+        r.e_seq == null
+          ? null
+          : eventRow({
+              seq: r.e_seq,
+              time: r.e_time,
+              source: r.e_source,
+              node_id: r.id,
+              mac: r.e_mac,
+              type: r.e_type,
+              state: r.e_state,
+              body: r.e_body,
+            }),
+    }));
+  }
+
   async flags(nodeId: number): Promise<FlagRow[]> {
     const rows = await this.sql.query(
       "SELECT id, node_id, other_node, kind, detail, created_at FROM identity_flags WHERE node_id = $1 AND resolved_at IS NULL ORDER BY id",
@@ -275,14 +317,7 @@ export class FleetStore {
       "SELECT id, node_id, source, reason, held_by, created_at FROM holds WHERE node_id = $1 AND released_at IS NULL ORDER BY id",
       [nodeId],
     );
-    return rows.map((r) => ({
-      id: Number(r.id),
-      nodeId: Number(r.node_id),
-      source: r.source as HoldRow["source"],
-      reason: String(r.reason),
-      heldBy: r.held_by == null ? null : String(r.held_by),
-      createdAt: date(r.created_at),
-    }));
+    return rows.map(holdRow);
   }
 
   /** The node's approval, if any (who and when). */
@@ -507,6 +542,17 @@ function nodeRow(r: Row): NodeRow {
     stateSince: date(r.state_since),
     createdAt: date(r.created_at),
     macs: r.macs as string[],
+  };
+}
+
+function holdRow(r: Row): HoldRow {
+  return {
+    id: Number(r.id),
+    nodeId: Number(r.node_id),
+    source: r.source as HoldRow["source"],
+    reason: String(r.reason),
+    heldBy: r.held_by == null ? null : String(r.held_by),
+    createdAt: date(r.created_at),
   };
 }
 

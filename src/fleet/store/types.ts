@@ -13,6 +13,14 @@ export interface NodeRow {
   macs: string[];
 }
 
+/** A node with what its view needs besides itself: approved, its open holds, its newest event. */
+export interface NodeSummary {
+  node: NodeRow;
+  approved: boolean;
+  holds: HoldRow[];
+  lastEvent: EventRow | null;
+}
+
 export interface EventInput {
   type: string;
   /** Default: now. */

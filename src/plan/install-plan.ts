@@ -50,11 +50,16 @@ const LIVE_ONLY = [
   "usr/local/lib/kvmstrap/agent-network",
   // DHCP on every wired NIC is the appliance's, for an answer URL; the host's network is the answer's.
   "etc/systemd/network/50-kvmstrap-live-wired.network",
+];
+/** networkd enabled and a bounded wait for one address: removed when the answer has a network. */
+const LIVE_NETWORKD = [
   "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
   "etc/systemd/system/sockets.target.wants/systemd-networkd.socket",
   "etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service",
   "etc/systemd/system/systemd-networkd-wait-online.service.d/kvmstrap.conf",
 ];
+/** The installed host's network when the answer names none (see the install.dhcp step). */
+export const DEFAULT_HOST_NETWORK = "/etc/systemd/network/50-kvmstrap-dhcp.network";
 const LIVE_PACKAGES = [
   "live-boot",
   "live-boot-initramfs-tools",
@@ -190,7 +195,7 @@ export function buildInstallPlan(report: HostReport, answer: Answer, input: Inst
       return plan;
     }
   }
-  plan.actions = installActions(spec, disk, input, plan.answerDigest);
+  plan.actions = installActions(spec, disk, input, plan.answerDigest, answer.network !== undefined);
   return plan;
 }
 
@@ -199,6 +204,8 @@ function installActions(
   disk: InstallDisk,
   input: InstallInput,
   answerSha256: string,
+  /** The answer says what the host's network is. */
+  hasNetwork: boolean,
 ): Action[] {
   const out: Action[] = [];
   const cmd = (id: string, argv: string[], summary: string, undo: string[] | null = null) =>
@@ -381,11 +388,32 @@ function installActions(
     chroot("dpkg", "--purge", "--no-triggers", ...LIVE_PACKAGES),
     "remove live-boot: the installed host boots from its own disk",
   );
+  // An answer without a network section would leave the host with no address at all: locked out
+  // of SSH, and its first boot unable to report to the boot server. It keeps DHCP on its wired
+  // NICs instead (networkd, as the appliance had it); an answer's network replaces it.
+  const keepDhcp = !hasNetwork;
   cmd(
     "live-files",
-    ["rm", "-f", "--", ...LIVE_ONLY.map((p) => inTarget(`/${p}`))],
+    ["rm", "-f", "--", ...[...LIVE_ONLY, ...(keepDhcp ? [] : LIVE_NETWORKD)].map((p) => inTarget(`/${p}`))],
     "remove the live console's autologin, TUI hooks and boot agent",
   );
+  if (keepDhcp)
+    file(
+      "dhcp",
+      inTarget(DEFAULT_HOST_NETWORK),
+      [
+        "# kvmstrap install: the answer has no network section, so the host keeps DHCP on its wired",
+        "# NICs (reachable, and its first boot can report). Give the answer a network to replace this.",
+        "[Match]",
+        "Name=en* eth*",
+        "",
+        "[Network]",
+        "DHCP=yes",
+        "LinkLocalAddressing=no",
+        "",
+      ].join("\n"),
+      "DHCP on the wired NICs: the answer has no network section",
+    );
   cmd(
     "grub-defaults",
     [

@@ -74,6 +74,7 @@ const HOSTS: Record<string, LiveHostSpec> = {
 
 const RUNS: [string, string][] = [
   ["blank-virtio-disk", "cd-boot"],
+  ["answer-names-the-network", "cd-boot"],
   ["usb-stick-is-the-boot-medium", "usb-boot"],
   ["usb-stick-is-the-boot-medium", "usb-boot-renamed"],
   ["usb-stick-is-the-boot-medium", "usb-toram"],

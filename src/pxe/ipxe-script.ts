@@ -9,13 +9,17 @@ import type { Netboot } from "./netboot.js";
 export const DOWNLOAD_TRIES = 5;
 export const RETRY_SECONDS = 5;
 
+/** Set by the local-boot script, so the generic script knows its non-zero exit was meant. */
+const LOCAL_BOOT_SETTING = "kvmstrap-local-boot";
+
 /** The script DHCP points iPXE at. `base` is the server's URL (no trailing slash). */
 export function genericScript(base: string): string {
   return `#!ipxe
 # kvmstrap: find this node's own script by MAC, SMBIOS UUID, serial or asset tag
 chain ${base}/boot/\${mac:hexhyp}.ipxe?uuid=\${uuid}&serial=\${serial:uristring}&asset=\${asset:uristring} || goto failed
-exit
+exit 1
 :failed
+isset \${${LOCAL_BOOT_SETTING}} && exit 1 ||
 echo kvmstrap: could not fetch this node's boot script from ${base}; see the server's log
 sleep ${RETRY_SECONDS * 2} ||
 exit 1
@@ -94,11 +98,18 @@ exit 1
 `;
 }
 
-/** Boot once: an installed node is sent on to its local disk until the operator re-arms it. */
+/**
+ * Boot once: an installed node is sent on to its local disk until the operator re-arms it. It
+ * exits with a failure on purpose: UEFI's boot manager (EDK2's BdsDxe) goes on to the next boot
+ * option only when one fails; a success (plain `exit`) ends the boot loop in the firmware's menu,
+ * where the node then sits (seen under OVMF; Tinkerbell and netboot.xyz met it on real servers).
+ * A BIOS ignores the status and tries its next device either way.
+ */
 export function localBootScript(mac: string): string {
   return `#!ipxe
 # kvmstrap: ${mac} is installed; it boots from its local disk (re-arm: kvmstrap serve rearm ${mac})
 echo kvmstrap: ${mac} is installed, booting from the local disk
-exit
+set ${LOCAL_BOOT_SETTING} 1
+exit 1
 `;
 }

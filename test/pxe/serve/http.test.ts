@@ -287,7 +287,8 @@ describe("event intake, boot once and re-arm", () => {
     const token = tokenIn((await get(`/boot/${mac}.ipxe`)).body.toString());
     expect((await post(MAC_A, token, event("installed"))).status).toBe(204);
     const local = (await get(`/boot/${mac}.ipxe`)).body.toString();
-    expect(local).toMatch(/^exit$/m);
+    expect(local).toMatch(/^exit 1$/m); // a failure, so UEFI tries its next boot option (the disk)
+    expect(local).toMatch(/^set kvmstrap-local-boot 1$/m);
     expect(local).not.toContain("kernel");
     expect(await stateOf(MAC_A)).toBe("local-boot");
     expect(JSON.parse(readFileSync(path.join(stateDir, "nodes-state.json"), "utf8")).installed).toEqual([

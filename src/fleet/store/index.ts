@@ -11,6 +11,7 @@ import { FleetStore } from "./store.js";
 export type { IdentityFlag, IdentityInput, KnownNode, Resolution } from "./identity.js";
 export { normalMac, normalSerial, normalUuid, resolveIdentity } from "./identity.js";
 export type { WriterOptions } from "./ingest.js";
+export { type Lease, ROLLOUT_RUNNER_LEASE, type SessionLeaseOptions } from "./lease.js";
 export { EVENTS_CHANNEL } from "./live.js";
 export { MIGRATIONS } from "./migrations/index.js";
 export { FleetStore, type Resolved, type ResolveOptions } from "./store.js";
@@ -104,7 +105,7 @@ export async function openPostgres(
     await pool.end().catch(() => {});
     throw e;
   }
-  return new FleetStore(sql);
+  return new FleetStore(sql, undefined, {}, () => new pg.Client({ connectionString: url }));
 }
 
 /**

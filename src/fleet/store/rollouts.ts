@@ -53,6 +53,11 @@ export interface NodeChange {
 
 export interface RolloutChange {
   id: number;
+  /**
+   * The status the change was decided from: the save is refused (StaleRollout, nothing written)
+   * when the rollout has moved since, e.g. an operator's pause through another rack's serve.
+   */
+  from?: string;
   status?: string;
   wave?: number;
   eventSeq?: number;
@@ -64,6 +69,11 @@ export interface RolloutChange {
 /** Another rollout is active: the route's 409. */
 export class RolloutConflict extends Error {
   override name = "RolloutConflict";
+}
+
+/** The rollout moved since the change was decided: read it again and decide again. */
+export class StaleRollout extends Error {
+  override name = "StaleRollout";
 }
 
 type Row = Record<string, unknown>;
@@ -220,11 +230,14 @@ export class RolloutStore {
   /** Every change of one step in one transaction, each with its event. */
   async save(c: RolloutChange): Promise<void> {
     await this.sql.transaction(async (tx) => {
-      await tx.query(
+      const updated = await tx.query(
         `UPDATE rollouts SET status = coalesce($2, status), wave = coalesce($3, wave),
-           event_seq = greatest(event_seq, coalesce($4, 0)), updated_at = now() WHERE id = $1`,
-        [c.id, c.status ?? null, c.wave ?? null, c.eventSeq ?? null],
+           event_seq = greatest(event_seq, coalesce($4, 0)), updated_at = now()
+         WHERE id = $1 AND ($5::text IS NULL OR status = $5) RETURNING id`,
+        [c.id, c.status ?? null, c.wave ?? null, c.eventSeq ?? null, c.from ?? null],
       );
+      if (updated.length === 0 && c.from !== undefined)
+        throw new StaleRollout(`rollout ${c.id} is no longer ${c.from}`);
       for (const e of c.events ?? []) {
         await tx.query(
           `INSERT INTO rollout_waves (rollout_id, wave, status, started_at) VALUES ($1, $2, $3, now())

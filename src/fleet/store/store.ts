@@ -12,6 +12,13 @@ import {
   resolveIdentity,
 } from "./identity.js";
 import { EventWriter, type WriterOptions } from "./ingest.js";
+import {
+  heldLease,
+  type Lease,
+  type SessionClient,
+  type SessionLeaseOptions,
+  sessionLease,
+} from "./lease.js";
 import { Live } from "./live.js";
 import type { Sql, Tx } from "./sql.js";
 import type {
@@ -56,6 +63,8 @@ export class FleetStore {
     readonly sql: Sql,
     private readonly onClose: () => Promise<void> = async () => {},
     writer: WriterOptions = {},
+    /** A connection of its own (PostgreSQL): what a lease holds its lock on. */
+    private readonly session?: () => SessionClient,
   ) {
     this.writer = new EventWriter(sql, writer);
     this.live = new Live(sql, (since, until) => this.eventsBetween(since, until));
@@ -479,6 +488,16 @@ export class FleetStore {
       address: String(r.address),
       expiresAt: date(r.expires_at),
     }));
+  }
+
+  // --- leases -------------------------------------------------------------------------------------
+
+  /**
+   * A lease at most one process sharing this store holds (lease.ts): on PostgreSQL a session-level
+   * advisory lock on a connection of its own, tried until taken; embedded, always held.
+   */
+  lease(key: number, o: SessionLeaseOptions = {}): Lease {
+    return this.session ? sessionLease(this.session, key, o) : heldLease();
   }
 
   // --- lifetime -----------------------------------------------------------------------------------

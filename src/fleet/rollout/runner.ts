@@ -11,6 +11,7 @@ import type { PowerPort } from "../power/port.js";
 import {
   type NodeChange,
   RolloutStore,
+  StaleRollout,
   type StoredRollout,
   type StoredRolloutNode,
 } from "../store/rollouts.js";
@@ -85,7 +86,16 @@ export interface RunnerOptions {
   onChange?: (rollout: RolloutView) => void;
   /** Who the events say wrote them. */
   source?: string;
+  /**
+   * Whether this runner decides (it holds the region's lease; default: always). One that does not
+   * takes no step and powers nothing: it reads, and writes operators' actions to the store, where
+   * the deciding runner (woken by their events) takes them up.
+   */
+  leads?: () => boolean;
 }
+
+/** Times a step or an action is decided again when another serve moved the rollout meanwhile. */
+const STALE_RETRIES = 5;
 
 type Action = "start" | "pause" | "resume" | "abort";
 
@@ -111,7 +121,9 @@ export class RolloutRunner {
   async start(): Promise<void> {
     this.stopped = false;
     this.unsubscribe = await this.o.store.subscribe((events) => {
-      if (events.some((e) => e.source !== (this.o.source ?? "rollout"))) this.poke();
+      if (this.leads()) {
+        if (events.some((e) => e.source !== (this.o.source ?? "rollout"))) this.poke();
+      } else if (events.some((e) => e.type === "rollout" || e.type === "rollout-node")) this.mirror();
     });
     await this.step();
   }
@@ -142,7 +154,7 @@ export class RolloutRunner {
 
   /** A step soon; pokes while one is already queued add nothing (an event flood is one step). */
   private poke(): void {
-    if (this.stopped || this.poked) return;
+    if (this.stopped || this.poked || !this.leads()) return;
     this.poked = true;
     void this.serial(async () => {
       this.poked = false;
@@ -151,6 +163,22 @@ export class RolloutRunner {
     }).catch(() => {});
   }
   private poked = false;
+
+  private leads(): boolean {
+    return this.o.leads?.() ?? true;
+  }
+
+  /** Not deciding: the rollout's changes (the leader's) still reach onChange (this serve's /v1/events). */
+  private mirror(): void {
+    if (this.stopped || this.mirrored || !this.o.onChange) return;
+    this.mirrored = true;
+    void this.serial(async () => {
+      this.mirrored = false;
+      const v = await this.view();
+      if (v) this.o.onChange?.(v);
+    }).catch(() => {});
+  }
+  private mirrored = false;
 
   /** Creates a rollout over the nodes its params select and starts it (pending, then canary). */
   create(params: RolloutParams, by = "operator"): Promise<RolloutView> {
@@ -169,6 +197,7 @@ export class RolloutRunner {
       });
       await this.rollouts.save({
         id,
+        from: "pending",
         status: "canary",
         events: [{ event: "start", status: "canary", wave: 0, by }],
       });
@@ -178,32 +207,41 @@ export class RolloutRunner {
 
   /** pause, resume or abort (or start a pending one), as the transition table allows. */
   act(id: number, action: Action, by = "operator"): Promise<RolloutView> {
-    return this.serial(async () => {
-      const r = await this.rollouts.get(id);
-      if (!r) throw new RolloutRefused(`no rollout ${id}`, 404);
-      const from = r.status as RolloutState;
-      const t = rolloutTransition(from, action);
-      if (!t.expected) throw new RolloutRefused(`rollout ${id} is ${from}: it cannot ${action}`);
-      if (action === "resume" && (from === "halted" || from === "canary-halted")) {
-        // next() would halt it again at once: the failures that halted it are still there.
-        const nodes = await this.rollouts.nodes(id);
-        const d = next(
-          { state: t.state, wave: r.wave, config: configOf(r.params as RolloutParams) },
-          decideNodes(nodes),
-          this.clock(),
+    return this.serial(() => this.actOnce(id, action, by, STALE_RETRIES));
+  }
+
+  private async actOnce(id: number, action: Action, by: string, retries: number): Promise<RolloutView> {
+    const r = await this.rollouts.get(id);
+    if (!r) throw new RolloutRefused(`no rollout ${id}`, 404);
+    const from = r.status as RolloutState;
+    const t = rolloutTransition(from, action);
+    if (!t.expected) throw new RolloutRefused(`rollout ${id} is ${from}: it cannot ${action}`);
+    if (action === "resume" && (from === "halted" || from === "canary-halted")) {
+      // next() would halt it again at once: the failures that halted it are still there.
+      const nodes = await this.rollouts.nodes(id);
+      const d = next(
+        { state: t.state, wave: r.wave, config: configOf(r.params as RolloutParams) },
+        decideNodes(nodes),
+        this.clock(),
+      );
+      if (d.events.includes("threshold"))
+        throw new RolloutRefused(
+          `rollout ${id} is ${from}: wave ${r.wave} still has failed nodes past the threshold; re-arm or hold them first`,
         );
-        if (d.events.includes("threshold"))
-          throw new RolloutRefused(
-            `rollout ${id} is ${from}: wave ${r.wave} still has failed nodes past the threshold; re-arm or hold them first`,
-          );
-      }
+    }
+    try {
       await this.rollouts.save({
         id,
+        from,
         status: t.state,
         events: [{ event: action, status: t.state, wave: r.wave, by }],
       });
-      return this.takeStep(id);
-    });
+    } catch (e) {
+      // Another serve's runner moved it meanwhile: the action is judged again on what it is now.
+      if (e instanceof StaleRollout && retries > 0) return this.actOnce(id, action, by, retries - 1);
+      throw e;
+    }
+    return this.takeStep(id);
   }
 
   async view(id?: number): Promise<RolloutView | undefined> {
@@ -220,9 +258,10 @@ export class RolloutRunner {
     });
   }
 
-  private async takeStep(id: number): Promise<RolloutView> {
+  private async takeStep(id: number, retries = STALE_RETRIES): Promise<RolloutView> {
     const now = this.clock();
     const r = (await this.rollouts.get(id)) as StoredRollout;
+    if (!this.leads()) return viewOf(r, await this.rollouts.nodes(id), await this.rollouts.events(id), now);
     const stored = await this.rollouts.nodes(id);
     const byId = new Map(stored.map((n) => [n.nodeId, { ...n }]));
     const changed = new Map<number, NodeChange>();
@@ -290,14 +329,21 @@ export class RolloutRunner {
       changed.set(n.nodeId, { ...n, event: "power-on" });
     }
     if (changed.size > 0 || events.length > 0 || cursor !== r.eventSeq)
-      await this.rollouts.save({
-        id,
-        status: d.state,
-        wave: d.wave,
-        eventSeq: cursor,
-        events,
-        nodes: [...changed.values()],
-      });
+      try {
+        await this.rollouts.save({
+          id,
+          from: r.status,
+          status: d.state,
+          wave: d.wave,
+          eventSeq: cursor,
+          events,
+          nodes: [...changed.values()],
+        });
+      } catch (e) {
+        // An operator's action through another serve landed meanwhile: decide again on it.
+        if (e instanceof StaleRollout && retries > 0) return this.takeStep(id, retries - 1);
+        throw e;
+      }
 
     // Powered on only now that the store says so: a crash here leaves them in flight, never twice on.
     if (d.powerOn.length > 0)
@@ -335,6 +381,8 @@ export class RolloutRunner {
           detail = `power on: ${(e as Error).message}`;
         }
         await this.serial(async () => {
+          // The lease lost meanwhile: the leader now decides; the node times out if it never boots.
+          if (!this.leads()) return;
           const n = (await this.rollouts.nodes(id)).find((x) => x.nodeId === nodeId);
           if (!n) return;
           const t = nodeTransition(n.state as NodeRolloutState, outcome);

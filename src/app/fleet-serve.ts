@@ -15,10 +15,12 @@ import type { RolloutView } from "../fleet/rollout/view.js";
 import {
   type EventInput,
   type FleetStore,
+  type Lease,
   type NodeRow,
   type NodeSummary,
   normalMac,
   openStore,
+  ROLLOUT_RUNNER_LEASE,
   redact,
 } from "../fleet/store/index.js";
 import { RolloutStore } from "../fleet/store/rollouts.js";
@@ -461,26 +463,40 @@ export class ServeFleet {
   // --- rollouts -----------------------------------------------------------------------------------
 
   private runner: RolloutRunner | undefined;
+  private lease: Lease | undefined;
 
   /**
-   * The rollout runner over this store, started (it resumes an active rollout where it was). One per
-   * serve: with several racks' serves on one PostgreSQL, run rollouts from one of them.
+   * The rollout runner over this store, started (it resumes an active rollout where it was). With
+   * several racks' serves on one PostgreSQL, one runner of the region decides and powers on: the one
+   * holding the store's rollout lease (an advisory lock on a session of its own; embedded: always
+   * this one). The others serve the rollout routes from the store and write operators' actions to
+   * it, which wakes the leader; when the leader dies, one of them takes the lease within seconds and
+   * resumes the active rollout from the store.
    */
   async startRollouts(onChange: (rollout: RolloutView) => void): Promise<RolloutRunner> {
     const store = await this.opening;
-    this.runner = new RolloutRunner({
+    const lease = store.lease(ROLLOUT_RUNNER_LEASE);
+    this.lease = lease;
+    const runner = new RolloutRunner({
       store,
       power: (_id, settings) => powerPort(settings as PowerSettings),
       onChange,
       source: `rollout@${this.o.rack}`,
+      leads: () => lease.held,
     });
-    await this.runner.start();
-    return this.runner;
+    this.runner = runner;
+    lease.onChange((held) => {
+      // Taken (at start, or after the leader died): resume the active rollout from the store.
+      if (held) runner.step().catch(() => {});
+    });
+    await runner.start();
+    return runner;
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     await this.runner?.stop();
+    await this.lease?.close();
     await Promise.allSettled([...this.last.values()]);
     const store = await this.opening.catch(() => undefined);
     await store?.close();

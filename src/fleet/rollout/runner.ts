@@ -197,7 +197,6 @@ export class RolloutRunner {
       });
       await this.rollouts.save({
         id,
-        from: "pending",
         status: "canary",
         events: [{ event: "start", status: "canary", wave: 0, by }],
       });
@@ -232,7 +231,7 @@ export class RolloutRunner {
     try {
       await this.rollouts.save({
         id,
-        from,
+        version: r.version,
         status: t.state,
         events: [{ event: action, status: t.state, wave: r.wave, by }],
       });
@@ -332,7 +331,7 @@ export class RolloutRunner {
       try {
         await this.rollouts.save({
           id,
-          from: r.status,
+          version: r.version,
           status: d.state,
           wave: d.wave,
           eventSeq: cursor,

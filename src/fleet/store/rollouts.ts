@@ -19,6 +19,8 @@ export interface StoredRollout {
   wave: number;
   /** The last event the runner applied to the rollout's nodes. */
   eventSeq: number;
+  /** The row's version (PostgreSQL's xmin): every save changes it. */
+  version: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -54,10 +56,11 @@ export interface NodeChange {
 export interface RolloutChange {
   id: number;
   /**
-   * The status the change was decided from: the save is refused (StaleRollout, nothing written)
-   * when the rollout has moved since, e.g. an operator's pause through another rack's serve.
+   * The rollout's row version the change was decided on (StoredRollout.version): the save is
+   * refused (StaleRollout, nothing written) when anyone saved the rollout since, e.g. an operator's
+   * pause through another rack's serve, or a runner that lost its lease in the middle of a step.
    */
-  from?: string;
+  version?: string;
   status?: string;
   wave?: number;
   eventSeq?: number;
@@ -233,11 +236,11 @@ export class RolloutStore {
       const updated = await tx.query(
         `UPDATE rollouts SET status = coalesce($2, status), wave = coalesce($3, wave),
            event_seq = greatest(event_seq, coalesce($4, 0)), updated_at = now()
-         WHERE id = $1 AND ($5::text IS NULL OR status = $5) RETURNING id`,
-        [c.id, c.status ?? null, c.wave ?? null, c.eventSeq ?? null, c.from ?? null],
+         WHERE id = $1 AND ($5::text IS NULL OR xmin::text = $5) RETURNING id`,
+        [c.id, c.status ?? null, c.wave ?? null, c.eventSeq ?? null, c.version ?? null],
       );
-      if (updated.length === 0 && c.from !== undefined)
-        throw new StaleRollout(`rollout ${c.id} is no longer ${c.from}`);
+      if (updated.length === 0 && c.version !== undefined)
+        throw new StaleRollout(`rollout ${c.id} changed since this was decided`);
       for (const e of c.events ?? []) {
         await tx.query(
           `INSERT INTO rollout_waves (rollout_id, wave, status, started_at) VALUES ($1, $2, $3, now())
@@ -293,7 +296,8 @@ export class RolloutStore {
   }
 }
 
-const ROLLOUT_COLUMNS = "id, name, status, params, wave, event_seq, created_at, updated_at";
+const ROLLOUT_COLUMNS =
+  "id, name, status, params, wave, event_seq, created_at, updated_at, xmin::text AS version";
 
 function rolloutRow(r: Row): StoredRollout {
   return {
@@ -303,6 +307,7 @@ function rolloutRow(r: Row): StoredRollout {
     params: r.params,
     wave: Number(r.wave),
     eventSeq: Number(r.event_seq),
+    version: String(r.version),
     createdAt: r.created_at instanceof Date ? r.created_at : new Date(String(r.created_at)),
     updatedAt: r.updated_at instanceof Date ? r.updated_at : new Date(String(r.updated_at)),
   };

@@ -22,12 +22,14 @@ import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 import { fleetPowerCommand, NODE_REF } from "./fleet-power-command.js";
 import { fleetRolloutCommand } from "./fleet-rollout-command.js";
+import { fleetStoreCopyCommand } from "./fleet-store-command.js";
 
 export const FLEET_HELP = `Usage: kvmstrap fleet nodes [--rack R] [--state S] [server options]
        kvmstrap fleet show|approve|rearm NODE [server options]
        kvmstrap fleet hold NODE --reason R [server options]
        kvmstrap fleet rollout ...            (kvmstrap fleet rollout --help)
        kvmstrap fleet power NODE [driver]    (kvmstrap fleet power --help)
+       kvmstrap fleet store-copy --from DIR|URL --to DIR|URL   (--help)
        kvmstrap fleet <answer|explain> NODE [KEY] --fleet DIR [options]
 
 Against a running kvmstrap serve (its fleet store), NODE is a node id, one of its MACs or its name:
@@ -92,6 +94,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
   // rollout has its own options and help.
   if (argv[0] === "rollout") return fleetRolloutCommand(argv.slice(1));
   if (argv[0] === "power") return fleetPowerCommand(argv.slice(1));
+  if (argv[0] === "store-copy") return fleetStoreCopyCommand(argv.slice(1));
   const { values, positionals } = parse(argv, FLEET_OPTIONS);
   const [sub, node, key, extra] = positionals;
   if (values.help || sub === "help") {

@@ -143,6 +143,12 @@ interface Sim {
   done: Promise<void>;
 }
 const sims: Sim[] = [];
+/** The longest a single acknowledged POST took (ms), for the summary line. */
+let slowest = 0;
+/** When each acknowledged POST was sent and answered. */
+const sent: { from: number; to: number }[] = [];
+const t = Date.now();
+const mark = (what: string) => console.log(`${Math.round((Date.now() - t) / 1000)} s: ${what}`);
 /** Called after every acknowledged event (the faults are triggered from here). */
 let onAck: (s: Sim, phase: string) => void = () => {};
 
@@ -171,12 +177,15 @@ async function postEvent(s: Sim, phase: string): Promise<void> {
   const detail = `sim ${s.mac} ${phase}`;
   for (let attempt = 0; ; attempt++) {
     alive();
+    const t0 = Date.now();
     const r = await call(`${base}${NODE_PATHS.events(s.mac)}`, {
       method: "POST",
       headers: { authorization: `Bearer ${s.token}`, "content-type": "application/json" },
       body: JSON.stringify({ type: "node", phase, time: new Date().toISOString(), detail }),
     });
     if (r.status >= 200 && r.status < 300) {
+      slowest = Math.max(slowest, Date.now() - t0);
+      sent.push({ from: t0, to: Date.now() });
       s.acked.push({ phase, detail });
       onAck(s, phase);
       return;
@@ -346,6 +355,7 @@ describe.skipIf(skip !== undefined)(
         ...["--power-interval", "0", "--rack", "r1", "--json"],
       ]);
       const id = Number(JSON.parse(started).id);
+      mark(`rollout ${id} started`);
       expect((await status(id)).nodes).toHaveLength(NODES);
       for (const s of sims) s.done = runSim(s);
 
@@ -354,6 +364,7 @@ describe.skipIf(skip !== undefined)(
       while (!killed && Date.now() < end1) await pause(100);
       expect(killed, "wave 1 never started installing").toBeDefined();
       await killed;
+      mark("serve killed");
       const [frozen] = (
         (await pg?.psql("fleet", `SELECT status || ' ' || wave FROM rollouts WHERE id = ${id}`)) ?? ""
       ).split("\n");
@@ -368,6 +379,7 @@ describe.skipIf(skip !== undefined)(
       expect(frozen).toBe("running 1");
       expect(inFlight.length, "nodes in flight when serve was killed").toBeGreaterThan(0);
       await startServe();
+      mark("serve restarted");
       const servePid = child?.pid;
       const keptAfterKill = await expectNothingLost("after kill -9");
       expect(keptAfterKill).toBeGreaterThan(NODES); // every appliance-up, the canary's install, wave 1's
@@ -385,21 +397,30 @@ describe.skipIf(skip !== undefined)(
       while (!pgRestart && Date.now() < end2) await pause(100);
       expect(pgRestart, "wave 2 never started installing").toBeDefined();
       await pgRestart;
+      mark("PostgreSQL restarted");
       expect(pgDownAt).toBeGreaterThan(0);
+      // Events were posted while PostgreSQL was down: serve held them until it was back (or refused
+      // them, and the sims sent them again); they are checked below like every other.
+      const pgUpAt = pgDownAt + pgDownMs;
+      const duringOutage = () => sent.filter((x) => x.from >= pgDownAt && x.from < pgUpAt).length;
       const done = await until(
         id,
         (v) => v.state === "done" || v.state.includes("halted") || v.state === "aborted",
       );
       await Promise.all(sims.map((s) => s.done));
+      mark(`rollout ${done.state}`);
       expect(done.state, JSON.stringify(done.nodes)).toBe("done");
       expect(done.nodes.map((x) => x.state)).toEqual(Array(NODES).fill("verified"));
       expect(child?.exitCode, `serve exited on the PostgreSQL restart: ${out}`).toBeNull();
       expect(child?.pid).toBe(servePid);
 
+      expect(duringOutage(), "no event was posted while PostgreSQL was down").toBeGreaterThan(0);
       const kept = await expectNothingLost("at the end");
       expect(kept).toBe(NODES * (1 + PHASES.length));
-      // One power-on and one "powered" per node over the whole rollout, across both faults.
-      const powered = (
+      // Exactly one power-on per node over the whole rollout, across both faults; at most one
+      // "powered" (a node whose power-on was saved just before the kill has its port's answer lost
+      // with the process: the restarted runner finds it in flight and never asks the port again).
+      const counts = (
         (await pg?.psql(
           "fleet",
           `SELECT node_id || ' ' || (body->>'event') || ' ' || count(*) FROM events
@@ -409,9 +430,14 @@ describe.skipIf(skip !== undefined)(
       )
         .split("\n")
         .filter(Boolean);
-      expect(powered).toEqual(sims.flatMap((s) => [`${s.id} power-on 1`, `${s.id} powered 1`]));
+      const times = (nodeId: string, event: string) =>
+        Number(counts.find((l) => l.startsWith(`${nodeId} ${event} `))?.split(" ")[2] ?? 0);
+      for (const s of sims) {
+        expect(times(s.id, "power-on"), `node ${s.id}: power-ons`).toBe(1);
+        expect(times(s.id, "powered"), `node ${s.id}: powered`).toBeLessThanOrEqual(1);
+      }
       console.log(
-        `rollout-faults: ${kept} events acknowledged and kept; ${sims.reduce((k, s) => k + s.refused, 0)} attempts refused or cut off and retried; PostgreSQL down ${pgDownMs} ms`,
+        `rollout-faults: ${kept} events acknowledged and kept; ${sims.reduce((k, s) => k + s.refused, 0)} attempts refused or cut off and retried; PostgreSQL down ${pgDownMs} ms (${duringOutage()} events posted meanwhile, all kept); the slowest acknowledgement took ${slowest} ms`,
       );
     }, 900_000);
   },

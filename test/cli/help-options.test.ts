@@ -17,6 +17,7 @@ import { DETECT_HELP, DETECT_OPTIONS } from "../../src/cli/detect.js";
 import { FLEET_HELP, FLEET_OPTIONS } from "../../src/cli/fleet-command.js";
 import { FLEET_POWER_HELP, FLEET_POWER_OPTIONS } from "../../src/cli/fleet-power-command.js";
 import { FLEET_ROLLOUT_HELP, FLEET_ROLLOUT_OPTIONS } from "../../src/cli/fleet-rollout-command.js";
+import { FLEET_STORE_COPY_HELP, FLEET_STORE_COPY_OPTIONS } from "../../src/cli/fleet-store-command.js";
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
 import { ISO_HELP, ISO_OPTIONS } from "../../src/cli/iso-command.js";
@@ -47,6 +48,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "fleet", help: FLEET_HELP, options: FLEET_OPTIONS },
   { name: "fleet rollout", help: FLEET_ROLLOUT_HELP, options: FLEET_ROLLOUT_OPTIONS },
   { name: "fleet power", help: FLEET_POWER_HELP, options: FLEET_POWER_OPTIONS },
+  { name: "fleet store-copy", help: FLEET_STORE_COPY_HELP, options: FLEET_STORE_COPY_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

@@ -5,14 +5,19 @@
 // are then read from both sides and compared; the sequences are past the copied ids; the password
 // is in no output; a second copy into the now full target, the same store twice, an unreachable
 // URL and a source with a newer schema are each refused with exit 2 and one line.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { storeTables } from "../../../src/fleet/store/copy.js";
-import { type FleetStore, openPglite, openPostgres } from "../../../src/fleet/store/index.js";
+import {
+  type FleetStore,
+  openPglite,
+  openPostgres,
+  ROLLOUT_RUNNER_LEASE,
+} from "../../../src/fleet/store/index.js";
 import { RolloutStore } from "../../../src/fleet/store/rollouts.js";
 import { projectRoot } from "../../helpers/shared-hosts.js";
 import { freshTarget } from "./drivers.js";
@@ -161,6 +166,39 @@ describe.skipIf(missing)(`fleet store-copy${missing ? ` (skipped: ${missing})` :
     expect(r.stdout).toMatch(/^nodes\s+3\s+3$/m);
     expect(`${r.stdout}${r.stderr}`).not.toContain(SECRET);
   }, 60_000);
+
+  it("copies back from PostgreSQL to an embedded store, and refuses a source a serve is using", async () => {
+    // A running serve holds the region's rollout-runner lease (an advisory lock): the same lock here.
+    const serve = new pg.Client({ connectionString: target });
+    await serve.connect();
+    await serve.query("SELECT pg_advisory_lock($1)", [ROLLOUT_RUNNER_LEASE]);
+    const dir = mkdtempSync(path.join(tmpdir(), `kvmstrap-copy-back-${process.pid}-`));
+    try {
+      const busy = await cli("--from", target, "--to", dir);
+      expect(busy.exitCode).toBe(2);
+      expect(busy.stderr).toMatch(/a kvmstrap serve is using it \(PostgreSQL session \d+/);
+      await serve.end();
+      const r = await cli("--from", target, "--to", dir, "--json");
+      expect(r.exitCode, r.stderr).toBe(0);
+      const from = await openPostgres(target);
+      const to = await openPglite(dir);
+      try {
+        expect(await dump(to)).toEqual(await dump(from));
+      } finally {
+        await from.close();
+        await to.close();
+      }
+      // An embedded store open in another live process (this one) is refused by its lock.
+      const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+      writeFileSync(path.join(dir, "kvmstrap-fleet.pid"), `${process.pid} ${boot}\n`);
+      const locked = await cli("--from", dir, "--to", await freshTarget("postgres", server));
+      expect(locked.exitCode).toBe(2);
+      expect(locked.stderr).toContain(`the fleet store is open in process ${process.pid}`);
+    } finally {
+      await serve.end().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it("refuses a target that holds rows, the same store twice, a bad URL, a newer schema", async () => {
     const oneLine = (r: { exitCode?: number; stderr: string; stdout: string }, re: RegExp) => {

@@ -1,6 +1,6 @@
 // `kvmstrap fleet`: the node commands against a running `kvmstrap serve` (nodes, show, approve, hold,
 // rearm; src/app/fleet-client.ts), `rollout` (fleet-rollout-command.ts), `power`
-// (fleet-power-command.ts), and answer|explain, a
+// (fleet-power-command.ts), `store-copy` (fleet-store-command.ts), and answer|explain, a
 // node's layered answer from a fleet directory, offline.
 
 import {
@@ -107,7 +107,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
     throw new UsageError(
       sub
         ? `unknown fleet subcommand "${sub}"`
-        : "fleet needs a subcommand: nodes, show, approve, hold, rearm, rollout, power, answer or explain",
+        : "fleet needs a subcommand: nodes, show, approve, hold, rearm, rollout, power, store-copy, answer or explain",
     );
   for (const k of ["state", "reason", "server", "token-file"] as const)
     if (values[k] !== undefined)

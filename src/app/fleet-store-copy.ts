@@ -58,6 +58,12 @@ export async function fleetStoreCopy(r: StoreCopyRequest): Promise<StoreCopyResu
       );
     const target = await open("target", r.to);
     try {
+      // A serve on the target would go on from its own view of an empty store: start it afterwards.
+      const busy = await servePid(target.sql);
+      if (busy !== undefined)
+        throw new InputError(
+          `target ${where(r.to)}: a kvmstrap serve is using it (PostgreSQL session ${busy} holds the rollout runner's lease); stop it, copy, then start serve`,
+        );
       const tables = await copyStore(source.sql, target.sql, { progress: r.progress });
       return {
         from: where(r.from),

@@ -19,7 +19,8 @@ the copied ids, and each table's rows are counted on both sides before the commi
 
 Stop every kvmstrap serve using the source first: an embedded store is open in one process at a
 time (a running serve makes this command exit 2 naming its pid), and on PostgreSQL a serve
-holding the rollout runner's lease is refused too. Events written during the copy would be lost.
+holding the rollout runner's lease is refused too (on the source and on the target). Start serve
+with --store TARGET once the copy is done.
 
 Options:
   --from DIR|URL   The store to copy (it is not changed, apart from the migration)

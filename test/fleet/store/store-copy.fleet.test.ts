@@ -178,6 +178,16 @@ describe.skipIf(missing)(`fleet store-copy${missing ? ` (skipped: ${missing})` :
       expect(busy.exitCode).toBe(2);
       expect(busy.stderr).toMatch(/a kvmstrap serve is using it \(PostgreSQL session \d+/);
       await serve.end();
+      // The same lease held on an empty PostgreSQL target: a serve there is refused too.
+      const empty = await freshTarget("postgres", server);
+      const other = new pg.Client({ connectionString: empty });
+      await other.connect();
+      await openPostgres(empty).then((s) => s.close()); // its tables, as serve would have made them
+      await other.query("SELECT pg_advisory_lock($1)", [ROLLOUT_RUNNER_LEASE]);
+      const served = await cli("--from", target, "--to", empty);
+      await other.end();
+      expect(served.exitCode).toBe(2);
+      expect(served.stderr).toMatch(/target .*a kvmstrap serve is using it/);
       const r = await cli("--from", target, "--to", dir, "--json");
       expect(r.exitCode, r.stderr).toBe(0);
       const from = await openPostgres(target);

@@ -93,7 +93,12 @@ export function sessionLease(connect: () => SessionClient, key: number, o: Sessi
       });
     }
   };
-  const running = loop();
+  const running = loop().then(async () => {
+    // A session opened by a try that close() did not see: ended, its lock with it.
+    const c = client;
+    client = undefined;
+    await c?.end().catch(() => {});
+  });
 
   return {
     get held() {
@@ -105,11 +110,12 @@ export function sessionLease(connect: () => SessionClient, key: number, o: Sessi
     close: async () => {
       closed = true;
       wake?.();
-      await running;
+      // Ended first: a try under way (a connect to a server that does not answer) ends with it.
       const c = client;
       client = undefined;
       set(false);
       await c?.end().catch(() => {});
+      await running;
     },
   };
 }

@@ -325,6 +325,7 @@ describe.skipIf(skip !== undefined)(
       let pgRestart: Promise<void> | undefined;
       let pgDownAt = 0;
       let pgDownMs = 0;
+      let pgInFlight = 0;
       const verified = () => sims.filter((s) => s.acked.some((a) => a.phase === "verified")).length;
       onAck = (s, phase) => {
         // 1: a wave-1 node's "installing" was just acknowledged (the canary is verified): kill -9.
@@ -336,6 +337,12 @@ describe.skipIf(skip !== undefined)(
         // 2: a wave-2 node is installing (canary and wave 1 verified): PostgreSQL goes down and up.
         if (killed && !pgRestart && phase === "installing" && verified() >= 4) {
           pgRestart = (async () => {
+            pgInFlight = Number(
+              await pg?.psql(
+                "fleet",
+                "SELECT count(*) FROM rollout_nodes WHERE state IN ('powering-on','booting','installing','installed')",
+              ),
+            );
             await pg?.crash();
             pgDownAt = Date.now();
             // Down until the sims have tried the server a few times (their events wait or are refused).
@@ -351,7 +358,18 @@ describe.skipIf(skip !== undefined)(
       };
 
       const started = await ok([
-        ...["rollout", "start", "--canary", "1", "--wave", "3", "--max-in-flight", "3"],
+        ...[
+          "rollout",
+          "start",
+          "--canary",
+          "1",
+          "--wave",
+          "3",
+          "--max-in-flight",
+          "3",
+          "--max-per-rack",
+          "3",
+        ],
         ...["--power-interval", "0", "--rack", "r1", "--json"],
       ]);
       const id = Number(JSON.parse(started).id);
@@ -399,9 +417,12 @@ describe.skipIf(skip !== undefined)(
       await pgRestart;
       mark("PostgreSQL restarted");
       expect(pgDownAt).toBeGreaterThan(0);
+      expect(pgInFlight, "nodes in flight when PostgreSQL went down").toBeGreaterThan(0);
       // Events were posted while PostgreSQL was down: serve held them until it was back (or refused
       // them, and the sims sent them again); they are checked below like every other.
       const pgUpAt = pgDownAt + pgDownMs;
+      // Right after the restart, serve reads the store again (the fleet routes) and has lost nothing.
+      await expectNothingLost("after the PostgreSQL restart");
       const duringOutage = () => sent.filter((x) => x.from >= pgDownAt && x.from < pgUpAt).length;
       const done = await until(
         id,
@@ -439,6 +460,12 @@ describe.skipIf(skip !== undefined)(
       console.log(
         `rollout-faults: ${kept} events acknowledged and kept; ${sims.reduce((k, s) => k + s.refused, 0)} attempts refused or cut off and retried; PostgreSQL down ${pgDownMs} ms (${duringOutage()} events posted meanwhile, all kept); the slowest acknowledgement took ${slowest} ms`,
       );
+      // What serve said about its store through the restart (a problem line is kept for the log).
+      for (const line of out
+        .split("\n")
+        .filter((l) => /fleet store|"problem"|error/i.test(l) && !l.includes('"type":"rollout"'))
+        .slice(0, 10))
+        console.log(`serve: ${line.slice(0, 300)}`);
     }, 900_000);
   },
 );

@@ -107,6 +107,8 @@ interface Pending {
   since: number;
   /** Got past DHCP: worth a node of its own even by MAC alone. */
   beyondEarly: boolean;
+  /** The store was asked whether it knows the MAC already. */
+  asked?: boolean;
 }
 
 export class ServeFleet {
@@ -198,7 +200,13 @@ export class ServeFleet {
         }
         q.events.push({ e, done: (err) => (err ? reject(err) : resolve()) });
         if (q.events.length > PENDING_EVENTS) q.events.shift()?.done();
-        if (e.state !== undefined && !EARLY.has(e.state)) q.beyondEarly = true;
+        if (e.state !== undefined && !EARLY.has(e.state)) {
+          q.beyondEarly = true;
+          if (!q.asked) {
+            q.asked = true;
+            void this.knownByMac(mac);
+          }
+        }
       });
     // Nobody may be waiting (a DHCP event): a failure is said once in a while, never thrown away silently.
     const tracked = p.catch((err: unknown) => {
@@ -238,6 +246,19 @@ export class ServeFleet {
         () => done(),
         (err: unknown) => done(err),
       );
+  }
+
+  /**
+   * A MAC the store knows already (serve restarted while the node installs): its node is that one,
+   * so its events go on at once instead of waiting for the sweep (which would hold an agent's
+   * event for 35 s and make it resend). A MAC the store does not know keeps waiting: a NIC swap
+   * must land on the old node once it says who it is.
+   */
+  private async knownByMac(mac: string): Promise<void> {
+    const node = await (await this.opening).nodeByMac(mac).catch(() => undefined);
+    if (!node || !this.pending.has(mac)) return;
+    this.ids.set(mac, node.id);
+    this.flush(mac, node.id);
   }
 
   private boundPending(): void {

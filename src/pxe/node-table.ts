@@ -8,6 +8,18 @@ import { NODE_STATES, type NodeInput, type NodeState, nextState, TIMEOUTS } from
 /** Timeline entries kept per node (older ones are dropped): memory per node stays small and bounded. */
 export const TIMELINE_MAX = 48;
 
+/**
+ * Keeps a timeline at TIMELINE_MAX entries. Progress within a state goes first: the transitions are
+ * the node's story, and a node that waits an hour for approval (lease renewals, polls) would
+ * otherwise lose how it booted. The server's table and the dashboard's model both use it.
+ */
+export function boundTimeline(timeline: { state: string; from: string; unexpected?: boolean }[]): void {
+  while (timeline.length > TIMELINE_MAX) {
+    const progress = timeline.findIndex((e) => e.state === e.from && !e.unexpected);
+    timeline.splice(Math.max(progress, 0), 1);
+  }
+}
+
 export interface TimelineEntry {
   /** Unix ms. */
   time: number;
@@ -272,7 +284,7 @@ export class NodeTable {
 
   private push(node: NodeRecord, entry: TimelineEntry): void {
     node.timeline.push(entry);
-    if (node.timeline.length > TIMELINE_MAX) node.timeline.splice(0, node.timeline.length - TIMELINE_MAX);
+    boundTimeline(node.timeline);
   }
 }
 

@@ -1,18 +1,15 @@
 // Boots the built appliance under QEMU TCG with real firmware, one guest after another, and waits
 // for the live console's marker and then the TUI's title on the serial console (ttyS0): the ISO as a
-// CD under SeaBIOS, a site's Secure Boot ISO (made by `kvmstrap iso prepare`) under OVMF with Secure
-// Boot enforcing, and the netboot set by
-// direct kernel boot with live-boot fetching the squashfs from a local HTTP server. The OVMF CD boot
-// and the raw-disk (USB stick) boot are the first halves of install.image.test.ts's two installs.
-import { createReadStream } from "node:fs";
-import { copyFile, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+// CD under SeaBIOS, and a site's Secure Boot ISO (made by `kvmstrap iso prepare`) under OVMF with
+// Secure Boot enforcing. The raw-disk (USB stick) boot and the OVMF CD boot with an answer URL are in
+// install.image.test.ts; the netboot set (PXE, live-boot fetching the squashfs over HTTP) boots in the
+// fleet tier's rack rollout (test/fleet/rollout/rack.fleet.test.ts), under SeaBIOS and OVMF.
+import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prepareIso } from "../../src/app/iso-prepare.js";
-import { bootUntil, isoPath, LIVE_MARKER, manifest, NETBOOT, secureBootIsoPath, TUI_TITLE } from "./image.js";
+import { bootUntil, isoPath, LIVE_MARKER, manifest, secureBootIsoPath, TUI_TITLE } from "./image.js";
 
 const OVMF_CODE_SECBOOT = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 const OVMF_VARS_MS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"; // Microsoft keys enrolled, Secure Boot on
@@ -83,49 +80,5 @@ describe("the appliance boots to the kvmstrap TUI on the serial console", () => 
     expect(r.log).toContain(`${LIVE_MARKER} (${(await manifest()).version}, secureboot=on)`);
     // No kvmstrap.auto=install: the answer waits for the operator at the console.
     expect(r.log).toMatch(/kvmstrap\.auto=install is not on the command line/);
-  });
-
-  describe("netboot", () => {
-    let server: Server;
-    let requests: string[] = [];
-    beforeAll(async () => {
-      server = createServer((req, res) => {
-        const name = path.basename(req.url ?? "");
-        requests.push(name);
-        const file = path.join(NETBOOT, name);
-        stat(file).then(
-          (s) => {
-            res.writeHead(200, { "content-length": s.size });
-            createReadStream(file).pipe(res);
-          },
-          () => res.writeHead(404).end(),
-        );
-      });
-      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-      requests = [];
-    });
-    afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
-    it("by direct kernel boot with the manifest's command line, live-boot fetching the squashfs over HTTP", async () => {
-      const m = await manifest();
-      const port = (server.address() as AddressInfo).port;
-      // QEMU's user network reaches the host's loopback at 10.0.2.2.
-      const append = m.cmdline.replace("@BASE@", `http://10.0.2.2:${port}`);
-      expect(append).toContain(`fetch=http://10.0.2.2:${port}/filesystem.squashfs`);
-      const r = await bootUntil(
-        "netboot-direct",
-        [
-          "-M",
-          "pc",
-          "-kernel",
-          path.join(NETBOOT, "vmlinuz"),
-          "-initrd",
-          path.join(NETBOOT, "initrd.img"),
-        ].concat(["-append", append, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]),
-        EXPECT,
-      );
-      report("netboot-direct", r.seen);
-      expect(requests).toContain("filesystem.squashfs");
-    });
   });
 });

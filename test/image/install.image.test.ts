@@ -3,13 +3,14 @@
 // fetched over HTTP from this test at boot (OVMF, QEMU's user network: 10.0.2.2 is this host), and
 // kvmstrap.auto=install on the default entry. Nothing is typed. Under SeaBIOS the firmware boots the
 // USB stick holding the prepared ISO (the written-USB path, a raw disk: the boot medium the install
-// must not touch); under OVMF the ISO boots as a CD beside such a stick. The boot agent installs onto
-// the blank virtio disk the answer names and reboots, which ends QEMU (-no-reboot). The stick's
-// sha256 must not change; the installed root must have been closed cleanly (no journal to replay)
-// with the install's logs in /var/log/kvmstrap; then the installed disk boots alone, under the same
-// firmware, until its first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial console.
-// Guests run one after another (TCG, 2 cores). These two boots are also the tier's OVMF CD boot and
-// its SeaBIOS raw-disk boot (boot.image.test.ts keeps the SeaBIOS CD with the TUI, and Secure Boot).
+// must not touch). The boot agent installs onto the blank virtio disk the answer names and reboots,
+// which ends QEMU (-no-reboot). The stick's sha256 must not change; the installed root must have been
+// closed cleanly (no journal to replay) with the install's logs in /var/log/kvmstrap; then the
+// installed disk boots alone until its first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial
+// console. Under OVMF the ISO boots as a CD and fetches its answer from the URL prepare put on its
+// command line, checks its sha256 and starts the install (the UEFI install to its end is the fleet
+// tier's rack rollout). Guests run one after another (TCG, 2 cores). boot.image.test.ts keeps the
+// SeaBIOS CD with the TUI, and Secure Boot.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -208,7 +209,7 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
     await firstBoot("seabios", ["-M", "pc", "-boot", "c"], disk.args);
   }, 3_600_000);
 
-  it("OVMF, booted as a CD: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256)", async () => {
+  it("OVMF, booted as a CD: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256), and the install under way", async () => {
     const body = Buffer.from(ANSWER);
     const requests: string[] = [];
     const server: Server = createServer((req, res) => {
@@ -227,12 +228,24 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
         answerSha256: createHash("sha256").update(body).digest("hex"),
         auto: true,
       });
+      // The UEFI install and its first boot run to the end in the fleet tier's rack rollout (an
+      // OVMF node installed over PXE, booted from its disk by the removable path); here the CD boot,
+      // the answer URL and its sha256 are what is new, so the guest stops once the install started.
+      const disk = await blankDisk("ovmf");
       const net = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
-      const { disk, log } = await installUnattended("ovmf", await ovmf("install"), iso, "cd", net);
-      expect(log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=off\)/);
+      const r = await image.bootUntil(
+        "install-ovmf-cd",
+        [...(await ovmf("install")), "-cdrom", iso, "-boot", "d", ...disk.args, ...net],
+        [
+          image.LIVE_MARKER,
+          /KVMSTRAP-AGENT: answer-fetched from \S+ \(sha256 [0-9a-f]{16}/,
+          "KVMSTRAP-AGENT: installing",
+        ],
+        { failOn: AGENT_FAILED },
+      );
+      report("install-ovmf-cd", r.seen);
+      expect(r.log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=off\)/);
       expect(requests).toContain("GET /answer.yaml");
-      // No boot entries in fresh variables: the firmware finds the installed GRUB by the removable path.
-      await firstBoot("ovmf", await ovmf("installed"), disk.args);
     } finally {
       await new Promise((r) => server.close(r));
     }

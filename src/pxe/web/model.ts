@@ -5,7 +5,7 @@
 // nodes file) catch up.
 import type { NodeStatus } from "../http/status.js";
 import type { NodeInput, NodeState } from "../node-state.js";
-import { type ServeEvent, STATE_ORDER, TIMELINE_MAX } from "../node-table.js";
+import { boundTimeline, type ServeEvent, STATE_ORDER } from "../node-table.js";
 
 export interface TimelineItem {
   /** Unix ms on the server's clock. */
@@ -172,7 +172,7 @@ export class FleetModel {
 
 function push(node: WebNode, item: TimelineItem): void {
   node.timeline.push(item);
-  if (node.timeline.length > TIMELINE_MAX) node.timeline.splice(0, node.timeline.length - TIMELINE_MAX);
+  boundTimeline(node.timeline);
 }
 
 /** The state a failed node was in when it failed (the state its last transition into "failed" left). */

@@ -2,8 +2,8 @@
 // br0` as the only DHCP server on an isolated segment (no dnsmasq): a QEMU guest under SeaBIOS (QEMU's
 // iPXE ROM) and one under OVMF (EDK2's own PXE client, then Debian's ipxe.efi over TFTP) each take an
 // address from kvmstrap's range, chain to their own iPXE script and fetch the appliance's kernel and
-// initrd over HTTP. Each guest is killed once the server has sent it both: appliance.pxe.test.ts
-// boots on into the appliance; what differs here is the DHCP. The server is restarted between the
+// initrd over HTTP. Each guest is killed once the server has sent it both: the fleet tier's rack
+// rollout boots on into the appliance; what differs here is the DHCP. The server is restarted between the
 // guests on the same state directory, so the second guest proves the leases were persisted: without
 // STATE/leases.json it would be offered the first guest's address again.
 // Serial logs and the event stream: iso-build/out/test-logs/pxe-full-*.

@@ -2,7 +2,7 @@
 // "HTTPClient:Arch:00016", option 93 = 16) gets from kvmstrap's DHCP the http:// URL of Debian's
 // ipxe.efi (/ipxe/ipxe.efi, option 60 "HTTPClient" echoed), fetches it over HTTP (no TFTP at all),
 // and iPXE goes on to its script, the kernel and the initrd. The guest is killed once the server has
-// sent both (appliance.pxe.test.ts boots on into the appliance).
+// sent both (the fleet tier's rack rollout boots on into the appliance).
 //  - How HTTP Boot is chosen: Debian 12's OVMF (2022.11) reads opt/org.tianocore/IPv4PXESupport and
 //    IPv6PXESupport from fw_cfg (OvmfPkg/Library/PxeBcPcdProducerLib); set to "n", the PXE driver
 //    makes no boot options, and the first network boot option `-boot n` tries is "UEFI HTTPv4".

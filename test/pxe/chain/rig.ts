@@ -166,8 +166,9 @@ export const entered = (n: NodeStatus, state: string) =>
 /**
  * Powers a guest on and waits until the server has sent the node its kernel and initrd in full
  * (the `http-done` of initrd.img: the node's own script asked for both), or the node stalls or
- * fails, or QEMU dies; then kills the guest. Booting on into the appliance is
- * appliance.pxe.test.ts's part; here the chain up to the kernel is what differs.
+ * fails, or QEMU dies; then kills the guest. Booting on into the appliance (and installing it) is
+ * the fleet tier's rack rollout's part (test/fleet/rollout/rack.fleet.test.ts); here the chain up to
+ * the kernel is what differs.
  */
 export async function bootUntilFetched(
   ns: Netns,

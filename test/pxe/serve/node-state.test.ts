@@ -286,6 +286,30 @@ describe("the node table", () => {
     expect(node?.timeline.at(-1)?.detail).toBe("step 499");
   });
 
+  it("keeps a node's transitions when progress within a state overflows the timeline", () => {
+    const { table } = clocked();
+    for (const input of [
+      "dhcp",
+      "ipxe-dhcp",
+      "script",
+      "kernel",
+      "initrd",
+      "rootfs",
+      "appliance-up",
+    ] as const)
+      table.input(MAC, input);
+    const chain = table
+      .get(MAC)
+      ?.timeline.filter((t) => t.state !== t.from)
+      .map((t) => t.state);
+    // An hour waiting for approval: lease renewals and polls, no new state.
+    for (let i = 0; i < 500; i++) table.input(MAC, "appliance-up", `poll ${i}`);
+    const node = table.get(MAC);
+    expect(node?.timeline).toHaveLength(TIMELINE_MAX);
+    expect(node?.timeline.filter((t) => t.state !== t.from).map((t) => t.state)).toEqual(chain);
+    expect(node?.timeline.at(-1)?.detail).toBe("poll 499");
+  });
+
   it("re-arming clears the boot-once flag; a restored installed node starts installed", () => {
     const { table } = clocked();
     table.touch(MAC, true);

@@ -238,7 +238,7 @@ export async function bootNode(port: DhcpPort, id: Identity, c: NodeConfig): Pro
     });
     await step("local-boot", async () => {
       const text = await nodeScript(scriptUrl);
-      if (/^kernel\s/m.test(text) || !/^exit\s*$/m.test(text))
+      if (/^kernel\s/m.test(text) || !/^exit 1\s*$/m.test(text))
         throw new Error(`an installed node was not sent to its local disk: ${text.slice(0, 200)}`);
     });
     await step("rebooted", () => report("rebooted"));

@@ -151,6 +151,18 @@ const t = Date.now();
 const mark = (what: string) => console.log(`${Math.round((Date.now() - t) / 1000)} s: ${what}`);
 /** Called after every acknowledged event (the faults are triggered from here). */
 let onAck: (s: Sim, phase: string) => void = () => {};
+/**
+ * While set, the sims hold their next phase: the test reads the store between the two faults, and a
+ * rollout that moved on meanwhile would set off the PostgreSQL restart under those reads.
+ */
+let held: { promise: Promise<void>; release: () => void } | undefined;
+function hold(): NonNullable<typeof held> {
+  let release = () => {};
+  const promise = new Promise<void>((r) => {
+    release = r;
+  });
+  return { promise, release };
+}
 
 /** One HTTP request, its failures as a status of 0 (the sim retries both). */
 async function call(
@@ -217,6 +229,7 @@ async function runSim(s: Sim): Promise<void> {
   }
   s.answered = true;
   for (const phase of PHASES) {
+    await held?.promise;
     await postEvent(s, phase);
     await pause(400); // the install takes a while: other nodes of the wave stay in flight meanwhile
   }
@@ -332,6 +345,7 @@ describe.skipIf(skip !== undefined)(
         if (!killed && phase === "installing" && verified() >= 1) {
           const c = child as ChildProcess;
           killed = new Promise((r) => c.once("exit", () => r()));
+          held = hold();
           c.kill("SIGKILL");
         }
         // 2: a wave-2 node is installing (canary and wave 1 verified): PostgreSQL goes down and up.
@@ -409,6 +423,8 @@ describe.skipIf(skip !== undefined)(
         const [nodeId] = line.split(" ");
         expect(resumed.nodes.find((x) => x.id === nodeId)?.state).not.toMatch(/^(waiting|failed)$/);
       }
+      held?.release(); // the sims go on
+      held = undefined;
 
       // Fault 2: PostgreSQL restarted mid-wave; then the rollout goes on to done.
       const end2 = Date.now() + 300_000;

@@ -7,7 +7,6 @@
 // routes refuse a missing token.
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +14,7 @@ import { runAgent } from "../../../src/app/node-agent.js";
 import { detectHost } from "../../../src/detect/index.js";
 import type { HostReport } from "../../../src/detect/types.js";
 import { RootedHostFs } from "../../../src/host/fs.js";
+import { freeTcp } from "../../helpers/free-port.js";
 import {
   projectRoot,
   SKIP_REASON,
@@ -42,15 +42,6 @@ const MAC_C = "52:54:00:f1:00:03";
 const UUID_A = "4c4c4544-0031-3510-8052-b4c04f4a3132";
 const UUID_B = "4c4c4544-0031-3510-8052-b4c04f4a3133";
 const UUID_C = "4c4c4544-0031-3510-8052-b4c04f4a3134";
-
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 
 async function start(): Promise<void> {
   out = "";

@@ -7,10 +7,10 @@
 // b through ipmitool against a BMC address where none answers (its failure names the stored BMC).
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freeTcp } from "../../helpers/free-port.js";
 import { projectRoot } from "../../helpers/shared-hosts.js";
 import { makeNetboot, tempDir } from "../../pxe/serve/helpers.js";
 
@@ -29,15 +29,6 @@ let base = "";
 let out = "";
 let events = "";
 const stopEvents = new AbortController();
-
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 
 const fleet = (args: string[], env: Record<string, string> = {}) =>
   execa(process.execPath, [bin, "fleet", ...args, "--server", base, "--token-file", tokenFile], {

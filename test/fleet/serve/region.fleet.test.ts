@@ -3,9 +3,9 @@
 // approval given through one is seen through the other. Fleet tier (a real PostgreSQL).
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freeTcp } from "../../helpers/free-port.js";
 import { projectRoot } from "../../helpers/shared-hosts.js";
 import { makeNetboot, tempDir } from "../../pxe/serve/helpers.js";
 import { postgresMissing, TestPostgres } from "../store/postgres-server.js";
@@ -16,15 +16,6 @@ const missing = postgresMissing();
 const tmp = tempDir("region");
 let pg: TestPostgres | undefined;
 const racks: { name: string; child: ChildProcess; base: string; token: string; out: string }[] = [];
-
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 
 async function serve(name: string, url: string) {
   const port = await freeTcp();

@@ -13,7 +13,6 @@
 // (and one "powered") per node: nobody was powered on twice. Fleet tier (a real PostgreSQL).
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +20,7 @@ import { NODE_PATHS, TOKEN_REFRESH_HEADER } from "../../../src/app/node-protocol
 import { detectHost } from "../../../src/detect/index.js";
 import type { HostReport } from "../../../src/detect/types.js";
 import { RootedHostFs } from "../../../src/host/fs.js";
+import { freeTcp } from "../../helpers/free-port.js";
 import {
   projectRoot,
   SKIP_REASON,
@@ -60,14 +60,6 @@ let out = "";
 let report: HostReport;
 const stopSims = new AbortController();
 
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function startServe(): Promise<void> {

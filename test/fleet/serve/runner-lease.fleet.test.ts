@@ -6,11 +6,11 @@
 // on twice. Fleet tier (a real PostgreSQL); nodes report their progress as serve would (store events).
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetStore, openPostgres } from "../../../src/fleet/store/index.js";
+import { freeTcp } from "../../helpers/free-port.js";
 import { projectRoot } from "../../helpers/shared-hosts.js";
 import { makeNetboot, tempDir } from "../../pxe/serve/helpers.js";
 import { postgresMissing, TestPostgres } from "../store/postgres-server.js";
@@ -25,15 +25,6 @@ let pg: TestPostgres | undefined;
 let store: FleetStore | undefined;
 type Serve = { name: string; child: ChildProcess; base: string; tokenFile: string; out: string };
 const serves: Serve[] = [];
-
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 
 async function serve(name: string, url: string): Promise<Serve> {
   const port = await freeTcp();

@@ -6,7 +6,6 @@
 // No token ever reaches the agent's lines.
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runAgent } from "../../../src/app/node-agent.js";
@@ -14,6 +13,7 @@ import { TOKEN_REFRESH_HEADER } from "../../../src/app/node-protocol.js";
 import { detectHost } from "../../../src/detect/index.js";
 import type { HostReport } from "../../../src/detect/types.js";
 import { RootedHostFs } from "../../../src/host/fs.js";
+import { freeTcp } from "../../helpers/free-port.js";
 import {
   projectRoot,
   SKIP_REASON,
@@ -41,15 +41,6 @@ const TOKEN_LIKE = /[0-9a-z]+\.[A-Za-z0-9_-]{43}/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A token's expiry (seconds since the epoch), as the server encodes it. */
 const expiryOf = (token: string) => Number.parseInt(token.split(".")[0] ?? "", 36);
-
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 
 const answer = (token: string) =>
   fetch(`${base}/v1/nodes/${MAC}/answer`, { headers: { authorization: `Bearer ${token}` } });

@@ -6,10 +6,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freeTcp } from "../../helpers/free-port.js";
 import { projectRoot } from "../../helpers/shared-hosts.js";
 import { makeNetboot, sha256, tempDir } from "./helpers.js";
 
@@ -37,14 +37,6 @@ const freeUdp = () =>
     s.bind(0, "127.0.0.1", () => {
       const { port } = s.address();
       s.close(() => resolve(port));
-    });
-  });
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
     });
   });
 

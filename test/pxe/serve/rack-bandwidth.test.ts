@@ -6,10 +6,10 @@
 // measured, not the process start.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freeTcp } from "../../helpers/free-port.js";
 import { projectRoot } from "../../helpers/shared-hosts.js";
 import { curl, makeNetboot, sha256, tempDir } from "./helpers.js";
 
@@ -22,15 +22,6 @@ const children: ChildProcess[] = [];
 let capped = "";
 let open = "";
 let set: ReturnType<typeof makeNetboot>;
-
-const freeTcp = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 
 async function serve(extra: string[]): Promise<string> {
   const port = await freeTcp();

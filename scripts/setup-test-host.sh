@@ -25,6 +25,7 @@ apt_packages=(
   nginx-light                                  # bench:pxe serves the same artifact with nginx (started by hand)
   postgresql-15                                # the fleet store's tests start a test-owned PostgreSQL 15 (initdb, pg_ctl)
   prometheus                                   # promtool check metrics on serve's /metrics
+  prometheus-libvirt-exporter                  # kvmstrap metrics compared with it on the same domains (e2e test, bench:vm); run by hand
   chromium                                     # serve's web dashboard tested in a real browser (playwright-core drives it)
 )
 missing=()

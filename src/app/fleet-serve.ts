@@ -481,6 +481,39 @@ export class ServeFleet {
     return this.names.get(node.id) ?? `node-${node.id}`;
   }
 
+  // --- following the store ----------------------------------------------------------------------------
+
+  private unfollow: (() => Promise<void>) | undefined;
+
+  /**
+   * Calls onNode with the view of every node a committed store event touched: this serve's intake,
+   * another rack's serve of the region (LISTEN/NOTIFY), the CLI, the rollout runner. So a dashboard
+   * on any serve sees the whole region live. Coalesced: each node is read once per batch however
+   * many events it had meanwhile (one read at a time, so a busy fleet costs one query per changed node).
+   */
+  async follow(onNode: (node: FleetNode) => void): Promise<void> {
+    const store = await this.opening;
+    const dirty = new Set<number>();
+    let reading = false;
+    const drain = async () => {
+      reading = true;
+      try {
+        while (dirty.size > 0) {
+          const id = dirty.values().next().value as number;
+          dirty.delete(id);
+          const [row] = await store.nodeSummaries({ id }).catch(() => []);
+          if (row) onNode(this.toView(row));
+        }
+      } finally {
+        reading = false;
+      }
+    };
+    this.unfollow = await store.subscribe((events) => {
+      for (const e of events) if (e.nodeId !== null) dirty.add(e.nodeId);
+      if (!reading && dirty.size > 0) void drain();
+    });
+  }
+
   // --- rollouts -----------------------------------------------------------------------------------
 
   private runner: RolloutRunner | undefined;
@@ -516,6 +549,7 @@ export class ServeFleet {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    await this.unfollow?.();
     await this.runner?.stop();
     await this.lease?.close();
     await Promise.allSettled([...this.last.values()]);

@@ -154,6 +154,13 @@ export class BootServer {
         )
       : undefined;
     const offFleet = fleet ? t.subscribe((e) => toFleet(fleet, e)) : () => {};
+    // Every node change the store commits, from any serve of the region, reaches /v1/events (the
+    // dashboard's fleet view, `status --follow`) as a fleet-node event.
+    fleet
+      ?.follow((node) => t.publish({ type: "fleet-node", time: new Date().toISOString(), node }))
+      .catch(() => {
+        // a store that did not open is said by the fleet's own problem report
+      });
     const bootImages = await listBootImages(o.ipxeDir);
     const warnings: string[] = [];
     if (o.dhcp !== "off" && !bootImages.length)

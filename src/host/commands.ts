@@ -5,8 +5,16 @@ export type CommandResult = {
   stdout: string;
   stderr: string;
   timedOut: boolean;
+  /** stdout or stderr went past maxBytes: the program was killed and its output is cut short. */
+  overflowed?: boolean;
 };
-export type CommandOptions = { timeoutMs?: number; input?: string; env?: Record<string, string> };
+export type CommandOptions = {
+  timeoutMs?: number;
+  input?: string;
+  env?: Record<string, string>;
+  /** Bound on stdout and stderr each (output of a program reporting on untrusted state). */
+  maxBytes?: number;
+};
 
 export interface CommandRunner {
   run(file: string, args: readonly string[], options?: CommandOptions): Promise<CommandResult>;
@@ -24,12 +32,14 @@ export class ExecaRunner implements CommandRunner {
       env: { LC_ALL: "C", ...options.env },
       stripFinalNewline: false,
       killSignal: "SIGKILL",
+      ...(options.maxBytes !== undefined ? { maxBuffer: options.maxBytes } : {}),
     });
     return {
       exitCode: r.exitCode,
       stdout: String(r.stdout ?? ""),
       stderr: String(r.stderr ?? ""),
       timedOut: Boolean(r.timedOut),
+      ...(r.isMaxBuffer ? { overflowed: true } : {}),
     };
   }
 

@@ -6,6 +6,8 @@ export type LibvirtErrorCode =
   | "no-network"
   | "no-pool"
   | "no-volume"
+  | "no-snapshot"
+  | "no-checkpoint"
   | "exists"
   | "invalid-state" // e.g. starting a running domain, destroying a stopped one
   | "agent" // the guest agent is not connected or did not answer
@@ -38,6 +40,8 @@ const PATTERNS: [RegExp, LibvirtErrorCode][] = [
   [/Network not found|failed to get network/i, "no-network"],
   [/Storage pool not found|failed to get pool/i, "no-pool"],
   [/Storage volume not found|failed to get vol/i, "no-volume"],
+  [/Domain snapshot not found/i, "no-snapshot"],
+  [/Domain checkpoint not found/i, "no-checkpoint"],
   [/already exists/i, "exists"],
   [
     /vhost-net was requested|hugetlbfs filesystem is not mounted|unable to map backing store for guest RAM|Could not open '\/dev\/vhost-net'|unsupported configuration/i,

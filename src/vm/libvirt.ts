@@ -41,6 +41,8 @@ export type AgentExecResult = {
   stderr: string;
 };
 export type AgentExecOptions = { input?: string; timeoutMs?: number };
+/** One row of `domblklist --details`: type file|block|network..., device disk|cdrom, target vda, source path or "-". */
+export type DomainDisk = { type: string; device: string; target: string; source: string | null };
 
 export interface Libvirt {
   readonly uri: string;
@@ -91,6 +93,23 @@ export interface Libvirt {
   /** The network's definition (its bridge and the host's address on it). */
   netXml(name: string): Promise<string>;
   netDhcpLeases(network: string): Promise<DhcpLease[]>;
+
+  /** The domain's disks, as the running (or defined) domain sees them. */
+  domainDisks(name: string): Promise<DomainDisk[]>;
+  /** Creates a snapshot from <domainsnapshot> XML: disk-only and atomic; quiesce asks the agent to freeze. */
+  snapshotCreate(name: string, xml: string, options: { quiesce: boolean }): Promise<void>;
+  snapshotNames(name: string): Promise<string[]>;
+  snapshotXml(name: string, snapshot: string): Promise<string>;
+  /** Deletes a snapshot; metadataOnly leaves its files and the disks as they are. */
+  snapshotDelete(name: string, snapshot: string, options?: { metadataOnly?: boolean }): Promise<void>;
+  /** Commits the active layer of a disk into its backing file and pivots to it (blockcommit --active --pivot). */
+  blockCommitActive(name: string, disk: string): Promise<void>;
+  /** Starts a push-mode backup job (backup-begin), with a checkpoint when checkpointXml is given. */
+  backupBegin(name: string, backupXml: string, checkpointXml?: string): Promise<void>;
+  /** The domain's job (domjobinfo, or --completed): its "Key: value" lines. */
+  jobInfo(name: string, completed?: boolean): Promise<Record<string, string>>;
+  checkpointNames(name: string): Promise<string[]>;
+  checkpointDelete(name: string, checkpoint: string, options?: { metadataOnly?: boolean }): Promise<void>;
 }
 
 export { LibvirtError, type LibvirtErrorCode } from "./libvirt-error.js";

@@ -10,6 +10,7 @@ import type {
   AgentExecOptions,
   AgentExecResult,
   DhcpLease,
+  DomainDisk,
   DomainInterface,
   DomainState,
   Libvirt,
@@ -23,8 +24,10 @@ import {
   parseDefinedName,
   parseDhcpLeases,
   parseDomainList,
+  parseDomBlkList,
   parseDomIfAddr,
   parseExecStatus,
+  parseJobInfo,
   parseNetList,
   parseVersion,
   parseVolList,
@@ -230,4 +233,56 @@ export class VirshLibvirt implements Libvirt {
   async netDhcpLeases(network: string): Promise<DhcpLease[]> {
     return parseDhcpLeases(await this.run(["net-dhcp-leases", network]));
   }
+
+  async domainDisks(name: string): Promise<DomainDisk[]> {
+    return parseDomBlkList(await this.run(["domblklist", name, "--details"]));
+  }
+  async snapshotCreate(name: string, xml: string, options: { quiesce: boolean }): Promise<void> {
+    const flags = ["--disk-only", "--atomic", ...(options.quiesce ? ["--quiesce"] : [])];
+    await this.withXmlFile(xml, (file) => this.run(["snapshot-create", name, "--xmlfile", file, ...flags]));
+  }
+  async snapshotNames(name: string): Promise<string[]> {
+    return lines(await this.run(["snapshot-list", name, "--name", "--topological"]));
+  }
+  snapshotXml(name: string, snapshot: string): Promise<string> {
+    return this.run(["snapshot-dumpxml", name, "--snapshotname", snapshot]);
+  }
+  async snapshotDelete(
+    name: string,
+    snapshot: string,
+    options: { metadataOnly?: boolean } = {},
+  ): Promise<void> {
+    const flags = options.metadataOnly ? ["--metadata"] : [];
+    await this.run(["snapshot-delete", name, "--snapshotname", snapshot, ...flags], 600_000);
+  }
+  async blockCommitActive(name: string, disk: string): Promise<void> {
+    await this.run(["blockcommit", name, disk, "--active", "--pivot", "--wait"], 3_600_000);
+  }
+  async backupBegin(name: string, backupXml: string, checkpointXml?: string): Promise<void> {
+    await this.withXmlFile(backupXml, async (backup) => {
+      if (checkpointXml === undefined) return this.run(["backup-begin", name, "--backupxml", backup]);
+      return this.withXmlFile(checkpointXml, (cp) =>
+        this.run(["backup-begin", name, "--backupxml", backup, "--checkpointxml", cp]),
+      );
+    });
+  }
+  async jobInfo(name: string, completed = false): Promise<Record<string, string>> {
+    return parseJobInfo(await this.run(["domjobinfo", name, ...(completed ? ["--completed"] : [])]));
+  }
+  async checkpointNames(name: string): Promise<string[]> {
+    return lines(await this.run(["checkpoint-list", name, "--name", "--topological"]));
+  }
+  async checkpointDelete(
+    name: string,
+    checkpoint: string,
+    options: { metadataOnly?: boolean } = {},
+  ): Promise<void> {
+    await this.run(["checkpoint-delete", name, checkpoint, ...(options.metadataOnly ? ["--metadata"] : [])]);
+  }
 }
+
+const lines = (out: string): string[] =>
+  out
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);

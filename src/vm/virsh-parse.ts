@@ -3,6 +3,7 @@
 import type {
   AgentExecResult,
   DhcpLease,
+  DomainDisk,
   DomainInterface,
   DomainState,
   IpAddress,
@@ -122,4 +123,24 @@ export function parseExecStatus(ret: unknown): AgentExecResult | null {
     stdout: decode(s["out-data"]),
     stderr: decode(s["err-data"]),
   };
+}
+
+export function parseDomBlkList(output: string): DomainDisk[] {
+  // " Type   Device   Target   Source" / " file   disk     vda      /var/lib/kvmstrap/vms/web.qcow2"
+  return tableRows(output).flatMap((cells) => {
+    const [type, device, target, source] = cells;
+    return type && device && target
+      ? [{ type, device, target, source: source && source !== "-" ? source : null }]
+      : [];
+  });
+}
+
+/** domjobinfo's "Job type:         Completed" lines as { "Job type": "Completed" }. */
+export function parseJobInfo(output: string): Record<string, string> {
+  const info: Record<string, string> = {};
+  for (const line of output.split("\n")) {
+    const m = /^([^:]+):\s+(.*)$/.exec(line.trim());
+    if (m?.[1] && m[2] !== undefined) info[m[1].trim()] = m[2].trim();
+  }
+  return info;
 }

@@ -194,4 +194,36 @@ export class FakeLibvirt implements Libvirt {
   async netDhcpLeases(): Promise<DhcpLease[]> {
     return [];
   }
+
+  // Snapshots, checkpoints and backups are exercised against the real libvirtd (test/e2e).
+  async domainDisks(): Promise<never> {
+    return this.none();
+  }
+  async snapshotCreate(): Promise<void> {
+    this.none();
+  }
+  async snapshotNames(): Promise<string[]> {
+    return this.none();
+  }
+  async snapshotXml(): Promise<string> {
+    return this.none();
+  }
+  async snapshotDelete(): Promise<void> {
+    this.none();
+  }
+  async blockCommitActive(): Promise<void> {
+    this.none();
+  }
+  async backupBegin(): Promise<void> {
+    this.none();
+  }
+  async jobInfo(): Promise<Record<string, string>> {
+    return this.none();
+  }
+  async checkpointNames(): Promise<string[]> {
+    return this.none();
+  }
+  async checkpointDelete(): Promise<void> {
+    this.none();
+  }
 }

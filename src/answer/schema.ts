@@ -15,6 +15,7 @@ import {
   USER_NAME,
   VM_NAME,
 } from "../core/grammar.js";
+import { libvirtNetwork, ovsBridge, ovsNic, vlanIdInput } from "./schema-networks.js";
 
 /** A string held to one of the shared grammars (src/core/grammar.ts); its pattern goes to the JSON Schema. */
 const grammar = (g: Grammar) =>
@@ -185,8 +186,10 @@ export const vmNic = z.union([
   }),
   z.strictObject({
     bridge: ifname.describe("a bridge in network.bridges or one that exists on the host"),
+    vlan: vlanIdInput.optional().describe("a VLAN-aware bridge: the VM's port is untagged on this VLAN"),
     mac: mac.optional(),
   }),
+  ovsNic,
   z.strictObject({
     sriov: nicMatch.describe(
       "the PF (it needs an entry in sriov:): the VM gets a VF from the PF's libvirt hostdev network",
@@ -289,6 +292,8 @@ export const answerSchema = z.strictObject({
       bridges: z.array(bridge).default([]),
       bonds: z.array(bond).default([]),
       vlans: z.array(vlan).default([]),
+      libvirt: z.array(libvirtNetwork).default([]).describe("libvirt NAT and isolated networks"),
+      ovs: z.array(ovsBridge).default([]).describe("Open vSwitch bridges"),
     })
     .optional(),
   sriov: z

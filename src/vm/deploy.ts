@@ -135,7 +135,12 @@ async function checkNics(spec: VmSpec, deps: DeployDeps): Promise<string> {
   }
   return spec.nics
     .map((n) =>
-      n.kind === "bridge" ? `bridge ${n.bridge}` : `${n.kind} ${"network" in n ? n.network : n.dev}`,
+      // An OVS bridge is not checked here: libvirt's ovs-vsctl refuses a missing one at start.
+      n.kind === "bridge"
+        ? `bridge ${n.bridge}`
+        : n.kind === "ovs"
+          ? `ovs ${n.bridge}${n.vlan !== undefined ? ` vlan ${n.vlan}` : n.trunk ? ` trunk ${n.trunk.join(",")}` : ""}`
+          : `${n.kind} ${"network" in n ? n.network : n.dev}`,
     )
     .join(", ");
 }

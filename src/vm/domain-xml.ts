@@ -5,7 +5,9 @@ import { xmlEscape } from "../plan/render/libvirt-xml.js";
 
 export type VmNic =
   | { kind: "network"; network: string; mac?: string }
-  | { kind: "bridge"; bridge: string; mac?: string }
+  | { kind: "bridge"; bridge: string; vlan?: number; mac?: string }
+  /** Open vSwitch: an access port (vlan) or a trunk of these VLANs; neither: all VLANs, untagged native. */
+  | { kind: "ovs"; bridge: string; vlan?: number; trunk?: number[]; mac?: string }
   | { kind: "hostdev-network"; network: string; mac?: string }
   | { kind: "macvtap"; dev: string; mode: "bridge" | "vepa" | "private" | "passthrough"; mac?: string };
 
@@ -47,6 +49,16 @@ function nicXml(n: VmNic, queues: number): string {
       return `    <interface type="network">${mac}\n      <source network="${attr(n.network)}"/>\n      <model type="virtio"/>${driver}\n    </interface>`;
     case "bridge":
       return `    <interface type="bridge">${mac}\n      <source bridge="${attr(n.bridge)}"/>\n      <model type="virtio"/>${driver}\n    </interface>`;
+    case "ovs": {
+      // libvirt adds the port to the bridge itself (ovs-vsctl) and sets its tag or trunks.
+      const tags =
+        n.vlan !== undefined
+          ? `\n      <vlan>\n        <tag id="${n.vlan}"/>\n      </vlan>`
+          : n.trunk?.length
+            ? `\n      <vlan trunk="yes">\n${n.trunk.map((t) => `        <tag id="${t}"/>`).join("\n")}\n      </vlan>`
+            : "";
+      return `    <interface type="bridge">${mac}\n      <source bridge="${attr(n.bridge)}"/>\n      <virtualport type="openvswitch"/>${tags}\n      <model type="virtio"/>${driver}\n    </interface>`;
+    }
     case "hostdev-network":
       // A VF from the PF's pool: the guest sees the VF itself, so no virtio model.
       return `    <interface type="network">${mac}\n      <source network="${attr(n.network)}"/>\n    </interface>`;

@@ -118,7 +118,12 @@ function toSpec(vm: VmEntry, answer: Answer, report: HostReport, template: strin
 function toNic(n: VmNicEntry, answer: Answer, report: HostReport): VmNic {
   const mac = n.mac !== undefined ? { mac: n.mac } : {};
   if ("network" in n) return { kind: "network", network: n.network, ...mac };
-  if ("bridge" in n) return { kind: "bridge", bridge: n.bridge, ...mac };
+  if ("bridge" in n)
+    return { kind: "bridge", bridge: n.bridge, ...(n.vlan !== undefined ? { vlan: n.vlan } : {}), ...mac };
+  if ("ovs" in n) {
+    const tags = n.vlan !== undefined ? { vlan: n.vlan } : n.trunk ? { trunk: n.trunk } : {};
+    return { kind: "ovs", bridge: n.ovs, ...tags, ...mac };
+  }
   if ("sriov" in n) {
     const pf = matchNics(n.sriov, report).chosen[0];
     const entry = pf ? sriovEntryFor(answer, report, pf) : null;

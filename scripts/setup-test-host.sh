@@ -26,6 +26,7 @@ apt_packages=(
   postgresql-15                                # the fleet store's tests start a test-owned PostgreSQL 15 (initdb, pg_ctl)
   prometheus                                   # promtool check metrics on serve's /metrics
   prometheus-libvirt-exporter                  # kvmstrap metrics compared with it on the same domains (e2e test, bench:vm); run by hand
+  gnutls-bin gvncviewer                        # the host PKI (certtool); the console TLS test (gvnccapture, gnutls-cli)
   chromium                                     # serve's web dashboard tested in a real browser (playwright-core drives it)
 )
 missing=()

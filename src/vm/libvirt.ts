@@ -58,7 +58,8 @@ export interface Libvirt {
   shutdown(name: string): Promise<void>;
   domainState(name: string): Promise<DomainState>;
   listDomains(): Promise<{ name: string; state: DomainState }[]>;
-  domainXml(name: string): Promise<string>;
+  /** The domain XML (inactive: the persistent definition, without the running state). */
+  domainXml(name: string, options?: { inactive?: boolean }): Promise<string>;
   domainExists(name: string): Promise<boolean>;
   ifAddresses(name: string, source: "lease" | "agent"): Promise<DomainInterface[]>;
 

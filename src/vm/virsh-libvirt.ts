@@ -121,8 +121,8 @@ export class VirshLibvirt implements Libvirt {
   async listDomains(): Promise<{ name: string; state: DomainState }[]> {
     return parseDomainList(await this.run(["list", "--all"]));
   }
-  domainXml(name: string): Promise<string> {
-    return this.run(["dumpxml", name]);
+  domainXml(name: string, options: { inactive?: boolean } = {}): Promise<string> {
+    return this.run(["dumpxml", name, ...(options.inactive ? ["--inactive"] : [])]);
   }
   domainExists(name: string): Promise<boolean> {
     return this.exists(["domuuid", name], "no-domain");

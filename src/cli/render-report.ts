@@ -78,6 +78,13 @@ export function renderReport(r: HostReport, checks: Check[], s: Style, width = 0
     "devices",
     `/dev/kvm ${nodeState(r.kvm.devKvm.present)}, /dev/vhost-net ${nodeState(r.kvm.vhostNet)}, /dev/net/tun ${nodeState(r.kvm.tun)}`,
   );
+  if (r.vswitch) {
+    const ovs = r.vswitch.ovsModule;
+    kv(
+      "switching",
+      `openvswitch module ${nodeState(ovs)}${ovs === false ? " (OVS runs with datapath_type=netdev, in user space)" : ""}; bridge VLAN filtering ${nodeState(r.vswitch.bridgeVlanFiltering)}`,
+    );
+  }
   kv(
     "probe",
     `${r.kvm.probe.verdict}${r.kvm.probe.cached ? " (cached this boot)" : ""}: ${r.kvm.probe.detail}`,

@@ -19,6 +19,7 @@ import { detectStorage } from "./storage.js";
 import type { DetectContext } from "./sysfs.js";
 import { detectSystem } from "./system.js";
 import type { HostReport } from "./types.js";
+import { detectVswitch } from "./vswitch.js";
 
 export type { HostReport } from "./types.js";
 
@@ -49,7 +50,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     const ids = live ? await cachedPciIds((i) => nameDevices(pci, i)) : await loadPciIds();
     return nameDevices(pci, ids);
   });
-  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, storage, kvm] =
+  const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, storage, kvm, vswitch] =
     await Promise.all([
       fs.readText("/proc/sys/kernel/hostname"),
       fs.readText("/proc/sys/kernel/osrelease"),
@@ -63,6 +64,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
       nicsPromise,
       disksPromise,
       kvmPromise,
+      detectVswitch(ctx),
     ]);
 
   const { disks, rootDisk } = storage;
@@ -97,6 +99,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     cgroups,
     system,
     ...(bootMedium ? { bootMedium } : {}),
+    vswitch,
     warnings: dedupeWarnings(ctx.warnings),
   };
 }

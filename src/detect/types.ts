@@ -5,6 +5,7 @@
 // definition detection writes.
 import { z } from "zod";
 import { kvmProbe, probeVerdict } from "../host/kvm-probe-result.js";
+import { vswitchReport } from "./vswitch.js";
 
 export { kvmProbe, probeVerdict };
 
@@ -279,6 +280,8 @@ export const hostReport = z.object({
   system: systemReport,
   /** Present on a live system or where a boot medium was seen; absent on an installed machine. */
   bootMedium: bootMediumReport.optional(),
+  /** Open vSwitch's kernel module and bridge VLAN filtering; absent in reports saved before it. */
+  vswitch: vswitchReport.optional(),
   warnings: z.array(warning),
 });
 

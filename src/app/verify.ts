@@ -23,6 +23,8 @@ import { withMachine } from "./machine.js";
 import type { NodeLifecycleEvent } from "./node-protocol.js";
 import { prepareFile } from "./prepare.js";
 import { hostChecks, MODULE_SIGNS, type ModuleState, NOT_ON_TREE, vendorModuleOf } from "./verify-checks.js";
+import { hardeningChecks } from "./verify-hardening.js";
+import { readHardeningFacts } from "./verify-hardening-read.js";
 import { poolChecks, testVmCheck } from "./verify-libvirt.js";
 import { type Promises, promisesOf } from "./verify-promises.js";
 import {
@@ -49,6 +51,8 @@ export interface VerifyOptions {
   /** libvirt connection for pools and the test VM (default qemu:///system). */
   libvirtUri?: string;
   probe?: ProbeMode;
+  /** libvirt's configuration directory for the hardening checks (default /etc/libvirt). */
+  libvirtEtc?: string;
   /** Replaces the libvirt port (tests). */
   libvirt?: Libvirt;
   /** Where webhook delivery problems go (stderr by default). */
@@ -262,6 +266,18 @@ export async function runVerify(o: VerifyOptions = {}): Promise<VerifyRun> {
     ...s.extra,
     ...hostChecks(p, { report: s.report, live, modules }),
     ...(await libvirtChecks(s, p, o, live, stateDir)),
+    // After the test VM: it is gone by now, and /proc is read afresh.
+    ...(await withMachine({ root }, async (m) =>
+      hardeningChecks(
+        await readHardeningFacts({
+          fs: m.fs,
+          live,
+          libvirt: live ? (o.libvirt ?? libvirtAt(o.libvirtUri ?? SYSTEM_LIBVIRT)) : null,
+          ...(o.libvirtEtc ? { etc: o.libvirtEtc } : {}),
+          allowList: p.expect.vfio,
+        }),
+      ),
+    )),
   ];
   const result = verifyResultSchema.parse({
     schema: VERIFY_SCHEMA_ID,

@@ -16,7 +16,11 @@ the last apply run (its journal) promised: kernel modules loaded (kvm and the CP
 vfio-pci for passthrough), the functional KVM probe (a failure only when the answer requires
 kvm.functional; otherwise VMs run under TCG and it is a warning), kernel parameters, IOMMU groups,
 vfio-pci bindings by PCI address, VFs per PF, bridges with carrier, libvirt storage pools active, and
-a small test VM that boots (TCG when KVM is unusable) and prints a marker on its serial console.
+a small test VM that boots (TCG when KVM is unusable) and prints a marker on its serial console;
+and the hardening of libvirt (hardening.*): each running guest confined by its AppArmor (sVirt)
+profile (unknown on a kernel without AppArmor), qemu's seccomp sandbox on, remote libvirt only over
+TLS with client certificates, <hostdev> devices only from the answer's passthrough section, no
+VNC/SPICE on 0.0.0.0 or :: without TLS, and no secret (passwd=, inline keys) in a domain's XML.
 
 Each check is pass, fail, warn or unknown, with what was expected, what was found and where to look.
 The result goes atomically to <root>/var/lib/kvmstrap/verify.json (or --out), and the answer's
@@ -32,6 +36,7 @@ Options:
   --json             Print the result object instead of the line
   --no-vm            Do not boot the test VM
   --connect URI      libvirt connection for pools and the test VM (default qemu:///system)
+  --libvirt-etc DIR  libvirt's configuration directory for the hardening checks (default /etc/libvirt)
   --console          Also write the line to every console the kernel has (/dev/ttyS0, tty0...)
   --failed UNIT      Report that the first-boot unit UNIT failed (its failure handler): the apply
                      run's state and the last verify line, on stdout and every console, and the
@@ -48,6 +53,7 @@ export const VERIFY_OPTIONS = {
   json: { type: "boolean" },
   "no-vm": { type: "boolean" },
   connect: { type: "string" },
+  "libvirt-etc": { type: "string" },
   console: { type: "boolean" },
   failed: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -91,6 +97,7 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     out: values.out,
     vm: !values["no-vm"],
     libvirtUri: values.connect,
+    libvirtEtc: values["libvirt-etc"],
     log: warnLine,
     progress: warnLine,
   });

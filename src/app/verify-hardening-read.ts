@@ -1,0 +1,134 @@
+// Gathers what the hardening checks decide on (verify-hardening.ts): libvirt's configuration files,
+// the enabled socket units, the kernel's AppArmor, and for each domain its XML and, when it runs, its
+// qemu process in /proc. Everything on the machine is read through HostFs, so a tree (--root) reads
+// its own files; the domains and /proc are read on the live host only.
+import type { HostFs } from "../host/fs.js";
+import type { Libvirt } from "../vm/libvirt.js";
+import { LibvirtError } from "../vm/libvirt-error.js";
+import { VirshLibvirt } from "../vm/virsh-libvirt.js";
+import { parseLibvirtConf } from "./libvirt-conf.js";
+import {
+  type DomainView,
+  type HardeningFacts,
+  type QemuProcess,
+  SOCKETS_WANTS,
+  TCP_SOCKETS,
+  TLS_SOCKETS,
+} from "./verify-hardening.js";
+import { domainFactsOf } from "./verify-hardening-xml.js";
+
+export const LIBVIRT_ETC = "/etc/libvirt";
+
+export interface HardeningReadOptions {
+  fs: HostFs;
+  live: boolean;
+  /** null: no libvirt connection (a tree). */
+  libvirt: Libvirt | null;
+  /** libvirt's configuration directory (default /etc/libvirt). */
+  etc?: string;
+  allowList: string[];
+}
+
+/** The TLS files libvirtd loads (its compiled-in defaults unless libvirtd.conf names others). */
+const TLS_DEFAULTS = {
+  ca_file: "/etc/pki/CA/cacert.pem",
+  cert_file: "/etc/pki/libvirt/servercert.pem",
+  key_file: "/etc/pki/libvirt/private/serverkey.pem",
+} as const;
+
+/** The XML with what `virsh dumpxml` hides unless asked (graphics passwd=): a secret there must be
+ *  seen to be reported. The port's domainXml leaves it out, so the virsh adapter is asked directly. */
+async function xmlWithSecurityInfo(lv: Libvirt, name: string): Promise<string> {
+  if (lv instanceof VirshLibvirt) return lv.run(["dumpxml", "--security-info", name]);
+  return lv.domainXml(name);
+}
+
+/** The qemu process of the domain with this UUID: libvirt passes -uuid UUID to qemu. Found through
+ *  /proc rather than libvirt's pid file, whose pid is in libvirtd's pid namespace (a container's). */
+async function qemuOf(fs: HostFs, uuid: string | null, pids: number[]): Promise<QemuProcess | null> {
+  if (!uuid) return null;
+  for (const pid of pids) {
+    const comm = (await fs.readText(`/proc/${pid}/comm`))?.trim() ?? "";
+    if (!comm.startsWith("qemu")) continue;
+    const args = ((await fs.readText(`/proc/${pid}/cmdline`)) ?? "").split("\0");
+    const i = args.indexOf("-uuid");
+    if (i < 0 || args[i + 1]?.toLowerCase() !== uuid.toLowerCase()) continue;
+    const status = (await fs.readText(`/proc/${pid}/status`)) ?? "";
+    const seccomp = /^Seccomp:\s*(\d+)/m.exec(status)?.[1];
+    // Newer kernels give each LSM its own file; attr/current is the first major LSM's.
+    const label =
+      (await fs.readText(`/proc/${pid}/attr/apparmor/current`)) ??
+      (await fs.readText(`/proc/${pid}/attr/current`));
+    return {
+      pid,
+      seccomp: seccomp === undefined ? null : Number(seccomp),
+      label: label === null ? null : label.replace(/\0/g, "").trim(),
+    };
+  }
+  return null;
+}
+
+async function domainsOf(fs: HostFs, lv: Libvirt): Promise<DomainView[] | string> {
+  let listed: Awaited<ReturnType<Libvirt["listDomains"]>>;
+  try {
+    listed = await lv.listDomains();
+  } catch (e) {
+    return e instanceof LibvirtError ? `${e.code}: ${e.message}` : (e as Error).message;
+  }
+  const pids = ((await fs.readDir("/proc")) ?? []).filter((e) => /^\d+$/.test(e)).map(Number);
+  const out: DomainView[] = [];
+  for (const d of listed) {
+    let xml: string;
+    try {
+      xml = await xmlWithSecurityInfo(lv, d.name);
+    } catch {
+      continue; // gone between the list and the dump (a transient domain that stopped)
+    }
+    let facts: ReturnType<typeof domainFactsOf>;
+    try {
+      facts = domainFactsOf(xml);
+    } catch (e) {
+      return `domain ${d.name}: ${(e as Error).message}`;
+    }
+    const running = d.state === "running" || d.state === "paused";
+    out.push({ facts, running, qemu: running ? await qemuOf(fs, facts.uuid, pids) : null });
+  }
+  return out;
+}
+
+export async function readHardeningFacts(o: HardeningReadOptions): Promise<HardeningFacts> {
+  const { fs } = o;
+  const etc = o.etc ?? LIBVIRT_ETC;
+  const conf = async (file: string) => {
+    const text = await fs.readText(`${etc}/${file}`);
+    return text === null ? null : parseLibvirtConf(text);
+  };
+  const libvirtdConf = await conf("libvirtd.conf");
+  const sockets: string[] = [];
+  // The link is what enables a unit; on a tree its target (/lib/systemd/...) may not be captured.
+  for (const unit of [...TCP_SOCKETS, ...TLS_SOCKETS])
+    if (
+      (await fs.readLink(`${SOCKETS_WANTS}/${unit}`)) !== null ||
+      (await fs.exists(`${SOCKETS_WANTS}/${unit}`))
+    )
+      sockets.push(unit);
+  const defaults = (await fs.readText("/etc/default/libvirtd")) ?? "";
+  const args = /^\s*LIBVIRTD_ARGS\s*=\s*"?([^"\n]*)/m.exec(defaults)?.[1] ?? "";
+  const tlsFiles: HardeningFacts["tlsFiles"] = [];
+  for (const [key, fallback] of Object.entries(TLS_DEFAULTS)) {
+    const file = libvirtdConf?.get(key)?.value ?? fallback;
+    tlsFiles.push({ path: file, exists: await fs.exists(file) });
+  }
+  return {
+    live: o.live,
+    etc,
+    qemuConf: await conf("qemu.conf"),
+    libvirtdConf,
+    sockets,
+    listenFlag: /(^|\s)(--listen|-l)(\s|$)/.test(args),
+    tlsFiles,
+    apparmor: o.live && (await fs.exists("/sys/kernel/security/apparmor")),
+    domains: o.live && o.libvirt ? await domainsOf(fs, o.libvirt) : "not asked (a tree)",
+    allowList: o.allowList,
+  };
+}

@@ -1,0 +1,82 @@
+// `kvmstrap pki init|rotate|status`: the host's PKI (src/host/pki) for a machine root, with the
+// host's identity filled in where the operator did not give it: the name from <root>/etc/hostname
+// (or this host's), the addresses of the interface carrying the default route when the root is this
+// host (the management address clients connect to). The hardening checks and the console plan read
+// the same layout (src/host/pki/layout.ts).
+import { readFile } from "node:fs/promises";
+import { networkInterfaces, hostname as osHostname } from "node:os";
+import path from "node:path";
+import {
+  type HostIdentity,
+  initPki,
+  type PkiResult,
+  type PkiStatus,
+  pkiStatus,
+  rotatePki,
+} from "../host/pki/pki.js";
+import { adaptersFor } from "./adapters.js";
+
+export interface PkiRequest {
+  root?: string;
+  hostname?: string;
+  dnsNames?: string[];
+  addresses?: string[];
+  client?: string;
+  caDays?: number;
+  serverDays?: number;
+  clientDays?: number;
+}
+
+/** The interface of the default route in /proc/net/route (IPv4), or null. */
+async function defaultRouteInterface(): Promise<string | null> {
+  const text = await readFile("/proc/net/route", "utf8").catch(() => "");
+  for (const line of text.split("\n").slice(1)) {
+    const [iface, dest, , , , , , mask] = line.trim().split(/\s+/);
+    if (iface && dest === "00000000" && mask === "00000000") return iface;
+  }
+  return null;
+}
+
+/** The addresses of the management interface (the default route's), link-local ones left out. */
+export async function managementAddresses(): Promise<string[]> {
+  const iface = await defaultRouteInterface();
+  if (!iface) return [];
+  return (networkInterfaces()[iface] ?? [])
+    .filter((a) => !a.internal && !(a.family === "IPv6" && a.address.toLowerCase().startsWith("fe80")))
+    .map((a) => a.address);
+}
+
+async function identityOf(r: PkiRequest, root: string): Promise<HostIdentity> {
+  const live = root === "/";
+  const fromFile = (await readFile(path.join(root, "etc/hostname"), "utf8").catch(() => "")).trim();
+  const hostname = r.hostname ?? (fromFile || (live ? osHostname() : ""));
+  const short = hostname.split(".")[0] ?? hostname;
+  const dnsNames = [...new Set([...(short !== hostname ? [hostname] : []), ...(r.dnsNames ?? [])])];
+  const addresses = r.addresses?.length ? r.addresses : live ? await managementAddresses() : [];
+  return { hostname: short || "localhost", dnsNames, addresses };
+}
+
+function optionsOf(r: PkiRequest, root: string) {
+  return {
+    runner: adaptersFor("/").runner, // certtool runs here; the files go under root
+    root,
+    ...(r.client ? { client: r.client } : {}),
+    ...(r.caDays ? { caDays: r.caDays } : {}),
+    ...(r.serverDays ? { serverDays: r.serverDays } : {}),
+    ...(r.clientDays ? { clientDays: r.clientDays } : {}),
+  };
+}
+
+export async function pkiInit(r: PkiRequest): Promise<PkiResult> {
+  const root = path.resolve(r.root ?? "/");
+  return initPki(await identityOf(r, root), optionsOf(r, root));
+}
+
+export async function pkiRotate(r: PkiRequest & { ca?: boolean }): Promise<PkiResult> {
+  const root = path.resolve(r.root ?? "/");
+  return rotatePki(await identityOf(r, root), { ...optionsOf(r, root), ca: Boolean(r.ca) });
+}
+
+export async function pkiShow(r: Pick<PkiRequest, "root" | "client">): Promise<PkiStatus> {
+  return pkiStatus({ root: path.resolve(r.root ?? "/"), ...(r.client ? { client: r.client } : {}) });
+}

@@ -25,6 +25,8 @@ Commands:
                       VMs from a cached image and a cloud-init seed, with a readiness timeline
   install             Install the hypervisor onto a disk (from the appliance)
   verify              Check that what the answer promised is true on this host
+  pki init|rotate|status
+                      The host's CA and certificates (libvirt TLS, VNC/SPICE consoles)
   serve               PXE boot server: DHCP, TFTP and HTTP, with a live per-node timeline
   agent               The appliance's boot agent: find the answer, report to the boot
                       server, start an unattended install
@@ -58,6 +60,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./serve-command.js")).serveCommand,
   install: async () => (await import("./install-command.js")).installCommand,
   verify: async () => (await import("./verify-command.js")).verifyCommand,
+  pki: async () => (await import("./pki-command.js")).pkiCommand,
   agent: async () => (await import("./agent-command.js")).agentCommand,
   iso: async () => (await import("./iso-command.js")).isoCommand,
   fleet: async () => (await import("./fleet-command.js")).fleetCommand,

@@ -21,6 +21,7 @@ import { FLEET_STORE_COPY_HELP, FLEET_STORE_COPY_OPTIONS } from "../../src/cli/f
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
 import { ISO_HELP, ISO_OPTIONS } from "../../src/cli/iso-command.js";
+import { PKI_HELP, PKI_OPTIONS } from "../../src/cli/pki-command.js";
 import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
 import { SERVE_HELP, SERVE_OPTIONS } from "../../src/cli/serve-command.js";
 import { SNAPSHOT_HELP, SNAPSHOT_OPTIONS } from "../../src/cli/snapshot-command.js";
@@ -43,6 +44,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "serve", help: SERVE_HELP, options: SERVE_OPTIONS },
   { name: "install", help: INSTALL_HELP, options: INSTALL_OPTIONS },
   { name: "verify", help: VERIFY_HELP, options: VERIFY_OPTIONS },
+  { name: "pki", help: PKI_HELP, options: PKI_OPTIONS },
   { name: "agent", help: AGENT_HELP, options: AGENT_OPTIONS },
   { name: "iso", help: ISO_HELP, options: ISO_OPTIONS },
   { name: "fleet", help: FLEET_HELP, options: FLEET_OPTIONS },

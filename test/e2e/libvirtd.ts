@@ -84,7 +84,10 @@ auth_unix_rw = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 `;
 
-async function privateEtc(etc: string): Promise<void> {
+/** Lines appended to the daemon's qemu.conf and libvirtd.conf (libvirt keeps a key's last value). */
+export type TestLibvirtdOptions = { qemuConf?: string; libvirtdConf?: string };
+
+async function privateEtc(etc: string, o: TestLibvirtdOptions): Promise<void> {
   for (const entry of await readdir("/etc/libvirt")) {
     if (entry.endsWith(".conf")) await cp(`/etc/libvirt/${entry}`, `${etc}/${entry}`);
   }
@@ -92,8 +95,8 @@ async function privateEtc(etc: string): Promise<void> {
   for (const d of ["qemu/networks/autostart", "qemu/autostart", "storage/autostart"]) {
     await mkdir(`${etc}/${d}`, { recursive: true });
   }
-  await appendFile(`${etc}/qemu.conf`, QEMU_CONF);
-  await writeFile(`${etc}/libvirtd.conf`, LIBVIRTD_CONF);
+  await appendFile(`${etc}/qemu.conf`, `${QEMU_CONF}${o.qemuConf ?? ""}\n`);
+  await writeFile(`${etc}/libvirtd.conf`, `${LIBVIRTD_CONF}${o.libvirtdConf ?? ""}\n`);
 }
 
 function alive(pid: number): boolean {
@@ -128,7 +131,7 @@ async function childPid(parent: number): Promise<number> {
   throw new Error("unshare did not start its child");
 }
 
-export async function startTestLibvirtd(): Promise<TestLibvirtd> {
+export async function startTestLibvirtd(options: TestLibvirtdOptions = {}): Promise<TestLibvirtd> {
   await reapStale();
   const root = await mkdtemp(path.join(tmpdir(), "kvmstrap-libvirtd-"));
   const dirs = { root } as TestLibvirtdDirs;
@@ -136,7 +139,7 @@ export async function startTestLibvirtd(): Promise<TestLibvirtd> {
     dirs[d] = path.join(root, d);
     await mkdir(dirs[d], { recursive: true });
   }
-  await privateEtc(dirs.etc);
+  await privateEtc(dirs.etc, options);
   await writeFile(path.join(root, "owner.pid"), String(process.pid));
 
   const out = openSync(path.join(root, "libvirtd.out"), "a");

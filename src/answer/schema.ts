@@ -15,6 +15,7 @@ import {
   USER_NAME,
   VM_NAME,
 } from "../core/grammar.js";
+import { consoles } from "./schema-consoles.js";
 import { libvirtNetwork, ovsBridge, ovsNic, vlanIdInput } from "./schema-networks.js";
 
 /** A string held to one of the shared grammars (src/core/grammar.ts); its pattern goes to the JSON Schema. */
@@ -322,6 +323,7 @@ export const answerSchema = z.strictObject({
   storage: z.strictObject({ pools: z.array(pool).default([]) }).optional(),
   install: install.optional(),
   vms: z.array(vmEntry).default([]).describe("VMs deployed by kvmstrap vm deploy --answer"),
+  consoles: consoles.optional(),
   requires: z
     .strictObject({
       checks: z

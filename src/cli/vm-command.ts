@@ -25,7 +25,7 @@ import { EXIT, UsageError } from "./errors.js";
 
 export const DEFAULT_URI = "qemu:///system";
 
-export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|console> [options]
+export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|console|snapshot|backup|restore> [options]
 
   deploy --name N --image I   Deploy a VM: a qcow2 overlay on the base image (never a copy), a
                               cloud-init NoCloud seed, a q35 domain; started at once. Deploying the
@@ -41,6 +41,10 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   start NAME | stop NAME      Start; ACPI shutdown (--force: power off)
   delete NAME                 Remove the domain, its overlay, seed and logs (never the base image)
   console NAME                Attach to the serial console (virsh console; Ctrl+] detaches)
+  snapshot create|list|revert|delete NAME [SNAP]
+                              External disk-only snapshots (vm snapshot --help)
+  backup NAME --to DIR        Full or --incremental backup with checkpoints (vm backup --help)
+  restore DIR --name NEW      A VM rebuilt from a backup chain (vm restore --help)
 
 Deploy options:
   --name N          VM name (also the guest's host name unless --hostname)
@@ -157,6 +161,15 @@ export const VM_OPTIONS = {
 } as const satisfies OptionTable;
 
 export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Promise<number> {
+  // Snapshots, backups and restores have their own options (vm-protect-command.ts).
+  const protect = argv[0] === "snapshot" || argv[0] === "backup" || argv[0] === "restore" ? argv[0] : null;
+  if (protect) {
+    const m = await import("./vm-protect-command.js");
+    const run = { snapshot: m.vmSnapshotCommand, backup: m.vmBackupCommand, restore: m.vmRestoreCommand }[
+      protect
+    ];
+    return run(argv.slice(1));
+  }
   const { values, positionals } = parse(argv, VM_OPTIONS);
   const [sub, arg, extra] = positionals;
   if (values.help || sub === "help" || sub === undefined) {

@@ -28,6 +28,14 @@ import { SNAPSHOT_HELP, SNAPSHOT_OPTIONS } from "../../src/cli/snapshot-command.
 import { TUI_HELP, TUI_OPTIONS } from "../../src/cli/tui-command.js";
 import { VERIFY_HELP, VERIFY_OPTIONS } from "../../src/cli/verify-command.js";
 import { VM_HELP, VM_OPTIONS } from "../../src/cli/vm-command.js";
+import {
+  VM_BACKUP_HELP,
+  VM_BACKUP_OPTIONS,
+  VM_RESTORE_HELP,
+  VM_RESTORE_OPTIONS,
+  VM_SNAPSHOT_HELP,
+  VM_SNAPSHOT_OPTIONS,
+} from "../../src/cli/vm-protect-command.js";
 
 const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: string[] }[] = [
   { name: "detect", help: DETECT_HELP, options: DETECT_OPTIONS },
@@ -35,6 +43,9 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "answer", help: ANSWER_HELP, options: ANSWER_OPTIONS },
   { name: "tui", help: TUI_HELP, options: TUI_OPTIONS },
   { name: "vm", help: VM_HELP, options: VM_OPTIONS },
+  { name: "vm snapshot", help: VM_SNAPSHOT_HELP, options: VM_SNAPSHOT_OPTIONS },
+  { name: "vm backup", help: VM_BACKUP_HELP, options: VM_BACKUP_OPTIONS },
+  { name: "vm restore", help: VM_RESTORE_HELP, options: VM_RESTORE_OPTIONS },
   { name: "snapshot", help: SNAPSHOT_HELP, options: SNAPSHOT_OPTIONS },
   { name: "image", help: IMAGE_HELP, options: IMAGE_OPTIONS },
   // --revert-network RUN is the network watchdog's own entry point, not an operator's option.

@@ -135,6 +135,15 @@ describe("hardening checks", () => {
       expect(c?.status).toBe("fail");
       expect(c?.found).toContain("web: qemu pid 11 has Seccomp: 0");
     });
+    it("both halves are named: qemu.conf's seccomp_sandbox = 0 and the guest started under it", () => {
+      const off = facts({
+        qemuConf: parseLibvirtConf("seccomp_sandbox = 0\n"),
+        domains: [confined({ qemu: { pid: 12, seccomp: 0, label: null } })],
+      });
+      expect(byId(off).get("seccomp")?.found).toBe(
+        "/etc/libvirt/qemu.conf line 1: seccomp_sandbox = 0: guests start without the sandbox; web: qemu pid 12 has Seccomp: 0 (no filter)",
+      );
+    });
     it("a running guest whose qemu is not in /proc is unknown; a missing qemu.conf is unknown", () => {
       expect(byId(facts({ domains: [confined({ qemu: null })] })).get("seccomp")?.status).toBe("unknown");
       expect(byId(facts({ qemuConf: null })).get("seccomp")?.status).toBe("unknown");

@@ -481,6 +481,75 @@ export const CASES: Case[] = [
     answer: { network: { bridges: [{ name: "br0", uplink: { name: "enp3s0" } }] } },
     errors: ["network.stack-unknown network.stack"],
   },
+  // ---- virtual networks: libvirt networks, Open vSwitch, VLANs ----------------------------------
+  {
+    name: "VLAN ids 0 and 4095, and a trunk with a tag too, on an OVS bridge",
+    host: "lab",
+    answer: {
+      network: { ovs: [{ name: "ovsbr0" }] },
+      vms: [
+        vm({
+          nics: [
+            { ovs: "ovsbr0", vlan: 0 },
+            { ovs: "ovsbr0", vlan: 10, trunk: [4095] },
+          ],
+        }),
+      ],
+    },
+    errors: [
+      "vnet.vlan-id vms[0].nics[0].vlan",
+      "vnet.vlan-id vms[0].nics[1].trunk[0]",
+      "vnet.ovs-port vms[0].nics[1]",
+    ],
+  },
+  {
+    name: "an OVS NIC on a bridge the file does not define, a libvirt network it does not define",
+    host: "lab",
+    answer: { vms: [vm({ nics: [{ ovs: "ovsbr9", vlan: 10 }, { network: "elsewhere" }] })] },
+    errors: ["vnet.ovs-port vms[0].nics[0].ovs"],
+    warnings: ["vnet.vm-network"],
+  },
+  {
+    name: "a VLAN-aware bridge and a VM VLAN on a kernel without bridge VLAN filtering",
+    host: "lab",
+    variant: (r) => {
+      r.vswitch = { ovsModule: false, bridgeVlanFiltering: false, sources: {} };
+    },
+    answer: {
+      network: { bridges: [{ name: "br1", vlanAware: true }] },
+      vms: [vm({ nics: [{ bridge: "br1", vlan: 30 }] })],
+    },
+    errors: ["vnet.bridge-vlan network.bridges[0].vlanAware", "vnet.bridge-vlan vms[0].nics[0].vlan"],
+  },
+  {
+    name: "the OVS kernel datapath without the module, the management NIC as its uplink",
+    host: "lab",
+    variant: (r) => {
+      r.vswitch = { ovsModule: false, bridgeVlanFiltering: false, sources: {} };
+    },
+    answer: { network: { ovs: [{ name: "ovsbr0", datapath: "system", uplink: LAB.mgmt }] } },
+    errors: ["vnet.ovs-datapath network.ovs[0].datapath", "vnet.ovs-uplink network.ovs[0].uplink"],
+  },
+  {
+    name: "an OVS bridge named like a Linux bridge, a libvirt DHCP range outside its subnet",
+    host: "lab",
+    answer: {
+      network: {
+        bridges: [{ name: "br1" }],
+        libvirt: [
+          {
+            name: "natnet",
+            mode: "nat",
+            bridge: "virbr10",
+            address: "192.168.100.1/24",
+            dhcpRange: ["192.168.101.10", "192.168.101.20"],
+          },
+        ],
+        ovs: [{ name: "br1" }],
+      },
+    },
+    errors: ["vnet.duplicate-name network.ovs[0].name", "vnet.subnet network.libvirt[0].dhcpRange"],
+  },
   // ---- one device, one job ----------------------------------------------------------------------
   {
     name: "the I350 PF as bridge uplink, SR-IOV PF and passthrough device at once",

@@ -57,8 +57,8 @@ describe("the vms: schema", () => {
       }
       throw new Error("should not parse");
     };
-    expect(bad("{ bridge: br0, vlan: 5 }")).toEqual([
-      'vms[0].nics[0].vlan: unknown key "vlan" (allowed: network, mac, bridge, sriov, macvtap, mode)',
+    expect(bad("{ bridge: br0, vlanId: 5 }")).toEqual([
+      'vms[0].nics[0].vlanId: unknown key "vlanId"; did you mean "vlan"?',
     ]);
     expect(bad("{ macvtap: { name: eno1 }, mode: loud }")[0]).toMatch(/^vms\[0\]\.nics\[0\]\.mode: /);
   });

@@ -4,6 +4,7 @@
 // `explain` lists the same match rules. Pure: the answer and the host report in, findings out.
 import type { HostReport } from "../../detect/types.js";
 import { type Answer, type AnswerInput, answerSchema } from "../schema.js";
+import { consoleRules } from "./consoles.js";
 import { gatherFacts } from "./facts.js";
 import { hostRules } from "./host.js";
 import { installRules } from "./install.js";
@@ -18,6 +19,7 @@ import { roleRules } from "./roles.js";
 import { sriovRules } from "./sriov.js";
 import { storageRules } from "./storage.js";
 import type { Finding, Rule } from "./types.js";
+import { virtualNetworkRules } from "./virtual-networks.js";
 import { vmHostRules } from "./vm-host.js";
 import { vmRules } from "./vms.js";
 
@@ -32,6 +34,7 @@ export const RULES: readonly Rule[] = [
   ...nameRules,
   ...hostRules,
   ...networkRules,
+  ...virtualNetworkRules,
   ...sriovRules,
   ...passthroughRules,
   ...roleRules,
@@ -42,6 +45,7 @@ export const RULES: readonly Rule[] = [
   ...requireRules,
   ...vmRules,
   ...vmHostRules,
+  ...consoleRules,
 ];
 
 /** Runs the registry; findings come out grouped by rule, in the registry's order. */

@@ -1,0 +1,147 @@
+// The consoles: section: the rule set (no wildcard, TLS on a network, the management address from
+// the answer), the plan it turns into (the PKI made, qemu.conf's settings in a managed block whose
+// undo restores the file, libvirtd restarted after the write and after the undo), and the
+// <graphics> elements the domain XML gets, with no secret in them.
+import { beforeAll, describe, expect, it } from "vitest";
+import { parseAnswerText } from "../../src/answer/load.js";
+import { validateAnswer } from "../../src/answer/validate.js";
+import type { HostReport } from "../../src/detect/types.js";
+import { consoleQemuSettings, QEMU_CONF, withQemuSettings } from "../../src/plan/console-plan.js";
+import { buildPlan } from "../../src/plan/index.js";
+import { renderDomainXml } from "../../src/vm/domain-xml.js";
+import { labReport } from "./hosts.js";
+
+let lab: HostReport;
+beforeAll(async () => {
+  lab = await labReport();
+});
+
+const NET = `network:
+  bridges:
+    - { name: br0, uplink: { uplink: true }, addresses: [192.0.2.10/24], gateway: 192.0.2.1 }
+`;
+const answer = (consoles: string, net = NET) =>
+  parseAnswerText(`version: 1\n${net}consoles: ${consoles}\n`, "test.yaml");
+const findings = (consoles: string, net = NET) =>
+  validateAnswer(answer(consoles, net), lab).findings.map(
+    (f) => `${f.level} ${f.ruleId} ${f.path}: ${f.message}`,
+  );
+
+describe("the consoles rules", () => {
+  it("VNC and SPICE with TLS on the management address pass", () => {
+    expect(
+      findings("{ vnc: true, spice: true, listen: 192.0.2.10 }").filter((f) => f.includes("consoles")),
+    ).toEqual([]);
+  });
+
+  it("0.0.0.0 and :: are refused, and say so when TLS is off", () => {
+    expect(findings("{ vnc: true, listen: 0.0.0.0 }")).toContainEqual(
+      expect.stringMatching(
+        /^error consoles.wildcard consoles.listen: 0.0.0.0 listens on every address of the host: /,
+      ),
+    );
+    expect(findings("{ vnc: true, listen: '::', tls: false }")).toContainEqual(
+      expect.stringMatching(
+        /^error consoles.wildcard consoles.listen: :: listens on every address of the host, without TLS/,
+      ),
+    );
+  });
+
+  it("a network address without TLS is refused; loopback without TLS is a warning", () => {
+    expect(findings("{ vnc: true, listen: 192.0.2.10, tls: false }")).toContainEqual(
+      expect.stringMatching(/^error consoles.tls consoles.tls: a console on 192.0.2.10 without TLS/),
+    );
+    const lo = findings("{ vnc: true, listen: 127.0.0.1, tls: false }").filter((f) => f.includes("consoles"));
+    expect(lo).toEqual([expect.stringMatching(/^warning consoles.tls consoles.tls: .*SSH tunnel/)]);
+  });
+
+  it("an address that is not the management address is refused; no static address is a warning", () => {
+    expect(findings("{ vnc: true, listen: 192.0.2.99 }")).toContainEqual(
+      "error consoles.management consoles.listen: 192.0.2.99 is not the management address (192.0.2.10)",
+    );
+    expect(findings("{ vnc: true, listen: 192.0.2.99 }", "")).toContainEqual(
+      expect.stringMatching(/^warning consoles.management consoles.listen: 192.0.2.99 cannot be confirmed/),
+    );
+  });
+});
+
+describe("the consoles plan", () => {
+  const current = new Map([
+    [QEMU_CONF, '# qemu.conf\n#vnc_tls = 1\nvnc_listen = "0.0.0.0"\nuser = "libvirt-qemu"\n'],
+  ]);
+  const planOf = (consoles: string, cur = current) => buildPlan(lab, answer(consoles), cur);
+
+  it("makes the PKI, writes qemu.conf's TLS settings in a managed block and restarts libvirtd", () => {
+    const plan = planOf("{ vnc: true, spice: true, listen: 192.0.2.10 }");
+    const ids = plan.actions.map((a) => a.id).filter((id) => id.startsWith("consoles."));
+    expect(ids).toEqual([
+      "consoles.pki",
+      "consoles.libvirtd-restart-on-undo",
+      "consoles.qemu-conf",
+      "consoles.libvirtd-restart",
+    ]);
+    const pki = plan.actions.find((a) => a.id === "consoles.pki");
+    expect(pki).toMatchObject({
+      kind: "run-command",
+      argv: ["kvmstrap", "pki", "init", "--address", "192.0.2.10"],
+      check: ["kvmstrap", "pki", "status"],
+    });
+    const conf = plan.actions.find((a) => a.id === "consoles.qemu-conf");
+    if (conf?.kind !== "write-file") throw new Error("no qemu.conf action");
+    expect(conf.mode).toBe(0o600);
+    expect(conf.previous).toBe(current.get(QEMU_CONF));
+    expect(conf.content).toContain('#kvmstrap-replaced# vnc_listen = "0.0.0.0"');
+    expect(conf.content).toContain("#vnc_tls = 1\n"); // a comment stays as it was
+    expect(conf.content).toContain('user = "libvirt-qemu"');
+    const block = conf.content.slice(conf.content.indexOf("# BEGIN kvmstrap consoles"));
+    expect(block).toContain('vnc_listen = "192.0.2.10"');
+    expect(block).toContain("vnc_tls = 1\n");
+    expect(block).toContain('vnc_tls_x509_cert_dir = "/etc/pki/libvirt-vnc"');
+    expect(block).toContain("vnc_tls_x509_verify = 1\n");
+    expect(block).toContain("spice_tls = 1\n");
+    expect(block).toContain('spice_tls_x509_cert_dir = "/etc/pki/libvirt-spice"');
+    const restart = plan.actions.find((a) => a.id === "consoles.libvirtd-restart-on-undo");
+    expect(restart).toMatchObject({ undo: ["systemctl", "try-restart", "libvirtd.service"] });
+  });
+
+  it("is converged once qemu.conf holds the block, and dropping the consoles restores the file", () => {
+    const consoles = answer("{ vnc: true, listen: 192.0.2.10 }").consoles;
+    if (!consoles) throw new Error("no consoles section");
+    const settings = consoleQemuSettings(consoles);
+    const written = withQemuSettings(current.get(QEMU_CONF) ?? "", settings);
+    const again = planOf("{ vnc: true, listen: 192.0.2.10 }", new Map([[QEMU_CONF, written]]));
+    expect(again.actions.map((a) => a.id).filter((id) => id.startsWith("consoles."))).toEqual([
+      "consoles.pki",
+    ]); // its check decides
+    expect(withQemuSettings(written, [])).toBe(current.get(QEMU_CONF));
+  });
+
+  it("plans nothing for a refused console", () => {
+    const plan = planOf("{ vnc: true, listen: 0.0.0.0 }");
+    expect(plan.actions.filter((a) => a.id.startsWith("consoles."))).toEqual([]);
+    expect(plan.refusals.map((r) => r.path)).toContain("consoles.listen");
+  });
+});
+
+describe("the domain's <graphics>", () => {
+  const spec = {
+    name: "vm1",
+    domainType: "qemu" as const,
+    vcpus: 1,
+    memoryMiB: 256,
+    disk: { path: "/var/lib/vm1.qcow2", format: "qcow2" as const },
+    nics: [],
+    serialLog: "/var/log/vm1.log",
+  };
+  it("VNC and SPICE on the listen address, ports by libvirt, SPICE secure only, no password", () => {
+    const xml = renderDomainXml({
+      ...spec,
+      graphics: { vnc: true, spice: true, listen: "192.0.2.10", tls: true },
+    });
+    expect(xml).toContain('<graphics type="vnc" port="-1" autoport="yes" listen="192.0.2.10">');
+    expect(xml).toContain('<graphics type="spice" autoport="yes" listen="192.0.2.10" defaultMode="secure">');
+    expect(xml.match(/<listen type="address" address="192.0.2.10"\/>/g)).toHaveLength(2);
+    expect(xml).not.toMatch(/passwd|0\.0\.0\.0/);
+    expect(renderDomainXml(spec)).not.toContain("<graphics");
+  });
+});

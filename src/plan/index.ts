@@ -10,6 +10,7 @@ import { validateAnswer } from "../answer/validate.js";
 import { canonicalJson } from "../core/canonical-json.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
+import { planConsoles } from "./console-plan.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHost } from "./host-plan.js";
 import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
@@ -49,6 +50,7 @@ export function buildPlan(
   planStorage(ctx);
   planLibvirtNat(ctx);
   planNetwork(ctx);
+  planConsoles(ctx);
   // Everything that needs the reboot goes last, after the unit that resumes the run once it is
   // over: the engine stops at the end of a reboot group, so nothing is left waiting behind it.
   const reboot = ctx.actions.filter((a) => a.effect === "reboot");

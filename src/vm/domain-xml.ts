@@ -2,6 +2,7 @@
 // disks trip AppArmor, terraform-provider-libvirt#1163), a qemu-guest-agent channel and a serial
 // console logged to a file. Pure: the deployment decides; this only writes it down.
 import { xmlEscape } from "../plan/render/libvirt-xml.js";
+import { type ConsoleGraphics, graphicsXml } from "./console-xml.js";
 
 export type VmNic =
   | { kind: "network"; network: string; mac?: string }
@@ -34,6 +35,8 @@ export interface DomainSpec {
   vhostNet?: boolean;
   /** kvmstrap's mark: the hash of the spec this domain was defined from (kept in <metadata>). */
   specHash?: string;
+  /** VNC and/or SPICE on the management address (the answer's consoles:). */
+  graphics?: ConsoleGraphics;
 }
 
 /** The namespace of kvmstrap's <metadata> element in a domain definition. */
@@ -161,8 +164,7 @@ export function renderDomainXml(s: DomainSpec): string {
     '      <backend model="random">/dev/urandom</backend>',
     "    </rng>",
     '    <memballoon model="virtio"/>',
-    "  </devices>",
-    "</domain>",
   );
+  L.push(...graphicsXml(s.graphics), "  </devices>", "</domain>");
   return `${L.join("\n")}\n`;
 }

@@ -50,6 +50,8 @@ export async function startRig(
     fleetRack?: string;
     /** With fleetRack: a fleet answers directory (site.yaml only), so unknown nodes boot to discovery. */
     discovery?: boolean;
+    /** With fleetRack: the embedded store's directory (default: a new one in the rig's), e.g. one filled beforehand. */
+    storeDir?: string;
   } = { tag: "rig" },
 ): Promise<Rig> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `kvms-web-${o.tag}-${process.pid}-`));
@@ -79,7 +81,7 @@ export async function startRig(
     tokenTtlSeconds: 3600,
     knownOnly: false,
     ...(o.timeouts ? { timeouts: o.timeouts } : {}),
-    ...(o.fleetRack ? { store: path.join(dir, "fleet"), rack: o.fleetRack } : {}),
+    ...(o.fleetRack ? { store: o.storeDir ?? path.join(dir, "fleet"), rack: o.fleetRack } : {}),
     ...(o.discovery ? { fleetDir } : {}),
   });
   const rig: Rig = {

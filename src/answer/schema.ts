@@ -16,6 +16,7 @@ import {
   VM_NAME,
 } from "../core/grammar.js";
 import { consoles } from "./schema-consoles.js";
+import { hardening } from "./schema-hardening.js";
 import { libvirtNetwork, ovsBridge, ovsNic, vlanIdInput } from "./schema-networks.js";
 
 /** A string held to one of the shared grammars (src/core/grammar.ts); its pattern goes to the JSON Schema. */
@@ -324,6 +325,7 @@ export const answerSchema = z.strictObject({
   install: install.optional(),
   vms: z.array(vmEntry).default([]).describe("VMs deployed by kvmstrap vm deploy --answer"),
   consoles: consoles.optional(),
+  hardening: hardening.optional(),
   requires: z
     .strictObject({
       checks: z

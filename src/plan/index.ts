@@ -12,6 +12,7 @@ import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
 import { planConsoles } from "./console-plan.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
+import { planHardening } from "./hardening-plan.js";
 import { planHost } from "./host-plan.js";
 import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
 import { networkPaths, planNetwork } from "./network-plan.js";
@@ -19,6 +20,7 @@ import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
 import { planLibvirtNat, planStorage } from "./storage-plan.js";
 import { planVms, type VmPlanOptions, vmRecordPaths } from "./vm-plan.js";
+import { planLibvirtNetworks, planOvs } from "./vswitch-plan.js";
 
 export type { Action, Effect, Plan } from "./actions.js";
 
@@ -49,8 +51,11 @@ export function buildPlan(
   planSriov(ctx);
   planStorage(ctx);
   planLibvirtNat(ctx);
+  planLibvirtNetworks(ctx);
   planNetwork(ctx);
+  planOvs(ctx);
   planConsoles(ctx);
+  planHardening(ctx);
   // Everything that needs the reboot goes last, after the unit that resumes the run once it is
   // over: the engine stops at the end of a reboot group, so nothing is left waiting behind it.
   const reboot = ctx.actions.filter((a) => a.effect === "reboot");

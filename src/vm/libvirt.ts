@@ -90,6 +90,8 @@ export interface Libvirt {
   netStart(name: string): Promise<void>;
   netDestroy(name: string): Promise<void>;
   netUndefine(name: string): Promise<void>;
+  /** Whether libvirtd starts the network when it starts. */
+  netAutostart(name: string, on: boolean): Promise<void>;
   netList(): Promise<NetworkInfo[]>;
   /** The network's definition (its bridge and the host's address on it). */
   netXml(name: string): Promise<string>;

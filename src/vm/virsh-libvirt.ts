@@ -224,6 +224,9 @@ export class VirshLibvirt implements Libvirt {
   async netUndefine(name: string): Promise<void> {
     await this.run(["net-undefine", name]);
   }
+  async netAutostart(name: string, on: boolean): Promise<void> {
+    await this.run(on ? ["net-autostart", name] : ["net-autostart", "--disable", name]);
+  }
   async netList(): Promise<NetworkInfo[]> {
     return parseNetList(await this.run(["net-list", "--all"]));
   }

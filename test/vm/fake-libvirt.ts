@@ -178,6 +178,9 @@ export class FakeLibvirt implements Libvirt {
   async netUndefine(): Promise<void> {
     this.none();
   }
+  async netAutostart(): Promise<void> {
+    this.none();
+  }
   async netList(): Promise<NetworkInfo[]> {
     this.call("netList");
     return [...this.networks.values()];

@@ -28,7 +28,15 @@ export type Operation = { id: string; state: OpState; undo?: boolean } & (
   | { kind: "vm-seed"; path: string }
   | {
       kind: "libvirt";
-      op: "define-domain" | "start-domain" | "undefine-domain" | "destroy-domain";
+      op:
+        | "define-domain"
+        | "start-domain"
+        | "undefine-domain"
+        | "destroy-domain"
+        | "define-network"
+        | "start-network"
+        | "undefine-network"
+        | "destroy-network";
       name: string;
     }
 );

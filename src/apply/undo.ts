@@ -154,6 +154,6 @@ function describeOp(op: Operation): string {
     case "vm-seed":
       return `create ${op.path}`;
     case "libvirt":
-      return `${op.op.replace("-domain", "")} the domain ${op.name}`;
+      return `${op.op.replace(/-(domain|network)$/, "")} the ${op.op.endsWith("-network") ? "network" : "domain"} ${op.name}`;
   }
 }

@@ -23,6 +23,14 @@ import { assertSpace } from "../vm/preflight.js";
 import { seedIsoBytes } from "../vm/seed-iso.js";
 import { DeployError } from "../vm/vm-state.js";
 import type { Before } from "./journal.js";
+import {
+  captureNetworkBefore,
+  carryOutNetwork,
+  describeNetwork,
+  isNetworkAction,
+  networkApplied,
+  revertNetwork,
+} from "./libvirt-network-steps.js";
 
 export type VmAction = VmOverlayAction | VmSeedAction | LibvirtAction;
 
@@ -66,6 +74,7 @@ export function describeVm(a: VmAction): string {
     case "vm-seed":
       return `write the cloud-init seed ${a.path}`;
     case "libvirt":
+      if (isNetworkAction(a)) return describeNetwork(a);
       return a.op === "define-domain" ? `define the libvirt domain ${a.name}` : `start the domain ${a.name}`;
   }
 }
@@ -126,6 +135,7 @@ async function vmApplied(a: VmAction, ctx: VmStepContext): Promise<boolean> {
       // Without a connection nothing can be in place (a dry run says "would"; a run fails clearly).
       if (!ctx.libvirt) return false;
       const lv = ctx.libvirt;
+      if (isNetworkAction(a)) return networkApplied(a, lv);
       if (a.op === "define-domain") return (await domainOf(lv, a)) === "ours";
       return (await lv.domainExists(a.name)) && (await lv.domainState(a.name)) === "running";
     }
@@ -139,6 +149,7 @@ export async function captureVmBefore(a: VmAction, ctx: VmStepContext, createdDi
       return { content: null, createdDirs: await createdDirs() } satisfies Before;
     case "libvirt": {
       const lv = port(ctx);
+      if (isNetworkAction(a)) return captureNetworkBefore(a, lv);
       if (a.op === "define-domain") return { content: null } satisfies Before;
       const exists = await lv.domainExists(a.name);
       return { content: exists ? await lv.domainState(a.name) : null } satisfies Before;
@@ -187,6 +198,7 @@ async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
     }
     case "libvirt": {
       const lv = port(ctx);
+      if (isNetworkAction(a)) return carryOutNetwork(a, lv);
       if (a.op === "define-domain") {
         const state = await domainOf(lv, a);
         if (state === "foreign")
@@ -203,16 +215,24 @@ async function carryOut(a: VmAction, ctx: VmStepContext): Promise<void> {
 }
 
 /** The inverse as an operation description: what undo will do. */
-export function vmInverse(
-  a: VmAction,
-):
+export function vmInverse(a: VmAction):
   | { kind: "remove-file"; path: string }
-  | { kind: "libvirt"; op: "undefine-domain" | "destroy-domain"; name: string } {
+  | {
+      kind: "libvirt";
+      op: "undefine-domain" | "destroy-domain" | "undefine-network" | "destroy-network";
+      name: string;
+    } {
   switch (a.kind) {
     case "vm-overlay":
     case "vm-seed":
       return { kind: "remove-file", path: a.path };
     case "libvirt":
+      if (isNetworkAction(a))
+        return {
+          kind: "libvirt",
+          op: a.op === "define-network" ? "undefine-network" : "destroy-network",
+          name: a.name,
+        };
       return a.op === "define-domain"
         ? { kind: "libvirt", op: "undefine-domain", name: a.name }
         : { kind: "libvirt", op: "destroy-domain", name: a.name };
@@ -231,6 +251,7 @@ export async function revertVm(a: VmAction, before: Before | undefined, ctx: VmS
       return;
     case "libvirt": {
       const lv = port(ctx);
+      if (isNetworkAction(a)) return revertNetwork(a, before, lv);
       if (!(await lv.domainExists(a.name))) return;
       if (a.op === "start-domain") {
         if (before?.content !== "running" && (await lv.domainState(a.name)) !== "shut off")

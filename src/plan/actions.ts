@@ -116,6 +116,24 @@ export const libvirtActionSchema = z.discriminatedUnion("op", [
     ...actionBase,
     name: z.string().min(1),
   }),
+  /** A libvirt network (NAT or isolated): in place when a network of this name has this `uuid`
+   *  (derived from its definition); the inverse undefines it. start-network: in place when active;
+   *  the inverse stops it. */
+  z.object({
+    kind: z.literal("libvirt"),
+    op: z.literal("define-network"),
+    ...actionBase,
+    name: z.string().min(1),
+    xml: z.string().min(1),
+    uuid: z.string().min(1),
+    autostart: z.boolean(),
+  }),
+  z.object({
+    kind: z.literal("libvirt"),
+    op: z.literal("start-network"),
+    ...actionBase,
+    name: z.string().min(1),
+  }),
 ]);
 
 export const actionSchema = z.discriminatedUnion("kind", [

@@ -49,6 +49,12 @@ function actionBody(a: Action): string[] {
         ...fileDiff("/dev/null", "network-config", "", a.networkConfig),
       ];
     case "libvirt":
+      if (a.op === "define-network")
+        return [
+          `virsh net-define (network ${a.name})${a.autostart ? ", net-autostart" : ""}`,
+          ...fileDiff("/dev/null", `network ${a.name}`, "", a.xml),
+        ];
+      if (a.op === "start-network") return [`virsh net-start ${a.name}`];
       return a.op === "define-domain"
         ? [`virsh define (domain ${a.name})`, ...fileDiff("/dev/null", `domain ${a.name}`, "", a.xml)]
         : [`virsh start ${a.name}`];

@@ -20,6 +20,7 @@ import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
 import { planLibvirtNat, planStorage } from "./storage-plan.js";
 import { planVms, type VmPlanOptions, vmRecordPaths } from "./vm-plan.js";
+import { planLibvirtNetworks, planOvs } from "./vswitch-plan.js";
 
 export type { Action, Effect, Plan } from "./actions.js";
 
@@ -50,7 +51,9 @@ export function buildPlan(
   planSriov(ctx);
   planStorage(ctx);
   planLibvirtNat(ctx);
+  planLibvirtNetworks(ctx);
   planNetwork(ctx);
+  planOvs(ctx);
   planConsoles(ctx);
   planHardening(ctx);
   // Everything that needs the reboot goes last, after the unit that resumes the run once it is

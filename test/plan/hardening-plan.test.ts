@@ -5,6 +5,8 @@
 // the consoles' qemu.conf block and this one live side by side.
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAnswerText } from "../../src/answer/load.js";
+import { parseLibvirtConf } from "../../src/app/libvirt-conf.js";
+import { hardeningChecks } from "../../src/app/verify-hardening.js";
 import type { HostReport } from "../../src/detect/types.js";
 import type { Action } from "../../src/plan/actions.js";
 import { withQemuSettings } from "../../src/plan/console-plan.js";
@@ -111,7 +113,7 @@ describe("hardening: in the plan", () => {
     );
     const consoles = file(actions, "consoles.qemu-conf");
     const ours = file(actions, "hardening.qemu-conf");
-    const block = /# BEGIN kvmstrap consoles[^]*# END kvmstrap consoles\n/.exec(consoles.content)?.[0];
+    const block = /# BEGIN kvmstrap consoles[\s\S]*# END kvmstrap consoles\n/.exec(consoles.content)?.[0];
     expect(block).toBeDefined();
     expect(ours.content).toContain(block);
     expect(ours.content).toContain("vnc_tls = 1");
@@ -121,6 +123,31 @@ describe("hardening: in the plan", () => {
     expect(withHardeningBlock(ours.content, [])).toContain("vnc_tls = 1");
     // Undo in reverse: ours restores the file as it was before the run, then the consoles' does.
     expect(ours.previous).toBe(QEMU);
+  });
+
+  it("what the plan writes is what verify's checks pass on: seccomp and remote-tls FAIL before, PASS after", () => {
+    const actions = plan("{ seccompSandbox: true, remoteLibvirt: off }");
+    const verdict = (qemu: string, libvirtd: string) =>
+      hardeningChecks({
+        live: false,
+        etc: "/etc/libvirt",
+        qemuConf: parseLibvirtConf(qemu),
+        libvirtdConf: parseLibvirtConf(libvirtd),
+        sockets: [],
+        listenFlag: false,
+        tlsFiles: [],
+        apparmor: false,
+        domains: "a tree",
+        allowList: [],
+      })
+        .filter((c) => c.id === "hardening.seccomp" || c.id === "hardening.remote-tls")
+        .map((c) => c.status);
+    expect(verdict(QEMU, LIBVIRTD)).toEqual(["fail", "fail"]);
+    const after = verdict(
+      file(actions, "hardening.qemu-conf").content,
+      file(actions, "hardening.libvirtd-conf").content,
+    );
+    expect(after).toEqual(["pass", "pass"]);
   });
 
   it("no hardening: section, no hardening action", () => {

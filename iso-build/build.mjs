@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run image`: builds the appliance into iso-build/out/ from the cached live root (lib/live-root.mjs)
 // and the built project: kvmstrap-<version>-amd64.iso (BIOS + UEFI, GPT hybrid for USB sticks) and
-// netboot/ (vmlinuz, gzip initrd, squashfs, SHA256SUMS, manifest.json, boot.ipxe), all cut from one
+// netboot/ (vmlinuz, gzip initrd, squashfs, SHA256SUMS, manifest.json, boot.ipxe, grub-local.efi), all cut from one
 // staging tree. Everything is made under out/.build-PID and renamed into place once its checks pass.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -248,8 +248,22 @@ async function main() {
     const squashfsSha256 = await sha256(squashfs);
     const netAppend = `boot=live ${FETCH} kvmstrap.fetch-sha256=${squashfsSha256} quiet ${CONSOLES}`;
     await writeFile(path.join(net, "boot.ipxe"), bootIpxe(version, netAppend));
+    await stage("grub-local.efi (UEFI local boot for installed nodes that boot the network first)", () =>
+      run(
+        "grub-mkstandalone",
+        [
+          ...["-O", "x86_64-efi", "--locales=", "--themes=", "--fonts="],
+          ...[
+            "-o",
+            path.join(net, "grub-local.efi"),
+            `boot/grub/grub.cfg=${path.join(here, "grub-local.cfg")}`,
+          ],
+        ],
+        { env: { SOURCE_DATE_EPOCH: String(epoch) } },
+      ),
+    );
     const files = {};
-    for (const f of ["vmlinuz", "initrd.img", "filesystem.squashfs", "boot.ipxe"]) {
+    for (const f of ["vmlinuz", "initrd.img", "filesystem.squashfs", "boot.ipxe", "grub-local.efi"]) {
       const file = path.join(net, f);
       files[f] = { size: (await stat(file)).size, sha256: await sha256(file) };
     }

@@ -98,18 +98,28 @@ exit 1
 `;
 }
 
+/** The netboot set's UEFI loader for installed disks (iso-build/grub-local.cfg). */
+export const UEFI_LOCAL_LOADER = "grub-local.efi";
+
 /**
  * Boot once: an installed node is sent on to its local disk until the operator re-arms it. It
  * exits with a failure on purpose: UEFI's boot manager (EDK2's BdsDxe) goes on to the next boot
  * option only when one fails; a success (plain `exit`) ends the boot loop in the firmware's menu,
  * where the node then sits (seen under OVMF; Tinkerbell and netboot.xyz met it on real servers).
- * A BIOS ignores the status and tries its next device either way.
+ * A BIOS ignores the status and tries its next device either way. Under UEFI, EDK2 with the network
+ * first comes back to PXE after that exit (a loop), and iPXE cannot boot a local disk there: with
+ * `uefiLoader` (the netboot set's grub-local.efi) a UEFI node chains GRUB, which finds the installed
+ * ESP and chainloads its loader, as MAAS does; if that fails it exits as before.
  */
-export function localBootScript(mac: string): string {
+export function localBootScript(mac: string, uefiLoader?: string): string {
+  const uefi = uefiLoader
+    ? `iseq \${platform} efi && chain --autofree ${uefiLoader}?node=${encodeURIComponent(mac)} ||
+`
+    : "";
   return `#!ipxe
 # kvmstrap: ${mac} is installed; it boots from its local disk (re-arm: kvmstrap serve rearm ${mac})
 echo kvmstrap: ${mac} is installed, booting from the local disk
 set ${LOCAL_BOOT_SETTING} 1
-exit 1
+${uefi}exit 1
 `;
 }

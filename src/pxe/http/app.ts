@@ -18,7 +18,7 @@ import {
 import { VERSION } from "../../core/version.js";
 import type { RolloutRunner } from "../../fleet/rollout/runner.js";
 import type { Attribution } from "../attribution.js";
-import { genericScript, localBootScript, nodeScript } from "../ipxe-script.js";
+import { genericScript, localBootScript, nodeScript, UEFI_LOCAL_LOADER } from "../ipxe-script.js";
 import { serveMetrics } from "../metrics.js";
 import type { Netboot } from "../netboot.js";
 import type { NodeInput } from "../node-state.js";
@@ -131,7 +131,10 @@ export async function buildHttpApp(ctx: HttpContext): Promise<FastifyInstance> {
         });
     if ((probe ? ctx.table.get(mac) : ctx.table.touch(mac))?.installed) {
       feed("script-local", "installed: sent to its local disk");
-      return text(reply, 200, localBootScript(mac));
+      const loader = ctx.netboot?.files.has(UEFI_LOCAL_LOADER)
+        ? `${b}/netboot/${UEFI_LOCAL_LOADER}`
+        : undefined;
+      return text(reply, 200, localBootScript(mac, loader));
     }
     if (!ctx.netboot) {
       feed("failed", "no netboot set to boot (start the server with --netboot DIR)");

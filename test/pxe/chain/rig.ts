@@ -49,8 +49,23 @@ export interface Guest {
   stop(): Promise<void>;
 }
 
-export function startGuest(ns: Netns, firmware: Firmware, mac: string, log: string, tap = "tap0"): Guest {
-  const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "seabios" ? "" : ",romfile="}`;
+/**
+ * A QEMU guest on `tap` that boots the network. With `disk` (a raw image) it also has a disk, second
+ * in the boot order after the NIC (OVMF connects only the devices in the boot order).
+ */
+export function startGuest(
+  ns: Netns,
+  firmware: Firmware,
+  mac: string,
+  log: string,
+  tap = "tap0",
+  disk?: string,
+): Guest {
+  const order = disk ? ",bootindex=1" : "";
+  const nic = `virtio-net-pci,netdev=n0,mac=${mac}${firmware === "seabios" ? "" : ",romfile="}${order}`;
+  const drives = disk
+    ? ["-drive", `file=${disk},format=raw,if=none,id=d0`, "-device", "virtio-blk-pci,drive=d0,bootindex=2"]
+    : ["-boot", "n"];
   const fw: string[] = [];
   if (firmware !== "seabios") {
     const vars = path.join(tempDir("chain-ovmf"), "vars.fd");
@@ -64,7 +79,8 @@ export function startGuest(ns: Netns, firmware: Firmware, mac: string, log: stri
   // 1 GiB: iPXE holds the 41 MiB initrd and the kernel; nothing past them is booted here.
   const child = ns.spawn("qemu-system-x86_64", [
     ...["-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none", "-monitor", "none"],
-    ...["-serial", `file:${log}`, "-boot", "n", "-no-reboot"],
+    ...["-serial", `file:${log}`, "-no-reboot"],
+    ...drives,
     ...fw,
     ...["-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`, "-device", nic],
   ]);

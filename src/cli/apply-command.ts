@@ -7,7 +7,7 @@ import path from "node:path";
 import { createInterface } from "node:readline/promises";
 import type { Writable } from "node:stream";
 import type { Answer } from "../answer/schema.js";
-import { adaptersFor, stateDirOf } from "../app/adapters.js";
+import { adaptersFor, libvirtAt, stateDirOf } from "../app/adapters.js";
 import { confirmNetwork, planToResume, runApply, runUndo } from "../app/apply.js";
 import { blockers, prepareFile } from "../app/prepare.js";
 import type { ApplyResult } from "../apply/engine.js";
@@ -46,6 +46,7 @@ Options:
   --root DIR             Apply to the machine root DIR (default /): files and sysfs writes go under
                          DIR and commands run inside it with chroot (an installer's target)
   --state-dir DIR        Journal and logs (default <root>/var/lib/kvmstrap)
+  --connect URI          libvirt connection for the plan's networks and VMs (default qemu:///system)
   --confirm-timeout S    Seconds to confirm a network change before it reverts (default: the
                          answer's network.confirmTimeoutSeconds, else 120)
   --offline, --online    Whether the root is a running machine. Offline (the default when --root is
@@ -72,6 +73,7 @@ Options:
   --events FILE|-        Also write the event stream as JSON lines to FILE, or stdout with -
   --root DIR             The machine root (default /)
   --state-dir DIR        Journal directory (default <root>/var/lib/kvmstrap)
+  --connect URI          libvirt connection the run's networks and VMs are on (default qemu:///system)
   -h, --help             Print this help
 `;
 
@@ -155,6 +157,7 @@ export const APPLY_OPTIONS = {
   root: { type: "string" },
   "state-dir": { type: "string" },
   "confirm-timeout": { type: "string" },
+  connect: { type: "string" },
   offline: { type: "boolean" },
   online: { type: "boolean" },
   "revert-network": { type: "string" },
@@ -232,6 +235,7 @@ export async function applyCommand(argv: string[]): Promise<number> {
       resume: Boolean(values.resume),
       offline: isOfflineTarget(root, liveness),
       confirmTimeoutSeconds: timeoutSeconds,
+      ...(values.connect ? { adapters: { libvirt: libvirtAt(values.connect) } } : {}),
       // At a terminal, "yes" at the prompt confirms too; if the change cut the session, nobody types.
       waitForConfirm:
         tty && !values.yes
@@ -251,6 +255,7 @@ export const UNDO_OPTIONS = {
   root: { type: "string" },
   "state-dir": { type: "string" },
   help: { type: "boolean", short: "h" },
+  connect: { type: "string" },
 } as const satisfies OptionTable;
 
 export async function undoCommand(argv: string[]): Promise<number> {
@@ -270,7 +275,8 @@ export async function undoCommand(argv: string[]): Promise<number> {
   }
   const { bus, close } = makeBus(values.events);
   try {
-    const r = await runUndo({ root, stateDir, bus, dryRun });
+    const adapters = values.connect ? { adapters: { libvirt: libvirtAt(values.connect) } } : {};
+    const r = await runUndo({ root, stateDir, bus, dryRun, ...adapters });
     return r.status === "failed" ? EXIT.failed : EXIT.ok;
   } finally {
     await close();

@@ -43,29 +43,33 @@ async function xmlWithSecurityInfo(lv: Libvirt, name: string): Promise<string> {
   return lv.domainXml(name);
 }
 
-/** The qemu process of the domain with this UUID: libvirt passes -uuid UUID to qemu. Found through
- *  /proc rather than libvirt's pid file, whose pid is in libvirtd's pid namespace (a container's). */
-async function qemuOf(fs: HostFs, uuid: string | null, pids: number[]): Promise<QemuProcess | null> {
-  if (!uuid) return null;
-  for (const pid of pids) {
-    const comm = (await fs.readText(`/proc/${pid}/comm`))?.trim() ?? "";
+/** Each qemu process by the UUID libvirt passed it (-uuid UUID), read once for all domains. Found
+ *  through /proc rather than libvirt's pid file, whose pid is in libvirtd's pid namespace. */
+async function qemuByUuid(fs: HostFs): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const entry of (await fs.readDir("/proc")) ?? []) {
+    if (!/^\d+$/.test(entry)) continue;
+    const comm = (await fs.readText(`/proc/${entry}/comm`))?.trim() ?? "";
     if (!comm.startsWith("qemu")) continue;
-    const args = ((await fs.readText(`/proc/${pid}/cmdline`)) ?? "").split("\0");
-    const i = args.indexOf("-uuid");
-    if (i < 0 || args[i + 1]?.toLowerCase() !== uuid.toLowerCase()) continue;
-    const status = (await fs.readText(`/proc/${pid}/status`)) ?? "";
-    const seccomp = /^Seccomp:\s*(\d+)/m.exec(status)?.[1];
-    // Newer kernels give each LSM its own file; attr/current is the first major LSM's.
-    const label =
-      (await fs.readText(`/proc/${pid}/attr/apparmor/current`)) ??
-      (await fs.readText(`/proc/${pid}/attr/current`));
-    return {
-      pid,
-      seccomp: seccomp === undefined ? null : Number(seccomp),
-      label: label === null ? null : label.replace(/\0/g, "").trim(),
-    };
+    const args = ((await fs.readText(`/proc/${entry}/cmdline`)) ?? "").split("\0");
+    const uuid = args[args.indexOf("-uuid") + 1];
+    if (args.includes("-uuid") && uuid) out.set(uuid.toLowerCase(), Number(entry));
   }
-  return null;
+  return out;
+}
+
+async function qemuProcess(fs: HostFs, pid: number): Promise<QemuProcess> {
+  const status = (await fs.readText(`/proc/${pid}/status`)) ?? "";
+  const seccomp = /^Seccomp:\s*(\d+)/m.exec(status)?.[1];
+  // Newer kernels give each LSM its own file; attr/current is the first major LSM's.
+  const label =
+    (await fs.readText(`/proc/${pid}/attr/apparmor/current`)) ??
+    (await fs.readText(`/proc/${pid}/attr/current`));
+  return {
+    pid,
+    seccomp: seccomp === undefined ? null : Number(seccomp),
+    label: label === null ? null : label.replace(/\0/g, "").trim(),
+  };
 }
 
 async function domainsOf(fs: HostFs, lv: Libvirt): Promise<DomainView[] | string> {
@@ -75,7 +79,7 @@ async function domainsOf(fs: HostFs, lv: Libvirt): Promise<DomainView[] | string
   } catch (e) {
     return e instanceof LibvirtError ? `${e.code}: ${e.message}` : (e as Error).message;
   }
-  const pids = ((await fs.readDir("/proc")) ?? []).filter((e) => /^\d+$/.test(e)).map(Number);
+  const qemus = await qemuByUuid(fs);
   const out: DomainView[] = [];
   for (const d of listed) {
     let xml: string;
@@ -91,7 +95,8 @@ async function domainsOf(fs: HostFs, lv: Libvirt): Promise<DomainView[] | string
       return `domain ${d.name}: ${(e as Error).message}`;
     }
     const running = d.state === "running" || d.state === "paused";
-    out.push({ facts, running, qemu: running ? await qemuOf(fs, facts.uuid, pids) : null });
+    const pid = running && facts.uuid ? qemus.get(facts.uuid.toLowerCase()) : undefined;
+    out.push({ facts, running, qemu: pid === undefined ? null : await qemuProcess(fs, pid) });
   }
   return out;
 }

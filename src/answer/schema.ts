@@ -15,6 +15,7 @@ import {
   USER_NAME,
   VM_NAME,
 } from "../core/grammar.js";
+import { backups } from "./schema-backup.js";
 import { consoles } from "./schema-consoles.js";
 import { hardening } from "./schema-hardening.js";
 import { libvirtNetwork, ovsBridge, ovsNic, vlanIdInput } from "./schema-networks.js";
@@ -326,6 +327,7 @@ export const answerSchema = z.strictObject({
   vms: z.array(vmEntry).default([]).describe("VMs deployed by kvmstrap vm deploy --answer"),
   consoles: consoles.optional(),
   hardening: hardening.optional(),
+  backups,
   requires: z
     .strictObject({
       checks: z

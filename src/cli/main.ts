@@ -32,6 +32,7 @@ Commands:
                       server, start an unattended install
   iso prepare         Make a site's appliance ISO: an answer embedded, unattended on boot
   fleet               Per-node answers from a fleet directory: layers, origins, holds
+  metrics             Prometheus exporter of this host's VMs and kvmstrap's own figures
 
 Run "kvmstrap <command> --help" for a command's options.
 
@@ -64,6 +65,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   agent: async () => (await import("./agent-command.js")).agentCommand,
   iso: async () => (await import("./iso-command.js")).isoCommand,
   fleet: async () => (await import("./fleet-command.js")).fleetCommand,
+  metrics: async () => (await import("./metrics-command.js")).metricsCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

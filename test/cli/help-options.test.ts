@@ -21,6 +21,7 @@ import { FLEET_STORE_COPY_HELP, FLEET_STORE_COPY_OPTIONS } from "../../src/cli/f
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
 import { ISO_HELP, ISO_OPTIONS } from "../../src/cli/iso-command.js";
+import { METRICS_HELP, METRICS_OPTIONS } from "../../src/cli/metrics-command.js";
 import { PKI_HELP, PKI_OPTIONS } from "../../src/cli/pki-command.js";
 import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
 import { SERVE_HELP, SERVE_OPTIONS } from "../../src/cli/serve-command.js";
@@ -62,6 +63,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "fleet rollout", help: FLEET_ROLLOUT_HELP, options: FLEET_ROLLOUT_OPTIONS },
   { name: "fleet power", help: FLEET_POWER_HELP, options: FLEET_POWER_OPTIONS },
   { name: "fleet store-copy", help: FLEET_STORE_COPY_HELP, options: FLEET_STORE_COPY_OPTIONS },
+  { name: "metrics", help: METRICS_HELP, options: METRICS_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

@@ -10,6 +10,8 @@ import { parseLibvirtConf } from "./libvirt-conf.js";
 import {
   type DomainView,
   type HardeningFacts,
+  LIBVIRT_TCP_PORT,
+  LIBVIRT_TLS_PORT,
   type QemuProcess,
   SOCKETS_WANTS,
   TCP_SOCKETS,
@@ -72,6 +74,38 @@ async function qemuProcess(fs: HostFs, pid: number): Promise<QemuProcess> {
   };
 }
 
+/** /proc/net/tcp's hex address ("0100007F" or 32 hex digits for tcp6) as text. */
+function addressOf(hex: string): string {
+  if (hex.length === 8)
+    return [3, 2, 1, 0].map((i) => Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join(".");
+  // tcp6: four little-endian 32-bit words.
+  const words = [0, 1, 2, 3].map(
+    (w) =>
+      hex
+        .slice(w * 8, w * 8 + 8)
+        .match(/../g)
+        ?.reverse()
+        .join("") ?? "",
+  );
+  const groups = words.join("").match(/.{4}/g) ?? [];
+  const text = groups.map((g) => Number.parseInt(g, 16).toString(16)).join(":");
+  return text === "0:0:0:0:0:0:0:0" ? "::" : text;
+}
+
+/** Sockets in LISTEN (state 0A) on libvirt's ports, from /proc/net/tcp and tcp6. */
+export function libvirtListeners(tcp: string): { address: string; port: number }[] {
+  const out: { address: string; port: number }[] = [];
+  for (const line of tcp.split("\n").slice(1)) {
+    const [, local, , state] = line.trim().split(/\s+/);
+    if (state !== "0A" || !local) continue;
+    const [hex, portHex] = local.split(":");
+    const port = Number.parseInt(portHex ?? "", 16);
+    if (hex && (port === LIBVIRT_TCP_PORT || port === LIBVIRT_TLS_PORT))
+      out.push({ address: addressOf(hex), port });
+  }
+  return out;
+}
+
 async function domainsOf(fs: HostFs, lv: Libvirt): Promise<DomainView[] | string> {
   let listed: Awaited<ReturnType<Libvirt["listDomains"]>>;
   try {
@@ -131,6 +165,12 @@ export async function readHardeningFacts(o: HardeningReadOptions): Promise<Harde
     libvirtdConf,
     sockets,
     listenFlag: /(^|\s)(--listen|-l)(\s|$)/.test(args),
+    listeners: o.live
+      ? [
+          ...libvirtListeners((await fs.readText("/proc/net/tcp")) ?? ""),
+          ...libvirtListeners((await fs.readText("/proc/net/tcp6")) ?? ""),
+        ]
+      : [],
     tlsFiles,
     apparmor: o.live && (await fs.exists("/sys/kernel/security/apparmor")),
     domains: o.live && o.libvirt ? await domainsOf(fs, o.libvirt) : "not asked (a tree)",

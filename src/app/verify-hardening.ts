@@ -29,6 +29,8 @@ export interface DomainView {
 export const TCP_SOCKETS = ["libvirtd-tcp.socket", "virtproxyd-tcp.socket"];
 export const TLS_SOCKETS = ["libvirtd-tls.socket", "virtproxyd-tls.socket"];
 export const SOCKETS_WANTS = "/etc/systemd/system/sockets.target.wants";
+export const LIBVIRT_TCP_PORT = 16509;
+export const LIBVIRT_TLS_PORT = 16514;
 
 export interface HardeningFacts {
   live: boolean;
@@ -41,6 +43,9 @@ export interface HardeningFacts {
   sockets: string[];
   /** libvirtd is started with --listen (/etc/default/libvirtd). */
   listenFlag: boolean;
+  /** TCP sockets listening on libvirt's ports (16509 plain, 16514 TLS) in this network namespace,
+   *  whatever configured them (/proc/net/tcp and tcp6; none on a tree). */
+  listeners: { address: string; port: number }[];
   /** The TLS files libvirtd would load, and whether each exists. */
   tlsFiles: { path: string; exists: boolean }[];
   /** The kernel has AppArmor (/sys/kernel/security/apparmor). */
@@ -188,8 +193,12 @@ function remoteTlsCheck(f: HardeningFacts): VerifyCheck {
     bad.push(`${SOCKETS_WANTS}/${s}: ${s} is enabled (plain TCP on port 16509)`);
   if (confInt(f.libvirtdConf, "listen_tcp") === 1)
     bad.push(`${confAt(conf, f.libvirtdConf, "listen_tcp")} (plain TCP)`);
+  for (const l of f.listeners.filter((x) => x.port === LIBVIRT_TCP_PORT))
+    bad.push(`a socket listens on ${l.address} port ${l.port}, libvirt's plain TCP port (/proc/net/tcp)`);
   const tlsSockets = f.sockets.filter((u) => TLS_SOCKETS.includes(u));
-  const tls = tlsSockets.length > 0 || (f.listenFlag && confInt(f.libvirtdConf, "listen_tls") !== 0);
+  const tlsPort = f.listeners.some((x) => x.port === LIBVIRT_TLS_PORT);
+  const tls =
+    tlsSockets.length > 0 || tlsPort || (f.listenFlag && confInt(f.libvirtdConf, "listen_tls") !== 0);
   if (tls) {
     if (confInt(f.libvirtdConf, "tls_no_verify_certificate") === 1)
       bad.push(`${confAt(conf, f.libvirtdConf, "tls_no_verify_certificate")}: clients need no certificate`);
@@ -211,7 +220,11 @@ function remoteTlsCheck(f: HardeningFacts): VerifyCheck {
       `${conf} does not exist (libvirt not installed?)`,
       where,
     );
-  const how = tlsSockets.length ? tlsSockets.join(", ") : "libvirtd --listen";
+  const how = tlsSockets.length
+    ? tlsSockets.join(", ")
+    : tlsPort
+      ? `port ${LIBVIRT_TLS_PORT} listening`
+      : "libvirtd --listen";
   return check(
     "hardening.remote-tls",
     "pass",

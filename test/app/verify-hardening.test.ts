@@ -8,7 +8,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseLibvirtConf } from "../../src/app/libvirt-conf.js";
 import { type DomainView, type HardeningFacts, hardeningChecks } from "../../src/app/verify-hardening.js";
-import { readHardeningFacts } from "../../src/app/verify-hardening-read.js";
+import { libvirtListeners, readHardeningFacts } from "../../src/app/verify-hardening-read.js";
 import { domainFactsOf } from "../../src/app/verify-hardening-xml.js";
 import { RootedHostFs } from "../../src/host/fs.js";
 
@@ -32,6 +32,7 @@ function facts(over: Partial<HardeningFacts> = {}): HardeningFacts {
     libvirtdConf: parseLibvirtConf('#listen_tls = 0\nauth_unix_rw = "polkit"\n'),
     sockets: [],
     listenFlag: false,
+    listeners: [],
     tlsFiles: [],
     apparmor: true,
     domains: [confined()],
@@ -157,6 +158,34 @@ describe("hardening checks", () => {
       );
       expect(c?.status).toBe("fail");
       expect(c?.found).toBe("/etc/libvirt/libvirtd.conf line 2: listen_tcp = 1 (plain TCP)");
+    });
+    it("a socket listening on 16509 fails whatever configured it; one on 16514 counts as TLS", () => {
+      // /proc/net/tcp and tcp6 as the kernel writes them: 0.0.0.0:16509 and [::]:16514 in LISTEN
+      // (0A), a connection to 16509 (01) that is not a listener.
+      const tcp = [
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+        "   0: 00000000:407D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0",
+        "   1: 0100007F:9C40 0100007F:407D 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0",
+      ].join("\n");
+      const tcp6 = [
+        "  sl  local_address                         remote_address                        st tx_queue rx_queue",
+        "   0: 00000000000000000000000000000000:4082 00000000000000000000000000000000:0000 0A 00000000:00000000",
+      ].join("\n");
+      const listeners = [...libvirtListeners(tcp), ...libvirtListeners(tcp6)];
+      expect(listeners).toEqual([
+        { address: "0.0.0.0", port: 16509 },
+        { address: "::", port: 16514 },
+      ]);
+      const c = byId(facts({ listeners })).get("remote-tls");
+      expect(c?.status).toBe("fail");
+      expect(c?.found).toBe(
+        "a socket listens on 0.0.0.0 port 16509, libvirt's plain TCP port (/proc/net/tcp)",
+      );
+      const tlsOnly = byId(facts({ listeners: listeners.slice(1) })).get("remote-tls");
+      expect(tlsOnly).toMatchObject({
+        status: "pass",
+        found: "TLS only (port 16514 listening), client certificates verified",
+      });
     });
     it("an enabled libvirtd-tcp.socket fails, naming the unit's link", () => {
       const c = byId(facts({ sockets: ["libvirtd-tcp.socket", "libvirtd-tls.socket"] })).get("remote-tls");

@@ -135,6 +135,7 @@ describe("hardening: in the plan", () => {
         libvirtdConf: parseLibvirtConf(libvirtd),
         sockets: [],
         listenFlag: false,
+        listeners: [],
         tlsFiles: [],
         apparmor: false,
         domains: "a tree",

@@ -28,6 +28,7 @@ apt_packages=(
   prometheus-libvirt-exporter                  # kvmstrap metrics compared with it on the same domains (e2e test, bench:vm); run by hand
   gnutls-bin gvncviewer                        # the host PKI (certtool); the console TLS test (gvnccapture, gnutls-cli)
   chromium                                     # serve's web dashboard tested in a real browser (playwright-core drives it)
+  openvswitch-switch                           # test/e2e/ovs-vlan: ovsdb-server and ovs-vswitchd run by the test (datapath netdev)
 )
 missing=()
 for p in "${apt_packages[@]}"; do

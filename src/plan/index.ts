@@ -10,6 +10,7 @@ import { validateAnswer } from "../answer/validate.js";
 import { canonicalJson } from "../core/canonical-json.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
+import { planBackups } from "./backup-plan.js";
 import { planConsoles } from "./console-plan.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHardening } from "./hardening-plan.js";
@@ -65,6 +66,8 @@ export function buildPlan(
   ctx.actions.push(...reboot);
   // VMs last: after the network is confirmed, and after the reboot their passthrough devices need.
   planVms(ctx, vms);
+  // Backup timers after the VMs they back up.
+  planBackups(ctx);
   return {
     schema: "kvmstrap.plan/1",
     answerDigest: answerDigest(answer),

@@ -113,10 +113,14 @@ export const virtualNetworkRules: Rule[] = [
             `bridge ${nic.bridge} is not a VLAN-aware bridge of this answer (network.bridges with vlanAware: true)`,
           );
         else if (filtering === false) emit.error(`${path}.vlan`, noFiltering, useOvs);
-        else if (filtering === null)
-          emit.warning(
+        // libvirt sets no VLAN on a Linux bridge port, and one set on the tap by hand is gone when the
+        // VM restarts (the port would fall back to the bridge's default VLAN): refused until a libvirt
+        // hook keeps it.
+        else
+          emit.error(
             `${path}.vlan`,
-            "whether this kernel has bridge VLAN filtering is unknown (kvmstrap detect)",
+            "kvmstrap does not yet keep a VM's VLAN on a Linux bridge across VM restarts",
+            useOvs,
           );
       }
     },

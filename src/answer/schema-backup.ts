@@ -38,7 +38,6 @@ export const backupSchedule = z
 
 export const backups = z
   .array(backupSchedule)
-  .default([])
   .describe("scheduled VM backups: one systemd service and timer per VM running kvmstrap vm backup");
 
 export type BackupSchedule = z.infer<typeof backupSchedule>;

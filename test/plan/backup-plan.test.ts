@@ -26,7 +26,7 @@ describe("backup schedules in the plan", () => {
     const p = buildPlan(lab, answer(TWO));
     expect(p.refusals).toEqual([]);
     await expect(renderPlanText(p)).toMatchFileSnapshot("./golden-backup/two-vms.txt");
-    const a = answer(TWO).backups;
+    const a = answer(TWO).backups ?? [];
     await expect(renderBackupService(a[1] as never)).toMatchFileSnapshot("./golden-backup/db.service");
     await expect(renderBackupTimer(a[1] as never)).toMatchFileSnapshot("./golden-backup/db.timer");
     const enable = p.actions.find((x) => x.id === "backup.db.enable");

@@ -327,7 +327,7 @@ export const answerSchema = z.strictObject({
   vms: z.array(vmEntry).default([]).describe("VMs deployed by kvmstrap vm deploy --answer"),
   consoles: consoles.optional(),
   hardening: hardening.optional(),
-  backups,
+  backups: backups.optional(),
   requires: z
     .strictObject({
       checks: z

@@ -22,8 +22,8 @@ import {
   readManifest,
   sha256File,
 } from "./backup-manifest.js";
-import type { DomainDisk, Libvirt } from "./libvirt.js";
-import { snapshotable } from "./snapshot.js";
+import type { Libvirt } from "./libvirt.js";
+import { snapshotable, type VmDisk, vmDisks } from "./snapshot.js";
 
 export type BackupDeps = { libvirt: Libvirt; runner?: CommandRunner; now?: () => Date };
 export type BackupOptions = {
@@ -49,7 +49,7 @@ const stamp = (d: Date) =>
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z");
 
-export function backupXmlFor(disks: DomainDisk[], files: Map<string, string>, since: string | null): string {
+export function backupXmlFor(disks: VmDisk[], files: Map<string, string>, since: string | null): string {
   const lines = disks.map((d) => {
     const file = files.get(d.target);
     return file
@@ -60,7 +60,7 @@ export function backupXmlFor(disks: DomainDisk[], files: Map<string, string>, si
   return `<domainbackup mode='push'>\n${inc}  <disks>\n${lines.join("\n")}\n  </disks>\n</domainbackup>\n`;
 }
 
-export function checkpointXmlFor(name: string, disks: DomainDisk[], covered: Set<string>): string {
+export function checkpointXmlFor(name: string, disks: VmDisk[], covered: Set<string>): string {
   const lines = disks.map(
     (d) => `    <disk name='${esc(d.target)}' checkpoint='${covered.has(d.target) ? "bitmap" : "no"}'/>`,
   );
@@ -163,9 +163,9 @@ export async function backupVm(
   const workEntry = full ? finalEntry : `${finalEntry}${TMP_MARK}${process.pid}`;
   await mkdir(workEntry, { recursive: true });
 
-  const disks = await lv.domainDisks(vm);
+  const disks = await vmDisks(lv, vm);
   const covered = disks.filter(snapshotable);
-  if (covered.length === 0) throw new InputError(`VM "${vm}" has no file disk to back up`);
+  if (covered.length === 0) throw new InputError(`VM "${vm}" has no writable file disk to back up`);
   const targets = new Map(covered.map((d) => [d.target, path.join(workEntry, `${d.target}.qcow2`)]));
   const checkpoint = `kvmstrap-${path.basename(chainDir).slice(CHAIN_PREFIX.length)}-${seq}`;
   const started = Date.now();

@@ -59,9 +59,27 @@ export function checkSnapshotName(name: string | undefined): string {
   return name;
 }
 
-/** The disks a disk-only snapshot covers: writable file disks; CD-ROMs and others are left out. */
-export const snapshotable = (d: DomainDisk): d is DomainDisk & { source: string } =>
-  d.device === "disk" && d.type === "file" && d.source !== null;
+/** A disk as snapshots and backups see it: domblklist's row and whether the domain marks it read-only. */
+export type VmDisk = DomainDisk & { readonly: boolean };
+
+/** The targets of the disks a domain XML marks <readonly/> (a cloud-init seed, an ISO). */
+export function readonlyTargets(domainXml: string): Set<string> {
+  const out = new Set<string>();
+  for (const block of domainXml.match(/<disk\b[\s\S]*?<\/disk>/g) ?? []) {
+    const dev = /<target\s[^>]*dev=['"]([^'"]+)['"]/.exec(block)?.[1];
+    if (dev && /<readonly\s*\/>/.test(block)) out.add(dev);
+  }
+  return out;
+}
+
+export async function vmDisks(lv: Libvirt, vm: string): Promise<VmDisk[]> {
+  const ro = readonlyTargets(await lv.domainXml(vm));
+  return (await lv.domainDisks(vm)).map((d) => ({ ...d, readonly: ro.has(d.target) }));
+}
+
+/** The disks a disk-only snapshot or a backup covers: writable file disks; seeds, CD-ROMs and others are left out. */
+export const snapshotable = (d: VmDisk): d is VmDisk & { source: string } =>
+  d.device === "disk" && d.type === "file" && d.source !== null && !d.readonly;
 
 /** Where a disk's overlay for SNAP goes: beside the disk, "web.qcow2" → "web.SNAP.qcow2". */
 export function overlayPath(source: string, snapshot: string): string {
@@ -69,7 +87,7 @@ export function overlayPath(source: string, snapshot: string): string {
   return path.join(path.dirname(source), `${path.basename(source, ext)}.${snapshot}${ext || ".qcow2"}`);
 }
 
-export function snapshotXmlFor(snapshot: string, disks: DomainDisk[]): string {
+export function snapshotXmlFor(snapshot: string, disks: VmDisk[]): string {
   const lines = disks.map((d) =>
     snapshotable(d)
       ? `    <disk name='${esc(d.target)}' snapshot='external'><driver type='qcow2'/><source file='${esc(overlayPath(d.source, snapshot))}'/></disk>`
@@ -129,9 +147,9 @@ export async function createSnapshot(
   await requireVm(lv, vm);
   if ((await lv.snapshotNames(vm)).includes(snapshot))
     throw new InputError(`VM "${vm}" already has a snapshot "${snapshot}"`);
-  const disks = await lv.domainDisks(vm);
+  const disks = await vmDisks(lv, vm);
   const covered = disks.filter(snapshotable);
-  if (covered.length === 0) throw new InputError(`VM "${vm}" has no file disk to snapshot`);
+  if (covered.length === 0) throw new InputError(`VM "${vm}" has no writable file disk to snapshot`);
   for (const d of covered) {
     const file = overlayPath(d.source, snapshot);
     if (await stat(file).catch(() => null))

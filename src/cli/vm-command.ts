@@ -54,6 +54,9 @@ Deploy options:
   --disk GIB        Disk size in GiB (default 20; never smaller than the image)
   --network NET     Attach to libvirt network NET (repeatable; default "default" without --bridge)
   --bridge BR       Attach to host bridge BR (repeatable)
+  --ovs BR[:vlan=N|:trunk=N,M]
+                    Attach to Open vSwitch bridge BR: an access port on VLAN N, or a trunk of
+                    the VLANs listed (repeatable)
   --ssh-key FILE    Authorised OpenSSH public key(s) for the user (repeatable)
   --user NAME       Guest user (default "kvmstrap"), with passwordless sudo
   --hostname H      Guest host name (default: the VM name)
@@ -112,7 +115,7 @@ function flagOf(entryPath: string): string {
     [/^user\.sshKeys/, "--ssh-key"],
     [/^user/, "--user"],
     [/^hostname/, "--hostname"],
-    [/^nics/, "--network/--bridge"],
+    [/^nics/, "--network/--bridge/--ovs"],
     [/^pin/, "--pin"],
   ];
   return flags.find(([re]) => re.test(entryPath))?.[1] ?? (entryPath || "vm deploy");
@@ -120,6 +123,15 @@ function flagOf(entryPath: string): string {
 
 /** Replacements for the real libvirt connection and host detection (tests). */
 export type VmCommandDeps = { libvirt?: Libvirt; report?: HostReport; sysClassNet?: string };
+
+/** --ovs BR, BR:vlan=N or BR:trunk=N,M as the answer's NIC entry (the schema checks the values). */
+function ovsNicFlag(v: string): Record<string, unknown> {
+  const m = /^([^:]+)(?::(vlan|trunk)=([0-9,]+))?$/.exec(v);
+  if (!m?.[1]) throw new UsageError(`--ovs takes BR, BR:vlan=N or BR:trunk=N,M, not "${v}"`);
+  if (m[2] === "vlan") return { ovs: m[1], vlan: Number(m[3]) };
+  if (m[2] === "trunk") return { ovs: m[1], trunk: (m[3] ?? "").split(",").filter(Boolean).map(Number) };
+  return { ovs: m[1] };
+}
 
 /** Flags that describe one VM, which --answer replaces. */
 const SPEC_FLAGS = [
@@ -130,6 +142,7 @@ const SPEC_FLAGS = [
   "disk",
   "network",
   "bridge",
+  "ovs",
   "ssh-key",
   "user",
   "hostname",
@@ -146,6 +159,7 @@ export const VM_OPTIONS = {
   disk: { type: "string" },
   network: { type: "string", multiple: true },
   bridge: { type: "string", multiple: true },
+  ovs: { type: "string", multiple: true },
   "ssh-key": { type: "string", multiple: true },
   user: { type: "string" },
   hostname: { type: "string" },
@@ -254,7 +268,8 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
           nics: [
             ...(values.network ?? []).map((network) => ({ network })),
             ...(values.bridge ?? []).map((bridge) => ({ bridge })),
-          ],
+            ...(values.ovs ?? []).map(ovsNicFlag),
+          ] as Record<string, unknown>[],
           pin: Boolean(values.pin),
         };
         if (entry.nics.length === 0) entry.nics.push({ network: "default" });

@@ -503,9 +503,19 @@ export const CASES: Case[] = [
     ],
   },
   {
+    name: "an OVS NIC on a host's own OVS bridge (the answer makes none): a warning",
+    host: "lab",
+    answer: { vms: [vm({ nics: [{ ovs: "ovsbr9", trunk: [10, 20] }] })] },
+    errors: [],
+    warnings: ["vnet.ovs-port"],
+  },
+  {
     name: "an OVS NIC on a bridge the file does not define, a libvirt network it does not define",
     host: "lab",
-    answer: { vms: [vm({ nics: [{ ovs: "ovsbr9", vlan: 10 }, { network: "elsewhere" }] })] },
+    answer: {
+      network: { ovs: [{ name: "ovsbr0" }] },
+      vms: [vm({ nics: [{ ovs: "ovsbr9", vlan: 10 }, { network: "elsewhere" }] })],
+    },
     errors: ["vnet.ovs-port vms[0].nics[0].ovs"],
     warnings: ["vnet.vm-network"],
   },

@@ -59,10 +59,17 @@ export const virtualNetworkRules: Rule[] = [
       const bridges = (answer.network?.ovs ?? []).map((b) => b.name);
       for (const { nic, path } of nicsOf(answer)) {
         if (!("ovs" in nic)) continue;
-        if (!bridges.includes(nic.ovs))
+        // An answer that makes OVS bridges names only those (another name is a typo); one that makes
+        // none (a `vm deploy` entry) may use a bridge the host has: libvirt refuses a missing one at start.
+        if (!bridges.includes(nic.ovs) && bridges.length)
           emit.error(
             `${path}.ovs`,
-            `no Open vSwitch bridge named "${nic.ovs}" in network.ovs${bridges.length ? ` (defined: ${bridges.join(", ")})` : ""}`,
+            `no Open vSwitch bridge named "${nic.ovs}" in network.ovs (defined: ${bridges.join(", ")})`,
+          );
+        else if (!bridges.includes(nic.ovs))
+          emit.warning(
+            `${path}.ovs`,
+            `Open vSwitch bridge ${nic.ovs} is not defined in network.ovs: it must exist on the host when the VM starts`,
           );
         if (nic.vlan !== undefined && nic.trunk)
           emit.error(path, "give vlan (an access port) or trunk (a trunk port), not both");

@@ -275,7 +275,9 @@ export class DashboardView {
     const total = this.model.nodes.size;
     const v = this.model.version ? ` ${this.model.version}` : "";
     const http = typeof this.model.server.http === "string" ? ` at ${this.model.server.http}` : "";
-    $<HTMLElement>("server").textContent = `kvmstrap serve${v}${http}`;
+    // Which rack's serve this is: in a region every serve shows every rack's nodes.
+    const rack = typeof this.model.server.rack === "string" ? `, rack ${this.model.server.rack}` : "";
+    $<HTMLElement>("server").textContent = `kvmstrap serve${v}${http}${rack}`;
 
     const counts = this.model.counts();
     const attention = this.model.attention();

@@ -156,6 +156,9 @@ describe.skipIf(!built || missing !== undefined || !HAVE_CHROMIUM)(
         (globalThis as unknown as { regionMark: string }).regionMark = "the page as first loaded";
       });
 
+      expect(await seen(page.locator("#server"))).toMatch(
+        /^kvmstrap serve .* at http:\/\/127\.0\.0\.1:\d+, rack a$/,
+      );
       // Both racks, each with its own nodes and counts (the store's rack, not the serve's).
       const summary = (rack: string) => seen(page.locator(`details.rack[data-rack='${rack}'] > summary`));
       const rackA = await summary("a");

@@ -1,7 +1,8 @@
 // Issues keys and certificates with GnuTLS's certtool (Debian's gnutls-bin), the tool libvirt's
 // own TLS guide uses. Node 20's crypto reads certificates (X509Certificate) but cannot issue them,
-// and no npm package is needed for three templates. Keys are ECDSA P-256: every GnuTLS consumer
-// here (libvirtd, qemu, virt-viewer, gtk-vnc) takes them, and they are made in milliseconds.
+// and no npm package is needed for three templates. The CA's key is ECDSA P-256 (made in
+// milliseconds); server and client keys are RSA 3072, because libvirtd refuses a certificate whose
+// critical key usage lacks key encipherment, which certtool never sets on an ECDSA key.
 // Everything happens in a private temporary directory (0700) that is removed on every exit; the
 // caller reads the PEM text back and publishes it atomically.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -40,7 +41,9 @@ function template(s: Subject, kind: "ca" | "server" | "client"): string {
   if (s.organization) lines.push(`organization = ${quoted("organization", s.organization)}`);
   lines.push(`expiration_days = ${Math.max(1, Math.floor(s.days))}`);
   if (kind === "ca") lines.push("ca", "cert_signing_key", "crl_signing_key");
-  else lines.push("signing_key", kind === "server" ? "tls_www_server" : "tls_www_client");
+  // encryption_key too: libvirtd refuses a server or client certificate whose (critical) key usage
+  // lacks key encipherment, whatever the key type ("usage does not permit key encipherment").
+  else lines.push("signing_key", "encryption_key", kind === "server" ? "tls_www_server" : "tls_www_client");
   for (const d of s.dnsNames ?? []) lines.push(`dns_name = ${quoted("DNS name", d)}`);
   for (const a of s.ipAddresses ?? []) lines.push(`ip_address = ${quoted("IP address", a)}`);
   return `${lines.join("\n")}\n`;
@@ -73,16 +76,18 @@ export class Certtool {
     }
   }
 
-  private async newKey(dir: string): Promise<string> {
+  private async newKey(dir: string, type: "ca" | "leaf"): Promise<string> {
     const key = path.join(dir, "key.pem");
-    await this.run(["--generate-privkey", "--key-type=ecdsa", "--curve=secp256r1", "--outfile", key]);
+    const kind =
+      type === "ca" ? ["--key-type=ecdsa", "--curve=secp256r1"] : ["--key-type=rsa", "--bits=3072"];
+    await this.run(["--generate-privkey", ...kind, "--outfile", key]);
     return key;
   }
 
   /** A self-signed CA. */
   async ca(s: Subject): Promise<Pem> {
     return this.inTemp(async (dir) => {
-      const key = await this.newKey(dir);
+      const key = await this.newKey(dir, "ca");
       const tpl = path.join(dir, "ca.tpl");
       await writeFile(tpl, template(s, "ca"), { mode: 0o600 });
       const cert = path.join(dir, "cert.pem");
@@ -98,7 +103,7 @@ export class Certtool {
       const caKey = path.join(dir, "ca-key.pem");
       await writeFile(caCert, ca.cert, { mode: 0o600 });
       await writeFile(caKey, ca.key, { mode: 0o600 });
-      const key = await this.newKey(dir);
+      const key = await this.newKey(dir, "leaf");
       const tpl = path.join(dir, `${kind}.tpl`);
       await writeFile(tpl, template(s, kind), { mode: 0o600 });
       const cert = path.join(dir, "cert.pem");

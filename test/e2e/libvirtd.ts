@@ -60,7 +60,8 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/libvirt
 for d in ${MOUNTED.map((d) => `${d}:${TARGETS[d]}`).join(" ")}; do mount --bind "$1/\${d%%:*}" "\${d#*:}"; done
 ip link set lo up
-/usr/sbin/libvirtd --config /etc/libvirt/libvirtd.conf &
+if [ -n "$2" ]; then hostname "$2"; fi
+/usr/sbin/libvirtd --config /etc/libvirt/libvirtd.conf $3 &
 daemon=$!
 trap 'kill -TERM $daemon' TERM INT
 set +e
@@ -84,8 +85,17 @@ auth_unix_rw = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 `;
 
-/** Lines appended to the daemon's qemu.conf and libvirtd.conf (libvirt keeps a key's last value). */
-export type TestLibvirtdOptions = { qemuConf?: string; libvirtdConf?: string };
+/**
+ * Lines appended to the daemon's qemu.conf and libvirtd.conf (libvirt keeps a key's last value);
+ * hostname: a UTS namespace of its own with that name (two daemons that migrate between each other
+ * must differ); listen: libvirtd --listen, for listen_tls in libvirtdConf.
+ */
+export type TestLibvirtdOptions = {
+  qemuConf?: string;
+  libvirtdConf?: string;
+  hostname?: string;
+  listen?: boolean;
+};
 
 async function privateEtc(etc: string, o: TestLibvirtdOptions): Promise<void> {
   for (const entry of await readdir("/etc/libvirt")) {
@@ -145,13 +155,9 @@ export async function startTestLibvirtd(options: TestLibvirtdOptions = {}): Prom
   const out = openSync(path.join(root, "libvirtd.out"), "a");
   const unshare: ChildProcess = spawn(
     "unshare",
-    ["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private"].concat([
-      "bash",
-      "-c",
-      INIT,
-      "init",
-      root,
-    ]),
+    ["--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private"]
+      .concat(options.hostname ? ["--uts"] : [])
+      .concat(["bash", "-c", INIT, "init", root, options.hostname ?? "", options.listen ? "--listen" : ""]),
     { stdio: ["ignore", out, out], env: { ...process.env, LC_ALL: "C" } },
   );
   const unsharePid = unshare.pid;

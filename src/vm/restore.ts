@@ -5,9 +5,9 @@
 // the backup files are never modified), into a temporary file renamed into place when complete. The
 // VM is then defined from the chain's domain.xml: under a new name (no UUID, new MACs, its own serial
 // log) or, with replace, over the VM the chain came from.
-import { readFile, rename, rm, stat } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { TMP_MARK } from "../core/atomic-write.js";
+import { cleanStaleTemps, publishFile, TMP_MARK } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { listChains } from "./backup.js";
@@ -92,7 +92,8 @@ export function restoredDomainXml(
   return out;
 }
 
-async function convert(runner: CommandRunner, image: object, out: string): Promise<void> {
+/** Flattens one disk's chain into a temporary file beside `out`; returns its name. */
+async function convert(runner: CommandRunner, image: object, out: string): Promise<string> {
   const tmp = `${out}${TMP_MARK}${process.pid}`;
   const r = await runner.run("qemu-img", ["convert", "-O", "qcow2", `json:${JSON.stringify(image)}`, tmp], {
     timeoutMs: 6 * 3600_000,
@@ -101,7 +102,7 @@ async function convert(runner: CommandRunner, image: object, out: string): Promi
     await rm(tmp, { force: true });
     throw new Error(`qemu-img convert to ${out} failed: ${r.stderr.trim()}`);
   }
-  await rename(tmp, out);
+  return tmp;
 }
 
 export async function restoreVm(
@@ -140,13 +141,21 @@ export async function restoreVm(
       options.vmDir,
       f.disk === first.files[0]?.disk ? `${base}.qcow2` : `${base}-${f.disk}.qcow2`,
     );
-    if (await stat(file).catch(() => null)) throw new InputError(`${file} already exists`);
+    if (await stat(file).catch(() => null))
+      throw new InputError(
+        `${file} already exists (a restore stopped before defining its VM leaves one: remove it)`,
+      );
+    await cleanStaleTemps(file); // a killed restore's partial copy
     disks.set(f.disk, file);
   }
+  const temps: string[] = [];
   const done: string[] = [];
   try {
-    for (const [disk, file] of disks) {
-      await convert(runner, chainImage(chainDir, entries, disk), file);
+    for (const [disk, file] of disks)
+      temps.push(await convert(runner, chainImage(chainDir, entries, disk), file));
+    // Every disk complete before any takes its name; the VM is defined right after.
+    for (const [i, file] of [...disks.values()].entries()) {
+      await publishFile(temps[i] as string, file);
       done.push(file);
     }
     const xml = await readFile(path.join(chainDir, m.domainXml), "utf8");
@@ -164,7 +173,7 @@ export async function restoreVm(
     }
     await lv.defineDomain(domain);
   } catch (e) {
-    for (const f of done) await rm(f, { force: true });
+    for (const f of [...temps, ...done]) await rm(f, { force: true });
     throw e;
   }
   if (options.start) await lv.start(name);

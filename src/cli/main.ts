@@ -24,7 +24,7 @@ Commands:
   vm deploy|list|show|start|stop|delete|console
                       VMs from a cached image and a cloud-init seed, with a readiness timeline
   vm snapshot|backup|restore
-                      Disk-only snapshots; full and incremental backups with checkpoints; restore
+                      Disk-only snapshots; full and incremental backups; restore
   install             Install the hypervisor onto a disk (from the appliance)
   verify              Check that what the answer promised is true on this host
   pki init|rotate|status

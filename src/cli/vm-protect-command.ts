@@ -13,13 +13,14 @@ const DEFAULT_URI = "qemu:///system";
 
 export const VM_SNAPSHOT_HELP = `Usage: kvmstrap vm snapshot <create|list|revert|delete> NAME [SNAP] [options]
 
-External, disk-only snapshots: a new qcow2 overlay on each of the VM's file disks.
+External, disk-only snapshots: a new qcow2 overlay on each writable file disk.
 
-  create NAME SNAP   Take snapshot SNAP (quiesced by the guest agent's freeze when it answers)
-  list NAME          The VM's snapshots, oldest first, with their overlays
-  revert NAME SNAP   Back to SNAP: the VM is powered off, SNAP's overlay emptied, and the VM
-                     started again if it was running (SNAP must have no newer snapshot)
-  delete NAME SNAP   Merge SNAP's overlay back (libvirt's blockcommit) and forget it
+  create NAME SNAP  Take snapshot SNAP (frozen by the guest agent if it answers)
+  list NAME         The VM's snapshots, oldest first, with their overlays
+  revert NAME SNAP  Back to SNAP: the VM is powered off, SNAP's overlay emptied
+                    and the VM started again if it was running (SNAP must be
+                    the newest snapshot)
+  delete NAME SNAP  Merge SNAP's overlay back (blockcommit) and forget it
 
 Options:
   --connect URI     libvirt URI (default ${DEFAULT_URI})
@@ -36,22 +37,25 @@ export const VM_SNAPSHOT_OPTIONS = {
 
 export const VM_BACKUP_HELP = `Usage: kvmstrap vm backup NAME --to DIR [options]
 
-A backup of a running VM's disks through libvirt's backup-begin, with checkpoints. A full backup
-starts a new chain in DIR (DIR/chain-<time>/); --incremental writes only what changed since the
-chain's last backup. Each backup's files are listed in the chain's manifest.json with their sizes
-and sha256; a backup is in the chain only once it is complete.
+Backs up a running VM's disks through libvirt's backup-begin, with checkpoints.
+A full backup starts a new chain in DIR (DIR/chain-<time>/); --incremental
+writes only what changed since the chain's last backup. The chain's
+manifest.json lists each backup's files with their sizes and sha256; a backup
+is in the chain only once it is complete.
 
 Options:
   --to DIR          The backup directory (one per VM)
   --incremental     Only the changes since the newest chain's last backup
-  --full-every N    With --incremental: a new chain (a full backup) when the newest has N backups
-                    or there is none
-  --keep N          Then keep only the newest N chains (older ones and their checkpoints removed)
+  --full-every N    With --incremental: a new chain (a full backup) when the
+                    newest has N backups, or there is none
+  --keep N          Then keep the newest N chains (older ones and their
+                    checkpoints are removed)
   --connect URI     libvirt URI (default ${DEFAULT_URI})
   --json            Print the result as JSON
   -h, --help        Print this help
 
-Exit codes: 0 done, 1 libvirt or the job failed, 2 no such VM, VM not running, no chain to add to.
+Exit codes: 0 done, 1 libvirt or the backup job failed, 2 no such VM, VM not
+running, or no chain to add to.
 `;
 export const VM_BACKUP_OPTIONS = {
   to: { type: "string" },
@@ -65,23 +69,25 @@ export const VM_BACKUP_OPTIONS = {
 
 export const VM_RESTORE_HELP = `Usage: kvmstrap vm restore DIR (--name NEW | --replace) [options]
 
-Rebuilds a VM from a backup chain (DIR is a chain, or a backup directory: its newest chain). The
-chain's order and every file's sha256 are checked first; each disk is then flattened from the full
-backup and the incrementals into one qcow2 file in --dir, and the VM defined from the chain's
-domain definition.
+Rebuilds a VM from a backup chain (DIR: a chain, or a backup directory and its
+newest chain). The chain's order and every file's sha256 are checked first;
+each disk is then flattened from the full backup and the incrementals into one
+qcow2 file in --dir, and the VM defined from the chain's domain definition.
 
 Options:
-  --name NEW        A new VM (no UUID, new MAC addresses); the original is left alone
-  --replace         Over the VM the chain came from (stopped; its old disk files are kept)
-  --upto N          Restore up to backup N of the chain (0 = the full backup; default the newest)
+  --name NEW        A new VM (no UUID, new MAC addresses); the original stays
+  --replace         Over the VM the chain came from (stopped first; its old
+                    disk files are kept)
+  --upto N          Up to backup N of the chain (0: the full backup; default:
+                    the newest)
   --dir DIR         Where the restored disks go (default ${DEFAULT_VM_DIR})
   --start           Start the restored VM
   --connect URI     libvirt URI (default ${DEFAULT_URI})
   --json            Print the result as JSON
   -h, --help        Print this help
 
-Exit codes: 0 done, 1 libvirt or qemu-img failed, 2 a broken chain, a checksum mismatch (the file
-named), a name taken.
+Exit codes: 0 done, 1 libvirt or qemu-img failed, 2 a broken chain, a checksum
+mismatch (the file named), or a name taken.
 `;
 export const VM_RESTORE_OPTIONS = {
   name: { type: "string" },

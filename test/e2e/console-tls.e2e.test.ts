@@ -1,0 +1,207 @@
+// TLS consoles with real parts: kvmstrap's PKI (certtool) and its qemu.conf settings
+// (consoleQemuSettings + withQemuSettings, the plan's own) given to the test libvirtd, a domain from
+// renderDomainXml with the answer's <graphics> (VNC and SPICE on a "management" address inside
+// libvirtd's network namespace), then:
+// - VNC (vnc_tls=1, vnc_tls_x509_verify=1): gvnccapture (gtk-vnc, VeNCrypt x509) without a client
+//   certificate, and with one from another CA, is refused; with kvmstrap's client certificate it
+//   completes the RFB security handshake and takes a screenshot of the guest;
+// - SPICE (spice_tls=1): its TLS port verifies against the host's CA with gnutls-cli, and does not
+//   against another CA;
+// - both listen on the management address only, never a wildcard.
+// The guest is a diskless-by-content machine: SeaBIOS finds nothing to boot on an empty disk and
+// keeps running (and keeps drawing its VGA text screen), which is all a console needs.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExecaRunner } from "../../src/host/commands.js";
+import { CA_CERT, clientDir, consoleCertDir } from "../../src/host/pki/layout.js";
+import { initPki } from "../../src/host/pki/pki.js";
+import { consoleQemuSettings, withQemuSettings } from "../../src/plan/console-plan.js";
+import { renderDomainXml } from "../../src/vm/domain-xml.js";
+import { startTestLibvirtd, type TestLibvirtd } from "./libvirtd.js";
+
+const MGMT = "192.0.2.10";
+const NAME = `kvmstrap-console-${process.pid}`;
+const runner = new ExecaRunner();
+const tools = await Promise.all(
+  ["certtool", "gvnccapture", "gnutls-cli", "virsh", "qemu-system-x86_64"].map((t) => runner.which(t)),
+);
+const missing = ["certtool", "gvnccapture", "gnutls-cli", "virsh", "qemu-system-x86_64"].filter(
+  (_, i) => !tools[i],
+);
+const isRoot = process.getuid?.() === 0;
+
+describe.skipIf(missing.length > 0 || !isRoot)(
+  `TLS consoles (VNC with client certificates, SPICE)${missing.length ? ` [skipped: missing ${missing.join(", ")}]` : isRoot ? "" : " [skipped: needs root]"}`,
+  () => {
+    let lv: TestLibvirtd;
+    let work: string;
+    let pki: string;
+    let otherPki: string;
+    let vncPort = 0;
+    let spiceTlsPort = 0;
+    const started = Date.now();
+    const virsh = (...args: string[]) => execa("virsh", ["-c", lv.uri, ...args], { env: { LC_ALL: "C" } });
+    /** A program in libvirtd's network namespace (where the management address is). */
+    const inNet = (file: string, args: string[], timeout = 20_000) =>
+      execa("nsenter", ["-t", String(lv.pid), "-n", file, ...args], {
+        env: { LC_ALL: "C" },
+        reject: false,
+        timeout,
+        input: "",
+        all: true, // gtk-vnc's --debug lines go to stdout, its errors to stderr
+      });
+
+    /**
+     * A home where gtk-vnc finds a CA and, optionally, a client certificate and key: it looks in
+     * /etc/pki and in the passwd entry's home (not $HOME), ~/.pki/CA/cacert.pem and
+     * ~/.pki/CLIENTNAME/{clientcert.pem,private/clientkey.pem}, CLIENTNAME "gvnccapture". So the client
+     * runs in its own mount namespace with this directory bound over /root.
+     */
+    async function vncHome(name: string, caFrom: string, clientFrom: string | null): Promise<string> {
+      const home = path.join(work, name);
+      await mkdir(path.join(home, ".pki/CA"), { recursive: true });
+      await writeFile(path.join(home, ".pki/CA/cacert.pem"), await readFile(path.join(caFrom, CA_CERT)));
+      if (clientFrom) {
+        const dir = path.join(clientFrom, clientDir("admin"));
+        await mkdir(path.join(home, ".pki/gvnccapture/private"), { recursive: true });
+        await writeFile(
+          path.join(home, ".pki/gvnccapture/clientcert.pem"),
+          await readFile(`${dir}/client-cert.pem`),
+        );
+        await writeFile(
+          path.join(home, ".pki/gvnccapture/private/clientkey.pem"),
+          await readFile(`${dir}/client-key.pem`),
+          { mode: 0o600 },
+        );
+      }
+      return home;
+    }
+
+    const capture = (home: string, out: string) =>
+      inNet("unshare", [
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$0" /root && exec "$@"',
+        home,
+        "gvnccapture",
+        "--debug",
+        `${MGMT}:${vncPort - 5900}`,
+        path.join(work, out),
+      ]);
+
+    beforeAll(async () => {
+      work = await mkdtemp(path.join(tmpdir(), `kvmstrap-console-e2e-${process.pid}-`));
+      pki = path.join(work, "pki");
+      otherPki = path.join(work, "other-pki");
+      const id = { hostname: "kvmstrap-console-test", addresses: [MGMT] };
+      await initPki(id, { runner, root: pki });
+      await initPki(id, { runner, root: otherPki });
+      const consoles = { vnc: true, spice: true, listen: MGMT, tls: true, verifyClients: true };
+      const qemuConf = withQemuSettings(
+        "",
+        consoleQemuSettings(consoles, (k) => path.join(pki, consoleCertDir(k))),
+      );
+      lv = await startTestLibvirtd({ qemuConf });
+      const mgmt = `kvmc${(process.pid % 0xffff).toString(16)}`;
+      await lv.nsExec("ip", ["link", "add", mgmt, "type", "bridge"]); // no dummy module here; an empty bridge holds an address as well
+      await lv.nsExec("ip", ["addr", "add", `${MGMT}/24`, "dev", mgmt]);
+      await lv.nsExec("ip", ["link", "set", mgmt, "up"]);
+      const disk = path.join(work, "empty.raw");
+      await writeFile(disk, Buffer.alloc(1024 * 1024));
+      const xml = renderDomainXml({
+        name: NAME,
+        domainType: "qemu",
+        vcpus: 1,
+        memoryMiB: 64,
+        disk: { path: disk, format: "raw" },
+        nics: [],
+        serialLog: path.join(work, "serial.log"),
+        vhostNet: false,
+        graphics: { ...consoles },
+      });
+      await writeFile(path.join(work, "domain.xml"), xml);
+      await virsh("define", path.join(work, "domain.xml"));
+      await virsh("start", NAME);
+      const live = (await virsh("dumpxml", NAME)).stdout;
+      vncPort = Number(/<graphics type='vnc' port='(\d+)'/.exec(live)?.[1]);
+      spiceTlsPort = Number(/<graphics type='spice'[^>]*tlsPort='(\d+)'/.exec(live)?.[1]);
+      if (!vncPort || !spiceTlsPort)
+        throw new Error(`no VNC port or SPICE TLS port in the live XML:\n${live}`);
+    });
+
+    afterAll(async () => {
+      console.log(`console TLS test: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      if (lv) await lv.stop();
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    it("VNC and SPICE listen on the management address only", async () => {
+      const listening = await lv.nsExec("ss", ["-ltnH"]);
+      const ours = listening
+        .split("\n")
+        .filter((l) => l.includes(`:${vncPort} `) || l.includes(`:${spiceTlsPort} `));
+      expect(ours).toHaveLength(2);
+      for (const l of ours) expect(l).toContain(`${MGMT}:`);
+      expect(listening).not.toMatch(
+        new RegExp(`(0\\.0\\.0\\.0|\\*|\\[::\\]):(${vncPort}|${spiceTlsPort})\\b`),
+      );
+    });
+
+    it("a TLS VNC client without a client certificate is refused", async () => {
+      const r = await capture(await vncHome("no-cert", pki, null), "no-cert.png");
+      expect(r.exitCode, r.all).not.toBe(0);
+      // The client trusted the server (the host's CA) and finished TLS: the server refused it.
+      expect(r.all).toContain("Certificate is valid");
+      expect(r.all).not.toContain("Saved display");
+      await expect(readFile(path.join(work, "no-cert.png"))).rejects.toThrow(/ENOENT/);
+    });
+
+    it("a client certificate from another CA is refused too", async () => {
+      const r = await capture(await vncHome("other-ca", pki, otherPki), "other-ca.png");
+      expect(r.exitCode, r.all).not.toBe(0);
+      expect(r.all).toContain("Certificate is valid");
+      expect(r.all).not.toContain("Saved display");
+      await expect(readFile(path.join(work, "other-ca.png"))).rejects.toThrow(/ENOENT/);
+    });
+
+    it("with kvmstrap's client certificate the VeNCrypt x509 handshake completes and the screen is captured", async () => {
+      const t0 = Date.now();
+      const r = await capture(await vncHome("admin", pki, pki), "admin.png");
+      expect(r.exitCode, r.all?.slice(-3000)).toBe(0);
+      expect(r.all).toContain("Completed TLS setup, do subauth 260"); // VeNCrypt X509None
+      const png = await readFile(path.join(work, "admin.png"));
+      expect(png.subarray(1, 4).toString()).toBe("PNG");
+      const [width, height] = [png.readUInt32BE(16), png.readUInt32BE(20)];
+      console.log(`gvnccapture over TLS: ${width}x${height} in ${Date.now() - t0} ms`);
+      expect(width).toBeGreaterThanOrEqual(320);
+      expect(height).toBeGreaterThanOrEqual(200);
+    });
+
+    it("SPICE's TLS port presents a certificate that verifies against the host's CA, and not against another", async () => {
+      const good = await inNet("gnutls-cli", [
+        "--x509cafile",
+        path.join(pki, consoleCertDir("spice"), "ca-cert.pem"),
+        "--port",
+        String(spiceTlsPort),
+        MGMT,
+      ]);
+      expect(good.stdout).toContain("The certificate is trusted");
+      expect(good.stdout).toContain("Handshake was completed");
+      const bad = await inNet("gnutls-cli", [
+        "--x509cafile",
+        path.join(otherPki, CA_CERT),
+        "--port",
+        String(spiceTlsPort),
+        MGMT,
+      ]);
+      expect(bad.exitCode).not.toBe(0);
+      expect(`${bad.stdout}\n${bad.stderr}`).toMatch(/NOT trusted|signer not found|verification failed/i);
+    });
+  },
+);

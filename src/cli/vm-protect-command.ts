@@ -15,7 +15,7 @@ export const VM_SNAPSHOT_HELP = `Usage: kvmstrap vm snapshot <create|list|revert
 
 External, disk-only snapshots: a new qcow2 overlay on each writable file disk.
 
-  create NAME SNAP  Take snapshot SNAP (frozen by the guest agent if it answers)
+  create NAME SNAP  Take snapshot SNAP (frozen by the guest agent, if it runs)
   list NAME         The VM's snapshots, oldest first, with their overlays
   revert NAME SNAP  Back to SNAP: the VM is powered off, SNAP's overlay emptied
                     and the VM started again if it was running (SNAP must be

@@ -29,6 +29,7 @@ apt_packages=(
   gnutls-bin gvncviewer                        # the host PKI (certtool); the console TLS test (gvnccapture, gnutls-cli)
   chromium                                     # serve's web dashboard tested in a real browser (playwright-core drives it)
   openvswitch-switch                           # test/e2e/ovs-vlan: ovsdb-server and ovs-vswitchd run by the test (datapath netdev)
+  ethtool                                      # test/e2e/ovs-vlan turns off a veth's checksum offload (the netdev datapath never completes it)
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -41,6 +41,8 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   start NAME | stop NAME      Start; ACPI shutdown (--force: power off)
   delete NAME                 Remove the domain, its overlay, seed and logs (never the base image)
   console NAME                Attach to the serial console (virsh console; Ctrl+] detaches)
+  console NAME --vnc|--spice  A TLS console as a virt-viewer .vv file or URI
+                              (kvmstrap vm console NAME --vnc --help)
   snapshot create|list|revert|delete NAME [SNAP]
                               External disk-only snapshots (vm snapshot --help)
   backup NAME --to DIR        Full or --incremental backup with checkpoints (vm backup --help)
@@ -175,6 +177,9 @@ export const VM_OPTIONS = {
 } as const satisfies OptionTable;
 
 export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Promise<number> {
+  // A VNC or SPICE console has its own options (vm-console-command.ts); the serial one stays here.
+  if (argv[0] === "console" && argv.some((a) => a === "--vnc" || a === "--spice"))
+    return (await import("./vm-console-command.js")).vmConsoleCommand(argv.slice(1));
   // Snapshots, backups and restores have their own options (vm-protect-command.ts).
   const protect = argv[0] === "snapshot" || argv[0] === "backup" || argv[0] === "restore" ? argv[0] : null;
   if (protect) {

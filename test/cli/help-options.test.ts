@@ -29,6 +29,7 @@ import { SNAPSHOT_HELP, SNAPSHOT_OPTIONS } from "../../src/cli/snapshot-command.
 import { TUI_HELP, TUI_OPTIONS } from "../../src/cli/tui-command.js";
 import { VERIFY_HELP, VERIFY_OPTIONS } from "../../src/cli/verify-command.js";
 import { VM_HELP, VM_OPTIONS } from "../../src/cli/vm-command.js";
+import { VM_CONSOLE_HELP, VM_CONSOLE_OPTIONS } from "../../src/cli/vm-console-command.js";
 import {
   VM_BACKUP_HELP,
   VM_BACKUP_OPTIONS,
@@ -44,6 +45,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "answer", help: ANSWER_HELP, options: ANSWER_OPTIONS },
   { name: "tui", help: TUI_HELP, options: TUI_OPTIONS },
   { name: "vm", help: VM_HELP, options: VM_OPTIONS },
+  { name: "vm console --vnc|--spice", help: VM_CONSOLE_HELP, options: VM_CONSOLE_OPTIONS },
   { name: "vm snapshot", help: VM_SNAPSHOT_HELP, options: VM_SNAPSHOT_OPTIONS },
   { name: "vm backup", help: VM_BACKUP_HELP, options: VM_BACKUP_OPTIONS },
   { name: "vm restore", help: VM_RESTORE_HELP, options: VM_RESTORE_OPTIONS },

@@ -3,6 +3,10 @@
 // so no secret and no certificate path is in the domain: SPICE's defaultMode="secure" keeps every
 // channel on its TLS port. A console password, if one is ever wanted, is libvirt's one-time ticket
 // (virsh domdisplay / set-password at connection time), never a passwd= attribute here.
+import { consoleRules } from "../answer/rules/consoles.js";
+import { gatherFacts } from "../answer/rules/facts.js";
+import type { Answer } from "../answer/schema.js";
+import type { HostReport } from "../detect/types.js";
 import { xmlEscape } from "../plan/render/libvirt-xml.js";
 
 export interface ConsoleGraphics {
@@ -31,4 +35,16 @@ export function graphicsXml(g: ConsoleGraphics | undefined): string[] {
     );
   if (L.length) L.push("    <video>", '      <model type="vga"/>', "    </video>");
   return L;
+}
+
+/**
+ * The <graphics> every VM of this answer gets: its consoles: section, unless the rule set's console
+ * rules (src/answer/rules/consoles.ts) refuse it; then none, as the plan adds no console settings.
+ */
+export function consoleGraphicsFor(answer: Answer, report: HostReport): ConsoleGraphics | undefined {
+  const c = answer.consoles;
+  if (!c || (!c.vnc && !c.spice)) return undefined;
+  const input = { answer, report, facts: gatherFacts(answer, report) };
+  if (consoleRules.some((r) => r.check(input).some((f) => f.level === "error"))) return undefined;
+  return { vnc: c.vnc, spice: c.spice, listen: c.listen, tls: c.tls };
 }

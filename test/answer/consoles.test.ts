@@ -145,3 +145,24 @@ describe("the domain's <graphics>", () => {
     expect(renderDomainXml(spec)).not.toContain("<graphics");
   });
 });
+
+describe("the answer's VMs get the consoles", () => {
+  const KEY =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@kvmstrap";
+  const VMS = `vms:\n  - { name: web1, image: debian-12, vcpus: 1, memoryMiB: 512, diskGiB: 5, user: { name: debian, sshKeys: ["${KEY}"] } }\n`;
+  const domainOf = (consoles: string) => {
+    const plan = buildPlan(lab, parseAnswerText(`version: 1\n${NET}${VMS}consoles: ${consoles}\n`, "t.yaml"));
+    const define = plan.actions.find((a) => a.kind === "libvirt" && a.op === "define-domain");
+    if (define?.kind !== "libvirt" || define.op !== "define-domain")
+      throw new Error("no define-domain action");
+    return define.xml;
+  };
+  it("a VM's domain has the <graphics> of the consoles section", () => {
+    const xml = domainOf("{ vnc: true, spice: true, listen: 192.0.2.10 }");
+    expect(xml).toContain('<graphics type="vnc" port="-1" autoport="yes" listen="192.0.2.10">');
+    expect(xml).toContain('<graphics type="spice" autoport="yes" listen="192.0.2.10" defaultMode="secure">');
+  });
+  it("a refused consoles section gives the VMs no console at all", () => {
+    expect(domainOf("{ vnc: true, listen: 0.0.0.0 }")).not.toContain("<graphics");
+  });
+});

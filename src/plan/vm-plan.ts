@@ -90,6 +90,7 @@ export function vmActions(
     serialLog: p.serialLog,
     specHash: hash,
     vhostNet,
+    ...(spec.graphics ? { graphics: spec.graphics } : {}),
   });
   const record: VmRecord = {
     version: 1,

@@ -16,6 +16,7 @@ import {
 } from "../answer/validate.js";
 import type { HostReport } from "../detect/types.js";
 import { loadSeedTemplates } from "./cloud-init.js";
+import { consoleGraphicsFor } from "./console-xml.js";
 import type { VmNic } from "./domain-xml.js";
 import type { VmSpec } from "./vm-spec.js";
 
@@ -48,6 +49,7 @@ export function vmSpecsFromAnswer(
   validateVms(answer, report, out, options);
   if (options.cacheDir !== undefined) checkImages(answer, options.cacheDir, out);
   const specs: VmSpec[] = [];
+  const graphics = consoleGraphicsFor(answer, report);
   answer.vms.forEach((vm, i) => {
     if (out.errors.some((e) => vmIndex(e.path) === i)) return;
     const dir = vmTemplateDir(vm, options.baseDir);
@@ -57,7 +59,8 @@ export function vmSpecsFromAnswer(
       out.errors.push({ path: `vms[${i}].template`, message: `${dir}: ${(e as Error).message}` });
       return;
     }
-    specs.push(toSpec(vm, answer, report, vm.template === undefined ? undefined : dir));
+    const spec = toSpec(vm, answer, report, vm.template === undefined ? undefined : dir);
+    specs.push(graphics ? { ...spec, graphics } : spec);
   });
   out.errors.sort((a, b) => vmIndex(a.path) - vmIndex(b.path));
   return { specs, errors: out.errors };

@@ -2,6 +2,7 @@
 // host (from-answer.ts builds it, for the answer file and for `vm deploy` flags alike), plus the few
 // things only tests and benches set (direct kernel boot). Its hash says "the same deployment".
 import { createHash } from "node:crypto";
+import type { ConsoleGraphics } from "./console-xml.js";
 import type { VmNic } from "./domain-xml.js";
 
 export type VmUser = { name: string; sshKeys: string[]; passwordHash?: string; sudo: boolean };
@@ -27,6 +28,8 @@ export type VmSpec = {
   kernel?: { path: string; initrd?: string; cmdline: string };
   packages?: string[];
   runcmd?: (string | string[])[];
+  /** VNC and/or SPICE (the answer's consoles:). */
+  graphics?: ConsoleGraphics;
 };
 
 /** A stable MAC for NIC i of a VM (locally administered, QEMU's 52:54:00 prefix). */

@@ -56,8 +56,26 @@ async function identityOf(r: PkiRequest, root: string): Promise<HostIdentity> {
   return { hostname: short || "localhost", dnsNames, addresses };
 }
 
-function optionsOf(r: PkiRequest, root: string) {
+/**
+ * The user qemu runs as under this root (qemu.conf's user, else Debian's libvirt-qemu when it
+ * exists), who must be able to open the VNC and SPICE server keys; none when qemu runs as root.
+ */
+export async function qemuKeyOwner(root: string): Promise<{ uid: number; gid: number } | undefined> {
+  const read = (p: string) => readFile(path.join(root, p), "utf8").catch(() => "");
+  const conf = await read("etc/libvirt/qemu.conf");
+  const user = /^\s*user\s*=\s*"([^"]+)"/m.exec(conf)?.[1] ?? "libvirt-qemu";
+  if (user === "root" || user === "+0") return undefined;
+  for (const line of (await read("etc/passwd")).split("\n")) {
+    const [name, , uid, gid] = line.split(":");
+    if (name === user && uid && gid) return { uid: Number(uid), gid: Number(gid) };
+  }
+  return undefined;
+}
+
+async function optionsOf(r: PkiRequest, root: string) {
+  const owner = await qemuKeyOwner(root);
   return {
+    ...(owner ? { consoleKeyOwner: owner } : {}),
     runner: adaptersFor("/").runner, // certtool runs here; the files go under root
     root,
     ...(r.client ? { client: r.client } : {}),
@@ -69,12 +87,12 @@ function optionsOf(r: PkiRequest, root: string) {
 
 export async function pkiInit(r: PkiRequest): Promise<PkiResult> {
   const root = path.resolve(r.root ?? "/");
-  return initPki(await identityOf(r, root), optionsOf(r, root));
+  return initPki(await identityOf(r, root), await optionsOf(r, root));
 }
 
 export async function pkiRotate(r: PkiRequest & { ca?: boolean }): Promise<PkiResult> {
   const root = path.resolve(r.root ?? "/");
-  return rotatePki(await identityOf(r, root), { ...optionsOf(r, root), ca: Boolean(r.ca) });
+  return rotatePki(await identityOf(r, root), { ...(await optionsOf(r, root)), ca: Boolean(r.ca) });
 }
 
 export async function pkiShow(r: Pick<PkiRequest, "root" | "client">): Promise<PkiStatus> {

@@ -12,7 +12,8 @@ The host's own PKI, made with GnuTLS's certtool (package gnutls-bin), in libvirt
   /etc/pki/libvirt-vnc/{ca-cert,server-cert,server-key}.pem        qemu's VNC TLS
   /etc/pki/libvirt-spice/{ca-cert,server-cert,server-key}.pem      qemu's SPICE TLS
   /etc/kvmstrap/pki/clients/NAME/{ca-cert,client-cert,client-key}.pem  a console client's set
-Keys are 0600; every file is written atomically.
+Keys are 0600 (the VNC and SPICE server keys owned by the user qemu runs as: qemu.conf's user,
+or libvirt-qemu); every file is written atomically.
 
   init     Make what is missing or broken: a valid CA is kept (clients keep trusting it), then the
            server and client certificates; a complete, valid set is left as it is.

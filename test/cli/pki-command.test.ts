@@ -1,6 +1,6 @@
 // kvmstrap pki through the command function: init under a root with --json, status reading it back
 // (exit 0), a removed key turning status to exit 1 naming the file, and usage errors exit 2.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -63,5 +63,36 @@ describe.skipIf(!hasCerttool)("kvmstrap pki", () => {
     const bad = await captureCli(() => pkiCommand(["init", "--root", root, "--server-days", "0"]));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--server-days 0");
+  });
+
+  it("the VNC and SPICE server keys belong to the user qemu runs as (0600), the others to root", async () => {
+    const other = await mkdtemp(path.join(tmpdir(), `kvmstrap-pki-owner-${process.pid}-`));
+    try {
+      await mkdir(path.join(other, "etc/libvirt"), { recursive: true });
+      await writeFile(
+        path.join(other, "etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nlibvirt-qemu:x:64055:108::/var/lib/libvirt:/usr/sbin/nologin\n",
+      );
+      const r = await captureCli(() => pkiCommand(["init", "--root", other, "--hostname", "kvm1"]));
+      expect(r.code).toBe(0);
+      for (const key of ["etc/pki/libvirt-vnc/server-key.pem", "etc/pki/libvirt-spice/server-key.pem"]) {
+        const st = await stat(path.join(other, key));
+        expect([st.uid, st.gid, st.mode & 0o777], key).toEqual([64055, 108, 0o600]);
+      }
+      expect((await stat(path.join(other, "etc/pki/libvirt/private/serverkey.pem"))).uid).toBe(
+        process.getuid?.(),
+      );
+      // qemu.conf running qemu as root: nothing to hand over.
+      await writeFile(path.join(other, "etc/libvirt/qemu.conf"), 'user = "root"\n');
+      await rm(path.join(other, "etc/pki/libvirt-vnc/server-key.pem"));
+      expect((await captureCli(() => pkiCommand(["init", "--root", other, "--hostname", "kvm1"]))).code).toBe(
+        0,
+      );
+      expect((await stat(path.join(other, "etc/pki/libvirt-vnc/server-key.pem"))).uid).toBe(
+        process.getuid?.(),
+      );
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
   });
 });

@@ -47,6 +47,11 @@ export interface PkiOptions {
   serverDays?: number;
   clientDays?: number;
   now?: Date;
+  /**
+   * Who owns the VNC and SPICE server keys (still 0600): qemu opens them itself, as the user
+   * qemu.conf runs it as (Debian: libvirt-qemu), so a root-only key would stop every console.
+   */
+  consoleKeyOwner?: { uid: number; gid: number };
 }
 
 export interface CertStatus {
@@ -299,6 +304,13 @@ async function publish(root: string, client: string, files: Map<string, string>)
   return written;
 }
 
+async function chownConsoleKeys(root: string, owner: PkiOptions["consoleKeyOwner"]): Promise<void> {
+  if (!owner) return;
+  for (const f of pkiFiles())
+    if (f.holds === "key" && (f.use === "vnc" || f.use === "spice"))
+      await fs.chown(realPath(root, f.path), owner.uid, owner.gid);
+}
+
 /** Copies the current files to /etc/kvmstrap/pki/previous (0700), replacing the last generation. */
 async function keepPrevious(root: string, client: string): Promise<void> {
   const prev = realPath(root, PREVIOUS_DIR);
@@ -346,7 +358,10 @@ export async function initPki(id: HostIdentity, o: PkiOptions): Promise<PkiResul
   const client = checkOptions(o);
   const root = o.root ?? "/";
   const before = await pkiStatus({ root, client, ...(o.now ? { now: o.now } : {}) });
-  if (before.complete) return { action: "kept", status: before, written: [] };
+  if (before.complete) {
+    await chownConsoleKeys(root, o.consoleKeyOwner);
+    return { action: "kept", status: before, written: [] };
+  }
   const tool = await needTool(o);
   const existing = await currentCa(root);
   const ca =
@@ -359,6 +374,7 @@ export async function initPki(id: HostIdentity, o: PkiOptions): Promise<PkiResul
   const set = await issueSet(tool, id, o, ca, ca.cert);
   if (before.missing.length < pkiFiles(client).length) await keepPrevious(root, client);
   const written = await publish(root, client, contents(set, client));
+  await chownConsoleKeys(root, o.consoleKeyOwner);
   const status = await pkiStatus({ root, client, ...(o.now ? { now: o.now } : {}) });
   return { action: "created", status, written };
 }
@@ -383,6 +399,7 @@ export async function rotatePki(id: HostIdentity, o: PkiOptions & { ca?: boolean
   const set = await issueSet(tool, id, o, ca, trust);
   await keepPrevious(root, client);
   const written = await publish(root, client, contents(set, client));
+  await chownConsoleKeys(root, o.consoleKeyOwner);
   const status = await pkiStatus({ root, client, ...(o.now ? { now: o.now } : {}) });
   return { action: "rotated", status, written };
 }

@@ -1,0 +1,128 @@
+// The use case behind `kvmstrap vm migrate NAME --to HOST`: gather what the VM needs and what the
+// target offers, refuse with every reason before anything starts, else migrate live over TLS.
+//
+// Where the target's facts come from: its host report, a `kvmstrap detect --json` run on the target
+// and stored as a file (the fleet keeps one per host; --target-report), for bridges, VLAN filtering,
+// PCI devices and hugepages; and its libvirtd, over the same TLS connection the migration uses, for
+// its hostname, host CPU, usable CPU models and active networks. Disks whose files are not on shared
+// storage are copied (copyStorage: every file-backed disk, listed to libvirt by --migrate-disks).
+import { readFile } from "node:fs/promises";
+import { InputError } from "../core/errors.js";
+import { hostReport } from "../detect/types.js";
+import { migrate } from "../vm/migrate.js";
+import { hostCpuModel, localDisks, migrationRefusals, usableCpuModels } from "../vm/migrate-check.js";
+import type { JobInfo } from "../vm/migrate-progress.js";
+import { VirshLibvirt } from "../vm/virsh-libvirt.js";
+
+export interface MigrateRequest {
+  vm: string;
+  /** The target's host name or address (its libvirtd's TLS listener). */
+  to: string;
+  sourceUri: string;
+  /** Default qemu+tls://TO/system. */
+  targetUri?: string;
+  /** The target's `kvmstrap detect --json` (or its bare report). */
+  targetReport: string;
+  copyStorage: boolean;
+  maxDowntimeMs?: number;
+  timeoutS?: number;
+}
+
+export type MigrateOutcome =
+  | { vm: string; outcome: "refused"; target: string; reasons: string[] }
+  | {
+      vm: string;
+      outcome: "migrated";
+      target: string;
+      copiedDisks: string[];
+      wallMs: number;
+      downtimeMs: number | null;
+      processedBytes: number | null;
+    };
+
+/** Report files are at most a few hundred KiB; anything far bigger is not one. */
+const MAX_REPORT_BYTES = 16 * 2 ** 20;
+
+async function readReport(file: string) {
+  const text = await readFile(file, "utf8").catch((e: Error) => {
+    throw new InputError(`--target-report ${file}: ${e.message}`);
+  });
+  if (text.length > MAX_REPORT_BYTES) throw new InputError(`--target-report ${file}: larger than 16 MiB`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`--target-report ${file}: not JSON (${(e as Error).message})`);
+  }
+  // `kvmstrap detect --json` wraps the report with its checks; a stored bare report works too.
+  const inner = (raw as { report?: unknown })?.report ?? raw;
+  const parsed = hostReport.safeParse(inner);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InputError(
+      `--target-report ${file}: not a host report (${issue?.path.join(".")}: ${issue?.message})`,
+    );
+  }
+  return parsed.data;
+}
+
+export async function vmMigrate(
+  r: MigrateRequest,
+  onProgress?: (j: JobInfo) => void,
+): Promise<MigrateOutcome> {
+  const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
+  const report = await readReport(r.targetReport);
+  const source = new VirshLibvirt(r.sourceUri);
+  const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
+  const domainXml = await source.domainXml(r.vm);
+  const virtType = /<domain[^>]*type=['"]([a-z]+)['"]/.exec(domainXml)?.[1] ?? "kvm";
+  const [sourceHost, sourceCaps, targetHost, targetCaps, domcaps, nets] = await Promise.all([
+    source.run(["hostname"]),
+    source.run(["capabilities"]),
+    target.run(["hostname"]),
+    target.run(["capabilities"]),
+    target.run(["domcapabilities", "--virttype", virtType]),
+    target.run(["net-list", "--name"]),
+  ]);
+  const facts = {
+    vm: r.vm,
+    domainXml,
+    sourceHostname: sourceHost.trim(),
+    sourceHostCpuModel: hostCpuModel(sourceCaps),
+    targetReport: report,
+    target: {
+      hostname: targetHost.trim(),
+      hostCpuModel: hostCpuModel(targetCaps),
+      usableCpuModels: usableCpuModels(domcaps),
+      activeNetworks: nets
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean),
+    },
+  };
+  const reasons = migrationRefusals(facts);
+  if (reasons.length) return { vm: r.vm, outcome: "refused", target: facts.target.hostname, reasons };
+  const copiedDisks = r.copyStorage ? localDisks(domainXml).map((d) => d.target) : [];
+  const result = await migrate(source, target, {
+    vm: r.vm,
+    targetUri,
+    copyDisks: copiedDisks,
+    ...(r.maxDowntimeMs !== undefined ? { maxDowntimeMs: r.maxDowntimeMs } : {}),
+    ...(r.timeoutS !== undefined ? { timeoutS: r.timeoutS } : {}),
+    ...(onProgress ? { onProgress } : {}),
+  });
+  return {
+    vm: r.vm,
+    outcome: "migrated",
+    target: facts.target.hostname,
+    copiedDisks,
+    wallMs: result.wallMs,
+    downtimeMs: result.completed?.downtimeMs ?? null,
+    processedBytes: result.completed?.processedBytes ?? null,
+  };
+}
+
+/** The VM's state on the source after a failed migration (what the CLI tells the operator). */
+export async function sourceState(vm: string, sourceUri: string): Promise<string> {
+  return new VirshLibvirt(sourceUri).domainState(vm).catch(() => "unknown");
+}

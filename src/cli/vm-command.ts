@@ -25,7 +25,7 @@ import { EXIT, UsageError } from "./errors.js";
 
 export const DEFAULT_URI = "qemu:///system";
 
-export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|console|snapshot|backup|restore> [options]
+export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|console|snapshot|backup|restore|migrate> [options]
 
   deploy --name N --image I   Deploy a VM: a qcow2 overlay on the base image (never a copy), a
                               cloud-init NoCloud seed, a q35 domain; started at once. Deploying the
@@ -47,6 +47,8 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
                               External disk-only snapshots (vm snapshot --help)
   backup NAME --to DIR        Full or --incremental backup with checkpoints (vm backup --help)
   restore DIR --name NEW      A VM rebuilt from a backup chain (vm restore --help)
+  migrate NAME --to HOST      Live migration over TLS, refused first if HOST lacks what the VM
+                              needs (vm migrate --help)
 
 Deploy options:
   --name N          VM name (also the guest's host name unless --hostname)
@@ -180,6 +182,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
   // A VNC or SPICE console has its own options (vm-console-command.ts); the serial one stays here.
   if (argv[0] === "console" && argv.some((a) => a === "--vnc" || a === "--spice"))
     return (await import("./vm-console-command.js")).vmConsoleCommand(argv.slice(1));
+  if (argv[0] === "migrate") return (await import("./vm-migrate-command.js")).vmMigrateCommand(argv.slice(1));
   // Snapshots, backups and restores have their own options (vm-protect-command.ts).
   const protect = argv[0] === "snapshot" || argv[0] === "backup" || argv[0] === "restore" ? argv[0] : null;
   if (protect) {

@@ -30,6 +30,7 @@ import { TUI_HELP, TUI_OPTIONS } from "../../src/cli/tui-command.js";
 import { VERIFY_HELP, VERIFY_OPTIONS } from "../../src/cli/verify-command.js";
 import { VM_HELP, VM_OPTIONS } from "../../src/cli/vm-command.js";
 import { VM_CONSOLE_HELP, VM_CONSOLE_OPTIONS } from "../../src/cli/vm-console-command.js";
+import { VM_MIGRATE_HELP, VM_MIGRATE_OPTIONS } from "../../src/cli/vm-migrate-command.js";
 import {
   VM_BACKUP_HELP,
   VM_BACKUP_OPTIONS,
@@ -49,6 +50,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "vm snapshot", help: VM_SNAPSHOT_HELP, options: VM_SNAPSHOT_OPTIONS },
   { name: "vm backup", help: VM_BACKUP_HELP, options: VM_BACKUP_OPTIONS },
   { name: "vm restore", help: VM_RESTORE_HELP, options: VM_RESTORE_OPTIONS },
+  { name: "vm migrate", help: VM_MIGRATE_HELP, options: VM_MIGRATE_OPTIONS },
   { name: "snapshot", help: SNAPSHOT_HELP, options: SNAPSHOT_OPTIONS },
   { name: "image", help: IMAGE_HELP, options: IMAGE_OPTIONS },
   // --revert-network RUN is the network watchdog's own entry point, not an operator's option.

@@ -65,7 +65,6 @@ async function hostPki(dir: string, name: string, address: string, ca?: string):
 }
 
 async function startHost(
-  dir: string,
   name: string,
   address: string,
   uuid: string,
@@ -143,8 +142,8 @@ export async function startCluster(): Promise<Cluster> {
     const aRoot = await hostPki(dir, "kvmcl-a", `${net}.1`);
     const bRoot = await hostPki(dir, "kvmcl-b", `${net}.2`, aRoot);
     const settled = await Promise.allSettled([
-      startHost(dir, "kvmcl-a", `${net}.1`, "6a0b3f7e-0000-4000-8000-00000000000a", bridge, aRoot),
-      startHost(dir, "kvmcl-b", `${net}.2`, "6a0b3f7e-0000-4000-8000-00000000000b", bridge, bRoot),
+      startHost("kvmcl-a", `${net}.1`, "6a0b3f7e-0000-4000-8000-00000000000a", bridge, aRoot),
+      startHost("kvmcl-b", `${net}.2`, "6a0b3f7e-0000-4000-8000-00000000000b", bridge, bRoot),
     ]);
     for (const s of settled) if (s.status === "fulfilled") started.push(s.value);
     const failed = settled.find((s) => s.status === "rejected");

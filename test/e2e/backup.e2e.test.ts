@@ -202,5 +202,19 @@ describe("vm snapshot and vm backup/restore on a real guest", () => {
     expect((await read(restored, "/var/tmp/after-inc")).code).not.toBe(0);
     // The original goes on untouched.
     expect(await read(name, "/var/tmp/after-inc")).toEqual({ code: 0, out: "late" });
+
+    // --replace: refused while the VM runs; stopped, the VM is redefined on a restored disk, its
+    // checkpoints (bitmaps in the disk it no longer uses) dropped.
+    const running = await cli("restore", backupDir, "--replace", "--dir", vmDir);
+    expect(running.exitCode).toBe(2);
+    expect(running.stderr).toContain(`VM "${name}" is running`);
+    await lv.destroy(name);
+    expect(await lv.checkpointNames(name)).toHaveLength(2);
+    const replaced = await cli("restore", backupDir, "--replace", "--dir", vmDir, "--json");
+    expect(replaced.exitCode, replaced.stderr).toBe(0);
+    const file = JSON.parse(replaced.stdout).disks[0].file;
+    expect(file).toMatch(new RegExp(`/${name}\\.restored-\\d{8}T\\d{6}Z\\.qcow2$`));
+    expect((await lv.domainDisks(name)).find((d) => d.target === "vda")?.source).toBe(file);
+    expect(await lv.checkpointNames(name)).toEqual([]);
   });
 });

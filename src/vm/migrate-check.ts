@@ -122,15 +122,19 @@ function nicReasons(devices: Node | undefined, f: MigrationFacts): string[] {
 }
 
 function hugepageReasons(domain: Node, f: MigrationFacts): string[] {
-  const huge = one(one(domain, "memoryBacking"), "hugepages");
-  if (!huge) return [];
+  // <hugepages/> parses as an empty string: its presence is the key, not a truthy value.
+  const backing = one(domain, "memoryBacking");
+  if (!backing || typeof backing !== "object" || !("hugepages" in backing)) return [];
   const memory = one(domain, "memory");
   const needKiB = toKiB(text(memory), attr(memory, "unit"));
-  const page = one(huge, "page");
+  if (needKiB === null) return [];
+  const page = one(one(backing, "hugepages"), "page");
+  const sizes = Object.keys(f.targetReport.memory.hugepages);
+  const only = sizes.length === 1 ? Number.parseInt(sizes[0] as string, 10) : null;
   const pageKiB = page
     ? toKiB(attr(page, "size"), attr(page, "unit"))
-    : f.targetReport.memory.hugepageSizeKiB;
-  if (needKiB === null || !pageKiB) return [];
+    : (f.targetReport.memory.hugepageSizeKiB ?? only);
+  if (!pageKiB) return [`hugepages: ${f.target.hostname}'s report does not say its default hugepage size`];
   const free = f.targetReport.memory.hugepages[`${pageKiB}kB`]?.free ?? 0;
   const need = Math.ceil(needKiB / pageKiB);
   return free >= need

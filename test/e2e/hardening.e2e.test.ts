@@ -9,9 +9,13 @@
 //   listener on 0.0.0.0 without vnc_tls and a console password: hardening.hostdev, hardening.graphics
 //   and hardening.secrets FAIL, naming it (never the password);
 // - listen_tcp = 1 in the daemon's libvirtd.conf: hardening.remote-tls FAIL, naming the file and key;
-// - AppArmor: PASS only where the kernel has it; without it, a visible skip (unknown) with the reason.
+// - AppArmor: PASS only where the kernel has it; without it, a visible skip (unknown) with the reason;
+// - a daemon started with --listen and listen_tcp = 1: FAIL from the config and from the socket on
+//   16509 (verify run in the daemon's network namespace), which virsh reaches with no credential;
+// - TLS only with certificates from `kvmstrap pki init`: PASS; virsh with a client certificate from
+//   another CA is refused, with the host's own it connects.
 import { existsSync } from "node:fs";
-import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,11 +73,16 @@ async function startIdle(): Promise<void> {
   await virsh("start", IDLE);
 }
 
-async function verify(): Promise<{ code: number; stderr: string; byId: Map<string, VerifyCheck> }> {
+/** The built verify; inNetns: inside the daemon's network namespace, where its TCP listeners are. */
+async function verify(
+  inNetns = false,
+): Promise<{ code: number; stderr: string; byId: Map<string, VerifyCheck> }> {
   const d = need();
+  const netns = inNetns ? ["nsenter", "-t", String(d.pid), "-n", process.execPath] : [process.execPath];
   const r = await execa(
-    process.execPath,
+    netns[0] ?? process.execPath,
     [
+      ...netns.slice(1),
       path.join(projectRoot, "bin/kvmstrap.js"),
       "verify",
       path.join(work, "answer.yaml"),
@@ -170,5 +179,89 @@ describe("kvmstrap verify's hardening checks on a real libvirtd and qemu", () =>
     expect(stale.byId.get("hardening.seccomp")?.found).toMatch(
       new RegExp(`^${IDLE}: qemu pid \\d+ has Seccomp: 0 \\(no filter\\)$`),
     );
+  });
+
+  it("a libvirtd really listening on plain TCP: FAIL from the socket itself, even once the config says otherwise", async () => {
+    await need().stop();
+    daemon = await startTestLibvirtd({
+      listen: true,
+      libvirtdConf: 'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"',
+    });
+    // The hole is real: anyone reaching port 16509 drives libvirt, no credential asked.
+    expect(await need().nsExec("virsh", ["-c", "qemu+tcp://127.0.0.1/system", "uri"])).toContain(
+      "qemu+tcp://",
+    );
+    const tcp = await verify(true);
+    const found = tcp.byId.get("hardening.remote-tls")?.found ?? "";
+    expect(tcp.byId.get("hardening.remote-tls")?.status).toBe("fail");
+    expect(found).toMatch(/libvirtd\.conf line \d+: listen_tcp = 1 \(plain TCP\)/);
+    expect(found).toMatch(/a socket listens on (0\.0\.0\.0|::) port 16509, libvirt's plain TCP port/);
+    // listen_tcp taken out of the file, the daemon not restarted: its socket alone fails the check.
+    const conf = path.join(need().dirs.etc, "libvirtd.conf");
+    await writeFile(conf, (await readFile(conf, "utf8")).replace(/^listen_tcp = 1$/m, ""));
+    const stale = await verify(true);
+    expect(stale.byId.get("hardening.remote-tls")?.found).toMatch(/^a socket listens on .* port 16509/);
+  });
+
+  it("TLS with the host's PKI: PASS; a client certificate from another CA is refused, the host's accepted", async () => {
+    const pki = path.join(work, "pki");
+    const other = path.join(work, "pki-other");
+    for (const root of [pki, other]) {
+      await mkdir(path.join(root, "etc"), { recursive: true });
+      await writeFile(path.join(root, "etc/hostname"), "kvmstrap-hardening\n");
+      await execa(process.execPath, [
+        path.join(projectRoot, "bin/kvmstrap.js"),
+        "pki",
+        "init",
+        "--root",
+        root,
+        "--address",
+        "127.0.0.1",
+      ]);
+    }
+    await need().stop();
+    const at = (p: string) => JSON.stringify(path.join(pki, p));
+    daemon = await startTestLibvirtd({
+      listen: true,
+      libvirtdConf: [
+        "listen_tls = 1",
+        "listen_tcp = 0",
+        `ca_file = ${at("etc/pki/CA/cacert.pem")}`,
+        `cert_file = ${at("etc/pki/libvirt/servercert.pem")}`,
+        `key_file = ${at("etc/pki/libvirt/private/serverkey.pem")}`,
+      ].join("\n"),
+    });
+    const tls = await verify(true);
+    expect(tls.byId.get("hardening.remote-tls")).toMatchObject({
+      status: "pass",
+      found: "TLS only (port 16514 listening), client certificates verified",
+    });
+    // virsh's pkipath: the CA that signed the server, and a client certificate and key.
+    const client = async (name: string, from: string) => {
+      const dir = path.join(work, name);
+      await mkdir(dir, { recursive: true });
+      // Both CAs in the client's trust: virsh checks its own certificate before it connects, so
+      // the refusal below is the server's, not the client's.
+      const cas = [pki, from].map((r) => path.join(r, "etc/pki/CA/cacert.pem"));
+      const pem = await Promise.all([...new Set(cas)].map((f) => readFile(f, "utf8")));
+      await writeFile(path.join(dir, "cacert.pem"), pem.join(""));
+      await cp(path.join(from, "etc/pki/libvirt/clientcert.pem"), path.join(dir, "clientcert.pem"));
+      await cp(path.join(from, "etc/pki/libvirt/private/clientkey.pem"), path.join(dir, "clientkey.pem"));
+      return need()
+        .nsExec("virsh", ["-c", `qemu+tls://127.0.0.1/system?pkipath=${dir}`, "uri"])
+        .then(
+          (out) => ({ ok: true, out }),
+          (e: Error) => ({ ok: false, out: e.message }),
+        );
+    };
+    const foreign = await client("client-foreign", other);
+    expect(foreign.ok, foreign.out).toBe(false);
+    // The server checked the certificate and closed the connection instead of confirming the session.
+    expect(foreign.out).toContain("Unable to read TLS confirmation");
+    const own = await client("client-own", pki);
+    expect(own, own.out).toMatchObject({
+      ok: true,
+      out: expect.stringContaining("qemu+tls://127.0.0.1/system"),
+    });
   });
 });

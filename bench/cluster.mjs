@@ -1,0 +1,162 @@
+// npm run bench:cluster: live migration, side by side in one run. Never timed assertions in tests.
+// Needs root and the packages of scripts/setup-test-host.sh. Run it under the machine-wide lock.
+//   Two libvirtd hosts in namespaces over TLS with kvmstrap's PKI (test/cluster/hosts.ts), the
+//   counting TCG guest of the cluster tier (test/cluster/counter-guest.ts, a 4 MiB raw disk) moved
+//   with its disk copied (--copy-storage-all over TLS), RUNS times by each side, interleaved and
+//   alternating direction (A->B, B->A) so both sides move the same guest on the same hosts:
+//   - kvmstrap: the built `kvmstrap vm migrate NAME --to HOST --copy-storage` (node start, the
+//     target's report read, its libvirtd asked over TLS, the checks, then the migration);
+//   - virsh: `virsh migrate --live --p2p --tls --persistent --undefinesource --copy-storage-all
+//     --migrate-disks sda` by hand.
+//   Wall time of each command (median), the downtime libvirt reports for the completed job on the
+//   target (median), and kvmstrap's overhead over virsh (target: at most 10% of the wall time).
+// Everything lives in the cluster's temporary directory and is removed at the end, also on error.
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { build } from "esbuild";
+
+const run = promisify(execFile);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const BIN = path.join(root, "bin/kvmstrap.js");
+const RUNS = Number(process.env.RUNS ?? 5);
+const VM = `kvmcl-bench-${process.pid}`;
+const BRIDGE = "kvguest0";
+const env = { ...process.env, LC_ALL: "C" };
+
+mkdirSync(path.join(root, ".cache"), { recursive: true });
+const bundleDir = mkdtempSync(path.join(root, ".cache", "bench-cluster-"));
+await build({
+  entryPoints: [path.join(root, "test/cluster/hosts.ts"), path.join(root, "test/cluster/counter-guest.ts")],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  packages: "external",
+  outdir: bundleDir,
+  outExtension: { ".js": ".mjs" },
+  logLevel: "warning",
+});
+const bundled = (f) => import(pathToFileURL(path.join(bundleDir, f)).href);
+const { startCluster } = await bundled("hosts.mjs");
+const { counterDisk, counterDomain } = await bundled("counter-guest.mjs");
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const virsh = (uri, ...args) => run("virsh", ["-c", uri, ...args], { env });
+const downtimeOn = async (host) => {
+  const { stdout } = await virsh(host.localUri, "domjobinfo", "--completed", VM);
+  return Number(/Total downtime:\s+([0-9]+)/.exec(stdout)?.[1] ?? Number.NaN);
+};
+
+const cluster = await startCluster();
+const stop = async () => {
+  await cluster.stop().catch(() => {});
+  rmSync(bundleDir, { recursive: true, force: true });
+};
+process.once("SIGINT", () => stop().then(() => process.exit(130)));
+try {
+  const reports = {};
+  for (const h of [cluster.a, cluster.b]) {
+    await mkdir(path.join(h.daemon.dirs.lib, "images"), { recursive: true });
+    await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
+    await virsh(h.localUri, "pool-create-as", "images", "dir", "--target", "/var/lib/libvirt/images");
+    await h.daemon.nsExec("ip", ["link", "add", BRIDGE, "type", "bridge"]);
+    await h.daemon.nsExec("ip", ["link", "set", BRIDGE, "up"]);
+    const det = await run(
+      "nsenter",
+      ["-t", String(h.daemon.pid), "-n", "-m", "-u", "node", BIN, "detect", "--json"],
+      {
+        maxBuffer: 64 * 2 ** 20,
+      },
+    ).catch((e) => e);
+    reports[h.name] = path.join(cluster.dir, `${h.name}-report.json`);
+    await writeFile(reports[h.name], det.stdout);
+  }
+  await writeFile(path.join(cluster.a.daemon.dirs.lib, `images/${VM}.raw`), counterDisk());
+  const xml = path.join(cluster.dir, "guest.xml");
+  await writeFile(xml, counterDomain(VM, BRIDGE));
+  await virsh(cluster.a.localUri, "define", xml);
+  await virsh(cluster.a.localUri, "start", VM);
+  // Warm both daemons' capability caches, as a production host's are.
+  for (const h of [cluster.a, cluster.b]) await virsh(h.tlsUri, "domcapabilities", "--virttype", "qemu");
+
+  const sides = {
+    kvmstrap: (from, to) =>
+      run(
+        "node",
+        [
+          BIN,
+          "vm",
+          "migrate",
+          VM,
+          "--to",
+          to.address,
+          "--to-connect",
+          to.tlsUri,
+          "--connect",
+          from.localUri,
+          "--target-report",
+          reports[to.name],
+          "--copy-storage",
+        ],
+        { env },
+      ),
+    virsh: (from, to) =>
+      virsh(
+        from.localUri,
+        "migrate",
+        "--live",
+        "--p2p",
+        "--tls",
+        "--persistent",
+        "--undefinesource",
+        "--copy-storage-all",
+        "--migrate-disks",
+        "sda",
+        VM,
+        to.tlsUri,
+      ),
+  };
+  const results = { kvmstrap: { wall: [], down: [] }, virsh: { wall: [], down: [] } };
+  let here = cluster.a;
+  const other = () => (here === cluster.a ? cluster.b : cluster.a);
+  for (let i = 0; i < RUNS; i++) {
+    const order = i % 2 ? ["virsh", "kvmstrap"] : ["kvmstrap", "virsh"];
+    for (const side of order) {
+      const to = other();
+      const t0 = performance.now();
+      await sides[side](here, to);
+      const wall = performance.now() - t0;
+      results[side].wall.push(wall);
+      results[side].down.push(await downtimeOn(to));
+      process.stderr.write(
+        `${side} ${here.name} -> ${to.name}: ${wall.toFixed(0)} ms, downtime ${results[side].down.at(-1)} ms\n`,
+      );
+      here = to;
+    }
+  }
+  const k = median(results.kvmstrap.wall);
+  const v = median(results.virsh.wall);
+  const overhead = (100 * (k - v)) / v;
+  console.log(
+    `\nbench:cluster (${RUNS} migrations each, --copy-storage-all over TLS, TCG guest with a 4 MiB disk, load ${loadavg()[0].toFixed(2)})`,
+  );
+  console.log("side        wall median   downtime median");
+  for (const side of ["kvmstrap", "virsh"]) {
+    const r = results[side];
+    console.log(
+      `${side.padEnd(10)}  ${median(r.wall).toFixed(0).padStart(8)} ms   ${String(median(r.down)).padStart(8)} ms`,
+    );
+  }
+  console.log(
+    `kvmstrap overhead: ${(k - v).toFixed(0)} ms, ${overhead.toFixed(1)}% of virsh's wall time (target: at most 10%) ${overhead <= 10 ? "OK" : "OVER"}`,
+  );
+} finally {
+  await stop();
+}

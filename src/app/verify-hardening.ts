@@ -273,6 +273,8 @@ const WILDCARD = new Set(["0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"]);
 /** The address a listener binds: its own, or qemu.conf's vnc_listen/spice_listen (default 127.0.0.1). */
 function boundAddress(l: ListenFact, type: string, qemuConf: LibvirtConf | null): string | null {
   if (l.type !== "address" && l.type !== "network") return null;
+  // A network listener's address is resolved when the domain starts (the live XML has it).
+  if (l.type === "network" && l.address === null) return null;
   return l.address ?? confStr(qemuConf, `${type}_listen`) ?? "127.0.0.1";
 }
 

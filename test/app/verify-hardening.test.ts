@@ -41,6 +41,8 @@ function facts(over: Partial<HardeningFacts> = {}): HardeningFacts {
   };
 }
 
+const hardeningFactsWith = (d: DomainView["facts"], qemuConf: HardeningFacts["qemuConf"]) =>
+  facts({ domains: [{ facts: d, running: false, qemu: null }], qemuConf });
 const byId = (f: HardeningFacts) =>
   new Map(hardeningChecks(f).map((c) => [c.id.replace("hardening.", ""), c]));
 
@@ -244,6 +246,16 @@ describe("hardening checks", () => {
       const c = byId(facts({ domains: [unsafe], qemuConf })).get("graphics");
       expect(c?.found).not.toContain("VNC");
       expect(c?.found).toContain("spice_tls = 1 but defaultMode is not 'secure'");
+    });
+    it("a network listener counts by the address libvirt resolved, not qemu.conf's default", () => {
+      const xml = (listen: string) =>
+        fixture("running-confined.xml").replace(/<listen type='address' address='127.0.0.1'\/>/, listen);
+      const open = parseLibvirtConf('vnc_listen = "0.0.0.0"\n');
+      const inactive = domainFactsOf(xml("<listen type='network' network='mgmt'/>"));
+      const live = domainFactsOf(xml("<listen type='network' address='0.0.0.0' network='mgmt'/>"));
+      const of = (facts: typeof inactive) => byId(hardeningFactsWith(facts, open)).get("graphics")?.status;
+      expect(of(inactive)).toBe("pass");
+      expect(of(live)).toBe("fail");
     });
     it("a listener without an address takes qemu.conf's vnc_listen", () => {
       const xml = fixture("running-confined.xml").replace(/ listen='127.0.0.1'>\s*<listen[^>]*>/, ">");

@@ -7,7 +7,9 @@
 //   completes the RFB security handshake and takes a screenshot of the guest;
 // - SPICE (spice_tls=1): its TLS port verifies against the host's CA with gnutls-cli, and does not
 //   against another CA;
-// - both listen on the management address only, never a wildcard.
+// - both listen on the management address only, never a wildcard;
+// - the built CLI's `vm console --spice` .vv (ports, CA, host-subject) reaches and verifies SPICE, and
+//   `--vnc --json` names the VNC port.
 // The guest is a diskless-by-content machine: SeaBIOS finds nothing to boot on an empty disk and
 // keeps running (and keeps drawing its VGA text screen), which is all a console needs.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -202,6 +204,62 @@ describe.skipIf(missing.length > 0 || !isRoot)(
       ]);
       expect(bad.exitCode).not.toBe(0);
       expect(`${bad.stdout}\n${bad.stderr}`).toMatch(/NOT trusted|signer not found|verification failed/i);
+    });
+
+    it("kvmstrap vm console --spice prints a .vv whose ports, CA and host-subject reach and verify the console", async () => {
+      const cli = (...args: string[]) =>
+        execa(
+          "node",
+          ["bin/kvmstrap.js", "vm", "console", NAME, ...args, "--connect", lv.uri, "--pki-root", pki],
+          {
+            reject: false,
+            env: { LC_ALL: "C" },
+          },
+        );
+      const spice = await cli("--spice");
+      expect(spice.exitCode, spice.stderr).toBe(0);
+      const vv = Object.fromEntries(
+        spice.stdout
+          .split("\n")
+          .filter((l) => l.includes("="))
+          .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+      );
+      expect(vv).toMatchObject({
+        type: "spice",
+        host: MGMT,
+        "tls-port": String(spiceTlsPort),
+        "secure-channels": "all",
+      });
+      expect(vv.port).toBeUndefined();
+      const caFile = path.join(work, "vv-ca.pem");
+      await writeFile(caFile, String(vv.ca).replace(/\\n/g, "\n"));
+      const r = await inNet("gnutls-cli", [
+        "--x509cafile",
+        caFile,
+        "--port",
+        String(vv["tls-port"]),
+        String(vv.host),
+      ]);
+      expect(r.stdout).toContain("The certificate is trusted");
+      // host-subject names the certificate the server presented.
+      for (const part of String(vv["host-subject"]).split(",")) expect(r.stdout).toContain(part);
+      const vnc = await cli("--vnc", "--json");
+      expect(vnc.exitCode, vnc.stderr).toBe(0);
+      expect(JSON.parse(vnc.stdout)).toMatchObject({
+        type: "vnc",
+        host: MGMT,
+        port: vncPort,
+        uri: `vnc://${MGMT}:${vncPort}`,
+      });
+      const missing = await execa(
+        "node",
+        ["bin/kvmstrap.js", "vm", "console", "no-such-vm", "--vnc", "--connect", lv.uri],
+        {
+          reject: false,
+        },
+      );
+      expect(missing.exitCode).toBe(2);
+      expect(missing.stderr).toContain('no VM named "no-such-vm"');
     });
   },
 );

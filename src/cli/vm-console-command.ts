@@ -11,8 +11,9 @@ SPICE with TLS on the management address): virt-viewer's .vv format, with the po
 the host's CA and, for SPICE, the subject the server certificate must carry. Open it with
   kvmstrap vm console NAME --spice > NAME.vv && remote-viewer NAME.vv
 VNC verifies the client's certificate: install the client set named on stderr (ca-cert.pem,
-client-cert.pem, client-key.pem from /etc/kvmstrap/pki/clients/NAME) where the viewer looks,
-e.g. ~/.pki/CA/cacert.pem and ~/.pki/libvirt-vnc/{clientcert.pem,private/clientkey.pem}.
+client-cert.pem, client-key.pem from /etc/kvmstrap/pki/clients/NAME) where the viewer's gtk-vnc
+looks: ~/.pki/CA/cacert.pem and ~/.pki/CLIENT/{clientcert.pem,private/clientkey.pem}, CLIENT
+being the client name the viewer gives gtk-vnc (gvnccapture's is "gvnccapture").
 No password is involved: the console is protected by TLS and the host's PKI (kvmstrap pki).
 Without --vnc or --spice, "vm console NAME" attaches to the serial console as before.
 

@@ -9,31 +9,30 @@ import { EXIT, UsageError } from "./errors.js";
 
 export const VM_MIGRATE_HELP = `Usage: kvmstrap vm migrate NAME --to HOST --target-report FILE [options]
 
-Moves a running VM to another kvmstrap host without stopping it: libvirt's peer-to-peer live
-migration over TLS (qemu+tls://HOST/system, client certificates from kvmstrap pki), with qemu's
-migration and disk streams over TLS too. The VM is defined on the target and removed from this
-host. Before anything starts, the target is checked for what the VM needs, and refused with every
-reason: the VM's CPU model (the target's domain capabilities), a passthrough device, the bridge,
-Open vSwitch bridge or VLAN its NICs name, its libvirt networks, free hugepages.
-
-The target's facts come from its host report (--target-report: the output of "kvmstrap detect
---json" run on the target, kept by the fleet) and from its libvirtd over the TLS connection.
+Moves a running VM to another kvmstrap host without stopping it: libvirt's
+peer-to-peer live migration over TLS (qemu+tls://HOST/system, certificates from
+kvmstrap pki); qemu's migration and disk streams use TLS too. The VM is defined
+on the target and removed from this host. Before anything starts, the target
+is checked and refused with every reason: the VM's CPU model (the target's
+domain capabilities), a passthrough device, the bridge, Open vSwitch bridge or
+VLAN its NICs name, its libvirt networks, free hugepages. The target's facts:
+its host report (--target-report) and its libvirtd over the TLS connection.
 
 Options:
-  --to HOST             The target host's name or address (its libvirtd listens for TLS)
-  --target-report FILE  The target's "kvmstrap detect --json" (or its bare report)
-  --to-connect URI      The target's libvirt URI (default qemu+tls://HOST/system)
-  --connect URI         This (source) host's libvirt URI (default qemu:///system)
-  --copy-storage        Copy the VM's file disks to the target (they are not on shared storage);
-                        the target's files are written at the same paths
-  --max-downtime MS     The longest pause of the guest at switch-over (migrate-setmaxdowntime)
-  --timeout SECONDS     Pause the guest after SECONDS so a migration that cannot converge ends
+  --to HOST             Target host name or address (libvirtd on TLS)
+  --target-report FILE  The target's "kvmstrap detect --json" output
+  --to-connect URI      Target libvirt URI (default qemu+tls://HOST/system)
+  --connect URI         This host's libvirt URI (default qemu:///system)
+  --copy-storage        Copy the VM's file disks (not on shared storage)
+                        to the same paths on the target
+  --max-downtime MS     Longest pause of the guest at switch-over
+  --timeout SECONDS     Pause the guest after SECONDS so it completes
   --json                Progress as JSON lines on stdout, then the result
   -h, --help            Print this help
 
-Progress: a line a second on stderr (percent, MiB moved, seconds), or JSON lines with --json.
-Exit codes: 0 migrated, 1 the migration failed (libvirt's error; the VM stays on this host),
-2 usage error or refused (the target lacks what the VM needs: nothing was started).
+Progress: a line a second on stderr (percent, MiB moved, seconds).
+Exit codes: 0 migrated; 1 the migration failed (libvirt's error; the VM stays
+on this host); 2 usage error, or refused (nothing was started).
 `;
 
 export const VM_MIGRATE_OPTIONS = {

@@ -47,8 +47,8 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
                               External disk-only snapshots (vm snapshot --help)
   backup NAME --to DIR        Full or --incremental backup with checkpoints (vm backup --help)
   restore DIR --name NEW      A VM rebuilt from a backup chain (vm restore --help)
-  migrate NAME --to HOST      Live migration over TLS, refused first if HOST lacks what the VM
-                              needs (vm migrate --help)
+  migrate NAME --to HOST      Live migration over TLS, refused first if HOST
+                              lacks what the VM needs (vm migrate --help)
 
 Deploy options:
   --name N          VM name (also the guest's host name unless --hostname)

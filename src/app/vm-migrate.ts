@@ -66,6 +66,12 @@ async function readReport(file: string) {
   return parsed.data;
 }
 
+const MARK = "--kvmstrap-next--";
+async function batch(lv: VirshLibvirt, commands: string[]): Promise<string[]> {
+  const out = await lv.run([commands.join(` ; echo ${MARK} ; `)]);
+  return out.split(`${MARK}\n`);
+}
+
 export async function vmMigrate(
   r: MigrateRequest,
   onProgress?: (j: JobInfo) => void,
@@ -76,14 +82,18 @@ export async function vmMigrate(
   const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
   const domainXml = await source.domainXml(r.vm);
   const virtType = /<domain[^>]*type=['"]([a-z]+)['"]/.exec(domainXml)?.[1] ?? "kvm";
-  const [sourceHost, sourceCaps, targetHost, targetCaps, domcaps, nets] = await Promise.all([
-    source.run(["hostname"]),
-    source.run(["capabilities"]),
-    target.run(["hostname"]),
-    target.run(["capabilities"]),
-    target.run(["domcapabilities", "--virttype", virtType]),
-    target.run(["net-list", "--name"]),
-  ]);
+  // One virsh session per host: each TLS connection costs a handshake, and the answers are
+  // split at an echoed marker.
+  const [[sourceHost = "", sourceCaps = ""], [targetHost = "", targetCaps = "", domcaps = "", nets = ""]] =
+    await Promise.all([
+      batch(source, ["hostname", "capabilities"]),
+      batch(target, [
+        "hostname",
+        "capabilities",
+        `domcapabilities --virttype ${virtType}`,
+        "net-list --name",
+      ]),
+    ]);
   const facts = {
     vm: r.vm,
     domainXml,

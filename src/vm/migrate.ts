@@ -22,7 +22,8 @@ export interface MigrateOptions {
 
 export interface MigrateResult {
   wallMs: number;
-  /** The completed job as the target reports it (downtime, data moved), when it does. */
+  /** The completed job as the target reports it (downtime, data moved), when it does; kept there
+   *  (--keep-completed) for the operator's own domjobinfo. */
   completed: JobInfo | null;
 }
 
@@ -73,7 +74,7 @@ export async function migrate(
   }
   const wallMs = Date.now() - started;
   const completed = await target
-    .run(["domjobinfo", "--completed", o.vm], 10_000)
+    .run(["domjobinfo", "--completed", "--keep-completed", o.vm], 10_000)
     .then(parseJobInfo, () => null);
   return { wallMs, completed: completed && completed.type !== "None" ? completed : null };
 }

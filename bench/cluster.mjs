@@ -12,7 +12,7 @@
 //   target (median), and kvmstrap's overhead over virsh (target: at most 10% of the wall time).
 // Everything lives in the cluster's temporary directory and is removed at the end, also on error.
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import path from "node:path";
@@ -22,7 +22,6 @@ import { build } from "esbuild";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const BIN = path.join(root, "bin/kvmstrap.js");
 const RUNS = Number(process.env.RUNS ?? 5);
 const VM = `kvmcl-bench-${process.pid}`;
 const BRIDGE = "kvguest0";
@@ -40,6 +39,11 @@ await build({
   outExtension: { ".js": ".mjs" },
   logLevel: "warning",
 });
+// A private copy of the built CLI: a rebuild of the shared tree while the bench runs cannot change
+// what it measures halfway.
+cpSync(path.join(root, "dist"), path.join(bundleDir, "app/dist"), { recursive: true });
+cpSync(path.join(root, "bin"), path.join(bundleDir, "app/bin"), { recursive: true });
+const BIN = path.join(bundleDir, "app/bin/kvmstrap.js");
 const bundled = (f) => import(pathToFileURL(path.join(bundleDir, f)).href);
 const { startCluster } = await bundled("hosts.mjs");
 const { counterDisk, counterDomain } = await bundled("counter-guest.mjs");

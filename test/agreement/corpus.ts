@@ -877,4 +877,43 @@ export const CASES: Case[] = [
     errors: ["install.root-unknown install.disk"],
     warnings: ["install.firmware"],
   },
+  {
+    name: "consoles on 0.0.0.0",
+    host: "lab",
+    answer: { consoles: { vnc: true, listen: "0.0.0.0" } },
+    errors: ["consoles.wildcard consoles.listen"],
+  },
+  {
+    name: "a SPICE console without TLS on the management address",
+    host: "lab",
+    answer: {
+      network: {
+        bridges: [
+          { name: "br0", uplink: { uplink: true }, addresses: ["192.0.2.10/24"], gateway: "192.0.2.1" },
+        ],
+      },
+      consoles: { spice: true, listen: "192.0.2.10", tls: false },
+    },
+    errors: ["consoles.tls consoles.tls"],
+  },
+  {
+    name: "a VNC console on an address that is not the management address",
+    host: "lab",
+    answer: {
+      network: {
+        bridges: [
+          { name: "br0", uplink: { uplink: true }, addresses: ["192.0.2.10/24"], gateway: "192.0.2.1" },
+        ],
+      },
+      consoles: { vnc: true, listen: "192.0.2.99" },
+    },
+    errors: ["consoles.management consoles.listen"],
+  },
+  {
+    name: "a consoles section with neither VNC nor SPICE",
+    host: "lab",
+    answer: { consoles: { listen: "127.0.0.1" } },
+    errors: [],
+    warnings: ["consoles.some"],
+  },
 ];

@@ -65,6 +65,11 @@ describe.skipIf(!hasCerttool)("per-host PKI (certtool from gnutls-bin)", () => {
       const v = await opensslVerify(CA_CERT, cert);
       expect(v.stdout + v.stderr, cert).toContain(": OK");
     }
+    // libvirtd's checks: digital signature and key encipherment on server and client certificates.
+    for (const cert of ["/etc/pki/libvirt/servercert.pem", "/etc/pki/libvirt/clientcert.pem"]) {
+      const info = await execa("certtool", ["-i", "--infile", real(cert)]);
+      expect(info.stdout, cert).toMatch(/Key Usage \(critical\):\s+Digital signature\.\s+Key encipherment\./);
+    }
     const ca = new X509Certificate(await readFile(real(CA_CERT)));
     expect(ca.ca).toBe(true);
     const caStatus = r.status.certs.find((c) => c.path === CA_CERT);

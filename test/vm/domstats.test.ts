@@ -77,12 +77,25 @@ describe("parseDomstats on captured output", () => {
 });
 
 describe("readDomstats", () => {
-  it("runs one virsh domstats on the URI, with a timeout and an output bound", async () => {
+  it("runs one virsh domstats of the groups it shows on the URI, with a timeout and an output bound", async () => {
     const { runner, calls } = replay({ stdout: captured("three-domains.txt") });
     const domains = await readDomstats(runner, "qemu:///system", { timeoutMs: 1234, maxBytes: 1 << 20 });
     expect(domains).toHaveLength(3);
     expect(calls).toEqual([
-      { args: ["-c", "qemu:///system", "domstats"], options: { timeoutMs: 1234, maxBytes: 1 << 20 } },
+      {
+        args: [
+          "-c",
+          "qemu:///system",
+          "domstats",
+          "--state",
+          "--cpu-total",
+          "--balloon",
+          "--vcpu",
+          "--interface",
+          "--block",
+        ],
+        options: { timeoutMs: 1234, maxBytes: 1 << 20 },
+      },
     ]);
   });
 

@@ -121,13 +121,14 @@ async function waitForJob(lv: Libvirt, vm: string, timeoutMs: number): Promise<v
 
 export async function backupVm(
   vm: string,
-  dir: string,
+  dirGiven: string,
   deps: BackupDeps,
   options: BackupOptions = {},
 ): Promise<BackupResult> {
   const lv = deps.libvirt;
   const runner = deps.runner ?? new ExecaRunner();
   const now = deps.now ?? (() => new Date());
+  const dir = path.resolve(dirGiven); // libvirtd writes the files: a relative path would be its own
   if (!(await lv.domainExists(vm))) throw new InputError(`no such VM "${vm}" on ${lv.uri}`);
   if ((await lv.domainState(vm)) !== "running")
     throw new InputError(`VM "${vm}" is not running: libvirt backs up running VMs only (start it first)`);

@@ -112,7 +112,8 @@ export async function restoreVm(
 ): Promise<RestoreResult> {
   const lv = deps.libvirt;
   const runner = deps.runner ?? new ExecaRunner();
-  const chainDir = await resolveChain(dir);
+  const chainDir = await resolveChain(path.resolve(dir));
+  const vmDir = path.resolve(options.vmDir); // the domain names its disks by absolute path
   const where = path.join(chainDir, MANIFEST);
   const m: Manifest = await readManifest(chainDir);
   checkChain(m, where);
@@ -138,7 +139,7 @@ export async function restoreVm(
   for (const f of first.files) {
     const base = replace ? `${name}.restored-${stampNow}` : name;
     const file = path.join(
-      options.vmDir,
+      vmDir,
       f.disk === first.files[0]?.disk ? `${base}.qcow2` : `${base}-${f.disk}.qcow2`,
     );
     if (await stat(file).catch(() => null))
@@ -162,7 +163,7 @@ export async function restoreVm(
     const domain = restoredDomainXml(
       xml,
       disks,
-      replace ? null : { name, serialLog: path.join(options.vmDir, `${name}.serial.log`) },
+      replace ? null : { name, serialLog: path.join(vmDir, `${name}.serial.log`) },
     );
     if (replace && exists) {
       // The old disks' checkpoints and snapshots describe files the VM no longer uses.

@@ -6,7 +6,9 @@
 // and run dirs. The guest (the Debian guest, deployed by deployVm from the spec `vm deploy` builds
 // for the NIC { ovs, vlan: 10 }) gets its access port from libvirt; two peers sit in network
 // namespaces on access ports of VLAN 10 and VLAN 20, in one IPv4 subnet. The guest takes its address
-// from dnsmasq on the VLAN-10 peer, pings that peer and not the VLAN-20 one. `kvmstrap undo` then
+// from dnsmasq on the VLAN-10 peer, pings that peer and not the VLAN-20 one; its second NIC, a trunk
+// of VLAN 20, reaches the VLAN-20 peer through a tagged sub-interface and not the VLAN-10 one through
+// another. `kvmstrap undo` then
 // removes the bridge and both libvirt networks.
 import { type ChildProcess, spawn } from "node:child_process";
 import { openSync } from "node:fs";
@@ -25,6 +27,7 @@ import { vmSpecFromEntry } from "../../src/vm/from-answer.js";
 import type { Libvirt } from "../../src/vm/libvirt.js";
 import { deleteVm } from "../../src/vm/manage.js";
 import { VirshLibvirt } from "../../src/vm/virsh-libvirt.js";
+import { vmMac } from "../../src/vm/vm-spec.js";
 import { sshPublicKey } from "./guest-fixture.js";
 import { ensureGuestImage, type GuestImage } from "./guest-image.js";
 import { startTestLibvirtd, type TestLibvirtd } from "./libvirtd.js";
@@ -182,6 +185,7 @@ def ck(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
     return ~s & 0xffff
 dst = sys.argv[1]; sk = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); ok = 0
+if len(sys.argv) > 2: sk.setsockopt(socket.SOL_SOCKET, 25, sys.argv[2].encode())  # SO_BINDTODEVICE
 for seq in range(3):
     body = struct.pack("!HH", 0x4b56, seq) + b"kvmstrap"
     pkt = struct.pack("!BBH", 8, 0, ck(struct.pack("!BBH", 8, 0, 0) + body)) + body
@@ -293,7 +297,7 @@ describe("networks from the answer file on the test libvirtd and a user-space Op
     expect(again.exitCode, again.stderr).toBe(0);
   }, 200_000);
 
-  it("a guest on VLAN 10 reaches the VLAN-10 peer and not the VLAN-20 one in the same subnet", async () => {
+  it("a guest on VLAN 10 reaches the VLAN-10 peer and not the VLAN-20 one in the same subnet; its trunk of VLAN 20 reaches only the VLAN-20 one", async () => {
     await addPeers();
     const built = vmSpecFromEntry(
       {
@@ -303,7 +307,10 @@ describe("networks from the answer file on the test libvirtd and a user-space Op
         memoryMiB: 768,
         diskGiB: 3,
         user: { name: image.user, sshKeys: [sshPublicKey(`e2e@${VM}`)] },
-        nics: [{ ovs: BRIDGE, vlan: 10 }],
+        nics: [
+          { ovs: BRIDGE, vlan: 10 },
+          { ovs: BRIDGE, trunk: [20] },
+        ],
       },
       report,
     );
@@ -317,10 +324,16 @@ describe("networks from the answer file on the test libvirtd and a user-space Op
     const xml = await lv.domainXml(VM);
     expect(xml).toMatch(/<virtualport type=["']openvswitch["']/);
     expect(xml).toMatch(/<tag id=["']10["']\/>/);
-    // libvirt made the access port: the guest's tap on the bridge with tag 10.
+    expect(xml).toMatch(/<vlan trunk=["']yes["']>\s*<tag id=["']20["']\/>\s*<\/vlan>/);
+    // libvirt made both ports: the guest's taps on the bridge, one with tag 10, one trunking 20.
     const ports = await ovsPorts(new ExecaRunner(), BRIDGE).catch(() => []);
-    const guestPort = ports.find((p) => !PEERS.some((x) => x.port === p.name));
-    expect(guestPort).toMatchObject({ tag: 10, trunks: [] });
+    const guestPorts = ports.filter((p) => !PEERS.some((x) => x.port === p.name));
+    expect(guestPorts.map((p) => ({ tag: p.tag, trunks: p.trunks }))).toEqual(
+      expect.arrayContaining([
+        { tag: 10, trunks: [] },
+        { tag: null, trunks: [20] },
+      ]),
+    );
 
     await until("the guest agent", 240_000, () => lv.agentPing(VM));
     const agentAt = Date.now() - t;
@@ -329,10 +342,12 @@ describe("networks from the answer file on the test libvirtd and a user-space Op
       return /\b10\.99\.0\.(5\d|60)\b/.exec(r.stdout)?.[0];
     });
     const addressAt = Date.now() - t;
-    const ping = async (ip: string) =>
+    const ping = async (ip: string, dev?: string) =>
       Number(
         (
-          await lv.agentExec(VM, "/usr/bin/python3", ["-c", PING_PY, ip], { timeoutMs: 30_000 })
+          await lv.agentExec(VM, "/usr/bin/python3", ["-c", PING_PY, ip, ...(dev ? [dev] : [])], {
+            timeoutMs: 30_000,
+          })
         ).stdout.trim(),
       );
     const same = await ping(PEERS[0].ip);
@@ -343,6 +358,26 @@ describe("networks from the answer file on the test libvirtd and a user-space Op
     );
     expect(same).toBe(3);
     expect(other).toBe(0);
+
+    // The trunk NIC: the guest tags its own frames. VLAN 20 is allowed and reaches the VLAN-20 peer;
+    // VLAN 10 is not in the trunk, so the VLAN-10 peer stays out of reach through it.
+    const trunkMac = vmMac(VM, 1);
+    const setup = await lv.agentExec(VM, "/bin/sh", [
+      "-c",
+      [
+        "export PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        `IF=$(for d in /sys/class/net/*; do [ "$(cat $d/address)" = "${trunkMac}" ] && basename $d; done)`,
+        'ip link set "$IF" up',
+        'ip link add link "$IF" name t20 type vlan id 20 && ip addr add 10.99.0.70/24 dev t20 && ip link set t20 up',
+        'ip link add link "$IF" name t10 type vlan id 10 && ip addr add 10.99.0.71/24 dev t10 && ip link set t10 up',
+      ].join("\n"),
+    ]);
+    expect(setup.exitCode, setup.stderr).toBe(0);
+    const trunk20 = await ping(PEERS[1].ip, "t20");
+    const trunk10 = await ping(PEERS[0].ip, "t10");
+    console.log(`[e2e ovs] trunk [20]: VLAN 20 peer answered ${trunk20}/3, VLAN 10 peer ${trunk10}/3`);
+    expect(trunk20).toBe(3);
+    expect(trunk10).toBe(0);
     guestOk = true;
     await deleteVm(VM, { libvirt: lv, dir: work });
   }, 420_000);

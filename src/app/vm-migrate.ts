@@ -66,7 +66,7 @@ async function readReport(file: string) {
   return parsed.data;
 }
 
-const MARK = "--kvmstrap-next--";
+const MARK = "@@kvmstrap-next@@";
 async function batch(lv: VirshLibvirt, commands: string[]): Promise<string[]> {
   const out = await lv.run([commands.join(` ; echo ${MARK} ; `)]);
   return out.split(`${MARK}\n`);

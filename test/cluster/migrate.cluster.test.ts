@@ -1,7 +1,8 @@
 // kvmstrap vm migrate between two real libvirtd hosts over TLS (test/cluster/hosts.ts), with the
 // built CLI: a TCG guest that counts on its serial console is refused while host B lacks the bridge
-// its NIC names (exit 2, nothing defined on B), then moved with its disk copied once B has it: it
-// runs on B, is gone from A, its counter went on without a gap or a repeat, its disk is the same.
+// its NIC names (exit 2, nothing defined on B); once B has it, a try without copying the local disk
+// fails in libvirt (exit 1, still running on A); then it moves with its disk copied: it runs on B,
+// is gone from A, its counter went on without a gap or a repeat, its disk is the same.
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -92,10 +93,20 @@ describe("kvmstrap vm migrate between two TLS hosts", () => {
     expect((await virsh(c.a, "domstate", VM)).stdout.trim()).toBe("running");
   });
 
-  it("moves the running guest with its disk copied: it runs on B, is gone from A, no counter gap, same data", async () => {
+  it("a migration libvirt fails (local disks, no --copy-storage) exits 1 with libvirt's error; the guest stays on A", async () => {
     await c.b.daemon.nsExec("ip", ["link", "add", BRIDGE, "type", "bridge"]);
     await c.b.daemon.nsExec("ip", ["link", "set", BRIDGE, "up"]);
-    const report = await reportOf(c.b, path.join(c.dir, "b-report-2.json"));
+    const r = await migrate(await reportOf(c.b, path.join(c.dir, "b-report-2.json")));
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(`^kvmstrap: migration of ${VM} failed: .+\n  ${VM} on this host: running\n$`),
+    );
+    expect((await virsh(c.a, "domstate", VM)).stdout.trim()).toBe("running");
+    expect((await virsh(c.b, "list", "--all", "--name")).stdout.trim()).toBe("");
+  });
+
+  it("moves the running guest with its disk copied: it runs on B, is gone from A, no counter gap, same data", async () => {
+    const report = path.join(c.dir, "b-report-2.json"); // B with the bridge, from the test before
     await sleep(1000); // the counter is well under way on A
     const before = counters(await serialOf(c.a));
     expect(before.length).toBeGreaterThan(10);

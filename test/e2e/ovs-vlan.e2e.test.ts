@@ -214,7 +214,7 @@ afterAll(async () => {
     const log = await readFile(path.join(work, VM, "serial.log"), "utf8").catch(() => "");
     if (!guestOk) {
       const dnsmasq = await readFile(path.join(ovsHostDir, "dnsmasq.out"), "utf8").catch(() => "");
-      console.log(`[e2e ovs] dnsmasq on the VLAN-10 peer:\n${dnsmasq.slice(-2000)}`);
+      if (dnsmasq) console.log(`[e2e ovs] dnsmasq on the VLAN-10 peer:\n${dnsmasq.slice(-2000)}`);
     }
     if (log && !guestOk)
       console.log(`[e2e ovs] serial (last 30 lines):\n${log.split("\n").slice(-30).join("\n")}`);
@@ -398,5 +398,32 @@ describe("networks from the answer file on the test libvirtd and a user-space Op
     expect(names).not.toContain(ISO);
     const exists = await execa("ovs-vsctl", ["br-exists", BRIDGE], { env, reject: false });
     expect(exists.exitCode).toBe(2);
+  }, 120_000);
+
+  it("kvmstrap apply without a confirmation reverts the OVS bridge when its timer runs out (exit 1)", async () => {
+    const state = path.join(work, "state-revert");
+    const t = Date.now();
+    const r = await kvmstrap([
+      "apply",
+      answerFile(),
+      "--yes",
+      "--connect",
+      daemon?.uri as string,
+      "--state-dir",
+      state,
+      "--confirm-timeout",
+      "3",
+    ]);
+    console.log(`[e2e ovs] unconfirmed apply reverted after ${secs(Date.now() - t)}`);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/revert/i);
+    const exists = await execa("ovs-vsctl", ["br-exists", BRIDGE], { env, reject: false });
+    expect(exists.exitCode).toBe(2);
+    // The libvirt networks are outside the network group (they cannot cut the host off): kept,
+    // and undo removes them.
+    expect((await lv.netList()).map((n) => n.name)).toEqual(expect.arrayContaining([NAT, ISO]));
+    const u = await kvmstrap(["undo", "--yes", "--connect", daemon?.uri as string, "--state-dir", state]);
+    expect(u.exitCode, u.stderr).toBe(0);
+    expect((await lv.netList()).map((n) => n.name)).not.toContain(NAT);
   }, 120_000);
 });

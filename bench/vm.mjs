@@ -14,6 +14,8 @@
 //   2. one kvmstrap deploy from a 1 GiB against an 8 GiB base (both filled with real data), 5 runs
 //      each, interleaved, until running (the deploy steps' cost; target: ratio ~1.0x, 0.8x-1.25x)
 //   3. benchSeedBuild (render + ISO9660 + atomic write) (target: <= 10 ms median)
+//   4. bench/vm-backup.mjs: full vs incremental backup of a 4 GiB disk with 1% changed (target:
+//      <= 10%), and a snapshot of a running VM (target: < 1 s)
 // Everything the bench writes lives in /var/tmp/kvmstrap-bench-* and is removed at the end, also on
 // error or Ctrl-C; the test libvirtd's stop() kills every qemu it started.
 import { execFile } from "node:child_process";
@@ -375,6 +377,10 @@ try {
   // 3. Seed build.
   const seed = await benchSeedBuild({ hostname: "bench-vm", user: USER }, 50);
   row("build a cloud-init seed ISO (benchSeedBuild)", ms(seed.medianMs), "<= 10 ms", seed.medianMs <= 10);
+
+  // 4. Snapshots and backups (bench/vm-backup.mjs), on the same daemon.
+  const { benchVmBackup } = await import("./vm-backup.mjs");
+  await benchVmBackup({ uri, dir: benchDir, row, log });
 } finally {
   await cleanup();
 }

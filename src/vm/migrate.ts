@@ -49,11 +49,16 @@ export async function migrate(
 ): Promise<MigrateResult> {
   const started = Date.now();
   let done = false;
+  // The poll's sleep ends the moment virsh returns: waiting out a second after the migration
+  // would add up to a second to every run.
+  const stopPolling = new AbortController();
   let downtimeSet = o.maxDowntimeMs === undefined;
   const poll = (async () => {
     while (!done) {
       // Quick polls until the bounded downtime is on the job, then one a second.
-      await sleep(downtimeSet ? (o.pollMs ?? 1000) : 100);
+      await sleep(downtimeSet ? (o.pollMs ?? 1000) : 100, undefined, { signal: stopPolling.signal }).catch(
+        () => {},
+      );
       if (done) break;
       const info = await source.run(["domjobinfo", o.vm], 10_000).catch(() => null);
       if (!info || done) continue;
@@ -70,6 +75,7 @@ export async function migrate(
     await source.run(migrateArgs(o), 3_600_000);
   } finally {
     done = true;
+    stopPolling.abort();
     await poll;
   }
   const wallMs = Date.now() - started;

@@ -99,7 +99,7 @@ describe("kvmstrap vm migrate between two TLS hosts", () => {
     const r = await migrate(await reportOf(c.b, path.join(c.dir, "b-report-2.json")));
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(1);
     expect(r.stderr).toMatch(
-      new RegExp(`^kvmstrap: migration of ${VM} failed: .+\n  ${VM} on this host: running\n$`),
+      new RegExp(`^kvmstrap: migration of ${VM} failed: .+\n  ${VM} on this host: running$`),
     );
     expect((await virsh(c.a, "domstate", VM)).stdout.trim()).toBe("running");
     expect((await virsh(c.b, "list", "--all", "--name")).stdout.trim()).toBe("");

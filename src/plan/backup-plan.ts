@@ -1,9 +1,10 @@
 // The answer's backups: as systemd units: per VM a oneshot service running `kvmstrap vm backup`
 // (incremental, a new full chain every fullEvery backups, keep chains) and a timer on its calendar,
 // written as files (their inverse restores what was there) and the timer enabled (its inverse
-// disables it). Persistent=true: a backup missed while the host was off runs at the next boot.
+// disables it); a changed calendar is first checked by `systemd-analyze calendar`.
+// Persistent=true: a backup missed while the host was off runs at the next boot.
 import type { BackupSchedule } from "../answer/schema-backup.js";
-import { isRefused, type PlanContext, planCommand, planFile } from "./context.js";
+import { currentOf, isRefused, type PlanContext, planCommand, planFile } from "./context.js";
 
 export const UNIT_DIR = "/etc/systemd/system";
 export const backupUnitName = (vm: string) => `kvmstrap-backup-${vm}`;
@@ -54,6 +55,16 @@ export function planBackups(ctx: PlanContext): void {
     if (isRefused(ctx, `backups[${i}]`)) continue;
     const unit = backupUnitName(s.vm);
     const id = `backup.${s.vm}`;
+    const timer = renderBackupTimer(s);
+    // systemd's own parser judges the calendar before a timer with it is written (a bad one fails
+    // the apply there, with nothing of this VM's schedule changed).
+    if (currentOf(ctx, `${UNIT_DIR}/${unit}.timer`) !== timer)
+      planCommand(ctx, {
+        id: `${id}.calendar`,
+        argv: ["systemd-analyze", "calendar", s.calendar],
+        effect: "none",
+        summary: `check the calendar of VM ${s.vm}'s backups with systemd: ${s.calendar}`,
+      });
     planFile(ctx, {
       id: `${id}.service`,
       path: `${UNIT_DIR}/${unit}.service`,
@@ -64,7 +75,7 @@ export function planBackups(ctx: PlanContext): void {
     planFile(ctx, {
       id: `${id}.timer`,
       path: `${UNIT_DIR}/${unit}.timer`,
-      content: renderBackupTimer(s),
+      content: timer,
       effect: "none",
       summary: `backup timer for VM ${s.vm}: ${s.calendar}`,
     });

@@ -59,6 +59,11 @@ describe("backup schedules in the plan", () => {
       timer?.kind === "write-file" ? timer.content : "",
     );
     expect(rewritten?.kind === "write-file" && rewritten.content).toContain("OnCalendar=weekly");
+    // systemd judges the new calendar before the timer is written.
+    const ids = after.actions.map((x) => x.id);
+    expect(ids.indexOf("backup.web.calendar")).toBeLessThan(ids.indexOf("backup.web.timer"));
+    const check = after.actions.find((x) => x.id === "backup.web.calendar");
+    expect(check?.kind === "run-command" && check.argv).toEqual(["systemd-analyze", "calendar", "weekly"]);
   });
 
   it("every calendar the schema lets through here is one systemd parses", async () => {

@@ -60,6 +60,20 @@ export async function defineIdleDomain(
   if (o.start ?? true) await virsh(uri, "start", o.name);
 }
 
+/** Waits until each domain has read its boot sector from vda (SeaBIOS is done, the guest idles). */
+export async function waitIdle(uri: string, names: readonly string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const name of names) {
+    for (;;) {
+      const out = (await virsh(uri, "domblkstat", name, "vda")).stdout;
+      if (Number(/rd_bytes\s+(\d+)/.exec(out)?.[1] ?? 0) >= 512) break;
+      if (Date.now() > deadline)
+        throw new Error(`${name} read no boot sector within ${timeoutMs} ms:\n${out}`);
+      await sleep(100);
+    }
+  }
+}
+
 export interface LibvirtExporter {
   url: string;
   stop(): Promise<void>;

@@ -16,6 +16,7 @@ import {
   type LibvirtExporter,
   startIdleNetwork,
   startLibvirtExporter,
+  waitIdle,
 } from "./idle-domains.js";
 import { startTestLibvirtd, type TestLibvirtd } from "./libvirtd.js";
 
@@ -36,6 +37,9 @@ beforeAll(async () => {
   for (const name of RUNNING)
     await defineIdleDomain(daemon.uri, work, { name, disks: name === TWO_DISKS ? 2 : 1 });
   await defineIdleDomain(daemon.uri, work, { name: NEVER_STARTED, start: false });
+  // Under TCG on a busy machine SeaBIOS may take seconds to read the boot sector: the figures below
+  // (vda's reads, vCPU time) are those of a domain that has booted.
+  await waitIdle(daemon.uri, RUNNING);
   const port = await freeTcp();
   exporter = execa(
     process.execPath,

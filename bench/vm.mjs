@@ -16,6 +16,8 @@
 //   3. benchSeedBuild (render + ISO9660 + atomic write) (target: <= 10 ms median)
 //   4. bench/vm-backup.mjs: full vs incremental backup of a 4 GiB disk with 1% changed (target:
 //      <= 10%), and a snapshot of a running VM (target: < 1 s)
+//   5. bench/vm-metrics.mjs: a kvmstrap metrics scrape against prometheus-libvirt-exporter's with 20
+//      running domains on a test libvirtd of its own (target: within 1.0x)
 // Everything the bench writes lives in /var/tmp/kvmstrap-bench-* and is removed at the end, also on
 // error or Ctrl-C; the test libvirtd's stop() kills every qemu it started.
 import { execFile } from "node:child_process";
@@ -381,6 +383,10 @@ try {
   // 4. Snapshots and backups (bench/vm-backup.mjs), on the same daemon.
   const { benchVmBackup } = await import("./vm-backup.mjs");
   await benchVmBackup({ uri, dir: benchDir, row, log });
+
+  // 5. Metrics (bench/vm-metrics.mjs), on a daemon of its own.
+  const { benchVmMetrics } = await import("./vm-metrics.mjs");
+  await benchVmMetrics({ row, log });
 } finally {
   await cleanup();
 }

@@ -6,13 +6,13 @@
 import type { Consoles } from "../answer/schema-consoles.js";
 import { consoleCertDir } from "../host/pki/layout.js";
 import { currentOf, isRefused, type PlanContext, planCommand, planFile } from "./context.js";
+import { type ConfSetting, managedBlock, withManagedBlock } from "./managed-conf-block.js";
 
 export const QEMU_CONF = "/etc/libvirt/qemu.conf";
-const BEGIN = "# BEGIN kvmstrap consoles (managed: kvmstrap plan/apply rewrites this block)";
-const END = "# END kvmstrap consoles";
-const DISABLED = "#kvmstrap-replaced# ";
+/** Distinct from the hardening block's prefix: each block restores only what it commented out. */
+const BLOCK = managedBlock("consoles", "#kvmstrap-replaced# ");
 
-export type QemuSetting = [key: string, value: string | number];
+export type QemuSetting = ConfSetting;
 
 /** qemu.conf's console settings for this answer; `certDir` moves the credentials (tests, roots). */
 export function consoleQemuSettings(
@@ -32,30 +32,9 @@ export function consoleQemuSettings(
   return s;
 }
 
-const render = ([k, v]: QemuSetting) => `${k} = ${typeof v === "number" ? v : JSON.stringify(v)}`;
-
-/**
- * qemu.conf with these settings: an earlier assignment of each key is commented out (libvirt reads
- * qemu.conf as one config; a key given twice is an error in some versions) and the settings go in
- * one managed block at the end, replacing the block an earlier apply wrote. No settings: the block
- * and the markers are removed and the assignments it replaced restored.
- */
+/** qemu.conf with the consoles block holding these settings (managed-conf-block.ts). */
 export function withQemuSettings(current: string, settings: readonly QemuSetting[]): string {
-  const keys = new Set(settings.map(([k]) => k));
-  const lines: string[] = [];
-  let inBlock = false;
-  for (const line of current.split("\n")) {
-    if (line === BEGIN) inBlock = true;
-    else if (line === END) inBlock = false;
-    else if (!inBlock) {
-      const restored = line.startsWith(DISABLED) ? line.slice(DISABLED.length) : line;
-      const key = /^\s*([a-z0-9_]+)\s*=/.exec(restored)?.[1];
-      lines.push(key && keys.has(key) ? `${DISABLED}${restored}` : restored);
-    }
-  }
-  while (lines.length && lines[lines.length - 1] === "") lines.pop();
-  if (!settings.length) return `${lines.join("\n")}\n`;
-  return `${[...lines, "", BEGIN, ...settings.map(render), END].join("\n")}\n`;
+  return withManagedBlock(BLOCK, current, settings);
 }
 
 export function planConsoles(ctx: PlanContext): void {

@@ -6,43 +6,19 @@
 // `kvmstrap verify`'s hardening.* checks are what proves it on the host.
 import type { Hardening } from "../answer/schema-hardening.js";
 import { currentOf, type PlanContext, planCommand, planFile } from "./context.js";
+import { type ConfSetting, managedBlock, withManagedBlock } from "./managed-conf-block.js";
 
 export const HARDENING_PATHS = {
   qemuConf: "/etc/libvirt/qemu.conf",
   libvirtdConf: "/etc/libvirt/libvirtd.conf",
 } as const;
 
-const BEGIN = "# BEGIN kvmstrap hardening (managed: kvmstrap plan/apply rewrites this block)";
-const END = "# END kvmstrap hardening";
 /** Distinct from the consoles block's prefix: each block restores only what it commented out. */
-const DISABLED = "#kvmstrap-hardening# ";
+const BLOCK = managedBlock("hardening", "#kvmstrap-hardening# ");
 
-export type ConfSetting = [key: string, value: string | number];
-
-const render = ([k, v]: ConfSetting) => `${k} = ${typeof v === "number" ? v : JSON.stringify(v)}`;
-
-/**
- * A libvirt config file with these settings in one managed block at its end: an earlier assignment
- * of each key is commented out (libvirt keeps the last one, but an operator reading the file should
- * not find two), the block an earlier apply wrote is replaced, and what it commented out comes back
- * when a key leaves the block. No settings: the file as it was before kvmstrap.
- */
+/** qemu.conf or libvirtd.conf with the hardening block holding these settings (managed-conf-block.ts). */
 export function withHardeningBlock(current: string, settings: readonly ConfSetting[]): string {
-  const keys = new Set(settings.map(([k]) => k));
-  const lines: string[] = [];
-  let inBlock = false;
-  for (const line of current.split("\n")) {
-    if (line === BEGIN) inBlock = true;
-    else if (line === END) inBlock = false;
-    else if (!inBlock) {
-      const restored = line.startsWith(DISABLED) ? line.slice(DISABLED.length) : line;
-      const key = /^\s*([a-z0-9_]+)\s*=/.exec(restored)?.[1];
-      lines.push(key && keys.has(key) ? `${DISABLED}${restored}` : restored);
-    }
-  }
-  while (lines.length && lines[lines.length - 1] === "") lines.pop();
-  if (!settings.length) return `${lines.join("\n")}\n`;
-  return `${[...lines, "", BEGIN, ...settings.map(render), END].join("\n")}\n`;
+  return withManagedBlock(BLOCK, current, settings);
 }
 
 /** The content a file has once the actions planned before this one ran (consoles write qemu.conf too). */

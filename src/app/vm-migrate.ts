@@ -72,12 +72,24 @@ async function batch(lv: VirshLibvirt, commands: string[]): Promise<string[]> {
   return out.split(`${MARK}\n`);
 }
 
-export async function vmMigrate(
-  r: MigrateRequest,
-  onProgress?: (j: JobInfo) => void,
-): Promise<MigrateOutcome> {
+/** What the check before a migration found: every reason the target cannot take the VM (none: go). */
+export interface MigrationCheck {
+  vm: string;
+  /** The target's hostname as its libvirtd says. */
+  target: string;
+  sourceHostname: string;
+  domainXml: string;
+  reasons: string[];
+}
+
+/** Reads the target's report file once (a drain checks many VMs against it). */
+export const readTargetReport = readReport;
+type Report = Awaited<ReturnType<typeof readReport>>;
+
+/** Gathers the VM's and the target's facts and runs the one check function over them. */
+export async function checkMigration(r: MigrateRequest, report?: Report): Promise<MigrationCheck> {
   const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
-  const report = await readReport(r.targetReport);
+  const targetReport = report ?? (await readReport(r.targetReport));
   const source = new VirshLibvirt(r.sourceUri);
   const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
   const domainXml = await source.domainXml(r.vm);
@@ -99,7 +111,7 @@ export async function vmMigrate(
     domainXml,
     sourceHostname: sourceHost.trim(),
     sourceHostCpuModel: hostCpuModel(sourceCaps),
-    targetReport: report,
+    targetReport,
     target: {
       hostname: targetHost.trim(),
       hostCpuModel: hostCpuModel(targetCaps),
@@ -110,9 +122,25 @@ export async function vmMigrate(
         .filter(Boolean),
     },
   };
-  const reasons = migrationRefusals(facts);
-  if (reasons.length) return { vm: r.vm, outcome: "refused", target: facts.target.hostname, reasons };
-  const copiedDisks = r.copyStorage ? localDisks(domainXml).map((d) => d.target) : [];
+  return {
+    vm: r.vm,
+    target: facts.target.hostname,
+    sourceHostname: facts.sourceHostname,
+    domainXml,
+    reasons: migrationRefusals(facts),
+  };
+}
+
+/** Moves a VM whose check found no reason against it. */
+export async function runMigration(
+  r: MigrateRequest,
+  checked: MigrationCheck,
+  onProgress?: (j: JobInfo) => void,
+): Promise<MigrateOutcome> {
+  const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
+  const source = new VirshLibvirt(r.sourceUri);
+  const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
+  const copiedDisks = r.copyStorage ? localDisks(checked.domainXml).map((d) => d.target) : [];
   const result = await migrate(source, target, {
     vm: r.vm,
     targetUri,
@@ -124,12 +152,22 @@ export async function vmMigrate(
   return {
     vm: r.vm,
     outcome: "migrated",
-    target: facts.target.hostname,
+    target: checked.target,
     copiedDisks,
     wallMs: result.wallMs,
     downtimeMs: result.completed?.downtimeMs ?? null,
     processedBytes: result.completed?.processedBytes ?? null,
   };
+}
+
+export async function vmMigrate(
+  r: MigrateRequest,
+  onProgress?: (j: JobInfo) => void,
+): Promise<MigrateOutcome> {
+  const checked = await checkMigration(r);
+  if (checked.reasons.length)
+    return { vm: r.vm, outcome: "refused", target: checked.target, reasons: checked.reasons };
+  return runMigration(r, checked, onProgress);
 }
 
 /** The VM's state on the source after a failed migration (what the CLI tells the operator). */

@@ -18,6 +18,7 @@ import { FLEET_HELP, FLEET_OPTIONS } from "../../src/cli/fleet-command.js";
 import { FLEET_POWER_HELP, FLEET_POWER_OPTIONS } from "../../src/cli/fleet-power-command.js";
 import { FLEET_ROLLOUT_HELP, FLEET_ROLLOUT_OPTIONS } from "../../src/cli/fleet-rollout-command.js";
 import { FLEET_STORE_COPY_HELP, FLEET_STORE_COPY_OPTIONS } from "../../src/cli/fleet-store-command.js";
+import { HOST_DRAIN_HELP, HOST_DRAIN_OPTIONS, HOST_HELP, HOST_OPTIONS } from "../../src/cli/host-command.js";
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
 import { ISO_HELP, ISO_OPTIONS } from "../../src/cli/iso-command.js";
@@ -68,6 +69,8 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "fleet power", help: FLEET_POWER_HELP, options: FLEET_POWER_OPTIONS },
   { name: "fleet store-copy", help: FLEET_STORE_COPY_HELP, options: FLEET_STORE_COPY_OPTIONS },
   { name: "metrics", help: METRICS_HELP, options: METRICS_OPTIONS },
+  { name: "host", help: HOST_HELP, options: HOST_OPTIONS },
+  { name: "host drain", help: HOST_DRAIN_HELP, options: HOST_DRAIN_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

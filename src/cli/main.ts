@@ -23,6 +23,7 @@ Commands:
                       Cloud images: download and verify, import offline, list the cache
   vm deploy|list|show|start|stop|delete|console
                       VMs from a cached image and a cloud-init seed, with a readiness timeline
+  host drain HOST     Live-migrate every movable VM of this host to another (--to)
   vm snapshot|backup|restore
                       Disk-only snapshots; full and incremental backups; restore
   install             Install the hypervisor onto a disk (from the appliance)
@@ -68,6 +69,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   iso: async () => (await import("./iso-command.js")).isoCommand,
   fleet: async () => (await import("./fleet-command.js")).fleetCommand,
   metrics: async () => (await import("./metrics-command.js")).metricsCommand,
+  host: async () => (await import("./host-command.js")).hostCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

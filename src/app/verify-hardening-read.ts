@@ -5,7 +5,6 @@
 import type { HostFs } from "../host/fs.js";
 import type { Libvirt } from "../vm/libvirt.js";
 import { LibvirtError } from "../vm/libvirt-error.js";
-import { VirshLibvirt } from "../vm/virsh-libvirt.js";
 import { parseLibvirtConf } from "./libvirt-conf.js";
 import {
   type DomainView,
@@ -37,13 +36,6 @@ const TLS_DEFAULTS = {
   cert_file: "/etc/pki/libvirt/servercert.pem",
   key_file: "/etc/pki/libvirt/private/serverkey.pem",
 } as const;
-
-/** The XML with what `virsh dumpxml` hides unless asked (graphics passwd=): a secret there must be
- *  seen to be reported. The port's domainXml leaves it out, so the virsh adapter is asked directly. */
-async function xmlWithSecurityInfo(lv: Libvirt, name: string): Promise<string> {
-  if (lv instanceof VirshLibvirt) return lv.run(["dumpxml", "--security-info", name]);
-  return lv.domainXml(name);
-}
 
 /** Each qemu process by the UUID libvirt passed it (-uuid UUID), read once for all domains. Found
  *  through /proc rather than libvirt's pid file, whose pid is in libvirtd's pid namespace. */
@@ -118,7 +110,8 @@ async function domainsOf(fs: HostFs, lv: Libvirt): Promise<DomainView[] | string
   for (const d of listed) {
     let xml: string;
     try {
-      xml = await xmlWithSecurityInfo(lv, d.name);
+      // With what libvirt hides unless asked (graphics passwd=): a secret must be seen to be reported.
+      xml = await lv.domainXml(d.name, { securityInfo: true });
     } catch {
       continue; // gone between the list and the dump (a transient domain that stopped)
     }

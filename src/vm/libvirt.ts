@@ -41,6 +41,7 @@ export type AgentExecResult = {
   stderr: string;
 };
 export type AgentExecOptions = { input?: string; timeoutMs?: number };
+export type DomainXmlOptions = { inactive?: boolean; securityInfo?: boolean };
 /** One row of `domblklist --details`: type file|block|network..., device disk|cdrom, target vda, source path or "-". */
 export type DomainDisk = { type: string; device: string; target: string; source: string | null };
 
@@ -58,8 +59,12 @@ export interface Libvirt {
   shutdown(name: string): Promise<void>;
   domainState(name: string): Promise<DomainState>;
   listDomains(): Promise<{ name: string; state: DomainState }[]>;
-  /** The domain XML (inactive: the persistent definition, without the running state). */
-  domainXml(name: string, options?: { inactive?: boolean }): Promise<string>;
+  /**
+   * The domain XML (inactive: the persistent definition, without the running state). securityInfo:
+   * with what libvirt otherwise hides (a <graphics> passwd=), for checks that must see a secret to
+   * report it; such XML is never logged or printed.
+   */
+  domainXml(name: string, options?: DomainXmlOptions): Promise<string>;
   domainExists(name: string): Promise<boolean>;
   ifAddresses(name: string, source: "lease" | "agent"): Promise<DomainInterface[]>;
 

@@ -13,6 +13,7 @@ import type {
   DomainDisk,
   DomainInterface,
   DomainState,
+  DomainXmlOptions,
   Libvirt,
   LibvirtVersion,
   NetworkInfo,
@@ -121,8 +122,13 @@ export class VirshLibvirt implements Libvirt {
   async listDomains(): Promise<{ name: string; state: DomainState }[]> {
     return parseDomainList(await this.run(["list", "--all"]));
   }
-  domainXml(name: string, options: { inactive?: boolean } = {}): Promise<string> {
-    return this.run(["dumpxml", name, ...(options.inactive ? ["--inactive"] : [])]);
+  domainXml(name: string, options: DomainXmlOptions = {}): Promise<string> {
+    return this.run([
+      "dumpxml",
+      name,
+      ...(options.inactive ? ["--inactive"] : []),
+      ...(options.securityInfo ? ["--security-info"] : []),
+    ]);
   }
   domainExists(name: string): Promise<boolean> {
     return this.exists(["domuuid", name], "no-domain");

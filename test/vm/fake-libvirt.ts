@@ -9,6 +9,7 @@ import type {
   DhcpLease,
   DomainInterface,
   DomainState,
+  DomainXmlOptions,
   Libvirt,
   LibvirtVersion,
   NetworkInfo,
@@ -107,9 +108,11 @@ export class FakeLibvirt implements Libvirt {
     this.call("listDomains");
     return [...this.domains].map(([name, d]) => ({ name, state: d.state }));
   }
-  async domainXml(name: string): Promise<string> {
-    this.call("domainXml");
-    return this.dom(name).xml;
+  async domainXml(name: string, options: DomainXmlOptions = {}): Promise<string> {
+    this.call(options.securityInfo ? "domainXml:securityInfo" : "domainXml");
+    const { xml } = this.dom(name);
+    // As libvirt does: a graphics password only with --security-info.
+    return options.securityInfo ? xml : xml.replace(/\s+passwd=(?:'[^']*'|"[^"]*")/g, "");
   }
   async domainExists(name: string): Promise<boolean> {
     this.call("domainExists");

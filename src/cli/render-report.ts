@@ -101,7 +101,20 @@ export function renderReport(r: HostReport, checks: Check[], s: Style, width = 0
     L.push(
       `  ${(n.name ?? "-").padEnd(12)} ${(n.pciAddress ?? "virtual").padEnd(13)} ${orUnknown(n.driver).padEnd(12)} ${n.mac ?? ""}${n.speedMbps ? ` ${n.speedMbps}Mb/s` : ""}${n.master ? ` in ${n.master}` : ""}${n.management ? s.bold(" [management]") : ""}`,
     );
+    // Addresses under their interface, wrapped at 80 columns; an empty list prints nothing.
+    if (Array.isArray(n.addresses) && n.addresses.length)
+      L.push(wrap(`      ${n.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(" ")}`, 80, 6));
   }
+  // Said once: a snapshot carries no addresses, and no address is not the same as unknown ones.
+  const unknownAddrs = r.nics.filter(
+    (n) => n.name !== null && n.addresses !== undefined && !Array.isArray(n.addresses),
+  );
+  if (unknownAddrs.length)
+    L.push(
+      unknownAddrs.length === r.nics.filter((n) => n.name !== null).length
+        ? "  addresses: unknown (not read from this root)"
+        : wrap(`  addresses unknown: ${unknownAddrs.map((n) => n.name).join(", ")}`, 80, 4),
+    );
 
   const disks = r.disks.filter((d) => !d.virtual);
   head(`Disks (${disks.length})`);

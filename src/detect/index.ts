@@ -1,11 +1,12 @@
 // detect: read-only facts about one machine, from /proc, /sys, /dev and the ACPI tables, through the
 // HostFs port. It owns the HostReport type and the detectors; it never writes and never decides
-// (verdicts belong to checks/). The functional KVM probe is the one detector that runs a program,
-// and it does so through the CommandRunner port.
+// (verdicts belong to checks/). Two detectors run programs, through the CommandRunner port and on the
+// live host only: the functional KVM probe, and `ip -j addr` for the interfaces' addresses.
 import type { CommandRunner } from "../host/commands.js";
 import type { HostFs } from "../host/fs.js";
 import { loadPciIds, type PciIds } from "../host/pci-ids.js";
 import { cachedPciIds } from "../host/pci-names-cache.js";
+import { attachAddresses, readAddresses } from "./addresses.js";
 import { detectBootMedium } from "./boot-medium.js";
 import { detectCgroups } from "./cgroups.js";
 import { detectCpu } from "./cpu.js";
@@ -25,7 +26,7 @@ export type { HostReport } from "./types.js";
 
 export interface DetectOptions {
   fs: HostFs;
-  /** Runs the functional KVM probe; absent means the probe is not run. */
+  /** Runs the functional KVM probe and `ip -j addr` (live only); absent: neither runs. */
   runner?: CommandRunner;
   probe?: ProbeOptions;
   /** pci.ids of the machine running kvmstrap (names are looked up, never required). */
@@ -43,7 +44,12 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
   const disksPromise = detectStorage(ctx);
   const pciPromise = detectPci(ctx, null);
   const iommuPromise = pciPromise.then((pci) => detectIommu(ctx, pci));
-  const nicsPromise = pciPromise.then((pci) => detectNics(ctx, pci));
+  const addressesPromise = readAddresses(ctx, live, options.runner);
+  const nicsPromise = pciPromise.then(async (pci) => {
+    const nics = await detectNics(ctx, pci);
+    attachAddresses(nics, await addressesPromise);
+    return nics;
+  });
   const namedPromise = pciPromise.then(async (pci) => {
     if (options.pciIds !== undefined) return nameDevices(pci, options.pciIds);
     // Live runs keep this boot's names in /run/kvmstrap; other roots read pci.ids directly.

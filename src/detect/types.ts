@@ -105,6 +105,14 @@ export const pciDevice = z.object({
   sources,
 });
 
+/** One address of an interface, as the kernel holds it (ip -j addr): family, address, prefix length. */
+export const nicAddress = z.object({
+  family: z.enum(["inet", "inet6"]),
+  address: str,
+  prefixLength: z.number().int(),
+  scope: strOrNull, // global, link, host...
+});
+
 export const nicReport = z.object({
   name: strOrNull, // null: the PCI function has no network interface in this report
   mac: strOrNull,
@@ -123,6 +131,11 @@ export const nicReport = z.object({
   defaultRoute: triState.optional(),
   /** Set on an SR-IOV virtual function (kind "vf"): the PCI address of its physical function. */
   physfn: strOrNull.optional(),
+  /**
+   * IPv4 and IPv6 addresses: "unknown" where they could not be read (a snapshot, no `ip`), never an
+   * empty list, which means the interface has none. Absent in reports saved before it: unknown.
+   */
+  addresses: z.union([z.literal("unknown"), z.array(nicAddress)]).optional(),
   sources,
 });
 
@@ -298,6 +311,7 @@ export type IommuReport = z.infer<typeof iommuReport>;
 export type SriovInfo = z.infer<typeof sriovInfo>;
 export type PciDevice = z.infer<typeof pciDevice>;
 export type NicReport = z.infer<typeof nicReport>;
+export type NicAddress = z.infer<typeof nicAddress>;
 export type Partition = z.infer<typeof partition>;
 export type DiskReport = z.infer<typeof diskReport>;
 export type NumaNode = z.infer<typeof numaNode>;

@@ -63,6 +63,66 @@ describe("the consoles rules", () => {
       expect.stringMatching(/^warning consoles.management consoles.listen: 192.0.2.99 cannot be confirmed/),
     );
   });
+
+  // The lab's eno1 (in br0, the default route) as a DHCP-configured host has it: what detect reads
+  // with `ip -j addr`; the X710 port carries a second address off the management network.
+  const withAddresses = (): HostReport => {
+    const nics = lab.nics.map((n) => {
+      if (n.name === "br0" || n.name === "eno1")
+        return {
+          ...n,
+          addresses:
+            n.name === "br0"
+              ? [
+                  { family: "inet" as const, address: "198.51.100.7", prefixLength: 24, scope: "global" },
+                  { family: "inet6" as const, address: "2001:db8::7", prefixLength: 64, scope: "global" },
+                ]
+              : [],
+        };
+      if (n.name !== null && !n.management)
+        return {
+          ...n,
+          addresses: [{ family: "inet" as const, address: "203.0.113.5", prefixLength: 24, scope: "global" }],
+        };
+      return n;
+    });
+    return { ...lab, nics };
+  };
+  const onHost = (consoles: string, report: HostReport) =>
+    validateAnswer(answer(consoles, ""), report)
+      .findings.filter((f) => f.ruleId.startsWith("consoles."))
+      .map((f) => `${f.level} ${f.ruleId} ${f.path}: ${f.message}`);
+
+  it("listen is an address of the host's management interface (from the report): it passes", () => {
+    expect(lab.nics.find((n) => n.name === "br0")?.management).toBe(true);
+    expect(onHost("{ vnc: true, listen: 198.51.100.7 }", withAddresses())).toEqual([]);
+    expect(onHost("{ spice: true, listen: '2001:db8::7' }", withAddresses())).toEqual([]);
+    // Still never the wildcard, whatever the host's addresses.
+    expect(onHost("{ vnc: true, listen: 0.0.0.0 }", withAddresses())).toContainEqual(
+      expect.stringMatching(/^error consoles.wildcard /),
+    );
+  });
+
+  it("listen is an address the host does not have, or one off the management interface: refused", () => {
+    expect(onHost("{ vnc: true, listen: 198.51.100.99 }", withAddresses())).toEqual([
+      "error consoles.management consoles.listen: 198.51.100.99 is not an address of this host (management addresses: br0 198.51.100.7, br0 2001:db8::7)",
+    ]);
+    const other = withAddresses().nics.find(
+      (n) => Array.isArray(n.addresses) && n.addresses.length && !n.management,
+    );
+    expect(onHost("{ vnc: true, listen: 203.0.113.5 }", withAddresses())).toEqual([
+      `error consoles.management consoles.listen: 203.0.113.5 is on ${other?.name}, which does not carry the default route (management addresses: br0 198.51.100.7, br0 2001:db8::7)`,
+    ]);
+  });
+
+  it("the answer's static management address wins over the host's current one", () => {
+    expect(findings("{ vnc: true, listen: 192.0.2.10 }").filter((f) => f.includes("consoles"))).toEqual([]);
+    expect(
+      validateAnswer(answer("{ vnc: true, listen: 198.51.100.7 }"), withAddresses()).findings.map(
+        (f) => `${f.level} ${f.ruleId}: ${f.message}`,
+      ),
+    ).toContainEqual("error consoles.management: 198.51.100.7 is not the management address (192.0.2.10)");
+  });
 });
 
 describe("the consoles plan", () => {

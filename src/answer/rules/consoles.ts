@@ -1,7 +1,9 @@
 // Remote consoles (consoles: in the answer): a VNC or SPICE port is a keyboard and a screen on every
 // VM, so it listens on the management address only, never on a wildcard, and never in clear on a
 // network. The management address is the one the answer gives the interface that carries the
-// default route (a gateway, or a bridge on the uplink NIC); the host report carries no addresses.
+// default route (a gateway, or a bridge on the uplink NIC); when the answer gives it none (DHCP, or
+// the host's network kept as it is), it is an address the host report reads on its management NICs.
+import type { HostReport } from "../../detect/types.js";
 import type { Answer } from "../schema.js";
 import { type Rule, rule } from "./types.js";
 
@@ -21,6 +23,23 @@ export function managementAddressesOf(answer: Answer): string[] {
     i.mgmt && Array.isArray(i.addresses) ? i.addresses.map((a) => a.split("/")[0] ?? a) : [],
   );
 }
+
+/**
+ * The addresses the report reads on the interfaces carrying the default route (a bridge and its ports
+ * alike), or null when the report cannot say (addresses or the route table not read).
+ */
+export function reportManagementAddresses(report: HostReport): { nic: string; address: string }[] | null {
+  const mgmt = report.nics.filter((n) => n.management && n.name !== null);
+  if (!mgmt.length || mgmt.some((n) => !Array.isArray(n.addresses))) return null;
+  return mgmt.flatMap((n) =>
+    Array.isArray(n.addresses) ? n.addresses.map((a) => ({ nic: n.name ?? "", address: a.address })) : [],
+  );
+}
+
+/** Where the listen address is on the host, by the report: the NIC holding it, or null. */
+const holderOf = (report: HostReport, address: string) =>
+  report.nics.find((n) => Array.isArray(n.addresses) && n.addresses.some((a) => a.address === address))
+    ?.name ?? null;
 
 export const consoleRules: Rule[] = [
   rule(
@@ -58,21 +77,40 @@ export const consoleRules: Rule[] = [
   rule(
     "consoles.management",
     "consoles listen on the host's management address (or loopback)",
-    ({ answer }, emit) => {
+    ({ answer, report }, emit) => {
       const c = answer.consoles;
       if (!c || WILDCARD.test(c.listen) || LOOPBACK.test(c.listen)) return;
+      // The answer's static address wins: it is what the host has once the plan is applied.
       const mgmt = managementAddressesOf(answer);
-      if (!mgmt.length)
+      if (mgmt.length) {
+        if (!mgmt.includes(c.listen))
+          emit.error(
+            "consoles.listen",
+            `${c.listen} is not the management address (${mgmt.join(", ")})`,
+            `listen on ${mgmt[0]}`,
+          );
+        return;
+      }
+      const held = reportManagementAddresses(report);
+      if (held === null) {
         emit.warning(
           "consoles.listen",
-          `${c.listen} cannot be confirmed as the management address: the answer gives no static address to the interface with the default route`,
+          `${c.listen} cannot be confirmed as the management address: the answer gives no static address to the interface with the default route, and the host report has no addresses for it`,
         );
-      else if (!mgmt.includes(c.listen))
-        emit.error(
-          "consoles.listen",
-          `${c.listen} is not the management address (${mgmt.join(", ")})`,
-          `listen on ${mgmt[0]}`,
-        );
+        return;
+      }
+      if (held.some((h) => h.address === c.listen)) return;
+      const holder = holderOf(report, c.listen);
+      const have = held.length
+        ? held.map((h) => `${h.nic} ${h.address}`).join(", ")
+        : "none: the interface with the default route has no address";
+      emit.error(
+        "consoles.listen",
+        holder === null
+          ? `${c.listen} is not an address of this host (management addresses: ${have})`
+          : `${c.listen} is on ${holder}, which does not carry the default route (management addresses: ${have})`,
+        held[0] ? `listen on ${held[0].address}` : null,
+      );
     },
   ),
   rule("consoles.some", "a consoles section turns on VNC, SPICE or both", ({ answer }, emit) => {

@@ -8,9 +8,7 @@
 // storage are copied (copyStorage: every file-backed disk, listed to libvirt by --migrate-disks).
 import { readFile } from "node:fs/promises";
 import { InputError } from "../core/errors.js";
-import { hostReport } from "../detect/types.js";
 import { migrate } from "../vm/migrate.js";
-import { hostCpuModel, localDisks, migrationRefusals, usableCpuModels } from "../vm/migrate-check.js";
 import type { JobInfo } from "../vm/migrate-progress.js";
 import { VirshLibvirt } from "../vm/virsh-libvirt.js";
 
@@ -48,6 +46,8 @@ async function readReport(file: string) {
     throw new InputError(`--target-report ${file}: ${e.message}`);
   });
   if (text.length > MAX_REPORT_BYTES) throw new InputError(`--target-report ${file}: larger than 16 MiB`);
+  // zod and the report's schema load here, while the VM's and the hosts' virsh queries run.
+  const { hostReport } = await import("../detect/types.js");
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -89,23 +89,34 @@ type Report = Awaited<ReturnType<typeof readReport>>;
 /** Gathers the VM's and the target's facts and runs the one check function over them. */
 export async function checkMigration(r: MigrateRequest, report?: Report): Promise<MigrationCheck> {
   const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
-  const targetReport = report ?? (await readReport(r.targetReport));
   const source = new VirshLibvirt(r.sourceUri);
   const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
-  const domainXml = await source.domainXml(r.vm);
-  const virtType = /<domain[^>]*type=['"]([a-z]+)['"]/.exec(domainXml)?.[1] ?? "kvm";
-  // One virsh session per host: each TLS connection costs a handshake, and the answers are
-  // split at an echoed marker.
-  const [[sourceHost = "", sourceCaps = ""], [targetHost = "", targetCaps = "", domcaps = "", nets = ""]] =
-    await Promise.all([
-      batch(source, ["hostname", "capabilities"]),
-      batch(target, [
-        "hostname",
-        "capabilities",
-        `domcapabilities --virttype ${virtType}`,
-        "net-list --name",
-      ]),
-    ]);
+  // The virsh queries start first; node reads the report and loads the check's modules (zod, the
+  // XML parser: a fifth of a second) while they run. One virsh session per host: each TLS
+  // connection costs a handshake, and the answers are split at an echoed marker.
+  const xml = source.domainXml(r.vm);
+  const fromSource = batch(source, ["hostname", "capabilities"]);
+  const fromTarget = xml.then((domainXml) =>
+    batch(target, [
+      "hostname",
+      "capabilities",
+      `domcapabilities --virttype ${/<domain[^>]*type=['"]([a-z]+)['"]/.exec(domainXml)?.[1] ?? "kvm"}`,
+      "net-list --name",
+    ]),
+  );
+  const [
+    targetReport,
+    { hostCpuModel, migrationRefusals, usableCpuModels },
+    domainXml,
+    [sourceHost = "", sourceCaps = ""],
+    [targetHost = "", targetCaps = "", domcaps = "", nets = ""],
+  ] = await Promise.all([
+    report ?? readReport(r.targetReport),
+    import("../vm/migrate-check.js"),
+    xml,
+    fromSource,
+    fromTarget,
+  ]);
   const facts = {
     vm: r.vm,
     domainXml,
@@ -140,6 +151,7 @@ export async function runMigration(
   const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
   const source = new VirshLibvirt(r.sourceUri);
   const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
+  const { localDisks } = await import("../vm/migrate-check.js");
   const copiedDisks = r.copyStorage ? localDisks(checked.domainXml).map((d) => d.target) : [];
   const result = await migrate(source, target, {
     vm: r.vm,

@@ -60,7 +60,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   confirm: async () => (await import("./apply-command.js")).confirmCommand,
   image: async () => (await import("./image-command.js")).imageCommand,
   tui: async () => (await import("./tui-command.js")).tuiCommand,
-  vm: async () => (await import("./vm-command.js")).vmCommand,
+  vm: async () => (await import("./vm-entry.js")).vmCommand,
   serve: async () => (await import("./serve-command.js")).serveCommand,
   install: async () => (await import("./install-command.js")).installCommand,
   verify: async () => (await import("./verify-command.js")).verifyCommand,

@@ -98,9 +98,13 @@ export function renderReport(r: HostReport, checks: Check[], s: Style, width = 0
 
   head(`NICs (${r.nics.length})`);
   for (const n of r.nics) {
-    L.push(
-      `  ${(n.name ?? "-").padEnd(12)} ${(n.pciAddress ?? "virtual").padEnd(13)} ${orUnknown(n.driver).padEnd(12)} ${n.mac ?? ""}${n.speedMbps ? ` ${n.speedMbps}Mb/s` : ""}${n.master ? ` in ${n.master}` : ""}${n.management ? s.bold(" [management]") : ""}`,
+    // A long line (a virtual NIC with a speed and the management tag) wraps at 80 for serial consoles.
+    const line = wrap(
+      `  ${(n.name ?? "-").padEnd(12)} ${(n.pciAddress ?? "virtual").padEnd(13)} ${orUnknown(n.driver).padEnd(12)} ${n.mac ?? ""}${n.speedMbps ? ` ${n.speedMbps}Mb/s` : ""}${n.master ? ` in ${n.master}` : ""}${n.management ? " [management]" : ""}`,
+      80,
+      6,
     );
+    L.push(n.management ? line.replace(/ ?\[management\]$/, (t) => s.bold(t)) : line);
     // Addresses under their interface, wrapped at 80 columns; an empty list prints nothing.
     if (Array.isArray(n.addresses) && n.addresses.length)
       L.push(wrap(`      ${n.addresses.map((a) => `${a.address}/${a.prefixLength}`).join(" ")}`, 80, 6));

@@ -39,6 +39,7 @@ export async function readAddresses(
   const r = await runner.run("ip", ["-j", "addr", "show"], { timeoutMs: 5000, maxBytes: 4 << 20 });
   if (r.timedOut) return warn("ip did not answer in 5 s");
   if (r.overflowed) return warn("ip's output passed 4 MiB");
+  if (r.exitCode === undefined) return warn("ip could not be run (is iproute2 installed?)");
   if (r.exitCode !== 0) return warn(`ip failed: ${r.stderr.trim().slice(0, 200) || `exit ${r.exitCode}`}`);
   let parsed: z.infer<typeof ipAddr>;
   try {
@@ -60,12 +61,12 @@ export async function readAddresses(
 
 /**
  * Fills each NIC's addresses. A netdev `ip` did not list (it left between the two reads, or /sys shows
- * another namespace) is "unknown"; a PCI function without a netdev has none.
+ * another namespace) is "unknown"; so is a PCI function without a netdev here (its netdev may live in
+ * another network namespace, with addresses).
  */
 export function attachAddresses(nics: NicReport[], byName: Map<string, NicAddress[]> | null): void {
   for (const n of nics) {
-    if (byName === null) n.addresses = "unknown";
-    else if (n.name === null) n.addresses = [];
+    if (byName === null || n.name === null) n.addresses = "unknown";
     else {
       const found = byName.get(n.name);
       n.addresses = found ?? "unknown";

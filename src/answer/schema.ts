@@ -295,8 +295,11 @@ export const answerSchema = z.strictObject({
       bridges: z.array(bridge).default([]),
       bonds: z.array(bond).default([]),
       vlans: z.array(vlan).default([]),
-      libvirt: z.array(libvirtNetwork).default([]).describe("libvirt NAT and isolated networks"),
-      ovs: z.array(ovsBridge).default([]).describe("Open vSwitch bridges"),
+      // Optional with no default, unlike the lists above: a default would change the digest of every
+      // answer with a network section written before these existed, and the install marker and
+      // verify compare that digest (the same answer must not look like a new one after an upgrade).
+      libvirt: z.array(libvirtNetwork).optional().describe("libvirt NAT and isolated networks"),
+      ovs: z.array(ovsBridge).optional().describe("Open vSwitch bridges"),
     })
     .optional(),
   sriov: z

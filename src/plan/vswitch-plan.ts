@@ -23,7 +23,7 @@ export function libvirtNetworkXml(n: LibvirtNetwork): { xml: string; uuid: strin
 }
 
 export function planLibvirtNetworks(ctx: PlanContext): void {
-  ctx.answer.network?.libvirt.forEach((n, i) => {
+  ctx.answer.network?.libvirt?.forEach((n, i) => {
     if (isRefused(ctx, `network.libvirt[${i}]`)) return;
     const { xml, uuid } = libvirtNetworkXml(n);
     const what = n.mode === "nat" ? "NAT" : "isolated";
@@ -57,7 +57,7 @@ export function datapathOf(b: OvsBridge, report: HostReport): OvsDatapath {
 }
 
 export function planOvs(ctx: PlanContext): void {
-  ctx.answer.network?.ovs.forEach((b, i) => {
+  ctx.answer.network?.ovs?.forEach((b, i) => {
     if (isRefused(ctx, `network.ovs[${i}]`)) return;
     const datapath = datapathOf(b, ctx.report);
     planCommand(ctx, {

@@ -32,11 +32,11 @@ export const virtualNetworkRules: Rule[] = [
         if (prior) emit.error(path, `interface name "${name}" is already used by ${prior}`);
         else ifaces.set(name, path.replace(/\.(name|bridge)$/, ""));
       };
-      for (const [i, n] of net.libvirt.entries()) declare(n.bridge, `network.libvirt[${i}].bridge`);
-      for (const [i, b] of net.ovs.entries()) declare(b.name, `network.ovs[${i}].name`);
+      for (const [i, n] of (net.libvirt ?? []).entries()) declare(n.bridge, `network.libvirt[${i}].bridge`);
+      for (const [i, b] of (net.ovs ?? []).entries()) declare(b.name, `network.ovs[${i}].name`);
       const networks = new Map<string, string>();
       if (net.libvirtNat) networks.set(net.libvirtNat.name, "network.libvirtNat");
-      net.libvirt.forEach((n, i) => {
+      net.libvirt?.forEach((n, i) => {
         const prior = networks.get(n.name);
         if (prior) emit.error(`network.libvirt[${i}].name`, `libvirt network "${n.name}" is also ${prior}`);
         else networks.set(n.name, `network.libvirt[${i}]`);
@@ -137,7 +137,7 @@ export const virtualNetworkRules: Rule[] = [
     "the kernel datapath needs the openvswitch module; without it OVS runs in user space (datapath netdev)",
     ({ answer, report }, emit) => {
       const module = report.vswitch?.ovsModule ?? null;
-      answer.network?.ovs.forEach((b, i) => {
+      answer.network?.ovs?.forEach((b, i) => {
         if (b.datapath === "system" && module === false)
           emit.error(
             `network.ovs[${i}].datapath`,
@@ -151,7 +151,7 @@ export const virtualNetworkRules: Rule[] = [
     "vnet.ovs-uplink",
     "an OVS uplink is a host interface, and never the management NIC (its address would be cut off)",
     ({ answer, report }, emit) => {
-      answer.network?.ovs.forEach((b, i) => {
+      answer.network?.ovs?.forEach((b, i) => {
         if (!b.uplink) return;
         const path = `network.ovs[${i}].uplink`;
         const nic = report.nics.find((n) => n.name === b.uplink);
@@ -173,7 +173,7 @@ export const virtualNetworkRules: Rule[] = [
     "vnet.subnet",
     "a libvirt network's DHCP range lies in its subnet and leaves out the host's address",
     ({ answer }, emit) => {
-      answer.network?.libvirt.forEach((n, i) => {
+      answer.network?.libvirt?.forEach((n, i) => {
         const [addr = "", len = ""] = n.address.split("/");
         const host = v4(addr);
         const prefix = Number(len);

@@ -16,9 +16,9 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { build } from "esbuild";
+import { bundleTestModules } from "./lib/test-modules.mjs";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -29,22 +29,16 @@ const env = { ...process.env, LC_ALL: "C" };
 
 mkdirSync(path.join(root, ".cache"), { recursive: true });
 const bundleDir = mkdtempSync(path.join(root, ".cache", "bench-cluster-"));
-await build({
-  entryPoints: [path.join(root, "test/cluster/hosts.ts"), path.join(root, "test/cluster/counter-guest.ts")],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  packages: "external",
-  outdir: bundleDir,
-  outExtension: { ".js": ".mjs" },
-  logLevel: "warning",
-});
+const bundled = await bundleTestModules(
+  root,
+  ["test/cluster/hosts.ts", "test/cluster/counter-guest.ts"],
+  bundleDir,
+);
 // A private copy of the built CLI: a rebuild of the shared tree while the bench runs cannot change
 // what it measures halfway.
 cpSync(path.join(root, "dist"), path.join(bundleDir, "app/dist"), { recursive: true });
 cpSync(path.join(root, "bin"), path.join(bundleDir, "app/bin"), { recursive: true });
 const BIN = path.join(bundleDir, "app/bin/kvmstrap.js");
-const bundled = (f) => import(pathToFileURL(path.join(bundleDir, f)).href);
 const { startCluster } = await bundled("hosts.mjs");
 const { counterDisk, counterDomain } = await bundled("counter-guest.mjs");
 

@@ -14,6 +14,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
+import { bundleTestModules } from "./lib/test-modules.mjs";
 
 const execFileP = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -151,7 +152,6 @@ export async function benchVmBackup({ uri, dir, row, log }) {
 
 // Alone: its own test libvirtd (bundled from test/e2e/libvirtd.ts as bench/vm.mjs does).
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  const { build } = await import("esbuild");
   mkdirSync(path.join(root, ".cache"), { recursive: true });
   const bundleDir = mkdtempSync(path.join(root, ".cache", "bench-backup-"));
   const dir = mkdtempSync("/var/tmp/kvmstrap-bench-backup-");
@@ -160,17 +160,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   let daemon;
   try {
     if (process.getuid?.() !== 0) throw new Error("needs root (a private libvirtd in namespaces)");
-    await build({
-      entryPoints: [path.join(root, "test/e2e/libvirtd.ts")],
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      packages: "external",
-      outdir: bundleDir,
-      outExtension: { ".js": ".mjs" },
-      logLevel: "warning",
-    });
-    const { startTestLibvirtd } = await import(pathToFileURL(path.join(bundleDir, "libvirtd.mjs")).href);
+    const bundled = await bundleTestModules(root, ["test/e2e/libvirtd.ts"], bundleDir);
+    const { startTestLibvirtd } = await bundled("libvirtd.mjs");
     daemon = await startTestLibvirtd();
     await benchVmBackup({
       uri: daemon.uri,

@@ -9,8 +9,8 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { build } from "esbuild";
 import { execa } from "execa";
+import { bundleTestModules } from "./lib/test-modules.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -41,18 +41,11 @@ export async function benchVmMetrics({ row, log }) {
   let ours;
   let theirs;
   try {
-    // The test helpers are TypeScript outside the build: bundled as bench/vm.mjs does.
-    await build({
-      entryPoints: [path.join(root, "test/e2e/libvirtd.ts"), path.join(root, "test/e2e/idle-domains.ts")],
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      packages: "external",
-      outdir: bundleDir,
-      outExtension: { ".js": ".mjs" },
-      logLevel: "warning",
-    });
-    const bundled = (f) => import(pathToFileURL(path.join(bundleDir, f)).href);
+    const bundled = await bundleTestModules(
+      root,
+      ["test/e2e/libvirtd.ts", "test/e2e/idle-domains.ts"],
+      bundleDir,
+    );
     const { startTestLibvirtd } = await bundled("libvirtd.mjs");
     const { defineIdleDomain, startIdleNetwork, startLibvirtExporter } = await bundled("idle-domains.mjs");
 

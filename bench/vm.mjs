@@ -28,7 +28,7 @@ import { loadavg } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { build } from "esbuild";
+import { bundleTestModules } from "./lib/test-modules.mjs";
 
 // Every child gets the abort signal, so a Ctrl-C also ends a running cp, qemu-io or virt-install.
 const abort = new AbortController();
@@ -107,17 +107,11 @@ try {
       throw new Error(`${tool} is missing: run scripts/setup-test-host.sh (virt-install: Debian virtinst)`);
     });
   }
-  await build({
-    entryPoints: [path.join(root, "test/e2e/libvirtd.ts"), path.join(root, "test/e2e/guest-image.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    packages: "external",
-    outdir: bundleDir,
-    outExtension: { ".js": ".mjs" },
-    logLevel: "warning",
-  });
-  const bundled = (f) => import(pathToFileURL(path.join(bundleDir, f)).href);
+  const bundled = await bundleTestModules(
+    root,
+    ["test/e2e/libvirtd.ts", "test/e2e/guest-image.ts"],
+    bundleDir,
+  );
   const { startTestLibvirtd } = await bundled("libvirtd.mjs");
   const { ensureGuestImage } = await bundled("guest-image.mjs");
   const image = await ensureGuestImage();

@@ -11,7 +11,7 @@ import type { Answer } from "../answer/schema.js";
 import { REDACTED } from "../apply/events.js";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
-import { CMDLINE } from "./node-protocol.js";
+import { ANSWER_WAIT_STATUS, CMDLINE } from "./node-protocol.js";
 import {
   formatFingerprint,
   type HttpGot,
@@ -191,6 +191,21 @@ async function fetchGet(url: URL, headers: Record<string, string>, signal: Abort
   };
 }
 
+/**
+ * The boot server's "not yet" (409 waiting, 423 held) for an answer: a discovered node goes back to
+ * waiting. Its "approved" can be overtaken before the fetch: a rollout started in between holds the
+ * node until its wave takes it.
+ */
+export class AnswerNotServedYet extends InputError {
+  override name = "AnswerNotServedYet";
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
 /** GETs the answer with a per-attempt timeout, a size bound and retries with backoff. */
 export async function fetchAnswerUrl(url: URL, o: HttpOptions = {}): Promise<Buffer> {
   const { timeoutMs = 15_000, attempts = 5, backoffMs = 1000 } = o;
@@ -209,6 +224,8 @@ export async function fetchAnswerUrl(url: URL, o: HttpOptions = {}): Promise<Buf
       if (res.status >= 200 && res.status < 300) return await readBody(res, shown);
       res.cancel();
       last = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
+      if ((ANSWER_WAIT_STATUS as readonly number[]).includes(res.status))
+        throw new AnswerNotServedYet(`answer from ${shown}: ${last}`, res.status);
       final = res.status < 500 && res.status !== 429;
     } catch (e) {
       if (e instanceof InputError) throw e;

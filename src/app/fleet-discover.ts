@@ -82,7 +82,14 @@ export async function waitForApproval(
   w.say(
     `discovery: report posted (${body.identity.macs.length} NICs, uuid ${body.identity.uuid ?? "unknown"})`,
   );
+  return pollUntilServed(w);
+}
 
+/** Asks for the answer until the server serves it (the report already posted). */
+export async function pollUntilServed(
+  w: WaitInput,
+): Promise<{ ok: true; token: string | undefined } | { ok: false; why: string }> {
+  const o = w.o ?? {};
   let url: URL;
   try {
     url = new URL(w.answerUrl);

@@ -11,8 +11,14 @@ import { createInterface } from "node:readline";
 import { writeFileAtomic } from "../core/atomic-write.js";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
-import { displayUrl, type FindOptions, type FoundAnswer, findAnswer } from "./answer-source.js";
-import { type DiscoverOptions, waitForApproval } from "./fleet-discover.js";
+import {
+  AnswerNotServedYet,
+  displayUrl,
+  type FindOptions,
+  type FoundAnswer,
+  findAnswer,
+} from "./answer-source.js";
+import { type DiscoverOptions, pollUntilServed, type WaitInput, waitForApproval } from "./fleet-discover.js";
 import { ALREADY_INSTALLED } from "./install-marker.js";
 import { describeSyslog, type LineForwarder, parseSyslogTarget, startSyslog } from "./log-forward.js";
 import {
@@ -149,6 +155,9 @@ interface Ctx {
   flush: () => Promise<void>;
 }
 
+/** How often a discovered node goes back to waiting when its answer is not served after all. */
+const MAX_WAIT_ROUNDS = 20;
+
 async function agentSteps(c: Ctx): Promise<AgentOutcome> {
   const { o, params, reporter, say, log, refuse, syslogProblem } = c;
   const server = serverTarget(params, say);
@@ -178,12 +187,13 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
     return refuse(`${CMDLINE.mode}=${mode}: not ${DISCOVER_MODE}`);
   // The token for the answer fetch: the boot's, or the newer one a long wait for approval was given.
   let token = params.get(CMDLINE.token);
+  let waitInput: WaitInput | undefined;
   if (mode === DISCOVER_MODE) {
     if (!server)
       return refuse(`${CMDLINE.mode}=${DISCOVER_MODE} needs ${CMDLINE.server} and ${CMDLINE.node}`);
     const answerUrl = params.get(CMDLINE.answer);
     if (!answerUrl) return refuse(`${CMDLINE.mode}=${DISCOVER_MODE} needs ${CMDLINE.answer}`);
-    const waited = await waitForApproval({
+    waitInput = {
       reporter,
       node: params.get(CMDLINE.node) as string,
       answerUrl,
@@ -191,7 +201,8 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
       say,
       log,
       ...(o.discover ? { o: o.discover } : {}),
-    });
+    };
+    const waited = await waitForApproval(waitInput);
     if (!waited.ok) {
       await reporter.report("failed", waited.why, o.post);
       return { phase: "failed", exitCode: 1 };
@@ -199,21 +210,36 @@ async function agentSteps(c: Ctx): Promise<AgentOutcome> {
     token = waited.token;
   }
 
-  let found: FoundAnswer | null;
-  try {
-    found = await findAnswer(params, {
-      ...o.find,
-      http: {
-        ...o.find?.http,
-        bearer: server && token ? { origin: server.base.origin, token } : undefined,
-        onRetry: log,
-      },
-    });
-  } catch (e) {
-    const why = e instanceof InputError ? e.message : `unexpected: ${(e as Error).message}`;
-    say(`answer: FAILED: ${why.split("\n").join("; ")}`);
-    await reporter.report("failed", `answer: ${why}`, o.post);
-    return { phase: "failed", exitCode: 2 };
+  let found: FoundAnswer | null = null;
+  for (let round = 1; ; round++) {
+    try {
+      found = await findAnswer(params, {
+        ...o.find,
+        http: {
+          ...o.find?.http,
+          bearer: server && token ? { origin: server.base.origin, token } : undefined,
+          onRetry: log,
+        },
+      });
+      break;
+    } catch (e) {
+      // A discovered node's approval can be overtaken between the poll and this fetch (a rollout
+      // started: the node waits for its wave): back to waiting, a bounded number of times.
+      if (waitInput && e instanceof AnswerNotServedYet && round < MAX_WAIT_ROUNDS) {
+        say(`answer: not served yet (${e.message}); waiting again`);
+        const waited = await pollUntilServed({ ...waitInput, token });
+        if (waited.ok) {
+          token = waited.token;
+          continue;
+        }
+        await reporter.report("failed", waited.why, o.post);
+        return { phase: "failed", exitCode: 1 };
+      }
+      const why = e instanceof InputError ? e.message : `unexpected: ${(e as Error).message}`;
+      say(`answer: FAILED: ${why.split("\n").join("; ")}`);
+      await reporter.report("failed", `answer: ${why}`, o.post);
+      return { phase: "failed", exitCode: 2 };
+    }
   }
   if (!found) {
     say(`no answer (${CMDLINE.answer}= not set, none in the image): the installer on the console asks`);

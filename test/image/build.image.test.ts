@@ -39,7 +39,7 @@ describe("npm run image", () => {
   it("makes a netboot set whose SHA256SUMS and manifest match the files", async () => {
     const sums = (await readFile(path.join(NETBOOT, "SHA256SUMS"), "utf8")).trim().split("\n");
     expect(sums.map((l) => l.split(/\s+/)[1]).sort()).toEqual(
-      ["boot.ipxe", "filesystem.squashfs", "initrd.img", "vmlinuz"].sort(),
+      ["boot.ipxe", "filesystem.squashfs", "grub-local.efi", "initrd.img", "vmlinuz"].sort(),
     );
     for (const line of sums) {
       const [sum, name] = line.split(/\s+/) as [string, string];
@@ -48,6 +48,10 @@ describe("npm run image", () => {
       expect(m.files[name]?.sha256, name).toBe(sum);
       expect(m.files[name]?.size, name).toBe(bytes.length);
     }
+    // The UEFI local-boot loader is a PE/COFF image (an EFI application): "MZ" first.
+    expect((await readFile(path.join(NETBOOT, "grub-local.efi"))).subarray(0, 2).toString("latin1")).toBe(
+      "MZ",
+    );
     expect(m.node).toBe("v20.20.2");
     expect(m.cmdline).toMatch(/^boot=live fetch=@BASE@\/filesystem\.squashfs .*console=ttyS0,115200/);
   });

@@ -6,6 +6,8 @@
 import { readFile } from "node:fs/promises";
 import { networkInterfaces, hostname as osHostname } from "node:os";
 import path from "node:path";
+import { readDefaultRoute } from "../detect/nic.js";
+import { RootedHostFs } from "../host/fs.js";
 import {
   type HostIdentity,
   initPki,
@@ -27,19 +29,10 @@ export interface PkiRequest {
   clientDays?: number;
 }
 
-/** The interface of the default route in /proc/net/route (IPv4), or null. */
-async function defaultRouteInterface(): Promise<string | null> {
-  const text = await readFile("/proc/net/route", "utf8").catch(() => "");
-  for (const line of text.split("\n").slice(1)) {
-    const [iface, dest, , , , , , mask] = line.trim().split(/\s+/);
-    if (iface && dest === "00000000" && mask === "00000000") return iface;
-  }
-  return null;
-}
-
 /** The addresses of the management interface (the default route's), link-local ones left out. */
 export async function managementAddresses(): Promise<string[]> {
-  const iface = await defaultRouteInterface();
+  // The management interface as detect decides it (lowest metric, IPv6 when IPv4 has no default).
+  const iface = (await readDefaultRoute({ fs: new RootedHostFs("/"), warnings: [] }))?.iface;
   if (!iface) return [];
   return (networkInterfaces()[iface] ?? [])
     .filter((a) => !a.internal && !(a.family === "IPv6" && a.address.toLowerCase().startsWith("fe80")))

@@ -16,6 +16,7 @@ import {
   VM_NAME,
 } from "../core/grammar.js";
 import { backups } from "./schema-backup.js";
+import { cluster } from "./schema-cluster.js";
 import { consoles } from "./schema-consoles.js";
 import { hardening } from "./schema-hardening.js";
 import { libvirtNetwork, ovsBridge, ovsNic, vlanIdInput } from "./schema-networks.js";
@@ -331,6 +332,7 @@ export const answerSchema = z.strictObject({
   consoles: consoles.optional(),
   hardening: hardening.optional(),
   backups: backups.optional(),
+  cluster: cluster.optional(),
   requires: z
     .strictObject({
       checks: z

@@ -135,6 +135,11 @@ async function grubCfgOf(ctx: DetectContext, mkconfig: string): Promise<string |
   return `${dir}/grub.cfg`;
 }
 
+export const SYSTEMD_UNIT_DIR = "/etc/systemd/system";
+/** kvmstrap's per-VM backup units (src/plan/backup-plan.ts): kvmstrap-backup-VM.service and .timer. */
+export const BACKUP_UNIT_PREFIX = "kvmstrap-backup-";
+export const BACKUP_UNIT_FILE = /^kvmstrap-backup-([a-z0-9][a-z0-9-]*)\.(service|timer)$/;
+
 async function listConfigFiles(
   ctx: DetectContext,
   dirs: {
@@ -144,7 +149,10 @@ async function listConfigFiles(
     nmDir: string[] | null;
   },
 ): Promise<string[]> {
-  const grubD = await ctx.fs.readDir("/etc/default/grub.d");
+  const [grubD, units] = await Promise.all([
+    ctx.fs.readDir("/etc/default/grub.d"),
+    ctx.fs.readDir(SYSTEMD_UNIT_DIR),
+  ]);
   const under = (dir: string, names: string[] | null, keep: (n: string) => boolean) =>
     (names ?? []).filter(keep).map((n) => `${dir}/${n}`);
   return [
@@ -157,5 +165,7 @@ async function listConfigFiles(
       (n) => n.endsWith(".network") || n.endsWith(".netdev"),
     ),
     ...under("/etc/NetworkManager/system-connections", dirs.nmDir, (n) => !n.startsWith(".")),
+    // The backup units an earlier apply wrote: the plan removes those whose VM left the answer.
+    ...under(SYSTEMD_UNIT_DIR, units, (n) => BACKUP_UNIT_FILE.test(n)),
   ].sort();
 }

@@ -4,6 +4,7 @@
 // `explain` lists the same match rules. Pure: the answer and the host report in, findings out.
 import type { HostReport } from "../../detect/types.js";
 import { type Answer, type AnswerInput, answerSchema } from "../schema.js";
+import { clusterRules } from "./cluster.js";
 import { consoleRules } from "./consoles.js";
 import { gatherFacts } from "./facts.js";
 import { hostRules } from "./host.js";
@@ -46,6 +47,7 @@ export const RULES: readonly Rule[] = [
   ...vmRules,
   ...vmHostRules,
   ...consoleRules,
+  ...clusterRules,
 ];
 
 /** Runs the registry; findings come out grouped by rule, in the registry's order. */

@@ -11,6 +11,7 @@ import { canonicalJson } from "../core/canonical-json.js";
 import type { HostReport } from "../detect/types.js";
 import type { Plan } from "./actions.js";
 import { planBackups } from "./backup-plan.js";
+import { planCluster } from "./cluster-plan.js";
 import { planConsoles } from "./console-plan.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHardening } from "./hardening-plan.js";
@@ -57,6 +58,8 @@ export function buildPlan(
   planOvs(ctx);
   planConsoles(ctx);
   planHardening(ctx);
+  // After hardening: the cluster block follows its libvirtd.conf/qemu.conf blocks.
+  planCluster(ctx);
   // Everything that needs the reboot goes last, after the unit that resumes the run once it is
   // over: the engine stops at the end of a reboot group, so nothing is left waiting behind it.
   const reboot = ctx.actions.filter((a) => a.effect === "reboot");

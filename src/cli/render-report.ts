@@ -85,6 +85,19 @@ export function renderReport(r: HostReport, checks: Check[], s: Style, width = 0
       `openvswitch module ${nodeState(ovs)}${ovs === false ? " (OVS runs with datapath_type=netdev, in user space)" : ""}; bridge VLAN filtering ${nodeState(r.vswitch.bridgeVlanFiltering)}`,
     );
   }
+  if (r.storageClients) {
+    const c = r.storageClients;
+    const iscsi = c.iscsiTcp === true && c.iscsiadm === true;
+    const nfs = c.nfsClient === true && c.mountNfs === true;
+    kv(
+      "iSCSI",
+      `iscsi_tcp ${nodeState(c.iscsiTcp)}, iscsiadm ${nodeState(c.iscsiadm)}: auto uses ${iscsi ? "the kernel" : "iscsi-direct"}`,
+    );
+    kv(
+      "NFS client",
+      `kernel ${nodeState(c.nfsClient)}, mount.nfs ${nodeState(c.mountNfs)}: auto uses ${nfs ? "a netfs pool" : "libnfs disks"}`,
+    );
+  }
   kv(
     "probe",
     `${r.kvm.probe.verdict}${r.kvm.probe.cached ? " (cached this boot)" : ""}: ${r.kvm.probe.detail}`,

@@ -17,6 +17,7 @@ import { detectMemory } from "./memory.js";
 import { detectNics } from "./nic.js";
 import { detectPci, nameDevices } from "./pci.js";
 import { detectStorage } from "./storage.js";
+import { detectStorageClients } from "./storage-clients.js";
 import type { DetectContext } from "./sysfs.js";
 import { detectSystem } from "./system.js";
 import type { HostReport } from "./types.js";
@@ -56,6 +57,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     const ids = live ? await cachedPciIds((i) => nameDevices(pci, i)) : await loadPciIds();
     return nameDevices(pci, ids);
   });
+  const storageClientsPromise = detectStorageClients(ctx);
   const [hostname, kernel, cpu, memory, firmware, cgroups, system, pci, iommu, nics, storage, kvm, vswitch] =
     await Promise.all([
       fs.readText("/proc/sys/kernel/hostname"),
@@ -106,6 +108,7 @@ export async function detectHost(options: DetectOptions): Promise<HostReport> {
     system,
     ...(bootMedium ? { bootMedium } : {}),
     vswitch,
+    storageClients: await storageClientsPromise,
     warnings: dedupeWarnings(ctx.warnings),
   };
 }

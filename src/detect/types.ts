@@ -5,6 +5,7 @@
 // definition detection writes.
 import { z } from "zod";
 import { kvmProbe, probeVerdict } from "../host/kvm-probe-result.js";
+import { storageClientsReport } from "./storage-clients.js";
 import { vswitchReport } from "./vswitch.js";
 
 export { kvmProbe, probeVerdict };
@@ -295,6 +296,8 @@ export const hostReport = z.object({
   bootMedium: bootMediumReport.optional(),
   /** Open vSwitch's kernel module and bridge VLAN filtering; absent in reports saved before it. */
   vswitch: vswitchReport.optional(),
+  /** The kernel's iSCSI initiator and NFS client (shared stores' mode: auto); absent in older reports. */
+  storageClients: storageClientsReport.optional(),
   warnings: z.array(warning),
 });
 

@@ -15,6 +15,8 @@ import {
 } from "../vm/snapshot.js";
 import { libvirtAt } from "./adapters.js";
 
+export type { SnapshotAddresses } from "../vm/snapshot.js";
+
 export type Connection = { uri: string };
 const deps = (c: Connection) => ({ libvirt: libvirtAt(c.uri), runner: new ExecaRunner() });
 

@@ -2,7 +2,7 @@
 // No such VM, snapshot or chain, a broken chain or a checksum mismatch exit 2 naming it; libvirt's
 // own failures exit 1 with its reason.
 
-import { vmBackup, vmRestore, vmSnapshot } from "../app/vm-protect.js";
+import { type SnapshotAddresses, vmBackup, vmRestore, vmSnapshot } from "../app/vm-protect.js";
 import { DEFAULT_VM_DIR } from "../vm/deploy.js";
 import { LibvirtError } from "../vm/libvirt.js";
 import { libvirtRemedy } from "../vm/libvirt-error.js";
@@ -15,8 +15,11 @@ export const VM_SNAPSHOT_HELP = `Usage: kvmstrap vm snapshot <create|list|revert
 
 External, disk-only snapshots: a new qcow2 overlay on each writable file disk.
 
-  create NAME SNAP  Take snapshot SNAP (frozen by the guest agent, if it runs)
-  list NAME         The VM's snapshots, oldest first, with their overlays
+  create NAME SNAP  Take snapshot SNAP (frozen by the guest agent, if it runs),
+                    recording the guest's addresses (from the agent, else the
+                    DHCP leases, else the host's ARP table)
+  list NAME         The VM's snapshots, oldest first, with their overlays and
+                    the addresses the guest had
   revert NAME SNAP  Back to SNAP: the VM is powered off, SNAP's overlay emptied
                     and the VM started again if it was running (SNAP must be
                     the newest snapshot)
@@ -108,6 +111,10 @@ const count = (v: string | undefined, flag: string, min: number): number | undef
   return n;
 };
 const out = (s: string) => process.stdout.write(s);
+const addressText = (a: SnapshotAddresses) =>
+  a.interfaces
+    .map((i) => `${i.iface} ${i.addrs.map((x) => `${x.address}/${x.prefix}`).join(" ")}`)
+    .join(", ");
 const json = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
 
 async function guarded(run: () => Promise<number>): Promise<number> {
@@ -139,10 +146,12 @@ export async function vmSnapshotCommand(argv: string[]): Promise<number> {
       if (values.json) json(r);
       else if (r.snapshots.length === 0) out(`${vm}: no snapshots\n`);
       else
-        for (const s of r.snapshots)
+        for (const s of r.snapshots) {
           out(
             `${s.name.padEnd(20)} ${s.createdAt}  ${s.domainState.padEnd(8)} ${s.disks.map((d) => `${d.target}=${d.file}`).join(" ")}\n`,
           );
+          if (s.addresses) out(`  addresses (${s.addresses.source}): ${addressText(s.addresses)}\n`);
+        }
       return EXIT.ok;
     }
     if (verb !== "create" && verb !== "revert" && verb !== "delete")
@@ -155,6 +164,8 @@ export async function vmSnapshotCommand(argv: string[]): Promise<number> {
       const q = r.result.quiesced ? "quiesced by the guest agent" : `not quiesced: ${r.result.quiesceNote}`;
       out(`${vm}: snapshot ${snap} taken in ${(r.result.durationMs / 1000).toFixed(2)} s (${q})\n`);
       for (const d of r.result.disks) out(`  ${d.target}: writes now go to ${d.file}\n`);
+      const a = r.result.addresses;
+      out(a ? `  addresses (${a.source}): ${addressText(a)}\n` : "  addresses: none known\n");
     } else if (r.verb === "revert")
       out(
         `${vm}: reverted to ${snap}${r.result.restarted ? " and started again" : " (it stays shut off)"}\n`,

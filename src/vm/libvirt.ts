@@ -22,6 +22,7 @@ export type LibvirtVersion = {
 };
 
 export type IpAddress = { family: "ipv4" | "ipv6"; address: string; prefix: number };
+export type AddressSource = "lease" | "agent" | "arp";
 export type DomainInterface = { iface: string; mac: string; addrs: IpAddress[] };
 export type NetworkInfo = { name: string; active: boolean; autostart: boolean; persistent: boolean };
 export type DhcpLease = {
@@ -66,7 +67,8 @@ export interface Libvirt {
    */
   domainXml(name: string, options?: DomainXmlOptions): Promise<string>;
   domainExists(name: string): Promise<boolean>;
-  ifAddresses(name: string, source: "lease" | "agent"): Promise<DomainInterface[]>;
+  /** domifaddr: the guest agent's view, libvirt's DHCP leases, or the host's ARP table. */
+  ifAddresses(name: string, source: AddressSource): Promise<DomainInterface[]>;
 
   /** Sends one raw QEMU guest agent command and returns its parsed "return" value. */
   agentCommand(name: string, command: string, args?: object, timeoutSeconds?: number): Promise<unknown>;

@@ -6,12 +6,21 @@
 // the newest snapshot: power the VM off, replace the snapshot's overlay with an empty one on the same
 // base (the disk as it was when the snapshot was taken), start the VM again if it was running. The
 // domain and libvirt's metadata stay as they were, so list and delete go on working after a revert.
+// A snapshot also records the guest's addresses when it was taken (the agent's view, else libvirt's
+// DHCP leases, else the host's ARP table), kept in its libvirt description so list shows them: a VM
+// reverted to it comes back with the configuration that had those addresses.
 import { rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { XMLParser } from "fast-xml-parser";
 import { InputError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
-import { type DomainDisk, type Libvirt, LibvirtError } from "./libvirt.js";
+import {
+  type AddressSource,
+  type DomainDisk,
+  type DomainInterface,
+  type Libvirt,
+  LibvirtError,
+} from "./libvirt.js";
 import { backingFile } from "./manage.js";
 
 export const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -27,7 +36,10 @@ export type SnapshotInfo = {
   parent: string | null;
   /** The overlays the snapshot created: writes since the snapshot go there. */
   disks: SnapshotDisk[];
+  /** The guest's addresses when it was taken (null: not running, none known, or taken before kvmstrap kept them). */
+  addresses: SnapshotAddresses | null;
 };
+export type SnapshotAddresses = { source: AddressSource; interfaces: DomainInterface[] };
 export type CreateResult = {
   vm: string;
   snapshot: string;
@@ -35,6 +47,7 @@ export type CreateResult = {
   quiesced: boolean;
   /** Why the filesystems were not frozen, when they were not. */
   quiesceNote?: string;
+  addresses: SnapshotAddresses | null;
   durationMs: number;
 };
 export type RevertResult = { vm: string; snapshot: string; restarted: boolean; disks: SnapshotDisk[] };
@@ -87,13 +100,70 @@ export function overlayPath(source: string, snapshot: string): string {
   return path.join(path.dirname(source), `${path.basename(source, ext)}.${snapshot}${ext || ".qcow2"}`);
 }
 
-export function snapshotXmlFor(snapshot: string, disks: VmDisk[]): string {
+const DESCRIPTION = "kvmstrap vm snapshot";
+const ADDRESSES_LINE = /^addresses: (\{.*\})$/m;
+
+/** The snapshot's description: who made it and, on a line of its own, the addresses as JSON. */
+export function snapshotDescription(addresses: SnapshotAddresses | null): string {
+  return addresses ? `${DESCRIPTION}\naddresses: ${JSON.stringify(addresses)}` : DESCRIPTION;
+}
+
+/** The addresses a description records, or null (another tool's snapshot, or an older kvmstrap's). */
+export function addressesOf(description: string): SnapshotAddresses | null {
+  const json = ADDRESSES_LINE.exec(description)?.[1];
+  if (!json) return null;
+  try {
+    const a = JSON.parse(json) as SnapshotAddresses;
+    const ok =
+      ["agent", "lease", "arp"].includes(a.source) &&
+      Array.isArray(a.interfaces) &&
+      a.interfaces.every((i) => typeof i.iface === "string" && Array.isArray(i.addrs));
+    return ok ? a : null;
+  } catch {
+    return null;
+  }
+}
+
+const LOOPBACK = /^(127\.|::1$)/;
+
+/**
+ * The guest's interface addresses now, loopback left out: the guest agent's view when it answers
+ * (every interface, static addresses too), else libvirt's DHCP leases, else the host's ARP table
+ * (`virsh domifaddr --source agent|lease|arp`). Null when none has an address.
+ */
+export async function guestAddresses(
+  lv: Libvirt,
+  vm: string,
+  agent: boolean,
+): Promise<SnapshotAddresses | null> {
+  const sources: AddressSource[] = agent ? ["agent", "lease", "arp"] : ["lease", "arp"];
+  for (const source of sources) {
+    let found: DomainInterface[];
+    try {
+      found = await lv.ifAddresses(vm, source);
+    } catch (e) {
+      if (e instanceof LibvirtError) continue; // this source cannot say; the next may
+      throw e;
+    }
+    const interfaces = found
+      .map((i) => ({ ...i, addrs: i.addrs.filter((a) => !LOOPBACK.test(a.address)) }))
+      .filter((i) => i.addrs.length > 0);
+    if (interfaces.length) return { source, interfaces };
+  }
+  return null;
+}
+
+export function snapshotXmlFor(
+  snapshot: string,
+  disks: VmDisk[],
+  addresses: SnapshotAddresses | null = null,
+): string {
   const lines = disks.map((d) =>
     snapshotable(d)
       ? `    <disk name='${esc(d.target)}' snapshot='external'><driver type='qcow2'/><source file='${esc(overlayPath(d.source, snapshot))}'/></disk>`
       : `    <disk name='${esc(d.target)}' snapshot='no'/>`,
   );
-  return `<domainsnapshot>\n  <name>${esc(snapshot)}</name>\n  <description>kvmstrap vm snapshot</description>\n  <disks>\n${lines.join("\n")}\n  </disks>\n</domainsnapshot>\n`;
+  return `<domainsnapshot>\n  <name>${esc(snapshot)}</name>\n  <description>${esc(snapshotDescription(addresses))}</description>\n  <disks>\n${lines.join("\n")}\n  </disks>\n</domainsnapshot>\n`;
 }
 
 /** The parts of `snapshot-dumpxml` kvmstrap uses. */
@@ -112,6 +182,7 @@ export function parseSnapshotXml(text: string): SnapshotInfo {
     domainState: String(s.state ?? ""),
     parent: s.parent?.name !== undefined ? String(s.parent.name) : null,
     disks,
+    addresses: typeof s.description === "string" ? addressesOf(s.description) : null,
   };
 }
 
@@ -157,9 +228,12 @@ export async function createSnapshot(
   }
   const running = (await lv.domainState(vm)) === "running";
   let quiesceNote: string | undefined = running ? undefined : "the VM is not running";
-  if (running && !(await lv.agentPing(vm))) quiesceNote = "the guest agent did not answer";
+  const agent = running && (await lv.agentPing(vm));
+  if (running && !agent) quiesceNote = "the guest agent did not answer";
   const started = Date.now();
-  const body = snapshotXmlFor(snapshot, disks);
+  // Read before the freeze: the agent answers nothing while the filesystems are frozen.
+  const addresses = running ? await guestAddresses(lv, vm, agent) : null;
+  const body = snapshotXmlFor(snapshot, disks, addresses);
   let quiesced = quiesceNote === undefined;
   try {
     await lv.snapshotCreate(vm, body, { quiesce: quiesced });
@@ -177,6 +251,7 @@ export async function createSnapshot(
     disks: covered.map((d) => ({ target: d.target, file: overlayPath(d.source, snapshot) })),
     quiesced,
     ...(quiesceNote ? { quiesceNote } : {}),
+    addresses,
     durationMs: Date.now() - started,
   };
 }

@@ -7,6 +7,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import type {
+  AddressSource,
   AgentExecOptions,
   AgentExecResult,
   DhcpLease,
@@ -133,7 +134,7 @@ export class VirshLibvirt implements Libvirt {
   domainExists(name: string): Promise<boolean> {
     return this.exists(["domuuid", name], "no-domain");
   }
-  async ifAddresses(name: string, source: "lease" | "agent"): Promise<DomainInterface[]> {
+  async ifAddresses(name: string, source: AddressSource): Promise<DomainInterface[]> {
     return parseDomIfAddr(await this.run(["domifaddr", name, "--source", source]));
   }
 

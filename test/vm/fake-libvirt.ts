@@ -5,6 +5,7 @@
 // after every change, so a process killed mid-deploy leaves what it defined or started.
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import type {
+  AddressSource,
   AgentExecResult,
   DhcpLease,
   DomainInterface,
@@ -118,7 +119,7 @@ export class FakeLibvirt implements Libvirt {
     this.call("domainExists");
     return this.domains.has(name);
   }
-  async ifAddresses(name: string, source: "lease" | "agent"): Promise<DomainInterface[]> {
+  async ifAddresses(name: string, source: AddressSource): Promise<DomainInterface[]> {
     this.call(`ifAddresses:${source}`);
     this.dom(name);
     if (source === "agent" && !this.agentUp.has(name)) throw new LibvirtError("agent", "agent not connected");

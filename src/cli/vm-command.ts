@@ -12,7 +12,7 @@ import { thisHost } from "../app/machine.js";
 import { EventBus, formatEvent, jsonLinesSink } from "../apply/events.js";
 import type { HostReport } from "../detect/types.js";
 import { DEFAULT_VM_DIR, deployVm, libvirtDown } from "../vm/deploy.js";
-import { vmSpecFromEntry, vmSpecsFromAnswer } from "../vm/from-answer.js";
+import { type ConsoleFlags, vmSpecFromEntry, vmSpecsFromAnswer } from "../vm/from-answer.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
 import { type Libvirt, LibvirtError } from "../vm/libvirt.js";
 import { libvirtRemedy } from "../vm/libvirt-error.js";
@@ -65,6 +65,13 @@ Deploy options:
   --user NAME       Guest user (default "kvmstrap"), with passwordless sudo
   --hostname H      Guest host name (default: the VM name)
   --pin             Pin vCPUs and memory to one NUMA node (nearest its passthrough devices)
+  --console vnc|spice
+                    A remote console as the answer's consoles: section gives one: TLS with the
+                    host's PKI (kvmstrap pki), VNC clients need its client certificate
+                    (repeatable: both; qemu.conf's TLS settings come from kvmstrap apply)
+  --console-listen ADDR
+                    The address the console listens on (default: the host's management address;
+                    a wildcard, or an address off the management network, is refused)
   --wait SECONDS    Then wait until ready: running, an address, cloud-init done (default: no wait)
 
 Deploy from an answer file (instead of the flags above):
@@ -121,6 +128,8 @@ function flagOf(entryPath: string): string {
     [/^hostname/, "--hostname"],
     [/^nics/, "--network/--bridge/--ovs"],
     [/^pin/, "--pin"],
+    [/^consoles\.listen/, "--console-listen"],
+    [/^consoles/, "--console"],
   ];
   return flags.find(([re]) => re.test(entryPath))?.[1] ?? (entryPath || "vm deploy");
 }
@@ -137,6 +146,20 @@ function ovsNicFlag(v: string): Record<string, unknown> {
   return { ovs: m[1] };
 }
 
+/** --console vnc|spice (repeatable) and --console-listen ADDR as the answer's consoles: for one VM. */
+function consoleFlags(v: { console?: string[]; "console-listen"?: string }): ConsoleFlags | undefined {
+  const kinds = v.console ?? [];
+  for (const k of kinds)
+    if (k !== "vnc" && k !== "spice") throw new UsageError(`--console takes vnc or spice, not "${k}"`);
+  if (v["console-listen"] !== undefined && !kinds.length)
+    throw new UsageError("--console-listen needs --console vnc or --console spice");
+  if (!kinds.length) return undefined;
+  return {
+    kinds: kinds as ConsoleFlags["kinds"],
+    ...(v["console-listen"] !== undefined ? { listen: v["console-listen"] } : {}),
+  };
+}
+
 /** Flags that describe one VM, which --answer replaces. */
 const SPEC_FLAGS = [
   "name",
@@ -151,6 +174,8 @@ const SPEC_FLAGS = [
   "user",
   "hostname",
   "pin",
+  "console",
+  "console-listen",
 ] as const;
 
 export const VM_OPTIONS = {
@@ -168,6 +193,8 @@ export const VM_OPTIONS = {
   user: { type: "string" },
   hostname: { type: "string" },
   pin: { type: "boolean" },
+  console: { type: "string", multiple: true },
+  "console-listen": { type: "string" },
   wait: { type: "string" },
   connect: { type: "string" },
   dir: { type: "string" },
@@ -283,7 +310,7 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
         if (entry.nics.length === 0) entry.nics.push({ network: "default" });
         const bus = progress();
         const report = await hostReport();
-        const resolved = vmSpecFromEntry(entry, report);
+        const resolved = vmSpecFromEntry(entry, report, {}, consoleFlags(values));
         if (!resolved.spec) {
           const e = resolved.errors[0];
           throw new UsageError(`${flagOf(e?.path ?? "")}: ${e?.message ?? "invalid"}`);

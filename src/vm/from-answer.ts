@@ -5,6 +5,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { matchNics, matchPci } from "../answer/match.js";
+import { consoleRules, reportManagementAddresses } from "../answer/rules/consoles.js";
+import { gatherFacts } from "../answer/rules/facts.js";
 import type { Finding } from "../answer/rules/index.js";
 import { type Answer, answerSchema, type VmEntry, type VmNicEntry } from "../answer/schema.js";
 import {
@@ -138,6 +140,24 @@ function toNic(n: VmNicEntry, answer: Answer, report: HostReport): VmNic {
   return { kind: "macvtap", dev, mode: n.mode, ...mac };
 }
 
+/** `vm deploy --console vnc|spice [--console-listen ADDR]`: the answer's consoles: for this VM. */
+export type ConsoleFlags = { kinds: ("vnc" | "spice")[]; listen?: string };
+
+/**
+ * The consoles: section the flags stand for: TLS with client certificates (the section's defaults),
+ * on the given address or else the host report's management address.
+ */
+function consolesOf(flags: ConsoleFlags | undefined, report: HostReport): Record<string, unknown> | Issue {
+  if (!flags?.kinds.length) return {};
+  const listen = flags.listen ?? reportManagementAddresses(report)?.[0]?.address;
+  if (!listen)
+    return {
+      path: "consoles.listen",
+      message: "the host report has no management address to listen on: give one",
+    };
+  return { consoles: { vnc: flags.kinds.includes("vnc"), spice: flags.kinds.includes("spice"), listen } };
+}
+
 /**
  * One VM given outside an answer file (the `vm deploy` flags) as the answer schema's vms: entry:
  * parsed by the same schema and resolved by the same rules, so a flag value is accepted exactly when
@@ -147,19 +167,35 @@ export function vmSpecFromEntry(
   entry: Record<string, unknown>,
   report: HostReport,
   options: FromAnswerOptions = {},
+  consoleFlags?: ConsoleFlags,
 ): { spec: VmSpec; errors: [] } | { spec: null; errors: Issue[] } {
-  const parsed = answerSchema.safeParse({ version: 1, vms: [entry] });
+  const consoles = consolesOf(consoleFlags, report);
+  if ("path" in consoles) return { spec: null, errors: [consoles as Issue] };
+  const parsed = answerSchema.safeParse({ version: 1, vms: [entry], ...consoles });
   if (!parsed.success) {
     return {
       spec: null,
       errors: parsed.error.issues.map((i) => ({
-        path: i.path
-          .slice(2)
+        path: (i.path[0] === "consoles" ? i.path : i.path.slice(2))
           .map((p, n) => (typeof p === "number" ? `[${p}]` : `${n ? "." : ""}${String(p)}`))
           .join(""),
         message: i.message,
       })),
     };
+  }
+  // The console rules an answer file is held to (management address only, TLS): refused here
+  // rather than deployed without the console asked for.
+  if (parsed.data.consoles) {
+    const input = { answer: parsed.data, report, facts: gatherFacts(parsed.data, report) };
+    const refused = consoleRules.flatMap((r) => r.check(input)).filter((f) => f.level === "error");
+    if (refused.length)
+      return {
+        spec: null,
+        errors: refused.map((f) => ({
+          path: f.path,
+          message: f.remediation ? `${f.message} (${f.remediation})` : f.message,
+        })),
+      };
   }
   const { specs, errors } = vmSpecsFromAnswer(parsed.data, report, options);
   const spec = specs[0];

@@ -1,13 +1,16 @@
 // `kvmstrap metrics`: a Prometheus exporter of this host's domains (one `virsh domstats` pass per
 // scrape) and of kvmstrap's own figures (last apply, last verify, VFs, hugepages per NUMA node).
 // Scrapes that arrive while one is being collected share it: two Prometheus servers (or a retry)
-// never make two virsh passes at once, and each answer is at most one collection old.
+// never make two virsh passes at once, and each answer is at most one collection old. The passes
+// are asked of one long-lived virsh (src/vm/virsh-session.ts): a spawn and a libvirt connect per
+// scrape cost more than the host figures and the rendering together.
 import { isIP } from "node:net";
 import Fastify from "fastify";
 import { UsageError } from "../core/errors.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { RootedHostFs } from "../host/fs.js";
-import { type DomstatsOptions, readDomstats } from "../vm/domstats.js";
+import { type DomstatsOptions, readDomstats, readDomstatsOver } from "../vm/domstats.js";
+import { VirshSession } from "../vm/virsh-session.js";
 import { SYSTEM_LIBVIRT, stateDirOf } from "./adapters.js";
 import { renderScrape } from "./metrics-exposition.js";
 import { hostFigures } from "./metrics-host.js";
@@ -41,6 +44,7 @@ export interface MetricsOptions {
   /** Machine root whose sysfs and state dir are read (default "/"). */
   root?: string;
   stateDir?: string;
+  /** Runs one `virsh domstats` per scrape instead of keeping a virsh up (tests replay virsh with it). */
   runner?: CommandRunner;
   domstats?: DomstatsOptions;
   /** A source that starts or stops failing, once per change (stderr by default). */
@@ -60,13 +64,19 @@ export interface MetricsExporter {
   close(): Promise<void>;
 }
 
+/** One scrape, shared with any in flight; close() ends the virsh it keeps. */
+export type Collector = (() => Promise<ScrapeText>) & { close(): Promise<void> };
+
 /** The collector without its HTTP side: what a scrape reads and renders. */
-export function metricsCollector(o: MetricsOptions = {}): () => Promise<ScrapeText> {
+export function metricsCollector(o: MetricsOptions = {}): Collector {
   const root = o.root ?? "/";
   const uri = o.uri ?? SYSTEM_LIBVIRT;
   const stateDir = stateDirOf(root, o.stateDir);
   const verifyFile = verifyFileOf(root, o.stateDir);
+  const session = o.runner ? null : new VirshSession(uri, o.domstats?.virsh);
   const runner = o.runner ?? new ExecaRunner();
+  const domstats = () =>
+    session ? readDomstatsOver(session, o.domstats) : readDomstats(runner, uri, o.domstats);
   const log = o.log ?? ((line: string) => process.stderr.write(`kvmstrap metrics: ${line}\n`));
   const reported = new Map<string, string>();
   const report = (source: string, reason: string | null) => {
@@ -83,7 +93,7 @@ export function metricsCollector(o: MetricsOptions = {}): () => Promise<ScrapeTe
   const collect = async (): Promise<ScrapeText> => {
     const t0 = performance.now();
     const [libvirt, host] = await Promise.all([
-      readDomstats(runner, uri, o.domstats).then(
+      domstats().then(
         (domains) => ({ domains, error: null }),
         (e: Error) => ({ domains: null, error: e.message }),
       ),
@@ -102,12 +112,13 @@ export function metricsCollector(o: MetricsOptions = {}): () => Promise<ScrapeTe
   };
 
   let inFlight: Promise<ScrapeText> | null = null;
-  return () => {
+  const scrape = () => {
     inFlight ??= collect().finally(() => {
       inFlight = null;
     });
     return inFlight;
   };
+  return Object.assign(scrape, { close: async () => session?.close() });
 }
 
 export async function startMetricsExporter(o: MetricsOptions = {}): Promise<MetricsExporter> {
@@ -125,5 +136,9 @@ export async function startMetricsExporter(o: MetricsOptions = {}): Promise<Metr
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : listen.port;
   const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
-  return { url: `http://${host}:${port}/metrics`, scrape, close: () => app.close() };
+  const close = async () => {
+    await app.close();
+    await scrape.close();
+  };
+  return { url: `http://${host}:${port}/metrics`, scrape, close };
 }

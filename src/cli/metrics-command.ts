@@ -13,8 +13,8 @@ import { EXIT, UsageError } from "./errors.js";
 export const METRICS_HELP = `Usage: kvmstrap metrics [options]
 
 A Prometheus exporter (GET /metrics) of this host's VMs and of kvmstrap's own figures. Each scrape
-makes one "virsh domstats" pass over every domain (10 s at most); scrapes that arrive during one
-share it. Per domain: its state, CPU time (whole and per vCPU), memory (maximum, balloon, qemu's
+makes one "virsh domstats" pass over every domain (10 s at most), asked of one virsh kept running
+on one libvirt connection (restarted when it dies); scrapes that arrive during one share it. Per domain: its state, CPU time (whole and per vCPU), memory (maximum, balloon, qemu's
 RSS, and what the guest reports when its balloon driver does), and per disk and interface the
 bytes, requests or packets, errors and drops (kvmstrap_domain_*). kvmstrap's own: the last apply
 run's phase and time (its journal), the last verify result, VFs per SR-IOV physical function and
@@ -57,7 +57,12 @@ export async function metricsCommand(argv: string[]): Promise<number> {
   };
   if (values.once) {
     if (values.listen !== undefined) throw new UsageError("--once prints one scrape: it takes no --listen");
-    process.stdout.write((await metricsCollector(options)()).text);
+    const collector = metricsCollector(options);
+    try {
+      process.stdout.write((await collector()).text);
+    } finally {
+      await collector.close();
+    }
     return EXIT.ok;
   }
   const listen = parseListen(values.listen ?? METRICS_LISTEN_DEFAULT);

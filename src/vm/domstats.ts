@@ -4,8 +4,9 @@
 // a domain reports depends on its state, its devices and libvirt's version (a shut-off domain has no
 // net.* and no vcpu.N.*; older libvirt lacks cpu.user), so every field is optional here: a missing
 // or unparsable field is absent, never a zero.
-import type { CommandRunner } from "../host/commands.js";
+import type { CommandResult, CommandRunner } from "../host/commands.js";
 import { classifyVirshError, LibvirtError, virshErrorMessage } from "./libvirt-error.js";
+import type { VirshSession } from "./virsh-session.js";
 
 /** virDomainState, in libvirt's order (state.state=N), as Prometheus label values. */
 export const DOMAIN_STATES = [
@@ -124,16 +125,40 @@ export async function readDomstats(
   options: DomstatsOptions = {},
 ): Promise<DomainStats[]> {
   const virsh = options.virsh ?? "virsh";
-  const timeoutMs = options.timeoutMs ?? DOMSTATS_DEFAULTS.timeoutMs;
-  const maxBytes = options.maxBytes ?? DOMSTATS_DEFAULTS.maxBytes;
+  const limits = limitsOf(options);
   const argv = ["-c", uri, "domstats", ...DOMSTATS_GROUPS];
   const command = [virsh, ...argv];
-  let r: Awaited<ReturnType<CommandRunner["run"]>>;
+  let r: CommandResult;
   try {
-    r = await runner.run(virsh, argv, { timeoutMs, maxBytes });
+    r = await runner.run(virsh, argv, limits);
   } catch (e) {
     throw new LibvirtError("other", `could not run virsh: ${(e as Error).message}`, command);
   }
+  return parseReply(r, command, limits);
+}
+
+/** The same pass as readDomstats, asked of a long-lived virsh (its connection kept between scrapes). */
+export async function readDomstatsOver(
+  session: VirshSession,
+  options: Omit<DomstatsOptions, "virsh"> = {},
+): Promise<DomainStats[]> {
+  const limits = limitsOf(options);
+  const words = ["domstats", ...DOMSTATS_GROUPS];
+  return parseReply(await session.run(words, limits), ["virsh", ...words], limits);
+}
+
+function limitsOf(options: DomstatsOptions) {
+  return {
+    timeoutMs: options.timeoutMs ?? DOMSTATS_DEFAULTS.timeoutMs,
+    maxBytes: options.maxBytes ?? DOMSTATS_DEFAULTS.maxBytes,
+  };
+}
+
+function parseReply(
+  r: CommandResult,
+  command: string[],
+  { timeoutMs, maxBytes }: { timeoutMs: number; maxBytes: number },
+): DomainStats[] {
   if (r.timedOut) {
     throw new LibvirtError("timeout", `virsh domstats gave no answer within ${timeoutMs} ms`, command);
   }
@@ -142,7 +167,7 @@ export async function readDomstats(
     throw new LibvirtError("other", `virsh domstats printed more than ${maxBytes} bytes`, command);
   }
   if (r.exitCode === undefined) {
-    throw new LibvirtError("other", `could not run ${virsh} (is libvirt-clients installed?)`, command);
+    throw new LibvirtError("other", `could not run ${command[0]} (is libvirt-clients installed?)`, command);
   }
   if (r.exitCode !== 0) {
     const code = classifyVirshError(r.stderr);

@@ -28,6 +28,8 @@ Commands:
                       Disk-only snapshots; full and incremental backups; restore
   install             Install the hypervisor onto a disk (from the appliance)
   verify              Check that what the answer promised is true on this host
+  cluster init|join|status|leave
+                      Hosts that trust each other: cluster CA, libvirt TLS, migration over TLS
   pki init|rotate|status
                       The host's CA and certificates (libvirt TLS, VNC/SPICE consoles)
   serve               PXE boot server: DHCP, TFTP and HTTP, with a live per-node timeline
@@ -70,6 +72,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   fleet: async () => (await import("./fleet-command.js")).fleetCommand,
   metrics: async () => (await import("./metrics-command.js")).metricsCommand,
   host: async () => (await import("./host-command.js")).hostCommand,
+  cluster: async () => (await import("./cluster-command.js")).clusterCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,6 +13,7 @@ import {
   UNDO_OPTIONS,
 } from "../../src/cli/apply-command.js";
 import { helpOptionNames, type OptionTable } from "../../src/cli/args.js";
+import { CLUSTER_HELP, CLUSTER_OPTIONS } from "../../src/cli/cluster-command.js";
 import { DETECT_HELP, DETECT_OPTIONS } from "../../src/cli/detect.js";
 import { FLEET_HELP, FLEET_OPTIONS } from "../../src/cli/fleet-command.js";
 import { FLEET_POWER_HELP, FLEET_POWER_OPTIONS } from "../../src/cli/fleet-power-command.js";
@@ -71,6 +72,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "metrics", help: METRICS_HELP, options: METRICS_OPTIONS },
   { name: "host", help: HOST_HELP, options: HOST_OPTIONS },
   { name: "host drain", help: HOST_DRAIN_HELP, options: HOST_DRAIN_OPTIONS },
+  { name: "cluster", help: CLUSTER_HELP, options: CLUSTER_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

@@ -2,7 +2,8 @@
 // the test libvirtd, with one Debian guest booted once and shared: files are written and read through
 // the guest agent. A snapshot revert boots back to the state at the snapshot (the file written before
 // it is there, the one after is not); a full then an incremental backup, restored to a new VM that
-// boots and holds what was written before the incremental and not what came after. A checksum
+// boots and holds what was written before the incremental and not what came after. The snapshot
+// records the guest's addresses (from its agent), and list shows them. A checksum
 // mismatch and a broken chain are refused naming the file.
 import { mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -97,6 +98,16 @@ describe("vm snapshot and vm backup/restore on a real guest", () => {
     expect((await lv.domainDisks(name)).find((d) => d.device === "disk")?.source).toBe(c.disks[0].file);
     const listed = JSON.parse((await cli("snapshot", "list", name, "--json")).stdout);
     expect(listed.snapshots.map((s: { name: string }) => s.name)).toEqual(["s1"]);
+    // The guest's addresses at snapshot time, from its agent: the NIC's DHCP address among them.
+    const lease = (await lv.ifAddresses(name, "lease"))[0]?.addrs[0]?.address;
+    expect(lease).toBeTruthy();
+    expect(c.addresses.source).toBe("agent");
+    expect(listed.snapshots[0].addresses).toEqual(c.addresses);
+    const recorded = c.addresses.interfaces.flatMap((i: { addrs: { address: string }[] }) =>
+      i.addrs.map((a) => a.address),
+    );
+    expect(recorded).toContain(lease);
+    expect(recorded).not.toContain("127.0.0.1");
 
     expect((await write(name, "/var/tmp/after-snap", "two")).code).toBe(0);
     expect((await read(name, "/var/tmp/after-snap")).out).toBe("two");

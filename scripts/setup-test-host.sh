@@ -30,6 +30,8 @@ apt_packages=(
   chromium                                     # serve's web dashboard tested in a real browser (playwright-core drives it)
   openvswitch-switch                           # test/e2e/ovs-vlan: ovsdb-server and ovs-vswitchd run by the test (datapath netdev)
   ethtool                                      # test/e2e/ovs-vlan turns off a veth's checksum offload (the netdev datapath never completes it)
+  ceph-mon ceph-mgr ceph-osd ceph-common      # test/cluster/ceph.ts: a one-node Ceph 16 (memstore) for the rbd store's migration test
+  qemu-block-extra libvirt-daemon-driver-storage-rbd # qemu's rbd driver (network disks) and libvirt's rbd pool
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -21,6 +21,13 @@ export const consoles = z
       .boolean()
       .default(true)
       .describe("VNC: only clients holding a certificate from the host's CA connect (vnc_tls_x509_verify)"),
+    // Optional without a default: an answer written before it keeps its digest.
+    tickets: z
+      .boolean()
+      .optional()
+      .describe(
+        "consoles locked until `kvmstrap vm console NAME --ticket` sets a one-time password (VNC and SPICE)",
+      ),
   })
   .describe("remote consoles (VNC, SPICE) over TLS on the management network");
 

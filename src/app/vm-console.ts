@@ -8,6 +8,7 @@ import path from "node:path";
 import { InputError } from "../core/errors.js";
 import { clientDir, consoleCertDir, DEFAULT_CLIENT, realPath } from "../host/pki/layout.js";
 import { type ConsoleFile, consoleUri, graphicsOf, renderVv } from "../vm/console-file.js";
+import { setConsoleTicket } from "../vm/console-ticket.js";
 import { libvirtAt, SYSTEM_LIBVIRT } from "./adapters.js";
 
 export interface ConsoleRequest {
@@ -18,6 +19,8 @@ export interface ConsoleRequest {
   /** Where the host's PKI is (default "/"). */
   pkiRoot?: string;
   client?: string;
+  /** Set a one-time password on the running console, valid this many seconds. */
+  ticketTtlSeconds?: number;
 }
 
 export interface ConsoleResult {
@@ -27,6 +30,8 @@ export interface ConsoleResult {
   /** VNC with client verification: the client set (ca-cert, client-cert, client-key) to install. */
   clientDir: string | null;
   warnings: string[];
+  /** When the ticket stops being accepted (ISO time). */
+  ticketExpiresAt: string | null;
 }
 
 const WILDCARD = /^(0+\.0+\.0+\.0+|[0:]*::?[0:]*)$/;
@@ -74,6 +79,12 @@ export async function vmConsole(r: ConsoleRequest): Promise<ConsoleResult> {
     ca,
     hostSubject,
   };
+  // Last, once everything else is known good: the ticket's clock starts when it is set.
+  const ticket =
+    r.ticketTtlSeconds === undefined
+      ? null
+      : await setConsoleTicket(libvirt, r.name, r.kind, r.ticketTtlSeconds);
+  if (ticket) file.password = ticket.password;
   const client = clientDir(r.client ?? DEFAULT_CLIENT);
   return {
     file,
@@ -81,5 +92,6 @@ export async function vmConsole(r: ConsoleRequest): Promise<ConsoleResult> {
     uri: consoleUri(file),
     clientDir: r.kind === "vnc" ? path.posix.normalize(client) : null,
     warnings,
+    ticketExpiresAt: ticket?.expiresAt ?? null,
   };
 }

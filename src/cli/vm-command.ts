@@ -72,6 +72,8 @@ Deploy options:
   --console-listen ADDR
                     The address the console listens on (default: the host's management address;
                     a wildcard, or an address off the management network, is refused)
+  --console-tickets The console stays locked until "kvmstrap vm console NAME --ticket" sets a
+                    one-time password (as consoles.tickets: true)
   --wait SECONDS    Then wait until ready: running, an address, cloud-init done (default: no wait)
 
 Deploy from an answer file (instead of the flags above):
@@ -129,6 +131,7 @@ function flagOf(entryPath: string): string {
     [/^nics/, "--network/--bridge/--ovs"],
     [/^pin/, "--pin"],
     [/^consoles\.listen/, "--console-listen"],
+    [/^consoles\.tickets/, "--console-tickets"],
     [/^consoles/, "--console"],
   ];
   return flags.find(([re]) => re.test(entryPath))?.[1] ?? (entryPath || "vm deploy");
@@ -147,16 +150,22 @@ function ovsNicFlag(v: string): Record<string, unknown> {
 }
 
 /** --console vnc|spice (repeatable) and --console-listen ADDR as the answer's consoles: for one VM. */
-function consoleFlags(v: { console?: string[]; "console-listen"?: string }): ConsoleFlags | undefined {
+function consoleFlags(v: {
+  console?: string[];
+  "console-listen"?: string;
+  "console-tickets"?: boolean;
+}): ConsoleFlags | undefined {
   const kinds = v.console ?? [];
   for (const k of kinds)
     if (k !== "vnc" && k !== "spice") throw new UsageError(`--console takes vnc or spice, not "${k}"`);
-  if (v["console-listen"] !== undefined && !kinds.length)
-    throw new UsageError("--console-listen needs --console vnc or --console spice");
+  for (const f of ["console-listen", "console-tickets"] as const)
+    if (v[f] !== undefined && !kinds.length)
+      throw new UsageError(`--${f} needs --console vnc or --console spice`);
   if (!kinds.length) return undefined;
   return {
     kinds: kinds as ConsoleFlags["kinds"],
     ...(v["console-listen"] !== undefined ? { listen: v["console-listen"] } : {}),
+    ...(v["console-tickets"] ? { tickets: true } : {}),
   };
 }
 
@@ -176,6 +185,7 @@ const SPEC_FLAGS = [
   "pin",
   "console",
   "console-listen",
+  "console-tickets",
 ] as const;
 
 export const VM_OPTIONS = {
@@ -195,6 +205,7 @@ export const VM_OPTIONS = {
   pin: { type: "boolean" },
   console: { type: "string", multiple: true },
   "console-listen": { type: "string" },
+  "console-tickets": { type: "boolean" },
   wait: { type: "string" },
   connect: { type: "string" },
   dir: { type: "string" },

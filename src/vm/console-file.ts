@@ -1,7 +1,9 @@
 // What a remote viewer needs to reach a VM's console: the ports libvirt chose (from the running
 // domain's XML), and a virt-viewer connection file (.vv, read by remote-viewer) or a URI. Pure.
 // The .vv carries the host's CA (public) and, for SPICE, the server certificate's subject to check;
-// never a password: TLS with the host's PKI is the console's protection (src/plan/console-plan.ts).
+// TLS with the host's PKI is the console's protection (src/plan/console-plan.ts). The one password
+// it may carry is a one-time ticket (src/vm/console-ticket.ts), printed for the viewer and kept
+// nowhere else.
 
 export interface GraphicsPorts {
   type: "vnc" | "spice";
@@ -48,14 +50,22 @@ export interface ConsoleFile {
   ca: string | null;
   /** SPICE: the subject the server certificate must carry ("O=kvmstrap,CN=kvm1"). */
   hostSubject: string | null;
+  /** A one-time ticket (vm console --ticket). */
+  password?: string;
 }
 
 /** A host for a URI: IPv6 literals in brackets. */
 const uriHost = (h: string) => (h.includes(":") ? `[${h}]` : h);
 
 export function consoleUri(f: ConsoleFile): string {
-  if (f.type === "vnc") return `vnc://${uriHost(f.host)}:${f.port ?? 5900}`;
-  const q = [f.port ? `port=${f.port}` : null, f.tlsPort ? `tls-port=${f.tlsPort}` : null].filter(Boolean);
+  // RFC 7869's VncPassword; virt-viewer's spice:// password parameter.
+  const pw = f.password ? encodeURIComponent(f.password) : null;
+  if (f.type === "vnc") return `vnc://${uriHost(f.host)}:${f.port ?? 5900}${pw ? `?VncPassword=${pw}` : ""}`;
+  const q = [
+    f.port ? `port=${f.port}` : null,
+    f.tlsPort ? `tls-port=${f.tlsPort}` : null,
+    pw ? `password=${pw}` : null,
+  ].filter(Boolean);
   return `spice://${uriHost(f.host)}${q.length ? `?${q.join("&")}` : ""}`;
 }
 
@@ -66,6 +76,7 @@ export function renderVv(f: ConsoleFile): string {
   if (f.tlsPort) L.push(`tls-port=${f.tlsPort}`);
   if (f.ca) L.push(`ca=${f.ca.trimEnd().replace(/\n/g, "\\n")}\\n`);
   if (f.hostSubject) L.push(`host-subject=${f.hostSubject}`);
+  if (f.password) L.push(`password=${f.password}`);
   if (f.type === "spice" && f.tlsPort && !f.port) L.push("secure-channels=all");
   L.push("delete-this-file=0", "");
   return L.join("\n");

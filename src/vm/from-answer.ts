@@ -141,7 +141,7 @@ function toNic(n: VmNicEntry, answer: Answer, report: HostReport): VmNic {
 }
 
 /** `vm deploy --console vnc|spice [--console-listen ADDR]`: the answer's consoles: for this VM. */
-export type ConsoleFlags = { kinds: ("vnc" | "spice")[]; listen?: string };
+export type ConsoleFlags = { kinds: ("vnc" | "spice")[]; listen?: string; tickets?: boolean };
 
 /**
  * The consoles: section the flags stand for: TLS with client certificates (the section's defaults),
@@ -155,7 +155,15 @@ function consolesOf(flags: ConsoleFlags | undefined, report: HostReport): Record
       path: "consoles.listen",
       message: "the host report has no management address to listen on: give one",
     };
-  return { consoles: { vnc: flags.kinds.includes("vnc"), spice: flags.kinds.includes("spice"), listen } };
+  const { kinds, tickets } = flags;
+  return {
+    consoles: {
+      vnc: kinds.includes("vnc"),
+      spice: kinds.includes("spice"),
+      listen,
+      ...(tickets ? { tickets } : {}),
+    },
+  };
 }
 
 /**

@@ -67,6 +67,8 @@ export interface Libvirt {
    */
   domainXml(name: string, options?: DomainXmlOptions): Promise<string>;
   domainExists(name: string): Promise<boolean>;
+  /** Changes a device of the running domain only (update-device --live): the definition is kept. */
+  updateDeviceLive(name: string, xml: string): Promise<void>;
   /** domifaddr: the guest agent's view, libvirt's DHCP leases, or the host's ARP table. */
   ifAddresses(name: string, source: AddressSource): Promise<DomainInterface[]>;
 

@@ -115,6 +115,10 @@ export class FakeLibvirt implements Libvirt {
     // As libvirt does: a graphics password only with --security-info.
     return options.securityInfo ? xml : xml.replace(/\s+passwd=(?:'[^']*'|"[^"]*")/g, "");
   }
+  async updateDeviceLive(name: string): Promise<void> {
+    this.call("updateDeviceLive");
+    this.dom(name);
+  }
   async domainExists(name: string): Promise<boolean> {
     this.call("domainExists");
     return this.domains.has(name);

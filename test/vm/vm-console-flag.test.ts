@@ -140,6 +140,17 @@ describe.skipIf(!hasQemuImg)("vm deploy --console (fake libvirt, real qemu-img)"
     }
   });
 
+  it("--console-tickets deploys the console locked, as consoles.tickets: true does", async () => {
+    const r = await cli(flags("web", "--console", "vnc", "--console-listen", MGMT, "--console-tickets"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.lv.domains.get("web")?.xml).toContain(
+      `<graphics type="vnc" port="-1" autoport="yes" listen="${MGMT}" passwd="" passwdValidTo="1970-01-01T00:00:00">`,
+    );
+    const alone = await cli(flags("web", "--console-tickets"));
+    expect(alone.code).toBe(2);
+    expect(alone.stderr).toContain("--console-tickets needs --console");
+  });
+
   it("bad values are usage errors", async () => {
     const rdp = await cli(flags("web", "--console", "rdp"));
     expect([rdp.code, rdp.stderr]).toEqual([

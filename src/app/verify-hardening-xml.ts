@@ -4,6 +4,7 @@
 // fast-xml-parser rather than regular expressions: libvirt may order attributes and nest <listen>,
 // <auth> and <source> as it likes, and a secret's attribute must not hide from a pattern.
 import { XMLParser } from "fast-xml-parser";
+import { MAX_TTL_SECONDS } from "../vm/console-ticket.js";
 
 type Node = { [key: string]: Node[] | string | undefined };
 
@@ -148,8 +149,20 @@ function diskSecrets(disk: Node, where: string): string[] {
   return out;
 }
 
-/** Parses one domain XML; throws on XML that is not a domain. */
-export function domainFactsOf(xml: string): DomainFacts {
+/**
+ * Whether a <graphics> passwd= is a password kept in the domain. Not the tickets lock (an empty
+ * password, expired) and not a one-time ticket (`vm console --ticket`: set on the running domain
+ * only, valid at most MAX_TTL_SECONDS from when it was set; once expired it opens nothing).
+ */
+function storedPassword(g: Node, now: number): boolean {
+  const pw = attr(g, "passwd");
+  if (pw === null || pw === "") return false;
+  const until = Date.parse(`${attr(g, "passwdValidTo") ?? ""}Z`);
+  return !(Number.isFinite(until) && until <= now + MAX_TTL_SECONDS * 1000);
+}
+
+/** Parses one domain XML; throws on XML that is not a domain. `now` judges console tickets. */
+export function domainFactsOf(xml: string, now: number = Date.now()): DomainFacts {
   if (xml.length > DOMAIN_XML_MAX)
     throw new Error(`domain XML of ${xml.length} bytes (limit ${DOMAIN_XML_MAX})`);
   const doc = parser.parse(xml) as Node;
@@ -159,8 +172,7 @@ export function domainFactsOf(xml: string): DomainFacts {
   const devices = kids(dom, "devices")[0];
   const inlineSecrets: string[] = [];
   for (const [i, g] of kids(devices, "graphics").entries())
-    if (attr(g, "passwd") !== null)
-      inlineSecrets.push(`<graphics type='${attr(g, "type")}'> #${i + 1}: passwd=`);
+    if (storedPassword(g, now)) inlineSecrets.push(`<graphics type='${attr(g, "type")}'> #${i + 1}: passwd=`);
   for (const d of kids(devices, "disk")) {
     const target = attr(kids(d, "target")[0], "dev") ?? "?";
     inlineSecrets.push(...diskSecrets(d, `disk ${target}`));

@@ -1,18 +1,15 @@
 // Boots the built appliance under QEMU TCG with real firmware, one guest after another, and waits
 // for the live console's marker and then the TUI's title on the serial console (ttyS0): the ISO as a
-// CD under SeaBIOS, and a site's Secure Boot ISO (made by `kvmstrap iso prepare`) under OVMF with
-// Secure Boot enforcing. The raw-disk (USB stick) boot and the OVMF CD boot with an answer URL are in
-// install.image.test.ts; the netboot set (PXE, live-boot fetching the squashfs over HTTP) boots in the
+// CD under SeaBIOS. The raw-disk (USB stick) boot, and a site's Secure Boot ISO (made by `kvmstrap iso
+// prepare`, its answer fetched by URL) under OVMF with Secure Boot enforcing, are in
+// install.image.test.ts, one boot each; the netboot set (PXE, live-boot fetching the squashfs over HTTP) boots in the
 // fleet tier's rack rollout (test/fleet/rollout/rack.fleet.test.ts), under SeaBIOS and OVMF.
-import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prepareIso } from "../../src/app/iso-prepare.js";
-import { bootUntil, isoPath, LIVE_MARKER, manifest, secureBootIsoPath, TUI_TITLE } from "./image.js";
+import { bootUntil, isoPath, LIVE_MARKER, manifest, TUI_TITLE } from "./image.js";
 
-const OVMF_CODE_SECBOOT = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-const OVMF_VARS_MS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"; // Microsoft keys enrolled, Secure Boot on
 const EXPECT = [LIVE_MARKER, TUI_TITLE];
 
 let iso = "";
@@ -56,29 +53,5 @@ describe("the appliance boots to the kvmstrap TUI on the serial console", () => 
     const [, rc, bytes] = /DETECT-RC=(\d+) BYTES=(\d+)/.exec(r.log) ?? [];
     expect(["0", "1"]).toContain(rc);
     expect(Number(bytes)).toBeGreaterThan(1000);
-  });
-
-  it("a site's Secure Boot ISO (iso prepare, answer embedded) as a CD under OVMF with Secure Boot enforcing", async () => {
-    // `kvmstrap iso prepare` rewrites GRUB's configuration and adds the answer; shim and the signed
-    // GRUB must still boot it, and the agent must find the answer in the image.
-    const answer = path.join(scratch, "answer.yaml");
-    await writeFile(answer, "version: 1\ninstall:\n  disk:\n    serial: SB-TARGET\n");
-    const site = path.join(scratch, "site-secureboot.iso");
-    await prepareIso({ input: await secureBootIsoPath(), output: site, answerFile: answer, auto: false });
-    const vars = path.join(scratch, "OVMF_VARS.ms.fd");
-    await copyFile(OVMF_VARS_MS, vars);
-    const r = await bootUntil(
-      "ovmf-secureboot-cd",
-      ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
-        .concat(["-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE_SECBOOT}`])
-        .concat(["-drive", `if=pflash,format=raw,file=${vars}`, "-cdrom", site]),
-      // The agent's lines, not the TUI's title: the two start together, in either order.
-      [LIVE_MARKER, /KVMSTRAP-AGENT: answer-fetched from \S+/, /no unattended install/],
-    );
-    report("ovmf-secureboot-cd", r.seen);
-    // shim, GRUB and the kernel passed the firmware's and shim's signature checks to get here.
-    expect(r.log).toContain(`${LIVE_MARKER} (${(await manifest()).version}, secureboot=on)`);
-    // No kvmstrap.auto=install: the answer waits for the operator at the console.
-    expect(r.log).toMatch(/kvmstrap\.auto=install is not on the command line/);
   });
 });

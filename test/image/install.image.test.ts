@@ -1,16 +1,18 @@
 // The unattended install, end to end on the built appliance, as a site does it: `kvmstrap iso
 // prepare` (the app layer the CLI calls) makes the site's ISO, with the answer embedded (SeaBIOS) or
-// fetched over HTTP from this test at boot (OVMF, QEMU's user network: 10.0.2.2 is this host), and
+// fetched over HTTP from this test at boot (OVMF with Secure Boot enforcing booting the site's Secure
+// Boot ISO, QEMU's user network: 10.0.2.2 is this host), and
 // kvmstrap.auto=install on the default entry. Nothing is typed. Under SeaBIOS the firmware boots the
 // USB stick holding the prepared ISO (the written-USB path, a raw disk: the boot medium the install
 // must not touch). The boot agent installs onto the blank virtio disk the answer names and reboots,
 // which ends QEMU (-no-reboot). The stick's sha256 must not change; the installed root must have been
 // closed cleanly (no journal to replay) with the install's logs in /var/log/kvmstrap; then the
 // installed disk boots alone until its first-boot unit prints KVMSTRAP-VERIFY: PASS on the serial
-// console. Under OVMF the ISO boots as a CD and fetches its answer from the URL prepare put on its
+// console. Under OVMF the Secure Boot ISO boots as a CD (shim and the signed GRUB accept the
+// configuration prepare rewrote) and fetches its answer from the URL prepare put on its
 // command line, checks its sha256 and starts the install (the UEFI install to its end is the fleet
 // tier's rack rollout). Guests run one after another (TCG, 2 cores). boot.image.test.ts keeps the
-// SeaBIOS CD with the TUI, and Secure Boot.
+// SeaBIOS CD with the TUI.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -26,8 +28,8 @@ import { prepareIso } from "../../src/app/iso-prepare.js";
 process.env.KVMSTRAP_IMAGE_BOOT_TIMEOUT ??= "2400";
 const image = await import("./image.js");
 
-const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const OVMF_CODE_SECBOOT = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+const OVMF_VARS_MS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"; // Microsoft keys enrolled, Secure Boot on
 const SERIAL = "KVMSTRAP-TARGET";
 const ANSWER = `version: 1\ninstall:\n  disk:\n    serial: ${SERIAL}\n`;
 /** The first-boot unit's verdict (units/): apply --resume, then kvmstrap verify --console. */
@@ -92,17 +94,13 @@ async function stickOf(iso: string, name: string, boot = false): Promise<{ file:
   };
 }
 
-async function ovmf(name: string): Promise<string[]> {
-  const vars = path.join(scratch, `${name}-OVMF_VARS.fd`);
-  await copyFile(OVMF_VARS, vars);
-  return [
-    "-M",
-    "q35",
-    "-drive",
-    `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
-    "-drive",
-    `if=pflash,format=raw,file=${vars}`,
-  ];
+/** OVMF with Microsoft's keys enrolled and Secure Boot enforcing (SMM, a secure flash). */
+async function ovmfSecureBoot(name: string): Promise<string[]> {
+  const vars = path.join(scratch, `${name}-OVMF_VARS.ms.fd`);
+  await copyFile(OVMF_VARS_MS, vars);
+  return ["-M", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]
+    .concat(["-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE_SECBOOT}`])
+    .concat(["-drive", `if=pflash,format=raw,file=${vars}`]);
 }
 
 /**
@@ -209,7 +207,7 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
     await firstBoot("seabios", ["-M", "pc", "-boot", "c"], disk.args);
   }, 3_600_000);
 
-  it("OVMF, booted as a CD: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256), and the install under way", async () => {
+  it("OVMF with Secure Boot enforcing, a site's Secure Boot ISO as a CD: the answer fetched over HTTP at boot (kvmstrap.answer= with its sha256), and the install under way", async () => {
     const body = Buffer.from(ANSWER);
     const requests: string[] = [];
     const server: Server = createServer((req, res) => {
@@ -221,8 +219,10 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
     try {
       const port = (server.address() as AddressInfo).port;
       const iso = path.join(scratch, "site-url.iso");
+      // `kvmstrap iso prepare` rewrites GRUB's configuration: shim and the signed GRUB must still
+      // boot the Secure Boot ISO it makes.
       await prepareIso({
-        input: await image.isoPath(),
+        input: await image.secureBootIsoPath(),
         output: iso,
         answerUrl: `http://10.0.2.2:${port}/answer.yaml`,
         answerSha256: createHash("sha256").update(body).digest("hex"),
@@ -235,7 +235,7 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
       const net = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
       const r = await image.bootUntil(
         "install-ovmf-cd",
-        [...(await ovmf("install")), "-cdrom", iso, "-boot", "d", ...disk.args, ...net],
+        [...(await ovmfSecureBoot("install")), "-cdrom", iso, "-boot", "d", ...disk.args, ...net],
         [
           image.LIVE_MARKER,
           /KVMSTRAP-AGENT: answer-fetched from \S+ \(sha256 [0-9a-f]{16}/,
@@ -244,7 +244,8 @@ describe("unattended install from a prepared ISO, then the installed disk boots 
         { failOn: AGENT_FAILED },
       );
       report("install-ovmf-cd", r.seen);
-      expect(r.log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=off\)/);
+      // shim, GRUB and the kernel passed the firmware's and shim's signature checks to get here.
+      expect(r.log).toMatch(/KVMSTRAP-LIVE: READY on ttyS0 \(.*secureboot=on\)/);
       expect(requests).toContain("GET /answer.yaml");
     } finally {
       await new Promise((r) => server.close(r));

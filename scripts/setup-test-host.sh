@@ -32,6 +32,7 @@ apt_packages=(
   ethtool                                      # test/e2e/ovs-vlan turns off a veth's checksum offload (the netdev datapath never completes it)
   ceph-mon ceph-mgr ceph-osd ceph-common      # test/cluster/ceph.ts: a one-node Ceph 16 (memstore) for the rbd store's migration test
   qemu-block-extra libvirt-daemon-driver-storage-rbd # qemu's rbd driver (network disks) and libvirt's rbd pool
+  corosync pacemaker pacemaker-cli-utils resource-agents # test/cluster/ha: corosync+pacemaker per test host, VirtualDomain; crm_verify checks the rendered CIB
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -7,7 +7,7 @@
 import { InputError } from "../core/errors.js";
 import { LibvirtError } from "../vm/libvirt.js";
 import type { JobInfo } from "../vm/migrate-progress.js";
-import { VirshLibvirt } from "../vm/virsh-libvirt.js";
+import { virshAt } from "../vm/virsh-exec.js";
 import {
   checkMigration,
   type MigrateOutcome,
@@ -48,7 +48,7 @@ const sameHost = (given: string, actual: string) =>
 
 export async function hostDrain(r: DrainRequest, onEvent?: (e: DrainEvent) => void): Promise<DrainResult> {
   const report = await readTargetReport(r.targetReport);
-  const source = new VirshLibvirt(r.sourceUri);
+  const source = virshAt(r.sourceUri);
   const [hostname, running] = await Promise.all([
     source.run(["hostname"]).then((s) => s.trim()),
     source.run(["list", "--name", "--state-running"]),

@@ -9,8 +9,9 @@
 import { readFile } from "node:fs/promises";
 import { InputError } from "../core/errors.js";
 import { migrate } from "../vm/migrate.js";
+import type { MigrationTargetReport } from "../vm/migrate-check.js";
 import type { JobInfo } from "../vm/migrate-progress.js";
-import { VirshLibvirt } from "../vm/virsh-libvirt.js";
+import { type Virsh, virshAt } from "../vm/virsh-exec.js";
 
 export interface MigrateRequest {
   vm: string;
@@ -41,13 +42,44 @@ export type MigrateOutcome =
 /** Report files are at most a few hundred KiB; anything far bigger is not one. */
 const MAX_REPORT_BYTES = 16 * 2 ** 20;
 
-async function readReport(file: string) {
+/**
+ * The fields of the target's host report the check reads, each checked for its type here. Not the
+ * whole schema (src/detect/types.ts): zod's import alone takes 0.1-0.2 s of node's start, more than
+ * the 10% a small migration may cost; the rest of the report plays no part in a migration.
+ */
+function migrationReport(raw: unknown, file: string): MigrationTargetReport {
+  const bad = (key: string, want: string) =>
+    new InputError(`--target-report ${file}: not a host report (${key}: expected ${want})`);
+  const obj = (v: unknown): v is Record<string, unknown> =>
+    typeof v === "object" && v !== null && !Array.isArray(v);
+  const strOrNull = (v: unknown) => v === null || typeof v === "string";
+  if (!obj(raw)) throw bad("report", "an object");
+  const { cpu, pci, nics, memory, vswitch } = raw;
+  if (!obj(cpu) || !strOrNull(cpu.vendor) || !strOrNull(cpu.model)) throw bad("cpu", "vendor and model");
+  if (!Array.isArray(cpu.flags) || !cpu.flags.every((f) => typeof f === "string"))
+    throw bad("cpu.flags", "an array of strings");
+  if (!Array.isArray(pci) || !pci.every((p) => obj(p) && typeof p.address === "string"))
+    throw bad("pci", "an array of devices with an address");
+  if (!Array.isArray(nics) || !nics.every((n) => obj(n) && strOrNull(n.name) && strOrNull(n.kind)))
+    throw bad("nics", "an array of interfaces with a name and kind");
+  if (!obj(memory) || !(memory.hugepageSizeKiB === null || typeof memory.hugepageSizeKiB === "number"))
+    throw bad("memory.hugepageSizeKiB", "a number or null");
+  const pages = memory.hugepages;
+  if (!obj(pages) || !Object.values(pages).every((c) => obj(c) && typeof c.free === "number"))
+    throw bad("memory.hugepages", "counts by page size");
+  if (
+    vswitch !== undefined &&
+    !(obj(vswitch) && [true, false, null].includes(vswitch.bridgeVlanFiltering as boolean))
+  )
+    throw bad("vswitch.bridgeVlanFiltering", "true, false or null");
+  return raw as unknown as MigrationTargetReport;
+}
+
+async function readReport(file: string): Promise<MigrationTargetReport> {
   const text = await readFile(file, "utf8").catch((e: Error) => {
     throw new InputError(`--target-report ${file}: ${e.message}`);
   });
   if (text.length > MAX_REPORT_BYTES) throw new InputError(`--target-report ${file}: larger than 16 MiB`);
-  // zod and the report's schema load here, while the VM's and the hosts' virsh queries run.
-  const { hostReport } = await import("../detect/types.js");
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -55,19 +87,16 @@ async function readReport(file: string) {
     throw new InputError(`--target-report ${file}: not JSON (${(e as Error).message})`);
   }
   // `kvmstrap detect --json` wraps the report with its checks; a stored bare report works too.
-  const inner = (raw as { report?: unknown })?.report ?? raw;
-  const parsed = hostReport.safeParse(inner);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new InputError(
-      `--target-report ${file}: not a host report (${issue?.path.join(".")}: ${issue?.message})`,
-    );
-  }
-  return parsed.data;
+  return migrationReport((raw as { report?: unknown })?.report ?? raw, file);
 }
 
 const MARK = "@@kvmstrap-next@@";
-async function batch(lv: VirshLibvirt, commands: string[]): Promise<string[]> {
+/** One argument in virsh's own command syntax (single quotes; a quote closed, escaped, reopened). */
+const quoted = (arg: string) => {
+  if (/[\n\r]/.test(arg)) throw new InputError(`a name with a line break: ${JSON.stringify(arg)}`);
+  return `'${arg.replaceAll("'", "'\\''")}'`;
+};
+async function batch(lv: Virsh, commands: string[]): Promise<string[]> {
   const out = await lv.run([commands.join(` ; echo ${MARK} ; `)]);
   return out.split(`${MARK}\n`);
 }
@@ -84,48 +113,56 @@ export interface MigrationCheck {
 
 /** Reads the target's report file once (a drain checks many VMs against it). */
 export const readTargetReport = readReport;
-type Report = Awaited<ReturnType<typeof readReport>>;
 
 /** Gathers the VM's and the target's facts and runs the one check function over them. */
-export async function checkMigration(r: MigrateRequest, report?: Report): Promise<MigrationCheck> {
+export async function checkMigration(
+  r: MigrateRequest,
+  report?: MigrationTargetReport,
+): Promise<MigrationCheck> {
   const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
-  const source = new VirshLibvirt(r.sourceUri);
-  const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
-  // The virsh queries start first; node reads the report and loads the check's modules (zod, the
-  // XML parser: a fifth of a second) while they run. One virsh session per host: each TLS
-  // connection costs a handshake, and the answers are split at an echoed marker.
-  const xml = source.domainXml(r.vm);
-  const fromSource = batch(source, ["hostname", "capabilities"]);
-  const fromTarget = xml.then((domainXml) =>
-    batch(target, [
-      "hostname",
-      "capabilities",
-      `domcapabilities --virttype ${/<domain[^>]*type=['"]([a-z]+)['"]/.exec(domainXml)?.[1] ?? "kvm"}`,
-      "net-list --name",
-    ]),
-  );
+  const source = virshAt(r.sourceUri);
+  const target = virshAt(targetUri, 30_000);
+  // Both hosts' virsh runs start at once (the target's before the VM's type is known: it answers
+  // for both of this machine's virt types); node reads the report and loads the check's XML
+  // parser while they run. One virsh run per host: each connection (a TLS handshake to the target)
+  // costs, and the answers are split at an echoed marker.
+  // dumpxml last: its failure (no such VM) is virsh's exit status.
+  const fromSource = batch(source, ["hostname", "capabilities", `dumpxml ${quoted(r.vm)}`]);
+  const fromTarget = batch(target, [
+    "hostname",
+    "capabilities",
+    "domcapabilities --virttype kvm",
+    "domcapabilities --virttype qemu",
+    // Last: virsh's status is its last command's, and a host without kvm fails the one above.
+    "net-list --name",
+  ]);
   const [
     targetReport,
-    { hostCpuModel, migrationRefusals, usableCpuModels },
-    domainXml,
-    [sourceHost = "", sourceCaps = ""],
-    [targetHost = "", targetCaps = "", domcaps = "", nets = ""],
+    { hostCpu, migrationRefusals, usableCpuModels },
+    [sourceHost = "", sourceCaps = "", domainXml = ""],
+    [targetHost = "", targetCaps = "", kvmCaps = "", qemuCaps = "", nets = ""],
   ] = await Promise.all([
     report ?? readReport(r.targetReport),
     import("../vm/migrate-check.js"),
-    xml,
     fromSource,
     fromTarget,
   ]);
+  const virtType = /<domain[^>]*type=['"]([a-z]+)['"]/.exec(domainXml)?.[1] ?? "kvm";
+  const domcaps =
+    virtType === "kvm"
+      ? kvmCaps
+      : virtType === "qemu"
+        ? qemuCaps
+        : await target.run(["domcapabilities", "--virttype", virtType]).catch(() => "");
   const facts = {
     vm: r.vm,
     domainXml,
     sourceHostname: sourceHost.trim(),
-    sourceHostCpuModel: hostCpuModel(sourceCaps),
+    sourceHostCpu: hostCpu(sourceCaps),
     targetReport,
     target: {
       hostname: targetHost.trim(),
-      hostCpuModel: hostCpuModel(targetCaps),
+      hostCpu: hostCpu(targetCaps),
       usableCpuModels: usableCpuModels(domcaps),
       activeNetworks: nets
         .split("\n")
@@ -149,8 +186,8 @@ export async function runMigration(
   onProgress?: (j: JobInfo) => void,
 ): Promise<MigrateOutcome> {
   const targetUri = r.targetUri ?? `qemu+tls://${r.to}/system`;
-  const source = new VirshLibvirt(r.sourceUri);
-  const target = new VirshLibvirt(targetUri, { timeoutMs: 30_000 });
+  const source = virshAt(r.sourceUri);
+  const target = virshAt(targetUri, 30_000);
   const { localDisks } = await import("../vm/migrate-check.js");
   const copiedDisks = r.copyStorage ? localDisks(checked.domainXml).map((d) => d.target) : [];
   const result = await migrate(source, target, {
@@ -184,5 +221,10 @@ export async function vmMigrate(
 
 /** The VM's state on the source after a failed migration (what the CLI tells the operator). */
 export async function sourceState(vm: string, sourceUri: string): Promise<string> {
-  return new VirshLibvirt(sourceUri).domainState(vm).catch(() => "unknown");
+  return virshAt(sourceUri)
+    .run(["domstate", vm])
+    .then(
+      (s) => s.trim(),
+      () => "unknown",
+    );
 }

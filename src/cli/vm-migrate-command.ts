@@ -14,9 +14,11 @@ peer-to-peer live migration over TLS (qemu+tls://HOST/system, certificates from
 kvmstrap pki); qemu's migration and disk streams use TLS too. The VM is defined
 on the target and removed from this host. Before anything starts, the target
 is checked and refused with every reason: the VM's CPU model (the target's
-domain capabilities), a passthrough device, the bridge, Open vSwitch bridge or
-VLAN its NICs name, its libvirt networks, free hugepages. The target's facts:
-its host report (--target-report) and its libvirtd over the TLS connection.
+domain capabilities; host-passthrough: the same vendor, model and features),
+a passthrough device (PCI, USB, mediated, an SR-IOV NIC), the bridge, Open
+vSwitch bridge, macvtap device or VLAN its NICs name, its libvirt networks,
+free hugepages of its page size. The target's facts: its host report
+(--target-report) and its libvirtd over the TLS connection.
 
 Options:
   --to HOST             Target host name or address (libvirtd on TLS)

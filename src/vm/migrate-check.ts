@@ -4,34 +4,59 @@
 // means go; libvirt still has the last word during the migration itself.
 //
 // - CPU: a custom (or host-model, expanded in the live XML) model must be usable on the target's
-//   hypervisor (its domain capabilities); host-passthrough needs the same host CPU model.
-// - Passthrough: libvirt cannot live-migrate a VM with a PCI host device; the reason also says
-//   whether the target has that device at all.
+//   hypervisor (its domain capabilities); host-passthrough (and maximum) hands the guest the host's
+//   own CPU, so it needs the same vendor (libvirt's and the report's), the same host CPU model and
+//   every feature the source's host CPU has.
+// - Passthrough: libvirt cannot live-migrate a VM with a host device (PCI, USB, SCSI, mediated) or
+//   a NIC of type hostdev (an SR-IOV VF); the reason also says whether the target has that PCI
+//   device at all.
 // - NICs: a bridge NIC's bridge must exist on the target (a Linux bridge; any interface of that
 //   name for Open vSwitch, whose bridge is an internal port), a VLAN on a Linux bridge needs bridge
-//   VLAN filtering there, a libvirt network must be active on the target.
-// - Hugepages: as many free pages of the VM's size on the target as the VM's memory takes.
+//   VLAN filtering there, a macvtap (direct) NIC's device must exist there, a libvirt network must
+//   be active on the target.
+// - Hugepages: as many free pages of each size the VM asks for on the target as its memory takes.
 import { XMLParser } from "fast-xml-parser";
 import type { HostReport } from "../detect/types.js";
+
+/** The host CPU as `virsh capabilities` describes it (host-passthrough compares them). */
+export interface HostCpu {
+  vendor: string | null;
+  model: string | null;
+  /** Features beyond the model's own, in libvirt's names. */
+  features: string[];
+}
 
 /** What the target's libvirtd reported over its TLS connection. */
 export interface TargetLibvirtFacts {
   hostname: string;
-  /** Host CPU model from `virsh capabilities` (host-passthrough compares it). */
-  hostCpuModel: string | null;
+  hostCpu: HostCpu | null;
   /** Custom CPU models the target's hypervisor can run for this VM's virt type, usable ones only. */
   usableCpuModels: string[];
   /** Active libvirt networks. */
   activeNetworks: string[];
 }
 
+/**
+ * The parts of the target's host report (src/detect/types.ts) the check reads; a whole HostReport is
+ * one (asserted below), and src/app/vm-migrate.ts checks these fields of a report file.
+ */
+export interface MigrationTargetReport {
+  cpu: { vendor: string | null; model: string | null; flags: string[] };
+  pci: { address: string }[];
+  nics: { name: string | null; kind: string | null }[];
+  memory: { hugepageSizeKiB: number | null; hugepages: Record<string, { free: number }> };
+  vswitch?: { bridgeVlanFiltering: boolean | null } | undefined;
+}
+const _aHostReportIsOne = (r: HostReport): MigrationTargetReport => r;
+void _aHostReportIsOne;
+
 export interface MigrationFacts {
   vm: string;
   domainXml: string;
   sourceHostname: string;
-  sourceHostCpuModel: string | null;
+  sourceHostCpu: HostCpu | null;
   target: TargetLibvirtFacts;
-  targetReport: HostReport;
+  targetReport: MigrationTargetReport;
 }
 
 type Node = Record<string, unknown>;
@@ -60,18 +85,34 @@ const toKiB = (value: string | undefined, unit = "KiB"): number | null => {
   return Number.isFinite(n) && f !== undefined ? n * f : null;
 };
 
+/** libvirt says "Intel"/"AMD"; /proc/cpuinfo (the report) says "GenuineIntel"/"AuthenticAMD". */
+const VENDORS: Record<string, string> = { GenuineIntel: "Intel", AuthenticAMD: "AMD", HygonGenuine: "Hygon" };
+
+function passthroughReasons(mode: string, f: MigrationFacts): string[] {
+  const [src, dst] = [f.sourceHostCpu, f.target.hostCpu];
+  const name = f.target.hostname;
+  const reportVendor = f.targetReport.cpu.vendor;
+  const dstVendor = dst?.vendor ?? (reportVendor ? (VENDORS[reportVendor] ?? reportVendor) : null);
+  const hint = "use a named CPU model to migrate between different CPUs";
+  if (!src?.model || !dst?.model)
+    return [
+      `CPU: the VM uses ${mode} and a host CPU is unknown (source "${src?.model ?? "unknown"}", ${name} "${dst?.model ?? "unknown"}")`,
+    ];
+  if (src.vendor && dstVendor && src.vendor !== dstVendor)
+    return [`CPU: the VM uses ${mode} on an ${src.vendor} host CPU; ${name}'s is ${dstVendor} (${hint})`];
+  if (src.model !== dst.model)
+    return [`CPU: the VM uses ${mode} on a "${src.model}" host CPU; ${name}'s is "${dst.model}" (${hint})`];
+  const missing = src.features.filter((x) => !dst.features.includes(x));
+  return missing.length
+    ? [`CPU: the VM uses ${mode} and ${name}'s host CPU lacks ${missing.join(", ")} (${hint})`]
+    : [];
+}
+
 function cpuReasons(domain: Node, f: MigrationFacts): string[] {
   const cpu = one(domain, "cpu");
   if (!cpu) return [];
   const mode = attr(cpu, "mode") ?? "custom";
-  if (mode === "host-passthrough" || mode === "maximum") {
-    const [src, dst] = [f.sourceHostCpuModel, f.target.hostCpuModel];
-    return src && dst && src === dst
-      ? []
-      : [
-          `CPU: the VM uses ${mode} on a "${src ?? "unknown"}" host CPU; the target's is "${dst ?? "unknown"}" (use a named CPU model to migrate between different CPUs)`,
-        ];
-  }
+  if (mode === "host-passthrough" || mode === "maximum") return passthroughReasons(mode, f);
   const model = text(one(cpu, "model"));
   if (!model) return [];
   return f.target.usableCpuModels.includes(model)
@@ -79,16 +120,41 @@ function cpuReasons(domain: Node, f: MigrationFacts): string[] {
     : [`CPU: model "${model}" is not usable on ${f.target.hostname} (not in its domain capabilities)`];
 }
 
-function hostdevReasons(devices: Node | undefined, report: HostReport): string[] {
-  return all(devices, "hostdev")
-    .filter((h) => attr(h, "type") === "pci")
-    .map((h) => {
-      const a = one(one(h, "source"), "address");
-      const hex = (k: string, w: number) => (attr(a, k) ?? "0").replace(/^0x/, "").padStart(w, "0");
-      const address = `${hex("domain", 4)}:${hex("bus", 2)}:${hex("slot", 2)}.${hex("function", 1)}`;
-      const there = report.pci.some((p) => p.address === address);
-      return `passthrough: PCI device ${address} is assigned to the VM and a VM with a host device cannot be live-migrated (detach it first)${there ? "" : `; the target has no device at ${address}`}`;
+const pciAddress = (a: Node | undefined) => {
+  const hex = (k: string, w: number) => (attr(a, k) ?? "0").replace(/^0x/, "").padStart(w, "0");
+  return `${hex("domain", 4)}:${hex("bus", 2)}:${hex("slot", 2)}.${hex("function", 1)}`;
+};
+const CANNOT = "and a VM with a host device cannot be live-migrated (detach it first)";
+
+function hostdevReasons(devices: Node | undefined, report: MigrationTargetReport): string[] {
+  const onTarget = (address: string) =>
+    report.pci.some((p) => p.address === address) ? "" : `; the target has no device at ${address}`;
+  const hostdevs = all(devices, "hostdev").map((h) => {
+    const type = attr(h, "type") ?? "unknown";
+    const source = one(h, "source");
+    if (type === "pci") {
+      const address = pciAddress(one(source, "address"));
+      return `passthrough: PCI device ${address} is assigned to the VM ${CANNOT}${onTarget(address)}`;
+    }
+    if (type === "usb") {
+      const id = [attr(one(source, "vendor"), "id"), attr(one(source, "product"), "id")];
+      const what = id.every(Boolean) ? ` ${id.join(":").replace(/0x/g, "")}` : "";
+      return `passthrough: USB device${what} is assigned to the VM ${CANNOT}`;
+    }
+    if (type === "mdev") {
+      const uuid = attr(one(source, "address"), "uuid");
+      return `passthrough: mediated device${uuid ? ` ${uuid}` : ""} is assigned to the VM ${CANNOT}`;
+    }
+    return `passthrough: a ${type} host device is assigned to the VM ${CANNOT}`;
+  });
+  // <interface type='hostdev'>: an SR-IOV VF handed to the guest, a PCI device all the same.
+  const vfs = all(devices, "interface")
+    .filter((n) => attr(n, "type") === "hostdev")
+    .map((n) => {
+      const address = pciAddress(one(one(n, "source"), "address"));
+      return `passthrough: NIC on PCI device ${address} (type hostdev, an SR-IOV VF) ${CANNOT}${onTarget(address)}`;
     });
+  return [...hostdevs, ...vfs];
 }
 
 function nicReasons(devices: Node | undefined, f: MigrationFacts): string[] {
@@ -112,6 +178,13 @@ function nicReasons(devices: Node | undefined, f: MigrationFacts): string[] {
           `network: VLAN ${vlan.join(",")} on bridge "${bridge}" needs bridge VLAN filtering, which ${f.target.hostname}'s kernel does not offer`,
         );
       }
+    } else if (type === "direct") {
+      // macvtap: the guest's NIC hangs off a host interface of that name.
+      const dev = attr(source, "dev") ?? "";
+      if (!netdevs.has(dev))
+        reasons.push(
+          `network: interface "${dev}" (the NIC's macvtap device) does not exist on ${f.target.hostname}`,
+        );
     } else if (type === "network") {
       const net = attr(source, "network") ?? "";
       if (!f.target.activeNetworks.includes(net))
@@ -128,18 +201,27 @@ function hugepageReasons(domain: Node, f: MigrationFacts): string[] {
   const memory = one(domain, "memory");
   const needKiB = toKiB(text(memory), attr(memory, "unit"));
   if (needKiB === null) return [];
-  const page = one(one(backing, "hugepages"), "page");
-  const sizes = Object.keys(f.targetReport.memory.hugepages);
-  const only = sizes.length === 1 ? Number.parseInt(sizes[0] as string, 10) : null;
-  const pageKiB = page
-    ? toKiB(attr(page, "size"), attr(page, "unit"))
-    : (f.targetReport.memory.hugepageSizeKiB ?? only);
-  if (!pageKiB) return [`hugepages: ${f.target.hostname}'s report does not say its default hugepage size`];
-  const free = f.targetReport.memory.hugepages[`${pageKiB}kB`]?.free ?? 0;
-  const need = Math.ceil(needKiB / pageKiB);
-  return free >= need
-    ? []
-    : [`hugepages: the VM needs ${need} free ${pageKiB} KiB pages; ${f.target.hostname} has ${free}`];
+  const { hugepages, hugepageSizeKiB } = f.targetReport.memory;
+  const sizes = Object.keys(hugepages).map((k) => Number.parseInt(k, 10));
+  const name = f.target.hostname;
+  const pages = all(one(backing, "hugepages"), "page");
+  // No <page>: the host's default size. Several: each backs part of the guest's NUMA cells, so
+  // each size on its own would have to cover the memory at worst.
+  const wanted = pages.length
+    ? pages.map((p) => toKiB(attr(p, "size"), attr(p, "unit")))
+    : [hugepageSizeKiB ?? (sizes.length === 1 ? sizes[0] : null)];
+  return [...new Set(wanted)].flatMap((pageKiB) => {
+    if (!pageKiB) return [`hugepages: ${name}'s report does not say its default hugepage size`];
+    const counts = hugepages[`${pageKiB}kB`];
+    if (!counts)
+      return [
+        `hugepages: the VM uses ${pageKiB} KiB pages; ${name} has none of that size (${sizes.length ? `it has ${sizes.map((k) => `${k} KiB`).join(", ")}` : "no hugepages"})`,
+      ];
+    const need = Math.ceil(needKiB / pageKiB);
+    return counts.free >= need
+      ? []
+      : [`hugepages: the VM needs ${need} free ${pageKiB} KiB pages; ${name} has ${counts.free}`];
+  });
 }
 
 /** Every reason the target cannot take the VM; empty when it can. */
@@ -178,8 +260,14 @@ export function usableCpuModels(domcapsXml: string): string[] {
     .flatMap((m) => (text(m) ? [text(m) as string] : []));
 }
 
-/** The host CPU model from `virsh capabilities` XML. */
-export function hostCpuModel(capsXml: string): string | null {
+/** The host CPU from `virsh capabilities` XML; null when it names none. */
+export function hostCpu(capsXml: string): HostCpu | null {
   const caps = one(parser.parse(capsXml), "capabilities");
-  return text(one(one(one(caps, "host"), "cpu"), "model")) ?? null;
+  const cpu = one(one(caps, "host"), "cpu");
+  if (!cpu) return null;
+  return {
+    vendor: text(one(cpu, "vendor")) ?? null,
+    model: text(one(cpu, "model")) ?? null,
+    features: all(cpu, "feature").flatMap((x) => attr(x, "name") ?? []),
+  };
 }

@@ -63,3 +63,37 @@ export function progressLine(vm: string, j: JobInfo): string {
   const secs = j.elapsedMs === null ? "?" : (j.elapsedMs / 1000).toFixed(1);
   return `${vm}: ${pct === null ? "--" : `${pct}%`} ${mib(j.processedBytes)}/${mib(j.totalBytes)} MiB, ${secs} s`;
 }
+
+/** virDomainJobOperation's numbers, as the job-completed event's typed parameters carry them. */
+const OPERATIONS: Record<string, string> = {
+  "1": "Start",
+  "2": "Save",
+  "3": "Restore",
+  "4": "Incoming migration",
+  "5": "Outgoing migration",
+};
+
+/**
+ * The completed job from `virsh event --event job-completed` ("\tname: value" lines of the event's
+ * typed parameters: times in ms, data in bytes); null when the output carries no such event.
+ */
+export function parseJobCompletedEvent(text: string): JobInfo | null {
+  if (!/event 'job-completed'/.test(text)) return null;
+  const fields = new Map<string, string>();
+  for (const m of text.matchAll(/^\s+([a-z_.]+): (.*)$/gm))
+    fields.set(m[1] as string, (m[2] as string).trim());
+  const num = (k: string) => {
+    const v = fields.get(k);
+    return v !== undefined && /^[0-9]+$/.test(v) ? Number(v) : null;
+  };
+  return {
+    type: "Completed",
+    operation: OPERATIONS[fields.get("operation") ?? ""] ?? null,
+    elapsedMs: num("time_elapsed"),
+    processedBytes: num("data_processed"),
+    remainingBytes: num("data_remaining"),
+    totalBytes: num("data_total"),
+    downtimeMs: num("downtime"),
+    expectedDowntimeMs: null,
+  };
+}

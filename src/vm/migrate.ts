@@ -4,9 +4,14 @@
 // onProgress; the first time the job is seen, the bounded downtime is set on it
 // (migrate-setmaxdowntime). The VM is made persistent on the target and undefined on the source, so
 // it exists on exactly one host. A failure leaves it where libvirt leaves it: running on the source.
+//
+// The completed job's figures (downtime, data moved) come from the source's job-completed event,
+// which libvirt emits before `virsh migrate` returns: a listener on the local socket started beside
+// the migration, rather than a second TLS connection to the target afterwards (0.07-0.1 s of every
+// run). The target's domjobinfo is the fallback when the event did not arrive.
 import { setTimeout as sleep } from "node:timers/promises";
-import { type JobInfo, parseJobInfo } from "./migrate-progress.js";
-import type { VirshLibvirt } from "./virsh-libvirt.js";
+import { type JobInfo, parseJobCompletedEvent, parseJobInfo } from "./migrate-progress.js";
+import type { Virsh } from "./virsh-exec.js";
 
 export interface MigrateOptions {
   vm: string;
@@ -22,8 +27,7 @@ export interface MigrateOptions {
 
 export interface MigrateResult {
   wallMs: number;
-  /** The completed job as the target reports it (downtime, data moved), when it does; kept there
-   *  (--keep-completed) for the operator's own domjobinfo. */
+  /** The completed job (downtime, data moved), when libvirt reported it. */
   completed: JobInfo | null;
 }
 
@@ -42,13 +46,16 @@ export function migrateArgs(o: MigrateOptions): string[] {
   ];
 }
 
-export async function migrate(
-  source: VirshLibvirt,
-  target: VirshLibvirt,
-  o: MigrateOptions,
-): Promise<MigrateResult> {
+/** How long after `virsh migrate` returns the job-completed event may still be on its way. */
+const EVENT_GRACE_MS = 300;
+
+export async function migrate(source: Virsh, target: Virsh, o: MigrateOptions): Promise<MigrateResult> {
   const started = Date.now();
   let done = false;
+  const stopEvent = new AbortController();
+  const event = source
+    .run(["event", "--domain", o.vm, "--event", "job-completed"], 3_600_000, stopEvent.signal)
+    .then(parseJobCompletedEvent, () => null);
   // The poll's sleep ends the moment virsh returns: waiting out a second after the migration
   // would add up to a second to every run.
   const stopPolling = new AbortController();
@@ -73,14 +80,23 @@ export async function migrate(
   })();
   try {
     await source.run(migrateArgs(o), 3_600_000);
+  } catch (e) {
+    stopEvent.abort();
+    await event;
+    throw e;
   } finally {
     done = true;
     stopPolling.abort();
     await poll;
   }
   const wallMs = Date.now() - started;
-  const completed = await target
-    .run(["domjobinfo", "--completed", "--keep-completed", o.vm], 10_000)
-    .then(parseJobInfo, () => null);
+  const grace = setTimeout(() => stopEvent.abort(), EVENT_GRACE_MS);
+  const fromEvent = await event;
+  clearTimeout(grace);
+  const completed =
+    fromEvent ??
+    (await target
+      .run(["domjobinfo", "--completed", "--keep-completed", o.vm], 10_000)
+      .then(parseJobInfo, () => null));
   return { wallMs, completed: completed && completed.type !== "None" ? completed : null };
 }

@@ -6,7 +6,8 @@ import { detectHost } from "../../src/detect/index.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { RootedHostFs } from "../../src/host/fs.js";
 import {
-  hostCpuModel,
+  type HostCpu,
+  hostCpu,
   localDisks,
   type MigrationFacts,
   migrationRefusals,
@@ -23,6 +24,8 @@ const domain = (inner: string, memory = "<memory unit='KiB'>1048576</memory>") =
   </devices>${inner}</domain>`;
 const withDevices = (devs: string) => domain("").replace("</devices>", `${devs}</devices>`);
 
+const SKYLAKE: HostCpu = { vendor: "Intel", model: "Skylake-Server-IBRS", features: ["vmx", "pdpe1gb"] };
+
 function facts(
   report: HostReport,
   xml: string,
@@ -32,11 +35,11 @@ function facts(
     vm: "web",
     domainXml: xml,
     sourceHostname: "node-a",
-    sourceHostCpuModel: "Skylake-Server-IBRS",
+    sourceHostCpu: SKYLAKE,
     targetReport: report,
     target: {
       hostname: "node-b",
-      hostCpuModel: "Skylake-Server-IBRS",
+      hostCpu: SKYLAKE,
       usableCpuModels: ["qemu64", "Haswell-noTSX", "Skylake-Server-IBRS"],
       activeNetworks: ["default"],
       ...over,
@@ -111,13 +114,73 @@ describe.skipIf(!sharedHostsAvailable)(`against real machines' reports (${SKIP_R
     ]);
     expect(migrationRefusals(facts(amd, custom, { usableCpuModels: ["Icelake-Server"] }))).toEqual([]);
     const pass = domain("<cpu mode='host-passthrough'/>");
-    expect(migrationRefusals(facts(amd, pass, { hostCpuModel: "EPYC-Rome" }))[0]).toMatch(
-      /^CPU: the VM uses host-passthrough on a "Skylake-Server-IBRS" host CPU; the target's is "EPYC-Rome"/,
-    );
-    expect(migrationRefusals(facts(amd, pass))).toEqual([]);
+    // The same vendor, another model.
+    const icelake = { vendor: "Intel", model: "Icelake-Server", features: ["vmx"] };
+    expect(migrationRefusals(facts(laptop, pass, { hostCpu: icelake }))).toEqual([
+      'CPU: the VM uses host-passthrough on a "Skylake-Server-IBRS" host CPU; node-b\'s is "Icelake-Server" (use a named CPU model to migrate between different CPUs)',
+    ]);
+    expect(migrationRefusals(facts(laptop, pass))).toEqual([]);
     expect(migrationRefusals(facts(amd, domain(""), { hostname: "node-a" }))).toEqual([
       "target: node-b is the host the VM runs on".replace("node-b", "node-a"),
     ]);
+  });
+
+  it("host-passthrough from an Intel host to the Ryzen: refused for the vendor, also when libvirt does not name it", () => {
+    const pass = domain("<cpu mode='host-passthrough' check='none'/>");
+    const epyc = { vendor: "AMD", model: "EPYC", features: ["svm"] };
+    const reason =
+      "CPU: the VM uses host-passthrough on an Intel host CPU; node-b's is AMD (use a named CPU model to migrate between different CPUs)";
+    expect(migrationRefusals(facts(amd, pass, { hostCpu: epyc }))).toEqual([reason]);
+    // The target's libvirtd names a model but no vendor: the report's AuthenticAMD says it.
+    expect(amd.cpu.vendor).toBe("AuthenticAMD");
+    const noVendor = { vendor: null, model: "EPYC", features: [] };
+    expect(migrationRefusals(facts(amd, pass, { hostCpu: noVendor }))).toEqual([reason]);
+    const max = domain("<cpu mode='maximum'/>");
+    expect(migrationRefusals(facts(amd, max, { hostCpu: epyc }))[0]).toMatch(
+      /^CPU: the VM uses maximum on an Intel/,
+    );
+  });
+
+  it("host-passthrough to the same model lacking a feature the source's host CPU has", () => {
+    const pass = domain("<cpu mode='host-passthrough'/>");
+    const fewer = { ...SKYLAKE, features: ["vmx"] };
+    expect(migrationRefusals(facts(guest, pass, { hostCpu: fewer }))).toEqual([
+      "CPU: the VM uses host-passthrough and node-b's host CPU lacks pdpe1gb (use a named CPU model to migrate between different CPUs)",
+    ]);
+    expect(migrationRefusals(facts(guest, pass, { hostCpu: null }))[0]).toMatch(
+      /^CPU: the VM uses host-passthrough and a host CPU is unknown/,
+    );
+  });
+
+  it("USB, mediated and SR-IOV VF (interface type hostdev) passthrough are refused", () => {
+    const devs = withDevices(
+      `<hostdev mode='subsystem' type='usb'><source><vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>
+       <hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/></source></hostdev>
+       <interface type='hostdev' managed='yes'><source><address type='pci' domain='0x0000' bus='0x3b' slot='0x02' function='0x1'/></source></interface>`,
+    );
+    expect(migrationRefusals(facts(laptop, devs))).toEqual([
+      "passthrough: USB device 046d:c52b is assigned to the VM and a VM with a host device cannot be live-migrated (detach it first)",
+      "passthrough: mediated device c2177883-f1bb-47f0-914d-32a22e3a8804 is assigned to the VM and a VM with a host device cannot be live-migrated (detach it first)",
+      "passthrough: NIC on PCI device 0000:3b:02.1 (type hostdev, an SR-IOV VF) and a VM with a host device cannot be live-migrated (detach it first); the target has no device at 0000:3b:02.1",
+    ]);
+  });
+
+  it("a macvtap (direct) NIC on a device the target lacks; one it has passes", () => {
+    const direct = (dev: string) =>
+      withDevices(`<interface type='direct'><source dev='${dev}' mode='bridge'/></interface>`);
+    expect(migrationRefusals(facts(amd, direct("ens9f0")))).toEqual([
+      'network: interface "ens9f0" (the NIC\'s macvtap device) does not exist on node-b',
+    ]);
+    expect(migrationRefusals(facts(amd, direct("enp3s0")))).toEqual([]);
+  });
+
+  it("hugepages of a size the target does not offer", () => {
+    const xml = domain(
+      "<memoryBacking><hugepages><page size='1' unit='GiB'/></hugepages></memoryBacking>",
+      "<memory unit='GiB'>4</memory>",
+    );
+    const [reason] = migrationRefusals(facts(laptop, xml));
+    expect(reason).toMatch(/^hugepages: the VM uses 1048576 KiB pages; node-b has none of that size \(/);
   });
 });
 
@@ -163,9 +226,10 @@ describe("reading libvirt's XML", () => {
       <mode name='custom' supported='yes'><model usable='yes' vendor='unknown'>qemu64</model><model usable='no' vendor='Intel'>Icelake-Server</model><model usable='yes' vendor='AMD'>486</model></mode></cpu></domainCapabilities>`;
     expect(usableCpuModels(domcaps)).toEqual(["qemu64", "486"]);
     expect(
-      hostCpuModel(
-        "<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch><model>Broadwell-noTSX-IBRS</model></cpu></host></capabilities>",
+      hostCpu(
+        "<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch><model>Broadwell-noTSX-IBRS</model><vendor>Intel</vendor><feature name='vme'/><feature name='pdpe1gb'/></cpu></host></capabilities>",
       ),
-    ).toBe("Broadwell-noTSX-IBRS");
+    ).toEqual({ vendor: "Intel", model: "Broadwell-noTSX-IBRS", features: ["vme", "pdpe1gb"] });
+    expect(hostCpu("<capabilities><host><uuid>x</uuid></host></capabilities>")).toBeNull();
   });
 });

@@ -1,7 +1,12 @@
 // virsh domjobinfo as libvirt 9.0 prints it during and after a migration (captured from the cluster
 // tier's guest), read into numbers, and the terminal's progress line.
 import { describe, expect, it } from "vitest";
-import { parseJobInfo, percentDone, progressLine } from "../../src/vm/migrate-progress.js";
+import {
+  parseJobCompletedEvent,
+  parseJobInfo,
+  percentDone,
+  progressLine,
+} from "../../src/vm/migrate-progress.js";
 
 const RUNNING = `Job type:         Unbounded
 Operation:        Outgoing migration
@@ -62,5 +67,28 @@ describe("domjobinfo", () => {
     expect(j.type).toBe("None");
     expect(percentDone(j)).toBeNull();
     expect(progressLine("web", j)).toBe("web: -- ?/? MiB, ? s");
+  });
+});
+
+describe("the source's job-completed event (virsh event, libvirt 9.0, captured from the cluster tier)", () => {
+  const EVENT =
+    "event 'job-completed' for domain 'kvmcl-probe-11184':\n\toperation: 5\n\ttime_elapsed: 573\n\ttime_elapsed_net: 560\n\tdowntime: 50\n\tdowntime_net: 37\n\tsetup_time: 1\n\tdata_total: 38404096\n\tdata_processed: 5080384\n\tdata_remaining: 0\n\tmemory_total: 34209792\n\tmemory_processed: 886080\n\tmemory_remaining: 0\n\tdisk_total: 4194304\n\tdisk_processed: 4194304\n\tdisk_remaining: 0\nevents received: 1\n\n";
+
+  it("reads the downtime, time and data moved, an outgoing migration", () => {
+    expect(parseJobCompletedEvent(EVENT)).toEqual({
+      type: "Completed",
+      operation: "Outgoing migration",
+      elapsedMs: 573,
+      processedBytes: 5080384,
+      remainingBytes: 0,
+      totalBytes: 38404096,
+      downtimeMs: 50,
+      expectedDowntimeMs: null,
+    });
+  });
+
+  it("is null for output without the event (the listener stopped first)", () => {
+    expect(parseJobCompletedEvent("")).toBeNull();
+    expect(parseJobCompletedEvent("events received: 0\n")).toBeNull();
   });
 });

@@ -73,6 +73,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   metrics: async () => (await import("./metrics-command.js")).metricsCommand,
   host: async () => (await import("./host-command.js")).hostCommand,
   cluster: async () => (await import("./cluster-command.js")).clusterCommand,
+  // Hidden: run by libvirtd through the qemu hook the plan installs (a VM's VLAN on a Linux bridge).
+  "libvirt-hook": async () => (await import("./libvirt-hook-command.js")).libvirtHookCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

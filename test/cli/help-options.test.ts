@@ -23,6 +23,7 @@ import { HOST_DRAIN_HELP, HOST_DRAIN_OPTIONS, HOST_HELP, HOST_OPTIONS } from "..
 import { IMAGE_HELP, IMAGE_OPTIONS } from "../../src/cli/image-command.js";
 import { INSTALL_HELP, INSTALL_OPTIONS } from "../../src/cli/install-command.js";
 import { ISO_HELP, ISO_OPTIONS } from "../../src/cli/iso-command.js";
+import { LIBVIRT_HOOK_HELP, LIBVIRT_HOOK_OPTIONS } from "../../src/cli/libvirt-hook-command.js";
 import { METRICS_HELP, METRICS_OPTIONS } from "../../src/cli/metrics-command.js";
 import { PKI_HELP, PKI_OPTIONS } from "../../src/cli/pki-command.js";
 import { PLAN_HELP, PLAN_OPTIONS } from "../../src/cli/plan-command.js";
@@ -73,6 +74,7 @@ const COMMANDS: { name: string; help: string; options: OptionTable; hidden?: str
   { name: "host", help: HOST_HELP, options: HOST_OPTIONS },
   { name: "host drain", help: HOST_DRAIN_HELP, options: HOST_DRAIN_OPTIONS },
   { name: "cluster", help: CLUSTER_HELP, options: CLUSTER_OPTIONS },
+  { name: "libvirt-hook", help: LIBVIRT_HOOK_HELP, options: LIBVIRT_HOOK_OPTIONS },
 ];
 
 describe("help texts match the option tables", () => {

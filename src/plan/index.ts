@@ -21,6 +21,7 @@ import { networkPaths, planNetwork } from "./network-plan.js";
 import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
 import { planLibvirtNat, planStorage } from "./storage-plan.js";
+import { planVlanHook } from "./vlan-hook-plan.js";
 import { planVms, type VmPlanOptions, vmRecordPaths } from "./vm-plan.js";
 import { planLibvirtNetworks, planOvs } from "./vswitch-plan.js";
 
@@ -56,6 +57,8 @@ export function buildPlan(
   planLibvirtNetworks(ctx);
   planNetwork(ctx);
   planOvs(ctx);
+  // Before any VM starts: the hook sets a VM's VLAN on its Linux bridge port at each start.
+  planVlanHook(ctx);
   planConsoles(ctx);
   planHardening(ctx);
   // After hardening: the cluster block follows its libvirtd.conf/qemu.conf blocks.

@@ -70,6 +70,19 @@ function nicXml(n: VmNic, queues: number): string {
   }
 }
 
+/**
+ * A VM's VLAN on a Linux bridge: libvirt sets none on a bridge port, so it is kept here, keyed by the
+ * NIC's MAC, for the qemu hook (src/vm/vlan-hook.ts) that sets it on the tap each time the VM starts.
+ */
+function vlanPorts(nics: VmNic[]): { mac: string; vlan: number }[] {
+  return nics.flatMap((n) => {
+    if (n.kind !== "bridge" || n.vlan === undefined) return [];
+    // The planner gives every NIC a MAC (vmMac); without one the hook could not find the port.
+    if (!n.mac) throw new Error(`a VLAN on bridge ${n.bridge} needs the NIC's MAC in the domain XML`);
+    return [{ mac: n.mac.toLowerCase(), vlan: n.vlan }];
+  });
+}
+
 function hostdevXml(address: string): string {
   const m = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(address);
   if (!m) throw new Error(`not a full PCI address: ${address}`);
@@ -80,12 +93,18 @@ export function renderDomainXml(s: DomainSpec): string {
   const L: string[] = [];
   L.push(`<domain type="${s.domainType}">`, `  <name>${xmlEscape(s.name)}</name>`);
   if (s.uuid) L.push(`  <uuid>${attr(s.uuid)}</uuid>`);
-  if (s.specHash) {
-    L.push(
-      "  <metadata>",
-      `    <kvmstrap:vm xmlns:kvmstrap="${KVMSTRAP_XMLNS}" spec="${attr(s.specHash)}"/>`,
-      "  </metadata>",
-    );
+  const ports = vlanPorts(s.nics);
+  if (s.specHash || ports.length) {
+    const open = `    <kvmstrap:vm xmlns:kvmstrap="${KVMSTRAP_XMLNS}"${s.specHash ? ` spec="${attr(s.specHash)}"` : ""}`;
+    L.push("  <metadata>");
+    if (!ports.length) L.push(`${open}/>`);
+    else
+      L.push(
+        `${open}>`,
+        ...ports.map((p) => `      <kvmstrap:port mac="${attr(p.mac)}" vlan="${p.vlan}"/>`),
+        "    </kvmstrap:vm>",
+      );
+    L.push("  </metadata>");
   }
   L.push(
     `  <memory unit="MiB">${s.memoryMiB}</memory>`,

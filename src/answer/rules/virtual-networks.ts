@@ -120,13 +120,12 @@ export const virtualNetworkRules: Rule[] = [
             `bridge ${nic.bridge} is not a VLAN-aware bridge of this answer (network.bridges with vlanAware: true)`,
           );
         else if (filtering === false) emit.error(`${path}.vlan`, noFiltering, useOvs);
-        // libvirt sets no VLAN on a Linux bridge port, and one set on the tap by hand is gone when the
-        // VM restarts (the port would fall back to the bridge's default VLAN): refused until a libvirt
-        // hook keeps it.
-        else
+        // Detected, not assumed: the kvmstrap hook that sets the VLAN on the VM's port at each start
+        // (src/vm/vlan-hook.ts) needs filtering, and refuses the start without it.
+        else if (filtering === null)
           emit.error(
             `${path}.vlan`,
-            "kvmstrap does not yet keep a VM's VLAN on a Linux bridge across VM restarts",
+            "kvmstrap detect could not tell whether this kernel has bridge VLAN filtering",
             useOvs,
           );
       }

@@ -10,6 +10,11 @@
 // - both listen on the management address only, never a wildcard;
 // - the built CLI's `vm console --spice` .vv (ports, CA, host-subject) reaches and verifies SPICE, and
 //   `--vnc --json` names the VNC port.
+// - a console deployed locked (consoles.tickets) refuses every VNC client until the built CLI's
+//   `vm console --ticket --ttl N` sets a one-time password: gvnccapture with the client certificate
+//   and a wrong password is refused, with the ticket it captures the screen, after the TTL the same
+//   ticket is refused; the ticket is in no file of libvirtd's (definition, logs) and not in
+//   `dumpxml --inactive`; an unlocked console refuses --ticket (exit 2).
 // The guest is a diskless-by-content machine: SeaBIOS finds nothing to boot on an empty disk and
 // keeps running (and keeps drawing its VGA text screen), which is all a console needs.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -26,6 +31,7 @@ import { startTestLibvirtd, type TestLibvirtd } from "./libvirtd.js";
 
 const MGMT = "192.0.2.10";
 const NAME = `kvmstrap-console-${process.pid}`;
+const LOCKED = `kvmstrap-locked-${process.pid}`;
 const runner = new ExecaRunner();
 const tools = await Promise.all(
   ["certtool", "gvnccapture", "gnutls-cli", "virsh", "qemu-system-x86_64"].map((t) => runner.which(t)),
@@ -44,6 +50,7 @@ describe.skipIf(missing.length > 0 || !isRoot)(
     let otherPki: string;
     let vncPort = 0;
     let spiceTlsPort = 0;
+    let lockedVncPort = 0;
     const started = Date.now();
     const virsh = (...args: string[]) => execa("virsh", ["-c", lv.uri, ...args], { env: { LC_ALL: "C" } });
     /** A program in libvirtd's network namespace (where the management address is). */
@@ -82,20 +89,47 @@ describe.skipIf(missing.length > 0 || !isRoot)(
       return home;
     }
 
-    const capture = (home: string, out: string) =>
-      inNet("unshare", [
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        'mount --bind "$0" /root && exec "$@"',
-        home,
-        "gvnccapture",
-        "--debug",
-        `${MGMT}:${vncPort - 5900}`,
-        path.join(work, out),
-      ]);
+    const gvnccapture = (home: string, out: string, port: number) => [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount --bind "$0" /root && exec "$@"',
+      home,
+      "gvnccapture",
+      "--debug",
+      `${MGMT}:${port - 5900}`,
+      path.join(work, out),
+    ];
+    const capture = (home: string, out: string) => {
+      const [file, ...args] = gvnccapture(home, out, vncPort);
+      return inNet(file ?? "", args);
+    };
+
+    /**
+     * gvnccapture reads a password only from a terminal (it turns echo off first, and flushes what
+     * was typed before): run it under script(1) and type the password once it asks.
+     */
+    const captureWithPassword = async (home: string, out: string, password: string) => {
+      const q = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+      const cmd = gvnccapture(home, out, lockedVncPort).map(q).join(" ");
+      const child = execa("nsenter", ["-t", String(lv.pid), "-n", "script", "-qefc", cmd, "/dev/null"], {
+        env: { LC_ALL: "C" },
+        reject: false,
+        timeout: 20_000,
+        all: true,
+      });
+      let asked = false;
+      child.all?.on("data", (d: Buffer) => {
+        if (asked || !String(d).includes("Password:")) return;
+        asked = true;
+        setTimeout(() => child.stdin?.write(`${password}\n`), 300);
+      });
+      const r = await child;
+      return { ...r, asked };
+    };
 
     beforeAll(async () => {
       work = await mkdtemp(path.join(tmpdir(), `kvmstrap-console-e2e-${process.pid}-`));
@@ -130,6 +164,24 @@ describe.skipIf(missing.length > 0 || !isRoot)(
       await writeFile(path.join(work, "domain.xml"), xml);
       await virsh("define", path.join(work, "domain.xml"));
       await virsh("start", NAME);
+      const lockedDisk = path.join(work, "locked.raw");
+      await writeFile(lockedDisk, Buffer.alloc(1024 * 1024));
+      const lockedXml = renderDomainXml({
+        name: LOCKED,
+        domainType: "qemu",
+        vcpus: 1,
+        memoryMiB: 64,
+        disk: { path: lockedDisk, format: "raw" },
+        nics: [],
+        serialLog: path.join(work, "locked-serial.log"),
+        vhostNet: false,
+        graphics: { ...consoles, tickets: true },
+      });
+      await writeFile(path.join(work, "locked.xml"), lockedXml);
+      await virsh("define", path.join(work, "locked.xml"));
+      await virsh("start", LOCKED);
+      const lockedLive = (await virsh("dumpxml", LOCKED)).stdout;
+      lockedVncPort = Number(/<graphics type='vnc' port='(\d+)'/.exec(lockedLive)?.[1]);
       const live = (await virsh("dumpxml", NAME)).stdout;
       vncPort = Number(/<graphics type='vnc' port='(\d+)'/.exec(live)?.[1]);
       spiceTlsPort = Number(/<graphics type='spice'[^>]*tlsPort='(\d+)'/.exec(live)?.[1]);
@@ -183,6 +235,64 @@ describe.skipIf(missing.length > 0 || !isRoot)(
       console.log(`gvnccapture over TLS: ${width}x${height} in ${Date.now() - t0} ms`);
       expect(width).toBeGreaterThanOrEqual(320);
       expect(height).toBeGreaterThanOrEqual(200);
+    });
+
+    it("a locked console: refused until vm console --ticket, accepted with the ticket, refused with a wrong one and after its TTL", async () => {
+      const home = await vncHome("ticket", pki, pki);
+      const before = await captureWithPassword(home, "locked-none.png", "guess123");
+      expect(before.exitCode, before.all).not.toBe(0);
+      expect(before.all).toContain("Certificate is valid"); // TLS and the client certificate were fine
+      expect(before.asked).toBe(true); // VeNCrypt x509 with VNC password auth on top
+      const cli = (...args: string[]) =>
+        execa("node", ["bin/kvmstrap.js", "vm", "console", ...args, "--connect", lv.uri, "--pki-root", pki], {
+          reject: false,
+          env: { LC_ALL: "C" },
+        });
+      const TTL = 12;
+      const t0 = Date.now();
+      const r = await cli(LOCKED, "--vnc", "--ticket", "--ttl", String(TTL), "--json");
+      expect(r.exitCode, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      const ticket: string = out.password;
+      expect(ticket).toMatch(/^[A-Za-z0-9]{8}$/);
+      expect(out.vv).toContain(`password=${ticket}`);
+      expect(out.uri).toBe(`vnc://${MGMT}:${lockedVncPort}?VncPassword=${ticket}`);
+      // Valid TTL seconds from when it was set (within the CLI's run), rounded up to the second.
+      const expires = Date.parse(out.ticketExpiresAt);
+      expect(expires - t0).toBeGreaterThanOrEqual(TTL * 1000);
+      expect(expires - Date.now()).toBeLessThanOrEqual((TTL + 1) * 1000);
+      expect(r.stderr).not.toContain(ticket);
+      // Never in the definition: not in dumpxml --inactive (even with --security-info), nor in any
+      // file libvirtd keeps under /etc/libvirt, nor in its logs.
+      const inactive = (await virsh("dumpxml", LOCKED, "--inactive", "--security-info")).stdout;
+      expect(inactive).not.toContain(ticket);
+      expect(inactive).toContain("passwdValidTo='1970-01-01T00:00:00'"); // the lock, an empty expired password
+      const grep = await execa("grep", ["-rl", ticket, lv.dirs.etc, lv.dirs.log], { reject: false });
+      expect(grep.stdout).toBe("");
+      expect((await virsh("dumpxml", LOCKED)).stdout).not.toContain(ticket); // hidden without --security-info
+
+      const wrong = await captureWithPassword(home, "locked-wrong.png", "wrong123");
+      expect(wrong.exitCode, wrong.all).not.toBe(0);
+      expect(wrong.all).not.toContain("Saved display");
+      const right = await captureWithPassword(home, "locked-right.png", ticket);
+      expect(right.exitCode, right.all?.slice(-3000)).toBe(0);
+      expect((await readFile(path.join(work, "locked-right.png"))).subarray(1, 4).toString()).toBe("PNG");
+      console.log(`ticket accepted ${((Date.now() - t0) / 1000).toFixed(1)} s after it was set`);
+
+      const wait = Date.parse(out.ticketExpiresAt) + 1500 - Date.now();
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+      const expired = await captureWithPassword(home, "locked-expired.png", ticket);
+      expect(expired.exitCode, expired.all).not.toBe(0);
+      expect(expired.all).not.toContain("Saved display");
+
+      // SPICE takes a ticket too (24 characters), in the .vv.
+      const spice = await cli(LOCKED, "--spice", "--ticket", "--ttl", "30");
+      expect(spice.exitCode, spice.stderr).toBe(0);
+      expect(spice.stdout).toMatch(/^password=[A-Za-z0-9]{24}$/m);
+      // An unlocked console would take the password and never ask for it: refused.
+      const open = await cli(NAME, "--vnc", "--ticket");
+      expect(open.exitCode).toBe(2);
+      expect(open.stderr).toContain("not started locked for tickets");
     });
 
     it("SPICE's TLS port presents a certificate that verifies against the host's CA, and not against another", async () => {

@@ -42,6 +42,7 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   delete NAME                 Remove the domain, its overlay, seed and logs (never the base image)
   console NAME                Attach to the serial console (virsh console; Ctrl+] detaches)
   console NAME --vnc|--spice  A TLS console as a virt-viewer .vv file or URI
+                              (--ticket: with a one-time password, locked consoles)
                               (kvmstrap vm console NAME --vnc --help)
   snapshot create|list|revert|delete NAME [SNAP]
                               External disk-only snapshots (vm snapshot --help)

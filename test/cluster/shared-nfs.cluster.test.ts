@@ -1,0 +1,149 @@
+// Live migration on a shared NFS store where the kernel has no NFS client: nfs-ganesha (user space,
+// FSAL VFS, NFSv3 with rpcbind) in a storage namespace on the migration network exports a directory
+// holding the counter guest's disk. kvmstrap's plan for the store on each host (mode auto on the
+// host's report) has nothing to do there: no pool, because the VM's disk is a qemu libnfs network
+// disk (package qemu-block-extra). The guest runs on A, and the built `kvmstrap vm migrate --to B`
+// without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
+// copied, and the file on the export holds the same bytes.
+import { createHash } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
+import { hostReport } from "../../src/detect/types.js";
+import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
+import { type Cluster, startCluster } from "./hosts.js";
+import { applyStorePlan, migrateNoCopy, reportOf, serialOf, sharedDomain, virsh } from "./shared-store.js";
+import { type StoreHost, startStoreHost, until } from "./store-host.js";
+
+const VM = `kvmcl-nfs-${process.pid}`;
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** NFSv3 only (libnfs's default), no NLM or rquota, root not squashed (qemu runs as root here). */
+const ganeshaConf = (dir: string) => `NFS_CORE_PARAM {
+  Protocols = 3;
+  Enable_NLM = false;
+  Enable_RQUOTA = false;
+}
+NFSV4 { Graceless = true; }
+EXPORT {
+  Export_Id = 1;
+  Path = ${dir};
+  Pseudo = ${dir};
+  Access_Type = RW;
+  Squash = No_Root_Squash;
+  Protocols = 3;
+  Transports = TCP;
+  SecType = sys;
+  FSAL { Name = VFS; }
+}
+`;
+
+let c: Cluster;
+let store: StoreHost;
+let disk: Buffer;
+let exported: string;
+let file: string;
+const reports: Record<string, string> = {};
+
+beforeAll(async () => {
+  c = await startCluster();
+  store = await startStoreHost(c.bridge, c.a.address.replace(/\.\d+$/, ".3"));
+  exported = path.join(c.dir, "export");
+  await mkdir(exported);
+  disk = counterDisk();
+  file = path.join(exported, `${VM}.raw`);
+  await writeFile(file, disk);
+  const conf = path.join(c.dir, "ganesha.conf");
+  await writeFile(conf, ganeshaConf(exported));
+  const t0 = Date.now();
+  store.daemon("rpcbind", ["-f", "-w"]);
+  await until("rpcbind", 10_000, async () => (await store.exec("rpcinfo", ["-p"])).includes("portmapper"));
+  store.daemon("ganesha.nfsd", [
+    "-F",
+    "-L",
+    path.join(c.dir, "ganesha.log"),
+    "-f",
+    conf,
+    "-p",
+    "/run/ganesha.pid",
+  ]);
+  await until("ganesha's mountd and nfs", 20_000, async () => {
+    const p = await store.exec("rpcinfo", ["-p"]);
+    return p.includes("mountd") && /100003\s+3\s+tcp/.test(p);
+  });
+  console.log(`NFS export ready in ${Date.now() - t0} ms`);
+
+  const answer = clusterSchema.parse({
+    name: "kvmcl",
+    members: [
+      { host: c.a.name, address: c.a.address },
+      { host: c.b.name, address: c.b.address },
+    ],
+    networks: { cluster: `${c.a.address.replace(/\.\d+$/, ".0")}/24` },
+    storage: [{ name: "nas1", type: "nfs", server: store.address, export: exported }],
+  });
+  for (const h of [c.a, c.b]) {
+    reports[h.name] = await reportOf(h, path.join(c.dir, `${h.name}-report.json`));
+    const report = hostReport.parse(JSON.parse(await readFile(reports[h.name] as string, "utf8")).report);
+    // This kernel has no NFS client: mode auto plans no netfs pool (libnfs disks instead).
+    if (report.storageClients?.nfsClient === false) {
+      expect((await applyStorePlan(h, answer, report, c.dir)).poolTypes).toEqual({});
+    }
+    await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
+  }
+  const xml = path.join(c.dir, "guest.xml");
+  await writeFile(
+    xml,
+    sharedDomain(counterDomain(VM, "unused"), {
+      protocol: "nfs",
+      name: `${exported}/${VM}.raw`,
+      hosts: [{ name: store.address }],
+    }),
+  );
+  const def = await virsh(c.a, "define", xml);
+  expect(def.exitCode, def.stderr).toBe(0);
+  const start = await virsh(c.a, "start", VM);
+  expect(start.exitCode, start.stderr).toBe(0);
+}, 60_000);
+
+afterAll(async () => {
+  await c?.stop();
+  await store?.stop();
+});
+
+describe("live migration on an NFS store (nfs-ganesha + qemu's libnfs)", () => {
+  it("the guest's disk is a libnfs network disk on the export (qemu opened it over NFS)", async () => {
+    const live = (await virsh(c.a, "dumpxml", VM)).stdout;
+    expect(live).toMatch(/<disk type='network' device='disk'>/);
+    expect(live).toContain(`<source protocol='nfs' name='${exported}/${VM}.raw'`);
+    // qemu's own view of the block device: the nfs driver (libnfs), not a file on a mount.
+    const block = await virsh(c.a, "qemu-monitor-command", VM, "--hmp", "info block");
+    expect(block.stdout).toMatch(/nfs:\/\/|"driver": ?"nfs"/);
+    await until("the counter on A", 10_000, async () => counters(await serialOf(c.a, VM)).length > 0);
+  });
+
+  it("kvmstrap vm migrate without --copy-storage moves the guest live: no gap, nothing copied, file intact", async () => {
+    await sleep(1000);
+    expect(counters(await serialOf(c.a, VM)).length).toBeGreaterThan(10);
+    const r = await migrateNoCopy(c, VM, reports[c.b.name] as string);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const result = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .find((e) => e.event === "result");
+    expect(result).toMatchObject({ outcome: "migrated", target: "kvmcl-b", copiedDisks: [] });
+    expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
+    expect((await virsh(c.a, "list", "--all", "--name")).stdout.trim()).toBe("");
+    await sleep(1000);
+    const onB = await serialOf(c.b, VM);
+    const all = counters(await serialOf(c.a, VM), onB);
+    expect(counters(onB).length).toBeGreaterThan(10);
+    expect(gaps(all)).toEqual([]);
+    expect(all[0]).toBe(1);
+    expect(sha(await readFile(file))).toBe(sha(disk));
+    console.log(`nfs: migrated in ${result.wallMs} ms, downtime ${result.downtimeMs} ms`);
+  });
+});

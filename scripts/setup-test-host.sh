@@ -30,6 +30,8 @@ apt_packages=(
   chromium                                     # serve's web dashboard tested in a real browser (playwright-core drives it)
   openvswitch-switch                           # test/e2e/ovs-vlan: ovsdb-server and ovs-vswitchd run by the test (datapath netdev)
   ethtool                                      # test/e2e/ovs-vlan turns off a veth's checksum offload (the netdev datapath never completes it)
+  tgt libvirt-daemon-driver-storage-iscsi-direct # test/cluster/shared-iscsi: user-space tgtd target; libvirt's iscsi-direct pool (no iscsi_tcp here)
+  nfs-ganesha nfs-ganesha-vfs rpcbind qemu-block-extra # test/cluster/shared-nfs: user-space NFS server (no kernel NFS client here); qemu's libnfs disks
   ceph-mon ceph-mgr ceph-osd ceph-common      # test/cluster/ceph.ts: a one-node Ceph 16 (memstore) for the rbd store's migration test
   qemu-block-extra libvirt-daemon-driver-storage-rbd # qemu's rbd driver (network disks) and libvirt's rbd pool
   corosync pacemaker pacemaker-cli-utils resource-agents # test/cluster/ha: corosync+pacemaker per test host, VirtualDomain; crm_verify checks the rendered CIB

@@ -1,0 +1,254 @@
+// A live migration on Ceph RBD shared storage, with real parts: the two TLS libvirtd hosts of
+// test/cluster/hosts.ts and a one-node Ceph 16 (test/cluster/ceph.ts) on their migration network.
+// The rbd store's plan actions (src/plan/rbd-plan.ts: the cephx secret, its value from the key file,
+// the rbd pool) are applied on each host by the built `kvmstrap apply --plan`, run inside that host's
+// namespaces. The counter guest's disk is an rbd image, opened by qemu as a network disk that names
+// the secret (src/vm/network-disk.ts). `kvmstrap vm migrate` without --copy-storage moves it live:
+// it runs on B, its counter went on without a gap, the image is byte for byte what was imported.
+// The key shows nowhere: not in the plan, apply's output and journal, the CLI's output, or either
+// host's domain XML (even with --security-info); the secret is private (its value cannot be read).
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAnswerText } from "../../src/answer/load.js";
+import { PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
+import type { PlanContext } from "../../src/plan/context.js";
+import { planRbdStorage, type RbdStore, rbdDisk } from "../../src/plan/rbd-plan.js";
+import { renderNetworkDiskXml, secretUuidFor } from "../../src/vm/network-disk.js";
+import { projectRoot } from "../helpers/shared-hosts.js";
+import { cephCidrFor, startTestCeph, type TestCeph } from "./ceph.js";
+import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
+import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
+
+const BIN = path.join(projectRoot, "bin/kvmstrap.js");
+const VM = `kvrbd-guest-${process.pid}`;
+const IMAGE = `${VM}-disk`;
+const CLUSTER = "rack-test";
+const STORE = "ceph1";
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+const virsh = (h: ClusterHost, ...args: string[]) =>
+  execa("virsh", ["-c", h.localUri, ...args], { reject: false, env: { LC_ALL: "C" } });
+/** A program inside a host's network, mount and UTS namespaces (its /run/libvirt is its daemon's). */
+const inHost = (h: ClusterHost, args: string[]) =>
+  execa("nsenter", ["-t", String(h.daemon.pid), "-n", "-m", "-u", ...args], {
+    reject: false,
+    env: { LC_ALL: "C" },
+  });
+
+let c: Cluster;
+let ceph: TestCeph;
+let disk: Buffer;
+let work: string;
+const seen: string[] = []; // every output and file the key must not appear in
+const timings: Record<string, number> = {};
+const serialOf = (h: ClusterHost) =>
+  readFile(path.join(h.daemon.dirs.log, `qemu/${VM}-serial.log`), "utf8").catch(() => "");
+
+/** The store's plan, as a member plans it (the same on every member). */
+function rbdPlan(store: string): { plan: Plan; store: RbdStore } {
+  const answer = parseAnswerText(
+    `version: 1
+cluster:
+  name: ${CLUSTER}
+  networks: { cluster: ${c.a.address.replace(/\.\d+$/, ".0")}/24 }
+  members:
+    - { host: ${c.a.name}, address: ${c.a.address} }
+    - { host: ${c.b.name}, address: ${c.b.address} }
+  storage:
+    - { name: ${STORE}, type: rbd, monitors: [${ceph.monitors.join(", ")}], pool: ${ceph.pool}, user: ${ceph.user}, keyFile: ${store} }
+`,
+    "answer.yaml",
+  );
+  const ctx = {
+    answer,
+    current: new Map(),
+    actions: [],
+    refusals: [],
+    findings: [],
+  } as unknown as PlanContext;
+  planRbdStorage(ctx);
+  const rbd = answer.cluster?.storage[0] as RbdStore;
+  return {
+    plan: {
+      schema: PLAN_SCHEMA_ID,
+      answerDigest: "",
+      actions: ctx.actions,
+      refusals: [],
+      needsReboot: false,
+    },
+    store: rbd,
+  };
+}
+
+/**
+ * Applies the plan with the built CLI inside the host's namespaces. The plan writes under
+ * /etc/kvmstrap: in the host's mount namespace a directory of its own is mounted there, so the
+ * machine's /etc is never written (an empty /etc/kvmstrap is made as the mount point if missing).
+ */
+async function applyOn(h: ClusterHost, planFile: string): Promise<string> {
+  const own = path.join(work, `${h.name}-etc-kvmstrap`);
+  const state = path.join(work, `${h.name}-state`);
+  await mkdir(own, { recursive: true });
+  await mkdir(state, { recursive: true });
+  await h.daemon.nsExec("mount", ["--bind", own, "/etc/kvmstrap"]);
+  const r = await inHost(h, [
+    "node",
+    BIN,
+    "apply",
+    "--plan",
+    planFile,
+    "--yes",
+    "--state-dir",
+    state,
+    "--events",
+    "-",
+  ]);
+  const out = `${r.stdout}\n${r.stderr}`;
+  seen.push(out);
+  for (const f of await readdir(state, { recursive: true }))
+    seen.push(await readFile(path.join(state, String(f)), "utf8").catch(() => ""));
+  expect(r.exitCode, out).toBe(0);
+  return out;
+}
+
+let madeEtcKvmstrap = false;
+beforeAll(async () => {
+  const t0 = Date.now();
+  c = await startCluster();
+  timings.cluster = Date.now() - t0;
+  work = await mkdtemp(path.join(c.dir, "rbd-"));
+  ceph = await startTestCeph({ bridge: c.bridge, cidr: cephCidrFor(c.a.address) });
+  timings.ceph = ceph.startMs;
+  await mkdir("/etc/kvmstrap").then(
+    () => {
+      madeEtcKvmstrap = true;
+    },
+    () => {},
+  );
+  for (const h of [c.a, c.b]) await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
+  disk = counterDisk();
+  const raw = path.join(work, "disk.raw");
+  await writeFile(raw, disk);
+  await ceph.rbd("import", raw, IMAGE);
+}, 120_000);
+
+afterAll(async () => {
+  await c?.stop();
+  await ceph?.stop();
+  // Only the empty mount point this test made (the hosts' mounts went with their namespaces).
+  if (madeEtcKvmstrap) await rmdir("/etc/kvmstrap").catch(() => {});
+  console.log(`rbd test timings (ms): ${JSON.stringify(timings)}`);
+});
+
+describe("a live migration on Ceph RBD", () => {
+  let store: RbdStore;
+
+  it("kvmstrap apply defines the cephx secret and the rbd pool on both hosts; the key is in no plan and no output", async () => {
+    const { plan, store: s } = rbdPlan(ceph.keyFile);
+    store = s;
+    const planText = JSON.stringify(plan, null, 2);
+    seen.push(planText);
+    const file = path.join(work, "plan.json");
+    await writeFile(file, planText);
+    const t = Date.now();
+    await Promise.all([applyOn(c.a, file), applyOn(c.b, file)]);
+    timings.apply = Date.now() - t;
+    const uuid = secretUuidFor(CLUSTER, STORE);
+    for (const h of [c.a, c.b]) {
+      const xml = await virsh(h, "secret-dumpxml", uuid);
+      expect(xml.stdout).toContain("<usage type='ceph'>");
+      // Private: libvirt never hands the value back, to kvmstrap or anyone else.
+      const get = await virsh(h, "secret-get-value", uuid);
+      expect(get.exitCode).not.toBe(0);
+      expect(get.stdout).not.toContain(ceph.key);
+      // The pool reached Ceph with the secret: it lists the imported image.
+      const vols = await virsh(h, "vol-list", STORE);
+      expect(vols.stdout, vols.stderr).toContain(IMAGE);
+    }
+  });
+
+  it("the guest runs on A from a network disk on the rbd image", async () => {
+    const network = renderNetworkDiskXml(rbdDisk(CLUSTER, store, IMAGE, "vda"));
+    const xml = counterDomain(VM, "unused")
+      .replace(/ {4}<disk [\s\S]*?<\/disk>/, network)
+      .replace(/ {4}<interface [\s\S]*?<\/interface>\n/, "");
+    expect(xml).toContain('protocol="rbd"');
+    const file = path.join(work, "guest.xml");
+    await writeFile(file, xml);
+    const def = await virsh(c.a, "define", file);
+    expect(def.exitCode, def.stderr).toBe(0);
+    const start = await virsh(c.a, "start", VM);
+    expect(start.exitCode, start.stderr).toBe(0);
+    for (let i = 0; i < 50 && counters(await serialOf(c.a)).length < 20; i++) await sleep(100);
+    expect(counters(await serialOf(c.a)).length).toBeGreaterThanOrEqual(20);
+  });
+
+  it("kvmstrap vm migrate without --copy-storage moves it live to B: no counter gap, the image intact", async () => {
+    const report = path.join(work, "b-report.json");
+    const det = await inHost(c.b, ["node", BIN, "detect", "--json"]);
+    await writeFile(report, det.stdout);
+    const r = await execa(
+      "node",
+      [
+        BIN,
+        "vm",
+        "migrate",
+        VM,
+        "--to",
+        c.b.address,
+        "--to-connect",
+        c.b.tlsUri,
+        "--connect",
+        c.a.localUri,
+        "--target-report",
+        report,
+        "--max-downtime",
+        "300",
+        "--json",
+      ],
+      { reject: false, env: { LC_ALL: "C" } },
+    );
+    seen.push(r.stdout, r.stderr);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const result = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .find((e) => e.event === "result");
+    expect(result).toMatchObject({ outcome: "migrated", target: "kvmcl-b", copiedDisks: [] });
+    timings.migrateWall = result.wallMs;
+    timings.downtime = result.downtimeMs;
+
+    expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
+    expect((await virsh(c.a, "list", "--all", "--name")).stdout.trim()).toBe("");
+    await sleep(1000);
+    const all = counters(await serialOf(c.a), await serialOf(c.b));
+    expect(counters(await serialOf(c.b)).length).toBeGreaterThan(10); // still counting, on B
+    expect(gaps(all)).toEqual([]);
+    expect(all[0]).toBe(1);
+
+    const out = path.join(work, "exported.raw");
+    await ceph.rbd("export", IMAGE, out);
+    expect(sha(await readFile(out))).toBe(sha(disk));
+  });
+
+  it("the key is in neither host's domain XML, the plan, apply's output or journal, nor migrate's output", async () => {
+    for (const h of [c.a, c.b]) {
+      for (const extra of [[], ["--security-info"]]) {
+        const x = await virsh(h, "dumpxml", ...extra, VM);
+        if (x.exitCode === 0) seen.push(x.stdout);
+      }
+    }
+    const b = await virsh(c.b, "dumpxml", "--security-info", VM);
+    expect(b.stdout).toContain(`uuid='${secretUuidFor(CLUSTER, STORE)}'`);
+    expect(seen.length).toBeGreaterThan(6);
+    for (const s of seen) expect(s.includes(ceph.key)).toBe(false);
+    // The key as libvirt holds it (decoded bytes) shows nowhere either.
+    const raw = Buffer.from(ceph.key, "base64").toString("latin1");
+    for (const s of seen) expect(s.includes(raw)).toBe(false);
+    timings.cephRssMiB = Math.round((await ceph.rssKiB()) / 1024);
+  });
+});

@@ -244,6 +244,18 @@ export const vmEntry = z
       .describe("pin vCPUs and memory to the NUMA node nearest its passthrough devices or VFs"),
     packages: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+:~_=-]*$/, "a package name")).optional(),
     runcmd: z.array(z.union([z.string().min(1), z.array(z.string()).min(1)])).optional(),
+    store: z
+      .strictObject({
+        name: grammar(OBJECT_NAME).describe("a store of cluster.storage"),
+        volume: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/, "a volume name such as unit:0:0:1 or web-1.raw")
+          .describe("an iSCSI pool's volume (a LUN, unit:0:0:N), a file on the NFS export, or an RBD image"),
+      })
+      .optional()
+      .describe(
+        "the VM's disk on shared storage, used as it is (raw, no overlay): the VM migrates without copying it",
+      ),
   })
   .describe("a VM deployed from a cloud-init template (kvmstrap vm deploy --answer)");
 

@@ -19,6 +19,7 @@ import { backups } from "./schema-backup.js";
 import { cluster } from "./schema-cluster.js";
 import { consoles } from "./schema-consoles.js";
 import { hardening } from "./schema-hardening.js";
+import { metrics } from "./schema-metrics.js";
 import { libvirtNetwork, ovsBridge, ovsNic, vlanIdInput } from "./schema-networks.js";
 
 /** A string held to one of the shared grammars (src/core/grammar.ts); its pattern goes to the JSON Schema. */
@@ -344,6 +345,7 @@ export const answerSchema = z.strictObject({
   consoles: consoles.optional(),
   hardening: hardening.optional(),
   backups: backups.optional(),
+  metrics: metrics.optional(),
   cluster: cluster.optional(),
   requires: z
     .strictObject({

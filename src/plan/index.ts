@@ -17,6 +17,7 @@ import { type PlanContext, planCommand, planFile } from "./context.js";
 import { planHardening } from "./hardening-plan.js";
 import { planHost } from "./host-plan.js";
 import { PATHS, planKernel, wantedCmdline } from "./kernel-plan.js";
+import { METRICS_UNIT_PATH, planMetrics } from "./metrics-plan.js";
 import { networkPaths, planNetwork } from "./network-plan.js";
 import { planPassthrough } from "./passthrough-plan.js";
 import { planSriov } from "./sriov-plan.js";
@@ -74,6 +75,7 @@ export function buildPlan(
   planVms(ctx, vms);
   // Backup timers after the VMs they back up.
   planBackups(ctx);
+  planMetrics(ctx);
   return {
     schema: "kvmstrap.plan/1",
     answerDigest: answerDigest(answer),
@@ -135,6 +137,8 @@ export function planFiles(report: HostReport, answer: Answer, o: PlanOptions = {
       PATHS.grub,
       PATHS.kernelCmdline,
       ...networkPaths(),
+      // The exporter's unit, read even without a metrics: section (the plan removes it then).
+      METRICS_UNIT_PATH,
       // The VMs' records, which a plan writes too (read even when a VM is refused in the dry plan).
       ...vmRecordPaths(answer.vms?.map((v) => v.name) ?? []),
       // Files a plan may take over (GRUB drop-ins, network stack configs): read before planning too.

@@ -95,6 +95,11 @@ export type TestLibvirtdOptions = {
   libvirtdConf?: string;
   hostname?: string;
   listen?: boolean;
+  /**
+   * Hook scripts by path under the daemon's /etc/libvirt/hooks (e.g. "qemu.d/x"), written executable
+   * before libvirtd starts: it looks for hooks only when it starts.
+   */
+  hooks?: Record<string, string>;
 };
 
 async function privateEtc(etc: string, o: TestLibvirtdOptions): Promise<void> {
@@ -107,6 +112,10 @@ async function privateEtc(etc: string, o: TestLibvirtdOptions): Promise<void> {
   }
   await appendFile(`${etc}/qemu.conf`, `${QEMU_CONF}${o.qemuConf ?? ""}\n`);
   await writeFile(`${etc}/libvirtd.conf`, `${LIBVIRTD_CONF}${o.libvirtdConf ?? ""}\n`);
+  for (const [name, content] of Object.entries(o.hooks ?? {})) {
+    await mkdir(path.dirname(`${etc}/hooks/${name}`), { recursive: true });
+    await writeFile(`${etc}/hooks/${name}`, content, { mode: 0o755 });
+  }
 }
 
 function alive(pid: number): boolean {

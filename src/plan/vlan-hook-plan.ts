@@ -10,6 +10,7 @@ export const VLAN_HOOK_PATH = "/etc/libvirt/hooks/qemu.d/kvmstrap-vlan";
 
 /**
  * The hook script: a wrapper exec'ing kvmstrap, which reads the domain XML libvirtd gives on stdin.
+ * Written by hand: a shell wrapper so libvirtd's other lifecycle calls do not each start Node.
  * program: how kvmstrap is run (the test tier runs the built CLI with node).
  */
 export function vlanHookScript(program = "/usr/bin/env kvmstrap"): string {
@@ -17,6 +18,8 @@ export function vlanHookScript(program = "/usr/bin/env kvmstrap"): string {
     "#!/bin/sh",
     "# Managed by kvmstrap: sets each VM's VLAN on its Linux bridge port when libvirt starts the VM",
     "# (the VLAN is in the domain's kvmstrap metadata). Called by libvirtd as: DOMAIN OP SUBOP EXTRA.",
+    "# Only a start needs kvmstrap: every other call drains the XML on stdin and returns at once.",
+    'case "$2" in start) ;; *) cat >/dev/null; exit 0 ;; esac',
     `exec ${program} libvirt-hook qemu -- "$@"`,
     "",
   ].join("\n");

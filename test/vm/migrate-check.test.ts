@@ -231,5 +231,11 @@ describe("reading libvirt's XML", () => {
       ),
     ).toEqual({ vendor: "Intel", model: "Broadwell-noTSX-IBRS", features: ["vme", "pdpe1gb"] });
     expect(hostCpu("<capabilities><host><uuid>x</uuid></host></capabilities>")).toBeNull();
+    // Only the host's <cpu> counts, not a guest section's CPU selection after it.
+    expect(
+      hostCpu(
+        "<capabilities><host><cpu mode='x'><model>EPYC</model><vendor>AMD</vendor></cpu></host><guest><cpuselection/><arch name='x86_64'><machine>pc</machine></arch></guest></capabilities>",
+      ),
+    ).toEqual({ vendor: "AMD", model: "EPYC", features: [] });
   });
 });

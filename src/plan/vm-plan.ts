@@ -80,6 +80,7 @@ export function vmActions(
     vcpus: spec.vcpus,
     memoryMiB: spec.memoryMiB,
     disk: { path: p.overlay, format: "qcow2" },
+    ...(spec.sharedDisk ? { sharedDisk: spec.sharedDisk } : {}),
     seed: { path: p.seed },
     nics: spec.nics.map((n, i) => ({ ...n, mac: n.mac ?? vmMac(spec.name, i) })),
     hostdevs: spec.hostdevs,
@@ -118,17 +119,22 @@ export function vmActions(
       logs: [p.serialLog],
       remediation: `kvmstrap vm list shows the domains; pick another name or kvmstrap vm delete ${spec.name}`,
     },
-    {
-      kind: "vm-overlay",
-      id: id("overlay"),
-      summary: `VM ${spec.name}: a ${spec.diskGiB} GiB overlay disk on ${spec.image}`,
-      effect: "none",
-      path: p.overlay,
-      image: spec.image,
-      cacheDir: o.cacheDir ?? DEFAULT_CACHE_DIR,
-      sizeBytes: Math.round(spec.diskGiB * GiB),
-      remediation: "kvmstrap image list shows the cached images; image pull|import adds one",
-    },
+    // A disk on a cluster store is used as it is: no overlay on this host.
+    ...(spec.sharedDisk
+      ? []
+      : [
+          {
+            kind: "vm-overlay" as const,
+            id: id("overlay"),
+            summary: `VM ${spec.name}: a ${spec.diskGiB} GiB overlay disk on ${spec.image}`,
+            effect: "none" as const,
+            path: p.overlay,
+            image: spec.image,
+            cacheDir: o.cacheDir ?? DEFAULT_CACHE_DIR,
+            sizeBytes: Math.round(spec.diskGiB * GiB),
+            remediation: "kvmstrap image list shows the cached images; image pull|import adds one",
+          },
+        ]),
     {
       kind: "vm-seed",
       id: id("seed"),

@@ -3,6 +3,7 @@
 // console logged to a file. Pure: the deployment decides; this only writes it down.
 import { xmlEscape } from "../plan/render/libvirt-xml.js";
 import { type ConsoleGraphics, graphicsXml } from "./console-xml.js";
+import { renderSharedDiskXml, type SharedDisk } from "./network-disk.js";
 
 export type VmNic =
   | { kind: "network"; network: string; mac?: string }
@@ -20,6 +21,8 @@ export interface DomainSpec {
   vcpus: number;
   memoryMiB: number;
   disk: { path: string; format: "qcow2" | "raw" };
+  /** A disk on a cluster store (network-disk.ts) in place of `disk`. */
+  sharedDisk?: SharedDisk;
   seed?: { path: string };
   nics: VmNic[];
   /** PCI addresses handed to the guest (vfio-pci). */
@@ -146,13 +149,15 @@ export function renderDomainXml(s: DomainSpec): string {
     "  <on_crash>destroy</on_crash>",
   );
   L.push("  <devices>");
-  L.push(
-    '    <disk type="file" device="disk">',
-    `      <driver name="qemu" type="${s.disk.format}" iothread="1" discard="unmap"/>`,
-    `      <source file="${attr(s.disk.path)}"/>`,
-    '      <target dev="vda" bus="virtio"/>',
-    "    </disk>",
-  );
+  if (s.sharedDisk) L.push(renderSharedDiskXml(s.sharedDisk, "vda"));
+  else
+    L.push(
+      '    <disk type="file" device="disk">',
+      `      <driver name="qemu" type="${s.disk.format}" iothread="1" discard="unmap"/>`,
+      `      <source file="${attr(s.disk.path)}"/>`,
+      '      <target dev="vda" bus="virtio"/>',
+      "    </disk>",
+    );
   if (s.seed) {
     // A read-only virtio disk rather than a SATA cdrom: cloud images' kernels always carry virtio_blk,
     // and cloud-init finds the seed by its "cidata" label on any block device.

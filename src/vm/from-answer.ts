@@ -17,9 +17,12 @@ import {
   vmTemplateDir,
 } from "../answer/validate.js";
 import type { HostReport } from "../detect/types.js";
+import { rbdDisk } from "../plan/rbd-plan.js";
+import { nfsMode } from "../plan/shared-storage-plan.js";
 import { loadSeedTemplates } from "./cloud-init.js";
 import { consoleGraphicsFor } from "./console-xml.js";
 import type { VmNic } from "./domain-xml.js";
+import type { SharedDisk } from "./network-disk.js";
 import type { VmSpec } from "./vm-spec.js";
 
 /** OVMF as Debian's ovmf package installs it; libvirt creates the per-VM NVRAM from its VARS template. */
@@ -50,6 +53,7 @@ export function vmSpecsFromAnswer(
   const out: ValidationResult = { errors: [], warnings: [] };
   validateVms(answer, report, out, options);
   if (options.cacheDir !== undefined) checkImages(answer, options.cacheDir, out);
+  checkStores(answer, out);
   const specs: VmSpec[] = [];
   const graphics = consoleGraphicsFor(answer, report);
   answer.vms.forEach((vm, i) => {
@@ -62,6 +66,7 @@ export function vmSpecsFromAnswer(
       return;
     }
     const spec = toSpec(vm, answer, report, vm.template === undefined ? undefined : dir);
+    if (vm.store) spec.sharedDisk = sharedDiskFor(vm.store, answer, report);
     specs.push(graphics ? { ...spec, graphics } : spec);
   });
   out.errors.sort((a, b) => vmIndex(a.path) - vmIndex(b.path));
@@ -88,6 +93,43 @@ function checkImages(answer: Answer, cacheDir: string, out: ValidationResult): v
           : `unknown image "${vm.image}": not in the image cache ${cacheDir} (kvmstrap image list; image pull|import adds it)`,
       });
   });
+}
+
+/** A VM's store must be one of cluster.storage. */
+function checkStores(answer: Answer, out: ValidationResult): void {
+  answer.vms.forEach((vm, i) => {
+    if (!vm.store) return;
+    const names = (answer.cluster?.storage ?? []).map((s) => s.name);
+    if (!names.includes(vm.store.name))
+      out.errors.push({
+        path: `vms[${i}].store.name`,
+        message: `no store "${vm.store.name}" in cluster.storage${names.length ? ` (it has ${names.join(", ")})` : ""}`,
+      });
+  });
+}
+
+/**
+ * The disk of a VM on a cluster store, the same on every member: a volume of the store's pool
+ * (iSCSI in either mode, NFS mounted by the kernel), or a network disk where no pool exists (NFS
+ * through qemu's libnfs) or libvirt takes none in a domain (RBD, with its cephx secret by uuid).
+ */
+function sharedDiskFor(ref: NonNullable<VmEntry["store"]>, answer: Answer, report: HostReport): SharedDisk {
+  const cluster = answer.cluster;
+  const store = cluster?.storage.find((s) => s.name === ref.name);
+  if (!cluster || !store) throw new Error("vmSpecsFromAnswer: an unvalidated store");
+  if (store.type === "rbd") {
+    const { target: _, ...network } = rbdDisk(cluster.name, store, ref.volume, "vda");
+    return { network };
+  }
+  if (store.type === "nfs" && nfsMode(store, report) === "libnfs")
+    return {
+      network: {
+        protocol: "nfs",
+        name: `${store.export.replace(/\/+$/, "")}/${ref.volume}`,
+        hosts: [{ name: store.server }],
+      },
+    };
+  return { volume: { pool: store.name, volume: ref.volume } };
 }
 
 /** One entry, already validated: every match resolves to exactly one device. */

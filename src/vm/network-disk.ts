@@ -56,6 +56,11 @@ export interface PoolVolumeDisk {
   readonly?: boolean;
 }
 
+/** A VM's disk on a cluster store, before it has a guest device name (vm-spec.ts carries it). */
+export type SharedDisk =
+  | { volume: Omit<PoolVolumeDisk, "target"> }
+  | { network: Omit<NetworkDisk, "target"> };
+
 const a = (v: string | number) => xmlEscape(String(v));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TARGET = /^(vd|sd|hd)[a-z]{1,2}$/;
@@ -125,4 +130,10 @@ export function renderPoolVolumeDiskXml(d: PoolVolumeDisk, indent = "    "): str
   if (d.readonly) L.push(`${i2}<readonly/>`);
   L.push(`${indent}</disk>`);
   return L.join("\n");
+}
+
+export function renderSharedDiskXml(d: SharedDisk, target: string, indent = "    "): string {
+  return "volume" in d
+    ? renderPoolVolumeDiskXml({ ...d.volume, target }, indent)
+    : renderNetworkDiskXml({ ...d.network, target }, indent);
 }

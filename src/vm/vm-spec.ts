@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { ConsoleGraphics } from "./console-xml.js";
 import type { VmNic } from "./domain-xml.js";
+import type { SharedDisk } from "./network-disk.js";
 
 export type VmUser = { name: string; sshKeys: string[]; passwordHash?: string; sudo: boolean };
 
@@ -30,6 +31,8 @@ export type VmSpec = {
   runcmd?: (string | string[])[];
   /** VNC and/or SPICE (the answer's consoles:). */
   graphics?: ConsoleGraphics;
+  /** The disk is this volume or network disk of a cluster store instead of an overlay on `image`. */
+  sharedDisk?: SharedDisk;
 };
 
 /** A stable MAC for NIC i of a VM (locally administered, QEMU's 52:54:00 prefix). */

@@ -15,6 +15,7 @@ import type { HostReport } from "../detect/types.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import { RootedTargetFs, type TargetFs } from "../host/target.js";
 import { PLAN_SCHEMA_ID, type Plan } from "../plan/actions.js";
+import { VLAN_HOOK_PATH } from "../plan/vlan-hook-plan.js";
 import { vmActions } from "../plan/vm-plan.js";
 import { loadSeedTemplates } from "./cloud-init.js";
 import { type Libvirt, LibvirtError } from "./libvirt.js";
@@ -113,6 +114,15 @@ async function checkNics(spec: VmSpec, deps: DeployDeps): Promise<string> {
           "no-bridge",
           `bridge ${n.bridge} does not exist on this host`,
           "create it first (kvmstrap plan/apply with a bridge), or use --network",
+        );
+      }
+      // Only kvmstrap's qemu hook sets a VLAN on a Linux bridge port: without it the VM would run untagged.
+      const target = deps.target ?? new RootedTargetFs("/");
+      if (n.vlan !== undefined && (await target.read(VLAN_HOOK_PATH)) === null) {
+        throw new DeployError(
+          "no-bridge",
+          `VLAN ${n.vlan} on bridge ${n.bridge} needs kvmstrap's qemu hook (${VLAN_HOOK_PATH}), which is not installed: the VM would run untagged`,
+          "kvmstrap apply an answer with this VM first: it installs the hook and restarts libvirtd",
         );
       }
     } else if (n.kind === "network" || n.kind === "hostdev-network") {

@@ -7,9 +7,13 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { readBounded, runLibvirtHook } from "../../src/app/libvirt-hook.js";
+import type { HostReport } from "../../src/detect/types.js";
 import type { CommandRunner } from "../../src/host/commands.js";
+import { RootedTargetFs } from "../../src/host/target.js";
+import { DeployError, deployVm } from "../../src/vm/deploy.js";
 import { renderDomainXml } from "../../src/vm/domain-xml.js";
 import { type BridgeFacts, decideVlanHook, taggedPorts } from "../../src/vm/vlan-hook.js";
+import { FakeLibvirt } from "./fake-libvirt.js";
 
 const rendered = renderDomainXml({
   name: "web1",
@@ -240,5 +244,39 @@ describe("runLibvirtHook (sysfs from a directory, commands recorded)", () => {
     await expect(runLibvirtHook({ driver: "lxc", args: START, stdin: Readable.from([""]) })).rejects.toThrow(
       /only qemu/,
     );
+  });
+});
+
+describe("vm deploy of a VM with a VLAN on a Linux bridge", () => {
+  it("is refused while kvmstrap's qemu hook is not installed (the VM would run untagged)", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), `kvmstrap-vlanhook-deploy-${process.pid}-`));
+    try {
+      await mkdir(path.join(root, "net/br1/bridge"), { recursive: true });
+      const e = await deployVm(
+        {
+          name: "web1",
+          image: path.join(root, "base.qcow2"),
+          vcpus: 1,
+          memoryMiB: 256,
+          diskGiB: 1,
+          user: { name: "debian", sshKeys: [], sudo: true },
+          nics: [{ kind: "bridge", bridge: "br1", vlan: 30 }],
+        },
+        {
+          libvirt: new FakeLibvirt(),
+          report: {} as HostReport,
+          dir: path.join(root, "vms"),
+          stateDir: path.join(root, "state"),
+          sysClassNet: path.join(root, "net"),
+          target: new RootedTargetFs(root),
+        },
+      ).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(DeployError);
+      expect((e as DeployError).message).toBe(
+        "VLAN 30 on bridge br1 needs kvmstrap's qemu hook (/etc/libvirt/hooks/qemu.d/kvmstrap-vlan), which is not installed: the VM would run untagged",
+      );
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

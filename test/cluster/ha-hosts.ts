@@ -130,6 +130,7 @@ export async function startHaNode(
   host: ClusterHost,
   dir: string,
   etcFiles: Record<string, string | Buffer>,
+  agentFile = path.join(import.meta.dirname, FENCE_AGENT),
 ): Promise<HaNode> {
   const base = path.join(dir, `ha-${host.name}`);
   const { uid, gid } = await hacluster();
@@ -154,7 +155,7 @@ export async function startHaNode(
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, content, { mode: rel.endsWith("authkey") ? 0o400 : 0o644 });
   }
-  await copyFile(path.join(import.meta.dirname, FENCE_AGENT), path.join(base, "sbin", FENCE_AGENT));
+  await copyFile(agentFile, path.join(base, "sbin", FENCE_AGENT));
   await chmod(path.join(base, "sbin", FENCE_AGENT), 0o755);
 
   const ns = ["-t", String(host.daemon.pid), "-n", "-m", "-p", "-u"];

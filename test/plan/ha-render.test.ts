@@ -128,4 +128,24 @@ describe("HA renderers", () => {
       expect(r.stderr, name).not.toMatch(/error|warning/i);
     }
   });
+
+  it.skipIf(!has("crm_verify"))(
+    "crm_verify refuses a CIB with HA VMs and no fence device (why ha: needs fence)",
+    () => {
+      const c = cluster.parse({
+        name: "nofence",
+        members: [
+          { host: "m1", address: "10.0.0.1" },
+          { host: "m2", address: "10.0.0.2" },
+        ],
+        networks: { cluster: "10.0.0.0/24" },
+        ha: { vms: [{ vm: "db1" }] },
+      });
+      const file = path.join(tmp("cib"), "nofence.xml");
+      writeFileSync(file, renderCib(c));
+      const r = run(["crm_verify", "--xml-file", file, "-V"], { env: { ...process.env, LC_ALL: "C" } });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/no STONITH resources have been defined/);
+    },
+  );
 });

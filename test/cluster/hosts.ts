@@ -31,9 +31,27 @@ export type ClusterHost = {
 };
 export type Cluster = { a: ClusterHost; b: ClusterHost; bridge: string; dir: string; stop(): Promise<void> };
 
+/** A host's trust as a `pki` option made it: the root, libvirt's pkipath= and qemu's x509 directory. */
+export type HostPki = {
+  root: string;
+  clientDir: string;
+  qemuDir: string;
+  /** libvirtd.conf's TLS lines (default: the server files under root, client certificates verified). */
+  libvirtdConf?: string;
+  /** qemu.conf's TLS lines (default: qemuDir with peers verified). */
+  qemuConf?: string;
+};
+export type ClusterOptions = {
+  /**
+   * Makes both hosts' trust instead of `pki init` with a shared CA (the cluster join test runs
+   * `kvmstrap cluster init|join` here). NET is the /24's first three octets (.1 is A, .2 is B).
+   */
+  pki?: (dir: string, hosts: { name: string; address: string }[], net: string) => Promise<[HostPki, HostPki]>;
+};
+
 const run = (file: string, args: string[]) => execa(file, args, { env: { LC_ALL: "C" } });
 
-async function hostPki(dir: string, name: string, address: string, ca?: string): Promise<string> {
+async function hostPki(dir: string, name: string, address: string, ca?: string): Promise<HostPki> {
   const root = path.join(dir, `${name}-pki-root`);
   if (ca) {
     await mkdir(path.join(root, "etc/pki/CA/private"), { recursive: true });
@@ -61,7 +79,7 @@ async function hostPki(dir: string, name: string, address: string, ca?: string):
     [p("libvirt/private/clientkey.pem"), `${qemu}/client-key.pem`],
   ];
   for (const [from, to] of copies) await copyFile(from, to);
-  return root;
+  return { root, clientDir: client, qemuDir: qemu };
 }
 
 async function startHost(
@@ -69,29 +87,35 @@ async function startHost(
   address: string,
   uuid: string,
   bridge: string,
-  pkiRoot: string,
+  pki: HostPki,
 ): Promise<ClusterHost> {
+  const pkiRoot = pki.root;
   const p = (f: string) => path.join(pkiRoot, "etc/pki", f);
   const daemon = await startTestLibvirtd({
     hostname: name,
     listen: true,
     libvirtdConf: [
       `host_uuid = "${uuid}"`,
-      "listen_tls = 1",
-      "listen_tcp = 0",
       // Any address of its own namespace, which has only lo and its migration link.
       `listen_addr = "0.0.0.0"`,
-      `ca_file = "${p("CA/cacert.pem")}"`,
-      `cert_file = "${p("libvirt/servercert.pem")}"`,
-      `key_file = "${p("libvirt/private/serverkey.pem")}"`,
-      "tls_no_verify_certificate = 0",
+      pki.libvirtdConf ??
+        [
+          "listen_tls = 1",
+          "listen_tcp = 0",
+          `ca_file = "${p("CA/cacert.pem")}"`,
+          `cert_file = "${p("libvirt/servercert.pem")}"`,
+          `key_file = "${p("libvirt/private/serverkey.pem")}"`,
+          "tls_no_verify_certificate = 0",
+        ].join("\n"),
     ].join("\n"),
-    qemuConf: [
-      `migration_host = "${address}"`,
-      `migration_address = "${address}"`,
-      `default_tls_x509_cert_dir = "${pkiRoot}/qemu"`,
-      "default_tls_x509_verify = 1",
-    ].join("\n"),
+    qemuConf:
+      pki.qemuConf ??
+      [
+        `migration_host = "${address}"`,
+        `migration_address = "${address}"`,
+        `default_tls_x509_cert_dir = "${pki.qemuDir}"`,
+        "default_tls_x509_verify = 1",
+      ].join("\n"),
   });
   // The host's end joins the migration bridge; the namespace's end carries the host's address.
   const tag = `${(daemon.pid % 0xffff).toString(16)}`;
@@ -112,7 +136,7 @@ async function startHost(
   await run("ip", ["link", "set", outer, "up"]);
   await daemon.nsExec("ip", ["addr", "add", `${address}/24`, "dev", "mig0"]);
   await daemon.nsExec("ip", ["link", "set", "mig0", "up"]);
-  const tlsUri = `qemu+tls://${address}/system?pkipath=${pkiRoot}/client`;
+  const tlsUri = `qemu+tls://${address}/system?pkipath=${pki.clientDir}`;
   // The address came after libvirtd's listener (on 0.0.0.0): wait until it answers on it.
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -125,7 +149,7 @@ async function startHost(
 }
 
 /** Starts hosts "kvmcl-a" (NET.1) and "kvmcl-b" (NET.2) on a fresh bridge; the host is NET.254. */
-export async function startCluster(): Promise<Cluster> {
+export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), `kvmstrap-cluster-${process.pid}-`));
   const bridge = `kvclbr${(process.pid % 0xffff).toString(16)}`;
   const net = `10.${200 + (process.pid % 50)}.${process.pid % 250}`;
@@ -139,8 +163,16 @@ export async function startCluster(): Promise<Cluster> {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const aRoot = await hostPki(dir, "kvmcl-a", `${net}.1`);
-    const bRoot = await hostPki(dir, "kvmcl-b", `${net}.2`, aRoot);
+    const hosts = [
+      { name: "kvmcl-a", address: `${net}.1` },
+      { name: "kvmcl-b", address: `${net}.2` },
+    ];
+    const [aRoot, bRoot] = o.pki
+      ? await o.pki(dir, hosts, net)
+      : await (async (): Promise<[HostPki, HostPki]> => {
+          const a = await hostPki(dir, "kvmcl-a", `${net}.1`);
+          return [a, await hostPki(dir, "kvmcl-b", `${net}.2`, a.root)];
+        })();
     const settled = await Promise.allSettled([
       startHost("kvmcl-a", `${net}.1`, "6a0b3f7e-0000-4000-8000-00000000000a", bridge, aRoot),
       startHost("kvmcl-b", `${net}.2`, "6a0b3f7e-0000-4000-8000-00000000000b", bridge, bRoot),

@@ -16,7 +16,7 @@ import { EventBus } from "../apply/events.js";
 import { InputError } from "../core/errors.js";
 import { rotatePki } from "../host/pki/pki.js";
 import type { Plan } from "../plan/actions.js";
-import { certificateAddresses } from "../plan/cluster-plan.js";
+import { certificateAddresses, isClusterAction } from "../plan/cluster-plan.js";
 import { adaptersFor, stateDirOf } from "./adapters.js";
 import {
   certProblems,
@@ -75,7 +75,7 @@ export function clusterPart(p: Prepared): Plan {
   const { expect: _expect, ...plan } = p.plan;
   return {
     ...plan,
-    actions: p.plan.actions.filter((a) => a.id.startsWith("cluster.")),
+    actions: p.plan.actions.filter((a) => isClusterAction(a.id)),
     refusals: p.plan.refusals.filter((x) => x.path.startsWith("cluster")),
     needsReboot: false,
   };
@@ -210,7 +210,7 @@ export async function clusterLeave(r: { root?: string; bus?: EventBus }): Promis
       (x) =>
         x.phase !== "undone" &&
         x.plan.actions.length > 0 &&
-        x.plan.actions.every((a) => a.id.startsWith("cluster.")) &&
+        x.plan.actions.every((a) => isClusterAction(a.id)) &&
         x.actions.some((a) => a.status === "done" || a.status === "started"),
     )
     .sort((a, b) => b.createdAt.localeCompare(a.createdAt));

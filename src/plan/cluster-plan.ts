@@ -16,7 +16,10 @@ import { migrationAddressOf, selfMember } from "../answer/rules/cluster.js";
 import type { Cluster, ClusterMember } from "../answer/schema-cluster.js";
 import { CA_CERT, PKI_DIRS } from "../host/pki/layout.js";
 import { currentOf, isRefused, type PlanContext, planCommand, planFile } from "./context.js";
+import { planHa } from "./ha-plan.js";
 import { type ConfSetting, managedBlock, withManagedBlock } from "./managed-conf-block.js";
+import { planRbdStorage } from "./rbd-plan.js";
+import { planSharedStorage } from "./shared-storage-plan.js";
 
 export const CLUSTER_PATHS = {
   libvirtdConf: "/etc/libvirt/libvirtd.conf",
@@ -192,6 +195,13 @@ export function planCluster(ctx: PlanContext): void {
       effect: "none",
       summary: "restart libvirtd so it listens for TLS with the cluster's certificates",
     });
-  // The shared storage pools and the HA configuration (corosync.conf, the CIB) are planned after
-  // the trust they need, from here: the integrator adds their planners' calls below.
+  // After the trust they need: the shared pools (the same on every member, so a VM on them migrates
+  // without copying its disk), then HA (corosync.conf uses the authkey placed above; pacemaker's
+  // VirtualDomain migrates over the TLS set up above).
+  planSharedStorage(ctx, self.host);
+  planRbdStorage(ctx);
+  planHa(ctx, { cluster, self: self.host });
 }
+
+/** The actions a cluster's part of a plan is made of: this planner's and those it calls. */
+export const isClusterAction = (id: string): boolean => id.startsWith("cluster.") || id.startsWith("ha.");

@@ -68,6 +68,9 @@ describe("the cluster plan", () => {
     // The block's removal gives back the file as it was (what undo's restore of `previous` holds).
     expect(withClusterBlock(conf.content, [])).toBe(LIBVIRTD);
     expect(withClusterBlock(qemu.content, [])).toBe(QEMU);
+    // HA comes after the trust it needs (corosync.conf names the authkey placed before it).
+    const ids = plan.actions.map((a) => a.id);
+    expect(ids.indexOf("ha.corosync-conf")).toBeGreaterThan(ids.indexOf("cluster.corosync-authkey"));
     // No secret in the plan: the CA key and the authkey stay on the host.
     expect(JSON.stringify(plan)).not.toMatch(/PRIVATE KEY/);
   });

@@ -6,8 +6,9 @@
 // virsh's shell is made for people: readline echoes each command line after a prompt on stdout
 // (on a pipe too), and a command has no exit status. So every command is followed by two echo
 // commands that mark its end, on stderr and on stdout. `echo --split ID,end` prints ID and end on
-// lines of their own: a text the echoed command line (with its comma) cannot contain. A command failed when its part of
-// stderr has a line starting "error:", virsh's prefix for every libvirt error.
+// lines of their own: a text the echoed command line (with its comma) cannot contain, and ID holds a
+// random nonce, so no domain name in the output can forge the end of a reply. A command failed
+// when its part of stderr has a line starting "error:", virsh's prefix for every libvirt error.
 //
 // Each reply is bounded in time and size; a reply over either bound, a failure or a virsh that
 // died ends the process, and the next command starts a new one. A failure on a process that had

@@ -11,6 +11,7 @@
 //   and vol-upload reach the images without a key on any command line. VMs never use it as a disk
 //   source (libvirt 9.0 refuses an rbd pool's volume in a domain): their disks are network disks
 //   (rbdDisk below, rendered by src/vm/network-disk.ts).
+import { createHash } from "node:crypto";
 import type { SharedStore } from "../answer/schema-cluster.js";
 import { type NetworkDisk, secretUuidFor } from "../vm/network-disk.js";
 import { type PlanContext, planCommand, planFile } from "./context.js";
@@ -114,6 +115,73 @@ export function planRbdStore(ctx: PlanContext, cluster: string, store: RbdStore)
     effect: "none",
     summary: `start pool ${store.name} at boot`,
   });
+}
+
+/** The image in the Ceph pool that a base image is converted into once, for every VM cloned from it. */
+export function rbdBaseName(imagePath: string): string {
+  const slug = (imagePath.split("/").pop() ?? "image").replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 40);
+  return `kvmstrap-base-${slug}-${createHash("sha256").update(imagePath).digest("hex").slice(0, 8)}`;
+}
+
+/** qemu's rbd: filename, authenticated from the key file (librados reads it: keyfile=). */
+export function rbdQemuTarget(store: RbdStore, image: string): string {
+  // qemu splits the legacy filename on ':' and a backslash escapes: an IPv6 monitor or a path keeps its colons.
+  const esc = (v: string) => v.replace(/[\\:]/g, (c) => `\\${c}`);
+  const mons = store.monitors.map((m) => (m.includes(":") ? `[${m}]` : m)).join(",");
+  return `rbd:${esc(`${store.pool}/${image}`)}:id=${esc(store.user)}:keyfile=${esc(store.keyFile)}:mon_host=${esc(mons)}`;
+}
+
+/**
+ * A VM's disk on an rbd store, the counterpart of a file overlay on a base image: the base image
+ * converted into the Ceph pool once (qemu-img; several VMs and members share it), then a
+ * copy-on-write clone per VM (libvirt's vol-clone on the rbd pool: an rbd snapshot of the base and
+ * a clone of it), grown to the VM's size. Undo deletes the clone, then the base with its snapshots.
+ * Returns the network disk the VM's domain XML carries (network-disk.ts renders it). Planned on the
+ * member that deploys the VM; the checks ask Ceph, so a base already there is not converted again.
+ */
+export function planRbdVmDisk(
+  ctx: PlanContext,
+  cluster: string,
+  store: RbdStore,
+  vm: { name: string; imagePath: string; sizeBytes: number; target?: string },
+): NetworkDisk {
+  const base = rbdBaseName(vm.imagePath);
+  const volume = `${vm.name}-root`;
+  const baseId = `cluster.storage.${store.name}.base.${base}`;
+  if (!ctx.actions.some((a) => a.id === baseId)) {
+    planCommand(ctx, {
+      id: baseId,
+      argv: ["qemu-img", "convert", "-O", "raw", vm.imagePath, rbdQemuTarget(store, base)],
+      undo: ["virsh", "vol-delete", "--delete-snapshots", "--pool", store.name, base],
+      // Asked of Ceph itself, not of libvirt's cached volume list: another member may have made it.
+      check: ["qemu-img", "info", rbdQemuTarget(store, base)],
+      effect: "none",
+      summary: `base image ${vm.imagePath} into Ceph pool ${store.pool} as ${base} (once, for every VM on it)`,
+    });
+  }
+  planCommand(ctx, {
+    id: `vm.${vm.name}.pool-refresh`,
+    argv: ["virsh", "pool-refresh", store.name],
+    undo: null,
+    effect: "none",
+    summary: `pool ${store.name}: list the images again (a base another member converted in)`,
+  });
+  planCommand(ctx, {
+    id: `vm.${vm.name}.disk-clone`,
+    argv: ["virsh", "vol-clone", "--pool", store.name, base, volume],
+    undo: ["virsh", "vol-delete", "--pool", store.name, volume],
+    check: ["qemu-img", "info", rbdQemuTarget(store, volume)],
+    effect: "none",
+    summary: `VM ${vm.name}: its disk ${store.pool}/${volume}, a copy-on-write clone of ${base}`,
+  });
+  planCommand(ctx, {
+    id: `vm.${vm.name}.disk-size`,
+    argv: ["virsh", "vol-resize", "--pool", store.name, volume, String(vm.sizeBytes)],
+    undo: null,
+    effect: "none",
+    summary: `VM ${vm.name}: its disk grown to ${vm.sizeBytes} bytes (the clone's undo removes it)`,
+  });
+  return rbdDisk(cluster, store, volume, vm.target ?? "vda");
 }
 
 /** The rbd stores of the answer's cluster: section (iSCSI and NFS: shared-storage-plan.ts). */

@@ -8,7 +8,14 @@ import type { HostReport } from "../../src/detect/types.js";
 import { PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
 import type { PlanContext } from "../../src/plan/context.js";
 import { renderPlanText } from "../../src/plan/diff.js";
-import { planRbdStorage, rbdDisk, renderRbdPoolXml } from "../../src/plan/rbd-plan.js";
+import {
+  planRbdStorage,
+  planRbdVmDisk,
+  type RbdStore,
+  rbdDisk,
+  rbdQemuTarget,
+  renderRbdPoolXml,
+} from "../../src/plan/rbd-plan.js";
 import { renderNetworkDiskXml, secretUuidFor } from "../../src/vm/network-disk.js";
 import { labReport } from "../answer/hosts.js";
 
@@ -122,6 +129,54 @@ describe("rbd stores in the plan", () => {
     await expect(`${xml}\n`).toMatchFileSnapshot("./golden-rbd/web-root-disk.xml");
     expect(xml).toContain(`<secret type="ceph" uuid="${secretUuidFor("rack1", "ceph1")}"/>`);
     expect(renderRbdPoolXml(store, secretUuidFor("rack1", "ceph1"))).not.toContain("keyFile");
+  });
+
+  it("VM disks on a store: the base image converted in once, a clone per VM grown to its size; undo deletes them", async () => {
+    const stores = answerOf(TWO).cluster?.storage ?? [];
+    const [ceph1, cold] = stores as [RbdStore, RbdStore];
+    const ctx: PlanContext = {
+      report: lab,
+      answer: answerOf(TWO),
+      current: new Map(),
+      actions: [],
+      refusals: [],
+      findings: [],
+    };
+    const GiB = 2 ** 30;
+    const web = planRbdVmDisk(ctx, "rack1", ceph1, {
+      name: "web",
+      imagePath: "/var/cache/kvmstrap/images/debian-12.qcow2",
+      sizeBytes: 20 * GiB,
+    });
+    planRbdVmDisk(ctx, "rack1", ceph1, {
+      name: "db",
+      imagePath: "/var/cache/kvmstrap/images/debian-12.qcow2",
+      sizeBytes: 40 * GiB,
+    });
+    planRbdVmDisk(ctx, "rack1", cold, {
+      name: "tape",
+      imagePath: "/srv/images/tape:v2.raw",
+      sizeBytes: 8 * GiB,
+      target: "vdb",
+    });
+    const p: Plan = {
+      schema: PLAN_SCHEMA_ID,
+      answerDigest: "",
+      actions: ctx.actions,
+      refusals: [],
+      needsReboot: false,
+    };
+    await expect(renderPlanText(p)).toMatchFileSnapshot("./golden-rbd/vm-disks.txt");
+    // One base conversion for web and db, one for tape.
+    expect(p.actions.filter((a) => a.id.includes(".base.")).length).toBe(2);
+    expect(web).toMatchObject({ protocol: "rbd", name: "vms/web-root", target: "vda" });
+    for (const a of p.actions)
+      if (a.kind === "run-command" && !/(disk-size|pool-refresh)$/.test(a.id))
+        expect(a.undo, a.id).not.toBeNull();
+    // The key file's path is in qemu-img's argv, never the key; colons escaped for qemu's rbd: syntax.
+    expect(rbdQemuTarget(cold, "x")).toBe(
+      "rbd:archive/x:id=archiver:keyfile=/root/cold.key:mon_host=[2001\\:db8\\:\\:61]",
+    );
   });
 
   it("no cluster section, or no rbd store: nothing planned", () => {

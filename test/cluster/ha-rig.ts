@@ -100,10 +100,10 @@ export async function startHaRig(agentFile?: string): Promise<HaRig> {
     const shared = path.join(c.dir, "shared");
     await mkdir(shared);
     await writeFile(path.join(shared, `${vm}.raw`), counterDisk());
-    const xml = counterDomain(vm, GUEST_BRIDGE).replace(
-      `/var/lib/libvirt/images/${vm}.raw`,
-      `${shared}/${vm}.raw`,
-    );
+    // cache='none': no host page cache holds the disk's writes when the VM moves between hosts.
+    const xml = counterDomain(vm, GUEST_BRIDGE)
+      .replace(`/var/lib/libvirt/images/${vm}.raw`, `${shared}/${vm}.raw`)
+      .replace("<driver name='qemu' type='raw'/>", "<driver name='qemu' type='raw' cache='none'/>");
     const ctx = { current: new Map(), actions: [], refusals: [], findings: [] } as unknown as PlanContext;
     planHa(ctx, { cluster: answer, self: "kvmcl-a", domainXml: new Map([[vm, xml]]) });
     const actions = ctx.actions;
@@ -122,7 +122,19 @@ export async function startHaRig(agentFile?: string): Promise<HaRig> {
       await h.daemon.nsExec("ip", ["link", "set", GUEST_BRIDGE, "up"]);
       await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
     }
-    const [a, b] = await Promise.all([c.a, c.b].map((h) => startHaNode(h, c.dir, files, agentFile)));
+    // libvirt's client certificate where virsh looks for it (VirtualDomain's migrate_to connects to
+    // qemu+tls://PEER/system), as the cluster plan's PKI leaves it on a member.
+    const pki = async (h: ClusterHost) => {
+      const f = (rel: string) => readFile(path.join(h.pkiRoot, "etc/pki", rel));
+      return {
+        "pki/CA/cacert.pem": await f("CA/cacert.pem"),
+        "pki/libvirt/clientcert.pem": await f("libvirt/clientcert.pem"),
+        "pki/libvirt/private/clientkey.pem": await f("libvirt/private/clientkey.pem"),
+      };
+    };
+    const [a, b] = await Promise.all(
+      [c.a, c.b].map(async (h) => startHaNode(h, c.dir, { ...files, ...(await pki(h)) }, agentFile)),
+    );
     return {
       cluster: c,
       power,

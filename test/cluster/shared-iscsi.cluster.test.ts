@@ -2,14 +2,15 @@
 // (package tgt) in a storage namespace on the migration network serves the counter guest's disk as
 // LUN 1; both hosts carry out kvmstrap's plan for the store (planSharedStorage: mode auto on their
 // own report, which on a kernel without iscsi_tcp is an iscsi-direct pool, libiscsi in libvirt and
-// qemu), the guest runs on A from the pool's volume, and the built `kvmstrap vm migrate --to B`
+// qemu), with CHAP: the target asks for a password that kvmstrap's plan sets on a libvirt secret
+// from the answer's passwordFile (never in the plan or the domain XML); the guest runs on A from
+// the pool's volume, and the built `kvmstrap vm migrate --to B`
 // without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
 // copied, and the LUN holds the same bytes.
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
@@ -21,6 +22,8 @@ import { type StoreHost, startStoreHost, until } from "./store-host.js";
 const VM = `kvmcl-iscsi-${process.pid}`;
 const IQN = `iqn.2026-12.test.kvmstrap:lun-${process.pid}`;
 const POOL = "san1";
+const CHAP_USER = "kvmcl";
+const CHAP_PASSWORD = `chap-${process.pid}-Secret12`;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 let c: Cluster;
@@ -46,6 +49,10 @@ beforeAll(async () => {
   await tgtadm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN);
   await tgtadm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", lun);
   await tgtadm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL");
+  await tgtadm("--op", "new", "--mode", "account", "--user", CHAP_USER, "--password", CHAP_PASSWORD);
+  await tgtadm("--op", "bind", "--mode", "account", "--tid", "1", "--user", CHAP_USER);
+  const passwordFile = path.join(c.dir, "chap-password");
+  await writeFile(passwordFile, CHAP_PASSWORD, { mode: 0o600 });
   console.log(`iSCSI target ready in ${Date.now() - t0} ms`);
 
   const answer = clusterSchema.parse({
@@ -55,12 +62,21 @@ beforeAll(async () => {
       { host: c.b.name, address: c.b.address },
     ],
     networks: { cluster: `${c.a.address.replace(/\.\d+$/, ".0")}/24` },
-    storage: [{ name: POOL, type: "iscsi", portal: store.address, target: IQN }],
+    storage: [
+      {
+        name: POOL,
+        type: "iscsi",
+        portal: store.address,
+        target: IQN,
+        chap: { username: CHAP_USER, passwordFile },
+      },
+    ],
   });
   for (const h of [c.a, c.b]) {
     reports[h.name] = await reportOf(h, path.join(c.dir, `${h.name}-report.json`));
     const report = hostReport.parse(JSON.parse(await readFile(reports[h.name] as string, "utf8")).report);
     const applied = await applyStorePlan(h, answer, report, c.dir);
+    expect(applied.planJson).not.toContain(CHAP_PASSWORD);
     expect(applied.poolTypes).toEqual({ [POOL]: report.storageClients?.iscsiTcp ? "iscsi" : "iscsi-direct" });
     await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   }
@@ -79,7 +95,14 @@ afterAll(async () => {
   await store?.stop();
 });
 
-describe("live migration on an iSCSI store (tgtd + iscsi-direct)", () => {
+describe("live migration on an iSCSI store (tgtd + iscsi-direct, CHAP)", () => {
+  it("the target refuses a login without CHAP (so the pool's login below used the secret)", async () => {
+    const r = await c.a.daemon
+      .nsExec("qemu-img", ["info", `iscsi://${store.address}/${IQN}/1`])
+      .catch((e) => e);
+    expect(r).toBeInstanceOf(Error);
+  });
+
   it("both hosts run kvmstrap's pool plan: the pool is active, autostarted, and shows the LUN", async () => {
     for (const h of [c.a, c.b]) {
       const info = await virsh(h, "pool-info", POOL);
@@ -100,8 +123,12 @@ describe("live migration on an iSCSI store (tgtd + iscsi-direct)", () => {
       .map((l) => JSON.parse(l))
       .find((e) => e.event === "result");
     expect(result).toMatchObject({ outcome: "migrated", target: "kvmcl-b", copiedDisks: [] });
+    expect(`${r.stdout}${r.stderr}`).not.toContain(CHAP_PASSWORD);
     expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
     expect((await virsh(c.a, "list", "--all", "--name")).stdout.trim()).toBe("");
+    const live = (await virsh(c.b, "dumpxml", VM)).stdout;
+    expect(live).toContain(`<source pool='${POOL}' volume='unit:0:0:1'`);
+    expect(live).not.toContain(CHAP_PASSWORD);
     await sleep(1000);
     const onB = await serialOf(c.b, VM);
     const all = counters(await serialOf(c.a, VM), onB);

@@ -50,7 +50,7 @@ export async function applyStorePlan(
   cluster: ClusterAnswer,
   report: HostReport,
   dir: string,
-): Promise<{ poolTypes: Record<string, string> }> {
+): Promise<{ poolTypes: Record<string, string>; planJson: string }> {
   const ctx: PlanContext = {
     report,
     answer: { cluster } as unknown as Answer,
@@ -81,11 +81,14 @@ export async function applyStorePlan(
       if (r.exitCode !== 0) throw new Error(`${h.name}: ${a.id} (${a.argv.join(" ")}): ${r.stderr}`);
     } else throw new Error(`${a.id}: unexpected ${a.kind} action in a store plan`);
   }
-  return { poolTypes };
+  return { poolTypes, planJson: JSON.stringify(ctx.actions) };
 }
 
 /** The counter guest's domain with its disk on a store (virtio) and no NIC. */
-export function sharedDomain(counterXml: string, disk: Omit<PoolVolumeDisk, "target"> | Omit<NetworkDisk, "target">): string {
+export function sharedDomain(
+  counterXml: string,
+  disk: Omit<PoolVolumeDisk, "target"> | Omit<NetworkDisk, "target">,
+): string {
   const xml =
     "pool" in disk
       ? renderPoolVolumeDiskXml({ ...disk, target: "vda" })

@@ -2,13 +2,15 @@
 // test/cluster/hosts.ts and a one-node Ceph 16 (test/cluster/ceph.ts) on their migration network.
 // The rbd store's plan actions (src/plan/rbd-plan.ts: the cephx secret, its value from the key file,
 // the rbd pool) are applied on each host by the built `kvmstrap apply --plan`, run inside that host's
-// namespaces. The counter guest's disk is an rbd image, opened by qemu as a network disk that names
-// the secret (src/vm/network-disk.ts). `kvmstrap vm migrate` without --copy-storage moves it live:
-// it runs on B, its counter went on without a gap, the image is byte for byte what was imported.
+// namespaces. The counter guest's disk is made by the plan's VM disk actions applied the same way
+// on A (its raw image converted into Ceph by qemu-img with the key file, a copy-on-write clone through
+// libvirt's rbd pool, grown to size) and opened by qemu as a network disk that names the secret
+// (src/vm/network-disk.ts). `kvmstrap vm migrate` without --copy-storage moves it live:
+// it runs on B, its counter went on without a gap, the image holds the base's bytes then zeros.
 // The key shows nowhere: not in the plan, apply's output and journal, the CLI's output, or either
 // host's domain XML (even with --security-info); the secret is private (its value cannot be read).
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
@@ -16,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAnswerText } from "../../src/answer/load.js";
 import { PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
 import type { PlanContext } from "../../src/plan/context.js";
-import { planRbdStorage, type RbdStore, rbdDisk } from "../../src/plan/rbd-plan.js";
-import { renderNetworkDiskXml, secretUuidFor } from "../../src/vm/network-disk.js";
+import { planRbdStorage, planRbdVmDisk, type RbdStore } from "../../src/plan/rbd-plan.js";
+import { type NetworkDisk, renderNetworkDiskXml, secretUuidFor } from "../../src/vm/network-disk.js";
 import { projectRoot } from "../helpers/shared-hosts.js";
 import { cephCidrFor, startTestCeph, type TestCeph } from "./ceph.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
@@ -25,7 +27,8 @@ import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
 
 const BIN = path.join(projectRoot, "bin/kvmstrap.js");
 const VM = `kvrbd-guest-${process.pid}`;
-const IMAGE = `${VM}-disk`;
+const IMAGE = `${VM}-root`; // planRbdVmDisk's name for the VM's clone
+const SIZE = 8 * 1024 * 1024; // the clone grown past the 4 MiB base
 const CLUSTER = "rack-test";
 const STORE = "ceph1";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -46,6 +49,14 @@ const seen: string[] = []; // every output and file the key must not appear in
 const timings: Record<string, number> = {};
 const serialOf = (h: ClusterHost) =>
   readFile(path.join(h.daemon.dirs.log, `qemu/${VM}-serial.log`), "utf8").catch(() => "");
+
+const planOf = (ctx: PlanContext): Plan => ({
+  schema: PLAN_SCHEMA_ID,
+  answerDigest: "",
+  actions: ctx.actions,
+  refusals: [],
+  needsReboot: false,
+});
 
 /** The store's plan, as a member plans it (the same on every member). */
 function rbdPlan(store: string): { plan: Plan; store: RbdStore } {
@@ -71,16 +82,14 @@ cluster:
   } as unknown as PlanContext;
   planRbdStorage(ctx);
   const rbd = answer.cluster?.storage[0] as RbdStore;
-  return {
-    plan: {
-      schema: PLAN_SCHEMA_ID,
-      answerDigest: "",
-      actions: ctx.actions,
-      refusals: [],
-      needsReboot: false,
-    },
-    store: rbd,
-  };
+  return { plan: planOf(ctx), store: rbd };
+}
+
+/** The VM's disk on the store as the member deploying it plans it: base converted in, clone, size. */
+function vmDiskPlan(store: RbdStore, imagePath: string): { plan: Plan; disk: NetworkDisk } {
+  const ctx = { actions: [], current: new Map() } as unknown as PlanContext;
+  const disk = planRbdVmDisk(ctx, CLUSTER, store, { name: VM, imagePath, sizeBytes: SIZE });
+  return { plan: planOf(ctx), disk };
 }
 
 /**
@@ -91,9 +100,11 @@ cluster:
 async function applyOn(h: ClusterHost, planFile: string): Promise<string> {
   const own = path.join(work, `${h.name}-etc-kvmstrap`);
   const state = path.join(work, `${h.name}-state`);
-  await mkdir(own, { recursive: true });
+  if (!(await stat(own).catch(() => null))) {
+    await mkdir(own, { recursive: true });
+    await h.daemon.nsExec("mount", ["--bind", own, "/etc/kvmstrap"]);
+  }
   await mkdir(state, { recursive: true });
-  await h.daemon.nsExec("mount", ["--bind", own, "/etc/kvmstrap"]);
   const r = await inHost(h, [
     "node",
     BIN,
@@ -130,9 +141,7 @@ beforeAll(async () => {
   );
   for (const h of [c.a, c.b]) await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   disk = counterDisk();
-  const raw = path.join(work, "disk.raw");
-  await writeFile(raw, disk);
-  await ceph.rbd("import", raw, IMAGE);
+  await writeFile(path.join(work, "base.raw"), disk); // the base image the VM's disk is cloned from
 }, 120_000);
 
 afterAll(async () => {
@@ -145,6 +154,7 @@ afterAll(async () => {
 
 describe("a live migration on Ceph RBD", () => {
   let store: RbdStore;
+  let guestDisk: NetworkDisk;
 
   it("kvmstrap apply defines the cephx secret and the rbd pool on both hosts; the key is in no plan and no output", async () => {
     const { plan, store: s } = rbdPlan(ceph.keyFile);
@@ -164,14 +174,30 @@ describe("a live migration on Ceph RBD", () => {
       const get = await virsh(h, "secret-get-value", uuid);
       expect(get.exitCode).not.toBe(0);
       expect(get.stdout).not.toContain(ceph.key);
-      // The pool reached Ceph with the secret: it lists the imported image.
-      const vols = await virsh(h, "vol-list", STORE);
-      expect(vols.stdout, vols.stderr).toContain(IMAGE);
+      const pool = await virsh(h, "pool-info", STORE);
+      expect(pool.stdout, pool.stderr).toMatch(/State:\s+running/);
     }
   });
 
+  it("kvmstrap apply on A makes the VM's disk: the base converted into Ceph, a clone of it grown to size; B's pool lists it", async () => {
+    const { plan, disk: d } = vmDiskPlan(store, path.join(work, "base.raw"));
+    guestDisk = d;
+    const text = JSON.stringify(plan, null, 2);
+    seen.push(text);
+    const file = path.join(work, "vm-disk-plan.json");
+    await writeFile(file, text);
+    await applyOn(c.a, file);
+    const info = JSON.parse(await ceph.rbd("info", IMAGE, "--format", "json"));
+    expect(info.size).toBe(SIZE);
+    expect(info.parent?.image).toMatch(/^kvmstrap-base-base\.raw-/); // copy-on-write, not a copy
+    // The pool reached Ceph with the secret on the other member too.
+    await virsh(c.b, "pool-refresh", STORE);
+    const vols = await virsh(c.b, "vol-list", STORE);
+    expect(vols.stdout, vols.stderr).toContain(IMAGE);
+  });
+
   it("the guest runs on A from a network disk on the rbd image", async () => {
-    const network = renderNetworkDiskXml(rbdDisk(CLUSTER, store, IMAGE, "vda"));
+    const network = renderNetworkDiskXml(guestDisk);
     const xml = counterDomain(VM, "unused")
       .replace(/ {4}<disk [\s\S]*?<\/disk>/, network)
       .replace(/ {4}<interface [\s\S]*?<\/interface>\n/, "");
@@ -232,7 +258,10 @@ describe("a live migration on Ceph RBD", () => {
 
     const out = path.join(work, "exported.raw");
     await ceph.rbd("export", IMAGE, out);
-    expect(sha(await readFile(out))).toBe(sha(disk));
+    const image = await readFile(out);
+    expect(image.length).toBe(SIZE);
+    expect(sha(image.subarray(0, disk.length))).toBe(sha(disk));
+    expect(image.subarray(disk.length).every((b) => b === 0)).toBe(true);
   });
 
   it("the key is in neither host's domain XML, the plan, apply's output or journal, nor migrate's output", async () => {

@@ -154,6 +154,13 @@ export async function startTestCeph(o: TestCephOptions): Promise<TestCeph> {
   };
 
   try {
+    for (const bin of ["ceph-mon", "ceph-mgr", "ceph-osd", "ceph", "rbd", "ceph-authtool", "monmaptool"]) {
+      const found = await execa("sh", ["-c", `command -v ${bin}`], { reject: false });
+      if (found.exitCode !== 0)
+        throw new Error(
+          `test ceph: ${bin} is not installed (scripts/setup-test-host.sh installs ceph-mon ceph-mgr ceph-osd ceph-common)`,
+        );
+    }
     for (const d of ["run", "log", "crash", "data/mgr.x", "data/osd.0"])
       await mkdir(path.join(dir, d), { recursive: true });
     await writeFile(cfg, conf(dir, randomUUID(), address, network, o.storeBytes ?? 512 * 1024 * 1024));

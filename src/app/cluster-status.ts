@@ -1,7 +1,10 @@
 // `kvmstrap cluster status`: each member as this host sees it over libvirt's TLS with this member's
 // client certificate: reachable or not and why (refused, certificate rejected, unreachable, timeout),
 // and what its libvirtd says about itself (hostname, host uuid). Every probe is bounded in time and
-// they run side by side, so a dead member costs one timeout, not one per member.
+// they run side by side, so a dead member costs one timeout, not one per member. A plain TCP connect
+// to 16514 first (3 s) tells a dead or refusing member quickly; the libvirt session after it may take
+// longer (a libvirtd's first capabilities call probes its qemu binaries: seconds on a busy host).
+import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { InputError } from "../core/errors.js";
@@ -31,7 +34,34 @@ export interface ClusterStatus {
   ha?: unknown;
 }
 
-export const PROBE_TIMEOUT_MS = 5000;
+export const CONNECT_TIMEOUT_MS = 3000;
+export const PROBE_TIMEOUT_MS = 20_000;
+const TLS_PORT = 16514;
+
+/** Whether anything accepts a TCP connection on ADDRESS:16514, and why not. */
+function tcpReach(
+  address: string,
+  timeoutMs = CONNECT_TIMEOUT_MS,
+): Promise<{ reason: Reason; detail: string } | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: address, port: TLS_PORT });
+    const done = (v: { reason: Reason; detail: string } | null) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.setTimeout(timeoutMs, () =>
+      done({ reason: "timeout", detail: `no TCP answer on ${TLS_PORT} in ${timeoutMs} ms` }),
+    );
+    s.on("connect", () => done(null));
+    s.on("error", (e: NodeJS.ErrnoException) =>
+      done({
+        reason:
+          e.code === "ECONNREFUSED" ? "refused" : /UNREACH/.test(e.code ?? "") ? "unreachable" : "error",
+        detail: `${e.code ?? "error"} on ${TLS_PORT}: ${e.message}`,
+      }),
+    );
+  });
+}
 
 /** The URI that reaches ADDRESS with this member's client certificate (pkipath: works under a root). */
 export const memberUri = (root: string, address: string) =>
@@ -47,8 +77,10 @@ export function reasonOf(message: string, timedOut: boolean): Reason {
   return "error";
 }
 
-export async function probeMember(uri: string, timeoutMs = PROBE_TIMEOUT_MS) {
+export async function probeMember(address: string, uri: string, timeoutMs = PROBE_TIMEOUT_MS) {
   const t0 = Date.now();
+  const tcp = await tcpReach(address);
+  if (tcp) return { reachable: false as const, ...tcp, ms: Date.now() - t0 };
   // One connection for both questions: virsh runs "hostname; capabilities" in one session.
   const r = await Promise.race([
     execa("virsh", ["-c", uri, "hostname; capabilities"], {
@@ -94,7 +126,7 @@ export async function clusterStatus(r: {
   const members = r.members ?? state.members;
   const probed = await Promise.all(
     members.map(async (m): Promise<MemberStatus> => {
-      const p = await probeMember(memberUri(root, m.address), r.timeoutMs);
+      const p = await probeMember(m.address, memberUri(root, m.address), r.timeoutMs);
       return { host: m.host, address: m.address, self: m.host === state.self.host, ...p };
     }),
   );

@@ -21,8 +21,8 @@ certificates (never plain TCP), qemu's migration and NBD streams over TLS, and c
            bundle over SSH and delete it afterwards: it holds the CA's key.
   status [--answer FILE] [--json]
            Each member over TLS with this member's client certificate: reachable, or why not
-           (refused, certificate-rejected, unreachable, timeout; 5 s at most), and its
-           libvirt hostname and host uuid. Exit 1 when a member is not reachable.
+           (refused, certificate-rejected, unreachable, timeout: 3 s to connect, 20 s for
+           the session), its libvirt hostname and host uuid. Exit 1 when one is not.
   certs [--address IP]... [--check]
            This member's certificates from the cluster CA where missing or wrong (the plan's
            cluster.certs step); --check only says what is wrong (exit 1).

@@ -181,6 +181,30 @@ describe("kvmstrap cluster init and join on two hosts", () => {
     }
   });
 
+  it("status says why a member is not reachable: refused where nothing listens on 16514", async () => {
+    const net = cluster.a.address.split(".").slice(0, 3).join(".");
+    const f = path.join(dir, "with-a-dead-member.yaml");
+    await writeFile(
+      f,
+      `version: 1\ncluster:\n  name: lab\n  networks: { cluster: ${net}.0/24 }\n  members:\n    - { host: kvmcl-a, address: ${net}.1 }\n    - { host: kvmcl-x, address: ${net}.254 }\n`,
+    );
+    const r = await kvmstrap([
+      "cluster",
+      "status",
+      "--root",
+      roots["kvmcl-a"] ?? "",
+      "--answer",
+      f,
+      "--json",
+    ]);
+    expect(r.code).toBe(1);
+    const s = JSON.parse(r.stdout) as Status;
+    expect(s.members.map((m) => [m.host, m.reachable, m.reason])).toEqual([
+      ["kvmcl-a", true, undefined],
+      ["kvmcl-x", false, "refused"],
+    ]);
+  });
+
   it("refuses a client without a certificate, and one whose certificate another CA issued", async () => {
     expect(await noCertClient(cluster.b.address)).toMatch(/^(closed|error: .*)$/);
     const other = path.join(dir, "lone-host");

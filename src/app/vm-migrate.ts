@@ -133,6 +133,7 @@ export async function checkMigration(
     "capabilities",
     "domcapabilities --virttype kvm",
     "domcapabilities --virttype qemu",
+    "pool-list --name",
     // Last: virsh's status is its last command's, and a host without kvm fails the one above.
     "net-list --name",
   ]);
@@ -140,7 +141,7 @@ export async function checkMigration(
     targetReport,
     { hostCpu, migrationRefusals, usableCpuModels },
     [sourceHost = "", sourceCaps = "", domainXml = ""],
-    [targetHost = "", targetCaps = "", kvmCaps = "", qemuCaps = "", nets = ""],
+    [targetHost = "", targetCaps = "", kvmCaps = "", qemuCaps = "", pools = "", nets = ""],
   ] = await Promise.all([
     report ?? readReport(r.targetReport),
     import("../vm/migrate-check.js"),
@@ -165,6 +166,10 @@ export async function checkMigration(
       hostCpu: hostCpu(targetCaps),
       usableCpuModels: usableCpuModels(domcaps),
       activeNetworks: nets
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean),
+      activePools: pools
         .split("\n")
         .map((l) => l.trim())
         .filter(Boolean),

@@ -34,6 +34,8 @@ export interface TargetLibvirtFacts {
   usableCpuModels: string[];
   /** Active libvirt networks. */
   activeNetworks: string[];
+  /** Active storage pools (a volume disk's pool must be one); absent: not asked, not checked. */
+  activePools?: string[];
 }
 
 /**
@@ -224,6 +226,24 @@ function hugepageReasons(domain: Node, f: MigrationFacts): string[] {
   });
 }
 
+/** A disk that is a shared pool's volume needs that pool active on the target (network disks and
+ *  copied file disks need nothing there). */
+function poolReasons(devices: Node | undefined, f: MigrationFacts): string[] {
+  const pools = f.target.activePools;
+  if (!pools) return [];
+  return all(devices, "disk")
+    .filter((d) => attr(d, "type") === "volume")
+    .flatMap((d) => {
+      const pool = attr(one(d, "source"), "pool") ?? "";
+      const dev = attr(one(d, "target"), "dev") ?? "?";
+      return pools.includes(pool)
+        ? []
+        : [
+            `storage: disk ${dev} is a volume of pool "${pool}", which is not active on ${f.target.hostname} (the cluster's storage plan defines it on every member)`,
+          ];
+    });
+}
+
 /** Every reason the target cannot take the VM; empty when it can. */
 export function migrationRefusals(f: MigrationFacts): string[] {
   const domain = one(parser.parse(f.domainXml), "domain");
@@ -235,6 +255,7 @@ export function migrationRefusals(f: MigrationFacts): string[] {
     ...cpuReasons(domain, f),
     ...hostdevReasons(devices, f.targetReport),
     ...nicReasons(devices, f),
+    ...poolReasons(devices, f),
     ...hugepageReasons(domain, f),
   ];
 }

@@ -2,10 +2,10 @@
 // (package tgt) in a storage namespace on the migration network serves the counter guest's disk as
 // LUN 1; both hosts carry out kvmstrap's plan for the store (planSharedStorage: mode auto on their
 // own report, which on a kernel without iscsi_tcp is an iscsi-direct pool, libiscsi in libvirt and
-// qemu), with CHAP: the target asks for a password that kvmstrap's plan sets on a libvirt secret
-// from the answer's passwordFile (never in the plan or the domain XML); the guest runs on A from
-// the pool's volume, and the built `kvmstrap vm migrate --to B`
-// without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
+// qemu; `vm migrate` refuses while B lacks it), with CHAP: the target asks for a password that
+// kvmstrap's plan sets on a libvirt secret from the answer's passwordFile (never in the plan or the
+// domain XML); the guest runs on A from the pool's volume, and the built `kvmstrap vm migrate --to
+// B` without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
 // copied, and the LUN holds the same bytes.
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
-import { type Cluster, startCluster } from "./hosts.js";
+import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
 import { applyStorePlan, migrateNoCopy, reportOf, serialOf, sharedDomain, virsh } from "./shared-store.js";
 import { type StoreHost, startStoreHost, until } from "./store-host.js";
 
@@ -27,6 +27,7 @@ const CHAP_PASSWORD = `chap-${process.pid}-Secret12`;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 let c: Cluster;
+let planOn: (h: ClusterHost) => Promise<void>;
 let store: StoreHost;
 let disk: Buffer;
 let lun: string;
@@ -72,14 +73,17 @@ beforeAll(async () => {
       },
     ],
   });
-  for (const h of [c.a, c.b]) {
+  // A first; B's plan is applied by the test after the refusal below.
+  planOn = async (h: ClusterHost) => {
     reports[h.name] = await reportOf(h, path.join(c.dir, `${h.name}-report.json`));
     const report = hostReport.parse(JSON.parse(await readFile(reports[h.name] as string, "utf8")).report);
     const applied = await applyStorePlan(h, answer, report, c.dir);
     expect(applied.planJson).not.toContain(CHAP_PASSWORD);
     expect(applied.poolTypes).toEqual({ [POOL]: report.storageClients?.iscsiTcp ? "iscsi" : "iscsi-direct" });
-    await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
-  }
+  };
+  await planOn(c.a);
+  reports[c.b.name] = await reportOf(c.b, path.join(c.dir, `${c.b.name}-report.json`));
+  for (const h of [c.a, c.b]) await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   const vols = await virsh(c.a, "vol-list", POOL);
   expect(vols.stdout).toContain("unit:0:0:1");
   const xml = path.join(c.dir, "guest.xml");
@@ -103,7 +107,16 @@ describe("live migration on an iSCSI store (tgtd + iscsi-direct, CHAP)", () => {
     expect(r).toBeInstanceOf(Error);
   });
 
+  it("refuses before starting while B lacks the pool the guest's disk is a volume of (exit 2)", async () => {
+    const r = await migrateNoCopy(c, VM, reports[c.b.name] as string);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(2);
+    // --json: the refusal is the result line on stdout.
+    expect(r.stdout).toContain(`disk vda is a volume of pool \\"${POOL}\\", which is not active on kvmcl-b`);
+    expect((await virsh(c.a, "domstate", VM)).stdout.trim()).toBe("running");
+  });
+
   it("both hosts run kvmstrap's pool plan: the pool is active, autostarted, and shows the LUN", async () => {
+    await planOn(c.b);
     for (const h of [c.a, c.b]) {
       const info = await virsh(h, "pool-info", POOL);
       expect(info.stdout).toMatch(/State:\s+running/);

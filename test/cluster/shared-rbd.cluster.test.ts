@@ -9,6 +9,7 @@
 // it runs on B, its counter went on without a gap, the image holds the base's bytes then zeros.
 // The key shows nowhere: not in the plan, apply's output and journal, the CLI's output, or either
 // host's domain XML (even with --security-info); the secret is private (its value cannot be read).
+// Then `kvmstrap undo` on A, which the VM left, takes A's secret and pool away; B keeps running it.
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -97,9 +98,9 @@ function vmDiskPlan(store: RbdStore, imagePath: string): { plan: Plan; disk: Net
  * /etc/kvmstrap: in the host's mount namespace a directory of its own is mounted there, so the
  * machine's /etc is never written (an empty /etc/kvmstrap is made as the mount point if missing).
  */
-async function applyOn(h: ClusterHost, planFile: string): Promise<string> {
+async function applyOn(h: ClusterHost, planFile: string, journal = "state"): Promise<string> {
   const own = path.join(work, `${h.name}-etc-kvmstrap`);
-  const state = path.join(work, `${h.name}-state`);
+  const state = path.join(work, `${h.name}-${journal}`);
   if (!(await stat(own).catch(() => null))) {
     await mkdir(own, { recursive: true });
     await h.daemon.nsExec("mount", ["--bind", own, "/etc/kvmstrap"]);
@@ -186,7 +187,7 @@ describe("a live migration on Ceph RBD", () => {
     seen.push(text);
     const file = path.join(work, "vm-disk-plan.json");
     await writeFile(file, text);
-    await applyOn(c.a, file);
+    await applyOn(c.a, file, "vm-state"); // its own journal: the store's run stays the one undo reverts
     const info = JSON.parse(await ceph.rbd("info", IMAGE, "--format", "json"));
     expect(info.size).toBe(SIZE);
     expect(info.parent?.image).toMatch(/^kvmstrap-base-base\.raw-/); // copy-on-write, not a copy
@@ -279,5 +280,24 @@ describe("a live migration on Ceph RBD", () => {
     const raw = Buffer.from(ceph.key, "base64").toString("latin1");
     for (const s of seen) expect(s.includes(raw)).toBe(false);
     timings.cephRssMiB = Math.round((await ceph.rssKiB()) / 1024);
+  });
+
+  it("kvmstrap undo on A (the VM gone from it) removes A's secret and pool; B and its running guest are untouched", async () => {
+    const uuid = secretUuidFor(CLUSTER, STORE);
+    const r = await inHost(c.a, [
+      "node",
+      BIN,
+      "undo",
+      "--yes",
+      "--state-dir",
+      path.join(work, `${c.a.name}-state`),
+    ]);
+    seen.push(r.stdout, r.stderr);
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect((await virsh(c.a, "secret-dumpxml", uuid)).exitCode).not.toBe(0);
+    expect((await virsh(c.a, "pool-info", STORE)).exitCode).not.toBe(0);
+    expect((await virsh(c.b, "secret-dumpxml", uuid)).exitCode).toBe(0);
+    expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
+    for (const s of seen) expect(s.includes(ceph.key)).toBe(false);
   });
 });

@@ -15,6 +15,9 @@
 //   node's start and the target's facts over TLS, is its largest share there) and the same guest on
 //   a larger disk (BIG_DISK_MIB, default 256; 0 skips it), where the copy dominates as it does for
 //   a real VM's disk.
+//   Then HA failover (bench/ha-failover.mjs, HA_RUNS times, default 3; 0 skips it): two hosts with
+//   corosync and pacemaker configured by kvmstrap's plan, the HA guest on A, A killed: the time to
+//   the guest running on B (median), with the fencing time shown separately.
 // Everything lives in the cluster's temporary directory and is removed at the end, also on error.
 import { execFile } from "node:child_process";
 import { randomFillSync } from "node:crypto";
@@ -24,6 +27,7 @@ import { loadavg } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { failoverFigures } from "./ha-failover.mjs";
 import { bundleTestModules } from "./lib/test-modules.mjs";
 
 const run = promisify(execFile);
@@ -31,6 +35,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const RUNS = Number(process.env.RUNS ?? 5);
 const VM = `kvmcl-bench-${process.pid}`;
 const BIG_DISK_MIB = Number(process.env.BIG_DISK_MIB ?? 256);
+const HA_RUNS = Number(process.env.HA_RUNS ?? 3);
 const BRIDGE = "kvguest0";
 const env = { ...process.env, LC_ALL: "C" };
 
@@ -192,4 +197,13 @@ try {
   }
 } finally {
   await stop();
+}
+
+// After the migration rig is gone: the HA rig starts its own hosts.
+if (HA_RUNS > 0) {
+  const r = await failoverFigures(HA_RUNS, (line) => process.stderr.write(`ha ${line}\n`));
+  console.log(
+    `\nHA failover (median of ${HA_RUNS}, load ${loadavg()[0].toFixed(2)}): host killed -> VM running on the other host ` +
+      `${r.medianFailoverMs} ms, of which fencing ${r.medianFencingMs} ms (crm_mon reports the VM started at ${r.medianCrmMonMs} ms)`,
+  );
 }

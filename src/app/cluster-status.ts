@@ -90,7 +90,7 @@ export async function probeMember(address: string, uri: string, timeoutMs = PROB
       stdin: "ignore",
     }),
     // execa's timeout kills virsh; this bounds a virsh that ignores the signal.
-    sleep(timeoutMs + 2000).then(() => null),
+    sleep(timeoutMs + 2000, null, { ref: false }),
   ]);
   const ms = Date.now() - t0;
   if (r === null || r.timedOut)

@@ -21,6 +21,7 @@ const filtering = (bridgeVlanFiltering: boolean): HostReport => ({
 
 const ANSWER = `version: 1
 network:
+  stack: networkd
   bridges:
     - { name: br1, vlanAware: true }
 vms:

@@ -107,9 +107,19 @@ export const virtualNetworkRules: Rule[] = [
       const noFiltering =
         "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING, kvmstrap detect)";
       const useOvs = "use an Open vSwitch bridge (network.ovs) for VLANs, or a kernel built with it";
-      (answer.network?.bridges ?? []).forEach((b, i) => {
+      const net = answer.network;
+      const stack = net ? (net.stack === "auto" ? report.system.networkStack : net.stack) : null;
+      (net?.bridges ?? []).forEach((b, i) => {
         if (b.vlanAware && filtering === false)
           emit.error(`network.bridges[${i}].vlanAware`, noFiltering, useOvs);
+        // netplan 0.106 has no key for it: the bridge would come up without filtering, and every
+        // tagged VM's start would then be refused by the hook.
+        else if (b.vlanAware && stack === "netplan")
+          emit.error(
+            `network.bridges[${i}].vlanAware`,
+            "netplan cannot turn on bridge VLAN filtering (no such key in netplan 0.106)",
+            "set network.stack to networkd or ifupdown2 if the host has it, or use an Open vSwitch bridge (network.ovs)",
+          );
       });
       for (const { nic, path } of nicsOf(answer)) {
         if (!("bridge" in nic) || nic.vlan === undefined) continue;

@@ -1,7 +1,6 @@
 // detectStorageClients on trees built for each case, and on this machine's own root (a kernel with
 // no loadable modules and no NFS client: a cluster store's mode auto must pick iscsi-direct and libnfs).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";

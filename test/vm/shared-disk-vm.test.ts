@@ -26,7 +26,7 @@ const vm = (name: string, store?: string) =>
     "    vcpus: 1",
     "    memoryMiB: 512",
     "    diskGiB: 4",
-    "    user: { name: debian, sshKeys: ['" + KEY + "'], sudo: true }",
+    `    user: { name: debian, sshKeys: ['${KEY}'], sudo: true }`,
     ...(store ? [`    store: ${store}`] : []),
   ].join("\n");
 

@@ -33,7 +33,7 @@ apt_packages=(
   tgt libvirt-daemon-driver-storage-iscsi-direct # test/cluster/shared-iscsi: user-space tgtd target; libvirt's iscsi-direct pool (no iscsi_tcp here)
   nfs-ganesha nfs-ganesha-vfs rpcbind qemu-block-extra # test/cluster/shared-nfs: user-space NFS server (no kernel NFS client here); qemu's libnfs disks
   ceph-mon ceph-mgr ceph-osd ceph-common      # test/cluster/ceph.ts: a one-node Ceph 16 (memstore) for the rbd store's migration test
-  qemu-block-extra libvirt-daemon-driver-storage-rbd # qemu's rbd driver (network disks) and libvirt's rbd pool
+  libvirt-daemon-driver-storage-rbd            # libvirt's rbd pool (qemu-block-extra above has qemu's rbd driver for network disks)
   corosync pacemaker pacemaker-cli-utils resource-agents # test/cluster/ha: corosync+pacemaker per test host, VirtualDomain; crm_verify checks the rendered CIB
 )
 missing=()

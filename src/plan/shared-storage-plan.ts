@@ -10,6 +10,7 @@
 //   (and mount.nfs); else nothing on the host: each VM disk is a qemu libnfs network disk.
 // `mode: auto` decides from the host report (detect's storageClients); a forced mode the host cannot
 // serve is the rule set's finding, not this planner's.
+import { kernelClients } from "../answer/rules/cluster.js";
 import type { SharedStore } from "../answer/schema-cluster.js";
 import type { HostReport } from "../detect/types.js";
 import { secretUuidFor } from "../vm/network-disk.js";
@@ -28,15 +29,13 @@ export const nfsMountPoint = (name: string) => `/var/lib/kvmstrap/shared/${name}
 /** iSCSI through the kernel only where the report says both the module and iscsiadm are there. */
 export function iscsiMode(store: IscsiStore, report: HostReport): "kernel" | "direct" {
   if (store.mode !== "auto") return store.mode;
-  const c = report.storageClients;
-  return c?.iscsiTcp === true && c.iscsiadm === true ? "kernel" : "direct";
+  return kernelClients(report).iscsi === true ? "kernel" : "direct";
 }
 
 /** NFS through the kernel only where the report says it has the client and mount.nfs. */
 export function nfsMode(store: NfsStore, report: HostReport): "kernel" | "libnfs" {
   if (store.mode !== "auto") return store.mode;
-  const c = report.storageClients;
-  return c?.nfsClient === true && c.mountNfs === true ? "kernel" : "libnfs";
+  return kernelClients(report).nfs === true ? "kernel" : "libnfs";
 }
 
 /** The initiator IQN a member logs in with: the answer's, else one per cluster and member (two

@@ -53,7 +53,6 @@ export function vmSpecsFromAnswer(
   const out: ValidationResult = { errors: [], warnings: [] };
   validateVms(answer, report, out, options);
   if (options.cacheDir !== undefined) checkImages(answer, options.cacheDir, out);
-  checkStores(answer, out);
   const specs: VmSpec[] = [];
   const graphics = consoleGraphicsFor(answer, report);
   answer.vms.forEach((vm, i) => {
@@ -91,19 +90,6 @@ function checkImages(answer: Answer, cacheDir: string, out: ValidationResult): v
         message: vm.image.startsWith("/")
           ? `unknown image: ${vm.image} does not exist`
           : `unknown image "${vm.image}": not in the image cache ${cacheDir} (kvmstrap image list; image pull|import adds it)`,
-      });
-  });
-}
-
-/** A VM's store must be one of cluster.storage. */
-function checkStores(answer: Answer, out: ValidationResult): void {
-  answer.vms.forEach((vm, i) => {
-    if (!vm.store) return;
-    const names = (answer.cluster?.storage ?? []).map((s) => s.name);
-    if (!names.includes(vm.store.name))
-      out.errors.push({
-        path: `vms[${i}].store.name`,
-        message: `no store "${vm.store.name}" in cluster.storage${names.length ? ` (it has ${names.join(", ")})` : ""}`,
       });
   });
 }

@@ -62,6 +62,15 @@ const vm = (extra: Record<string, unknown> = {}) => ({
   nics: [{ bridge: "br0" }],
   ...extra,
 });
+/** Two members on 192.0.2.0/24, kvm-a (the lab host under that name) and kvm-b. */
+const clusterOf = () => ({
+  name: "rack1",
+  networks: { cluster: "192.0.2.0/24" },
+  members: [
+    { host: "kvm-a", address: "192.0.2.11" },
+    { host: "kvm-b", address: "192.0.2.12" },
+  ],
+});
 const disk = (r: HostReport, name: string) => r.disks.find((d) => d.name === name);
 const GiB = 1024 ** 2; // in KiB
 
@@ -915,5 +924,96 @@ export const CASES: Case[] = [
     answer: { consoles: { listen: "127.0.0.1" } },
     errors: [],
     warnings: ["consoles.some"],
+  },
+  // ---- cluster (the lab host named kvm-a, a member) ---------------------------------------------
+  {
+    name: "a cluster member twice, an address outside its network, a host that is no member",
+    host: "lab",
+    variant: (r) => {
+      r.hostname = "kvm-z";
+    },
+    answer: {
+      cluster: {
+        name: "rack1",
+        networks: { cluster: "192.0.2.0/24" },
+        members: [
+          { host: "kvm-a", address: "192.0.2.11" },
+          { host: "kvm-a", address: "198.51.100.12" },
+        ],
+      },
+    },
+    errors: [
+      "cluster.self cluster.members",
+      "cluster.unique cluster.members[1].host",
+      "cluster.networks cluster.members[1].address",
+    ],
+  },
+  {
+    name: "HA without fencing, an HA VM the answer lacks, one on a local disk, two_node off with two",
+    host: "lab",
+    variant: (r) => {
+      r.hostname = "kvm-a";
+    },
+    answer: {
+      vms: [
+        { name: "web1", image: "debian-12", vcpus: 1, memoryMiB: 512, diskGiB: 4, user: { name: "ops" } },
+      ],
+      cluster: {
+        ...clusterOf(),
+        ha: { vms: [{ vm: "web1" }, { vm: "db1" }], twoNode: false },
+      },
+    },
+    errors: [
+      "cluster.fencing cluster.members[0].fence",
+      "cluster.fencing cluster.members[1].fence",
+      "cluster.ha-vms cluster.ha.vms[1].vm",
+      "cluster.two-node cluster.ha.twoNode",
+      "cluster.ha-store vms[0].store",
+    ],
+  },
+  {
+    name: "shared stores named alike, a VM on a store the cluster lacks, kernel NFS on a host without it",
+    host: "lab",
+    variant: (r) => {
+      r.hostname = "kvm-a";
+      r.storageClients = {
+        iscsiTcp: true,
+        iscsiadm: true,
+        nfsClient: false,
+        mountNfs: true,
+        sources: { nfsClient: "/proc/filesystems" },
+      };
+    },
+    answer: {
+      vms: [
+        {
+          name: "web1",
+          image: "debian-12",
+          vcpus: 1,
+          memoryMiB: 512,
+          diskGiB: 4,
+          user: { name: "ops" },
+          store: { name: "nas2", volume: "web1.raw" },
+        },
+      ],
+      cluster: {
+        ...clusterOf(),
+        storage: [
+          { name: "nas1", type: "nfs", server: "192.0.2.50", export: "/srv/vms", mode: "kernel" },
+          {
+            name: "nas1",
+            type: "iscsi",
+            portal: "192.0.2.51",
+            target: "iqn.2026-12.net.example:s1",
+            mode: "kernel",
+          },
+        ],
+      },
+    },
+    errors: [
+      "cluster.storage-names cluster.storage[1].name",
+      "cluster.vm-store vms[0].store.name",
+      "cluster.store-mode cluster.storage[0].mode",
+    ],
   },
 ];

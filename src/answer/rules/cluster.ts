@@ -2,7 +2,9 @@
 // to every member, each finds itself by hostname), members and their addresses are unique, each
 // address lies in the network it is used on, HA has a fence device for every member (pacemaker
 // never recovers a VM before its host is fenced) and only the answer's own VMs, and corosync's
-// two-node quorum matches the member count. Shared storage names are unique, and not a local pool's.
+// two-node quorum matches the member count. Shared storage names are unique, and not a local pool's;
+// a VM's store is one of them, an HA VM has one, and a store forced to the kernel's client is refused
+// on a host whose report says that client is missing. (An rbd keyFile is read at apply, not here.)
 import { BlockList, isIP } from "node:net";
 import type { HostReport } from "../../detect/types.js";
 import type { Cluster } from "../schema-cluster.js";
@@ -32,6 +34,15 @@ export function selfMember(cluster: Cluster, report: Pick<HostReport, "hostname"
     cluster.members.find((m) => shortName(m.host) === shortName(name)) ??
     null
   );
+}
+
+/** Whether the kernel's iSCSI initiator and NFS client are usable here, by the report (null: it
+ *  cannot tell). One source for the rules and the shared-storage planner's `mode: auto`. */
+export function kernelClients(report: Pick<HostReport, "storageClients">) {
+  const c = report.storageClients;
+  const both = (a: boolean | null | undefined, b: boolean | null | undefined) =>
+    a === false || b === false ? false : a === true && b === true ? true : null;
+  return { iscsi: both(c?.iscsiTcp, c?.iscsiadm), nfs: both(c?.nfsClient, c?.mountNfs) };
 }
 
 /** Every member's migration address: its own, else its cluster address. */
@@ -208,6 +219,62 @@ export const clusterRules: Rule[] = [
         if (first !== undefined) emit.error(at, `${s.name} is also cluster.storage[${first}]`);
         else seen.set(s.name, i);
         if (local.has(s.name)) emit.error(at, `${s.name} is also a local pool in storage.pools`);
+      });
+    },
+  ),
+  rule("cluster.vm-store", "a VM's store is one of cluster.storage", ({ answer }, emit) => {
+    const names = (answer.cluster?.storage ?? []).map((s) => s.name);
+    answer.vms.forEach((vm, i) => {
+      if (vm.store && !names.includes(vm.store.name))
+        emit.error(
+          `vms[${i}].store.name`,
+          `no store "${vm.store.name}" in cluster.storage${names.length ? ` (it has ${names.join(", ")})` : ""}`,
+        );
+    });
+  }),
+  rule(
+    "cluster.ha-store",
+    "an HA VM's disk is on a cluster store: pacemaker restarts it on another member, which must see it",
+    ({ answer }, emit) => {
+      const c = answer.cluster;
+      if (!c?.ha) return;
+      const said = new Set<string>();
+      c.ha.vms.forEach((v, k) => {
+        const i = answer.vms.findIndex((vm) => vm.name === v.vm);
+        const vm = answer.vms[i];
+        // An HA VM missing from vms:, or listed twice, is cluster.ha-vms' finding.
+        if (said.has(v.vm)) return;
+        said.add(v.vm);
+        if (vm && !vm.store)
+          emit.error(
+            `vms[${i}].store`,
+            `${v.vm} is an HA VM (cluster.ha.vms[${k}]) with a local disk: no other member could restart it`,
+            "give it store: { name: <a cluster.storage name>, volume: ... }",
+          );
+      });
+    },
+  ),
+  rule(
+    "cluster.store-mode",
+    "a store forced to the kernel's client (mode: kernel) is on a host whose report has that client",
+    ({ answer, report }, emit) => {
+      const c = answer.cluster;
+      if (!c) return;
+      const k = kernelClients(report);
+      c.storage.forEach((s, i) => {
+        if (s.type === "rbd" || s.mode !== "kernel") return;
+        const has = s.type === "iscsi" ? k.iscsi : k.nfs;
+        const what =
+          s.type === "iscsi"
+            ? "the iSCSI initiator (iscsi_tcp and iscsiadm)"
+            : "the NFS client (nfs and mount.nfs)";
+        const other = s.type === "iscsi" ? "direct" : "libnfs";
+        if (has === false)
+          emit.error(
+            `cluster.storage[${i}].mode`,
+            `kernel: this host's report says ${what} is missing`,
+            `install it (${s.type === "iscsi" ? "open-iscsi" : "nfs-common"}), or set mode: auto or ${other}`,
+          );
       });
     },
   ),

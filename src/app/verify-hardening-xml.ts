@@ -3,22 +3,10 @@
 // its <hostdev> devices, its graphics listeners and any secret written into it. Pure. Parsed with
 // fast-xml-parser rather than regular expressions: libvirt may order attributes and nest <listen>,
 // <auth> and <source> as it likes, and a secret's attribute must not hide from a pattern.
-import { XMLParser } from "fast-xml-parser";
+import { attribute, children, parseXmlTree, textOf, type XmlNode } from "../core/xml-tree.js";
 import { MAX_TTL_SECONDS } from "../vm/console-ticket.js";
 
-type Node = { [key: string]: Node[] | string | undefined };
-
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: "@",
-  // Every element an array, every attribute a string: one shape whatever a domain has once or twice.
-  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
-  parseAttributeValue: false,
-  parseTagValue: false,
-  textNodeName: "#text",
-  // libvirt writes no entities beyond the five predefined ones; no DOCTYPE entities are expanded.
-  processEntities: true,
-});
+type Node = XmlNode;
 
 /** A domain XML larger than this is refused (virsh's own output; a real domain is a few KiB). */
 export const DOMAIN_XML_MAX = 1024 * 1024;
@@ -61,21 +49,9 @@ export interface DomainFacts {
   inlineSecrets: string[];
 }
 
-const attr = (n: Node | undefined, key: string): string | null => {
-  const v = n?.[`@${key}`];
-  return typeof v === "string" ? v : null;
-};
-const kids = (n: Node | undefined, key: string): Node[] => {
-  // (a leaf's text comes back as a string in this array: text() reads both)
-  const v = n?.[key];
-  return Array.isArray(v) ? v : [];
-};
-// A leaf without attributes is its text itself; one with attributes keeps it under #text.
-const text = (n: Node | string | undefined): string | null => {
-  if (typeof n === "string") return n.trim();
-  const t = n?.["#text"];
-  return typeof t === "string" ? t.trim() : null;
-};
+const attr = attribute;
+const kids = children;
+const text = textOf;
 const childText = (n: Node | undefined, key: string): string | null => text(kids(n, key)[0]);
 
 const hex = (v: string | null, width: number): string | null => {
@@ -165,7 +141,7 @@ function storedPassword(g: Node, now: number): boolean {
 export function domainFactsOf(xml: string, now: number = Date.now()): DomainFacts {
   if (xml.length > DOMAIN_XML_MAX)
     throw new Error(`domain XML of ${xml.length} bytes (limit ${DOMAIN_XML_MAX})`);
-  const doc = parser.parse(xml) as Node;
+  const doc = parseXmlTree(xml);
   const dom = kids(doc, "domain")[0];
   if (!dom) throw new Error("not a libvirt domain XML (no <domain>)");
   const name = childText(dom, "name") ?? "(unnamed)";

@@ -2,7 +2,7 @@
 // nodes with their online/unclean state, where each resource runs, and the fencing history. It knows
 // the format only; what a node or resource means to kvmstrap is decided by its callers. Input is the
 // tool's output, bounded in size; anything the format does not say is left out, never guessed.
-import { XMLParser } from "fast-xml-parser";
+import { attribute, child, children, parseXmlTree, type XmlNode } from "../core/xml-tree.js";
 
 /** The command whose output this reads: one snapshot, with the full fencing history. */
 export const CRM_MON_ARGV = ["crm_mon", "--one-shot", "--output-as=xml", "--fence-history=3"] as const;
@@ -53,18 +53,10 @@ export type CrmStatus = {
   fencing: CrmFenceEvent[];
 };
 
-type Node = Record<string, unknown>;
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: "@",
-  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
-});
-const all = (n: unknown, key: string): Node[] => ((n as Node | undefined)?.[key] as Node[] | undefined) ?? [];
-const one = (n: unknown, key: string): Node | undefined => all(n, key)[0];
-const str = (n: Node | undefined, key: string): string | null => {
-  const v = n?.[`@${key}`];
-  return typeof v === "string" ? v : null;
-};
+type Node = XmlNode;
+const all = children;
+const one = child;
+const str = attribute;
 const bool = (n: Node | undefined, key: string): boolean | null => {
   const v = str(n, key);
   return v === "true" ? true : v === "false" ? false : null;
@@ -104,7 +96,7 @@ function resources(n: Node | undefined, out: CrmResource[]): CrmResource[] {
 export function parseCrmMon(xml: string): CrmStatus {
   if (Buffer.byteLength(xml) > CRM_MON_MAX_BYTES)
     throw new Error(`crm_mon output larger than ${CRM_MON_MAX_BYTES} bytes`);
-  const doc = parser.parse(xml) as Node;
+  const doc = parseXmlTree(xml);
   const root = one(doc, "pacemaker-result") ?? one(doc, "crm_mon");
   if (!root) throw new Error("not crm_mon XML output (no <pacemaker-result> element)");
   const status = one(root, "status");

@@ -15,7 +15,7 @@
 //   VLAN filtering there, a macvtap (direct) NIC's device must exist there, a libvirt network must
 //   be active on the target.
 // - Hugepages: as many free pages of each size the VM asks for on the target as its memory takes.
-import { XMLParser } from "fast-xml-parser";
+import { attribute, child, children, parseXmlTree, textOf, type XmlNode } from "../core/xml-tree.js";
 import type { HostReport } from "../detect/types.js";
 
 /** The host CPU as `virsh capabilities` describes it (host-passthrough compares them). */
@@ -61,24 +61,11 @@ export interface MigrationFacts {
   targetReport: MigrationTargetReport;
 }
 
-type Node = Record<string, unknown>;
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: "@",
-  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
-});
-const all = (n: unknown, key: string): Node[] => ((n as Node | undefined)?.[key] as Node[] | undefined) ?? [];
-const one = (n: unknown, key: string): Node | undefined => all(n, key)[0];
-const attr = (n: Node | undefined, key: string): string | undefined => {
-  const v = n?.[`@${key}`];
-  return v === undefined ? undefined : String(v);
-};
-const text = (n: unknown): string | undefined => {
-  if (n === undefined || n === null) return undefined;
-  if (typeof n !== "object") return String(n);
-  const t = (n as Node)["#text"];
-  return t === undefined ? undefined : String(t);
-};
+type Node = XmlNode;
+const all = children;
+const one = child;
+const attr = (n: Node | undefined, key: string): string | undefined => attribute(n, key) ?? undefined;
+const text = (n: Node | undefined): string | undefined => textOf(n) ?? undefined;
 
 const KIB = { b: 1 / 1024, bytes: 1 / 1024, kib: 1, k: 1, mib: 1024, m: 1024, gib: 1024 ** 2, g: 1024 ** 2 };
 const toKiB = (value: string | undefined, unit = "KiB"): number | null => {
@@ -246,7 +233,7 @@ function poolReasons(devices: Node | undefined, f: MigrationFacts): string[] {
 
 /** Every reason the target cannot take the VM; empty when it can. */
 export function migrationRefusals(f: MigrationFacts): string[] {
-  const domain = one(parser.parse(f.domainXml), "domain");
+  const domain = one(parseXmlTree(f.domainXml), "domain");
   if (!domain) return [`${f.vm}: its domain XML has no <domain> element`];
   const devices = one(domain, "devices");
   const same = f.target.hostname === f.sourceHostname;
@@ -262,7 +249,7 @@ export function migrationRefusals(f: MigrationFacts): string[] {
 
 /** The file-backed disks a storage copy moves (target device and source path). */
 export function localDisks(domainXml: string): { target: string; path: string }[] {
-  const domain = one(parser.parse(domainXml), "domain");
+  const domain = one(parseXmlTree(domainXml), "domain");
   return all(one(domain, "devices"), "disk")
     .filter((d) => attr(d, "device") !== "cdrom" && attr(d, "type") === "file")
     .flatMap((d) => {
@@ -289,7 +276,7 @@ function cpuSection(xml: string, after = ""): string {
 /** Usable custom CPU models from `virsh domcapabilities` XML. */
 export function usableCpuModels(domcapsXml: string): string[] {
   const section = `<domainCapabilities>${cpuSection(domcapsXml)}</domainCapabilities>`;
-  const caps = one(parser.parse(section), "domainCapabilities");
+  const caps = one(parseXmlTree(section), "domainCapabilities");
   const custom = all(one(caps, "cpu"), "mode").find((m) => attr(m, "name") === "custom");
   return all(custom, "model")
     .filter((m) => attr(m, "usable") !== "no")
@@ -299,7 +286,7 @@ export function usableCpuModels(domcapsXml: string): string[] {
 /** The host CPU from `virsh capabilities` XML; null when it names none. */
 export function hostCpu(capsXml: string): HostCpu | null {
   const section = `<capabilities><host>${cpuSection(capsXml, "<host>")}</host></capabilities>`;
-  const caps = one(parser.parse(section), "capabilities");
+  const caps = one(parseXmlTree(section), "capabilities");
   const cpu = one(one(caps, "host"), "cpu");
   if (!cpu) return null;
   return {

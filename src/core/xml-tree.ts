@@ -1,0 +1,44 @@
+// XML read in one shape whatever a document holds once or many times: every element a list, every
+// attribute a string under "@name", text kept as written (never turned into numbers). The readers of
+// libvirt's XML (domains, capabilities) and of pacemaker's crm_mon share this one configuration, so a
+// leaf reads the same everywhere: without attributes it is its text itself, with attributes its text
+// is under "#text".
+import { XMLParser } from "fast-xml-parser";
+
+export type XmlNode = { [key: string]: XmlNode[] | string | undefined };
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@",
+  isArray: (_name, _path, _leaf, isAttribute) => !isAttribute,
+  parseAttributeValue: false,
+  parseTagValue: false,
+  textNodeName: "#text",
+  // libvirt and pacemaker write no entities beyond the five predefined ones; no DOCTYPE entity is expanded.
+  processEntities: true,
+});
+
+export function parseXmlTree(xml: string): XmlNode {
+  return parser.parse(xml) as XmlNode;
+}
+
+/** The elements named `key` under `n` (a leaf without attributes comes back as its text: textOf reads both). */
+export function children(n: XmlNode | string | undefined, key: string): XmlNode[] {
+  const v = typeof n === "object" ? n[key] : undefined;
+  return Array.isArray(v) ? v : [];
+}
+
+export function child(n: XmlNode | string | undefined, key: string): XmlNode | undefined {
+  return children(n, key)[0];
+}
+
+export function attribute(n: XmlNode | string | undefined, key: string): string | null {
+  const v = typeof n === "object" ? n[`@${key}`] : undefined;
+  return typeof v === "string" ? v : null;
+}
+
+export function textOf(n: XmlNode | string | undefined): string | null {
+  if (typeof n === "string") return n.trim();
+  const t = n?.["#text"];
+  return typeof t === "string" ? t.trim() : null;
+}

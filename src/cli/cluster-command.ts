@@ -2,7 +2,7 @@
 // cluster CA, libvirt TLS with client certificates, TLS migration, corosync's authkey). The work is
 // src/app/cluster*.ts; this parses and prints. The join bundle's content is never printed.
 import type { ClusterResult } from "../app/cluster.js";
-import type { ClusterStatus } from "../app/cluster-status.js";
+import type { ClusterStatus, HaStatus } from "../app/cluster-status.js";
 import { type OptionTable, parse } from "./args.js";
 import { EXIT, UsageError } from "./errors.js";
 
@@ -22,7 +22,11 @@ certificates (never plain TCP), qemu's migration and NBD streams over TLS, and c
   status [--answer FILE] [--json]
            Each member over TLS with this member's client certificate: reachable, or why not
            (refused, certificate-rejected, unreachable, timeout: 3 s to connect, 20 s for
-           the session), its libvirt hostname and host uuid. Exit 1 when one is not.
+           the session), its libvirt hostname and host uuid. Where the cluster has HA (the
+           answer's cluster.ha; without --answer, kvmstrap's corosync.conf on this host):
+           pacemaker's view from crm_mon (10 s): quorum, each node online/standby/unclean,
+           where each HA VM runs, and the fencing history. Exit 1 when a member is not
+           reachable, crm_mon gives no view, the partition has no quorum, or a VM runs twice.
   certs [--address IP]... [--check]
            This member's certificates from the cluster CA where missing or wrong (the plan's
            cluster.certs step); --check only says what is wrong (exit 1).
@@ -50,7 +54,7 @@ Options:
   --json              Print the result as JSON
   -h, --help          Print this help
 
-Exit: 0 done (status: every member reachable), 1 a step failed or a member is not reachable,
+Exit: 0 done (status: every member reachable, HA quorate), 1 a step failed or status found a fault,
 2 usage or input error (the file and key named).
 `;
 
@@ -96,7 +100,51 @@ function printStatus(s: ClusterStatus): void {
       );
     else out(`  DOWN  ${who}: ${m.reason}: ${m.detail ?? ""}\n`);
   }
+  if (s.ha) out(formatHa(s.ha));
 }
+
+/** The HA view as status prints it (one line per node, VM and fence event). */
+export function formatHa(h: HaStatus): string {
+  const lines: string[] = [];
+  const out = (l: string) => lines.push(l);
+  if (h.error) {
+    out(`ha: no view: ${h.error}\n`);
+    return lines.join("");
+  }
+  const quorum = h.quorate === null ? "quorum unknown (no DC yet)" : h.quorate ? "quorate" : "NO QUORUM";
+  const stonith = h.stonithEnabled === false ? ", STONITH DISABLED" : "";
+  out(`ha: ${quorum}, DC ${h.dc ?? "none"}${stonith} (${h.ms} ms)\n`);
+  for (const n of h.nodes) {
+    const state = n.unclean
+      ? "UNCLEAN (to be fenced)"
+      : !n.online
+        ? "OFFLINE"
+        : n.standby
+          ? "standby"
+          : "online";
+    out(`  node  ${n.name}: ${state}${n.name === h.dc ? " (DC)" : ""}\n`);
+  }
+  for (const v of h.vms) {
+    const where =
+      v.nodes.length === 0
+        ? "not running"
+        : v.nodes.length > 1
+          ? `RUNNING ON ${v.nodes.length} NODES: ${v.nodes.join(", ")}`
+          : `running on ${v.nodes[0]}`;
+    const flags = `${v.failed ? ", FAILED" : ""}${v.managed ? "" : ", unmanaged"}`;
+    out(`  vm    ${v.vm}: ${where} (${v.role}${flags})\n`);
+  }
+  if (h.fencing.length === 0) out("  fencing: none recorded\n");
+  for (const f of h.fencing)
+    out(
+      `  fence ${f.action} ${f.target}: ${f.status}${f.delegate ? ` by ${f.delegate}` : ""}${f.origin ? ` for ${f.origin}` : ""}${f.completed ? ` at ${f.completed}` : ""}${f.exitReason ? ` (${f.exitReason})` : ""}\n`,
+    );
+  return lines.join("");
+}
+
+/** Whether the HA view shows a fault status must report by its exit code. */
+export const haFault = (h: HaStatus | undefined): boolean =>
+  h !== undefined && (h.error !== undefined || h.quorate === false || h.vms.some((v) => v.nodes.length > 1));
 
 function need(v: string | undefined, flag: string, sub: string): string {
   if (!v) throw new UsageError(`cluster ${sub} needs --${flag}`);
@@ -137,16 +185,22 @@ export async function clusterCommand(argv: string[]): Promise<number> {
     case "status": {
       const { clusterStatus } = await import("../app/cluster-status.js");
       let members: { host: string; address: string }[] | undefined;
+      let ha: boolean | undefined;
       if (values.answer) {
         const { loadAnswerFile } = await import("../answer/load.js");
         const a = await loadAnswerFile(values.answer);
         if (!a.cluster) throw new UsageError(`${values.answer}: cluster: the answer has no cluster section`);
         members = a.cluster.members.map((m) => ({ host: m.host, address: m.address }));
+        ha = a.cluster.ha !== undefined;
       }
-      const s = await clusterStatus({ ...root, ...(members ? { members } : {}) });
+      const s = await clusterStatus({
+        ...root,
+        ...(members ? { members } : {}),
+        ...(ha !== undefined ? { ha } : {}),
+      });
       if (values.json) json(s);
       else printStatus(s);
-      return s.members.every((m) => m.reachable) ? EXIT.ok : EXIT.failed;
+      return s.members.every((m) => m.reachable) && !haFault(s.ha) ? EXIT.ok : EXIT.failed;
     }
     case "certs": {
       const r = await app.clusterCerts({

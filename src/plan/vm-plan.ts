@@ -14,7 +14,8 @@ import { placeTogether } from "../vm/preflight.js";
 import { specHash, type VmSpec, vmMac } from "../vm/vm-spec.js";
 import { DEFAULT_VM_DIR, type VmRecord, vmPaths } from "../vm/vm-state.js";
 import type { Action } from "./actions.js";
-import { currentOf, type PlanContext, refuse } from "./context.js";
+import { currentOf, type PlanContext, planFile, refuse } from "./context.js";
+import { haDomainPath } from "./render/cib.js";
 
 export interface VmPlanOptions {
   /** Where overlays, seeds, logs and records go (default /var/lib/kvmstrap/vms). */
@@ -195,14 +196,38 @@ export function planVms(ctx: PlanContext, o: VmPlanOptions = {}): void {
   );
   const placements = specs.map((s) => all[ctx.answer.vms.findIndex((v) => v.name === s.name)] ?? null);
   const vhostNet = ctx.report.kvm.vhostNet === true;
+  const ha = new Set((ctx.answer.cluster?.ha?.vms ?? []).map((v) => v.vm));
   for (const [k, spec] of specs.entries()) {
     const record = vmPaths(o.vmDir ?? DEFAULT_VM_DIR, spec.name).record;
     const decided = { placement: placements[k] ?? null, vhostNet };
     try {
-      ctx.actions.push(...vmActions(spec, ctx.report, o, currentOf(ctx, record), decided).actions);
+      const { actions } = vmActions(spec, ctx.report, o, currentOf(ctx, record), decided);
+      if (ha.has(spec.name)) haVmActions(ctx, spec.name, actions);
+      else ctx.actions.push(...actions);
     } catch (e) {
       const i = ctx.answer.vms.findIndex((v) => v.name === spec.name);
       refuse(ctx, `vms[${i}]`, (e as Error).message);
     }
+  }
+}
+
+/**
+ * An HA VM (cluster.ha.vms) belongs to pacemaker: its VirtualDomain resource starts it, on one member
+ * at a time, from the XML file the CIB names (ha.domain.*), after undefining any persistent
+ * definition. So the VM plan neither defines nor starts it (either would run it, or bring its
+ * definition back, behind pacemaker's back; libvirt autostart needs a definition too): it writes
+ * that file from the same domain XML, beside the seed and record a deploy makes.
+ */
+function haVmActions(ctx: PlanContext, name: string, actions: Action[]): void {
+  for (const a of actions) {
+    if (a.kind === "libvirt" && a.op === "define-domain")
+      planFile(ctx, {
+        id: `vm.${name}.ha-domain`,
+        path: haDomainPath(name),
+        content: a.xml,
+        effect: "none",
+        summary: `VM ${name}: the domain XML pacemaker starts it from (HA: not defined or started here)`,
+      });
+    else if (!(a.kind === "libvirt" && a.op === "start-domain")) ctx.actions.push(a);
   }
 }

@@ -257,6 +257,11 @@ export const vmEntry = z
       .describe(
         "the VM's disk on shared storage, used as it is (raw, no overlay): the VM migrates without copying it",
       ),
+    member: hostname
+      .optional()
+      .describe(
+        "in a cluster answer: the member that deploys and runs this VM (the others leave it alone); an HA VM has none: pacemaker places it",
+      ),
   })
   .describe("a VM deployed from a cloud-init template (kvmstrap vm deploy --answer)");
 

@@ -5,6 +5,7 @@ import { existsSync, statSync } from "node:fs";
 import path from "node:path";
 import type { HostReport } from "../detect/types.js";
 import { DEFAULT_TEMPLATE_DIR } from "../vm/cloud-init.js";
+import { deploysHere } from "./rules/cluster.js";
 import { type Finding, runRules } from "./rules/index.js";
 import type { Answer, VmEntry } from "./schema.js";
 
@@ -39,7 +40,7 @@ export function validateAnswer(
   report: HostReport,
   options: ValidateOptions = {},
 ): Validation {
-  return splitFindings([...runRules(answer, report), ...templateFindings(answer, options.baseDir)]);
+  return splitFindings([...runRules(answer, report), ...templateFindings(answer, report, options.baseDir)]);
 }
 
 const splitFindings = (findings: Finding[]): Validation => ({
@@ -71,8 +72,10 @@ function templateProblem(dir: string): string | null {
 }
 
 /** The only check that reads files, so it stays out of the pure rule set: template directories. */
-function templateFindings(answer: Answer, baseDir: string | undefined): Finding[] {
+function templateFindings(answer: Answer, report: HostReport, baseDir: string | undefined): Finding[] {
   return answer.vms.flatMap((vm, i): Finding[] => {
+    // Another cluster member's VM: its template is read there.
+    if (!deploysHere(answer, report, vm)) return [];
     const problem = templateProblem(vmTemplateDir(vm, baseDir));
     return problem
       ? [

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { matchNics, matchPci } from "../answer/match.js";
+import { deploysHere } from "../answer/rules/cluster.js";
 import { consoleRules, reportManagementAddresses } from "../answer/rules/consoles.js";
 import { gatherFacts } from "../answer/rules/facts.js";
 import type { Finding } from "../answer/rules/index.js";
@@ -56,6 +57,8 @@ export function vmSpecsFromAnswer(
   const specs: VmSpec[] = [];
   const graphics = consoleGraphicsFor(answer, report);
   answer.vms.forEach((vm, i) => {
+    // In a cluster answer, a VM another member runs (its member:) is that member's to deploy.
+    if (!deploysHere(answer, report, vm)) return;
     if (out.errors.some((e) => vmIndex(e.path) === i)) return;
     const dir = vmTemplateDir(vm, options.baseDir);
     try {

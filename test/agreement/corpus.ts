@@ -972,7 +972,7 @@ export const CASES: Case[] = [
     ],
   },
   {
-    name: "shared stores named alike, a VM on a store the cluster lacks, kernel NFS on a host without it",
+    name: "shared stores named alike, a VM on a store the cluster lacks and naming no member, kernel NFS on a host without it",
     host: "lab",
     variant: (r) => {
       r.hostname = "kvm-a";
@@ -1013,6 +1013,7 @@ export const CASES: Case[] = [
     errors: [
       "cluster.storage-names cluster.storage[1].name",
       "cluster.vm-store vms[0].store.name",
+      "cluster.vm-member vms[0]",
       "cluster.store-mode cluster.storage[0].mode",
     ],
   },

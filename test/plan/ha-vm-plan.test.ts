@@ -16,7 +16,7 @@ beforeAll(async () => {
 });
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@kvmstrap";
-const vm = (name: string, store?: string) =>
+const vm = (name: string, store?: string, member?: string) =>
   [
     `  - name: ${name}`,
     "    image: /var/lib/kvmstrap/images/debian-12.qcow2",
@@ -25,6 +25,7 @@ const vm = (name: string, store?: string) =>
     "    diskGiB: 4",
     `    user: { name: debian, sshKeys: ['${KEY}'] }`,
     ...(store ? [`    store: ${store}`] : []),
+    ...(member ? [`    member: ${member}`] : []),
   ].join("\n");
 
 const answer = (ha: string[]) =>
@@ -45,8 +46,8 @@ cluster:
   ha:
     vms: [${ha.map((v) => `{ vm: ${v} }`).join(", ")}]
 vms:
-${vm("web1")}
-${vm("db1", "{ name: nas1, volume: db1.raw }")}
+${vm("web1", undefined, ha.includes("web1") ? undefined : "kvm-a")}
+${vm("db1", "{ name: nas1, volume: db1.raw }", ha.includes("db1") ? undefined : "kvm-a")}
 `,
     "answer.yaml",
   );

@@ -16,7 +16,7 @@ const KERNEL = { iscsiTcp: true, iscsiadm: true, nfsClient: true, mountNfs: true
 
 let lab: HostReport;
 beforeAll(async () => {
-  lab = await labReport();
+  lab = { ...(await labReport()), hostname: "hv1" }; // the member whose VMs these are
 });
 
 const vm = (name: string, store?: string) =>
@@ -28,6 +28,7 @@ const vm = (name: string, store?: string) =>
     "    diskGiB: 4",
     `    user: { name: debian, sshKeys: ['${KEY}'], sudo: true }`,
     ...(store ? [`    store: ${store}`] : []),
+    "    member: hv1",
   ].join("\n");
 
 const answer = (vms: string[]) =>

@@ -3,10 +3,12 @@
 // address lies in the network it is used on, HA has a fence device for every member (pacemaker
 // never recovers a VM before its host is fenced) and only the answer's own VMs, and corosync's
 // two-node quorum matches the member count. Shared storage names are unique, and not a local pool's;
-// a VM's store is one of them, an HA VM has one, and a store forced to the kernel's client is refused
+// a VM's store is one of them, an HA VM has one, every other VM names the member that runs it (one
+// file for all members: without it each would deploy the VM), and a store forced to the kernel's client is refused
 // on a host whose report says that client is missing. (An rbd keyFile is read at apply, not here.)
 import { BlockList, isIP } from "node:net";
 import type { HostReport } from "../../detect/types.js";
+import type { Answer, VmEntry } from "../schema.js";
 import type { Cluster } from "../schema-cluster.js";
 import { type Rule, rule } from "./types.js";
 
@@ -34,6 +36,24 @@ export function selfMember(cluster: Cluster, report: Pick<HostReport, "hostname"
     cluster.members.find((m) => shortName(m.host) === shortName(name)) ??
     null
   );
+}
+
+/**
+ * Whether this host deploys the answer's VM: without a cluster every VM is this host's; in a cluster
+ * answer (the same file on every member) a VM runs where its `member` says, and an HA VM is every
+ * member's to prepare (pacemaker starts it on one). cluster.vm-member makes every VM say which.
+ */
+export function deploysHere(
+  answer: Pick<Answer, "cluster">,
+  report: Pick<HostReport, "hostname">,
+  vm: VmEntry,
+): boolean {
+  const c = answer.cluster;
+  if (!c) return true;
+  if ((c.ha?.vms ?? []).some((v) => v.vm === vm.name)) return true;
+  const self = selfMember(c, report);
+  if (!self || vm.member === undefined) return false;
+  return vm.member === self.host || shortName(vm.member) === shortName(self.host);
 }
 
 /** Whether the kernel's iSCSI initiator and NFS client are usable here, by the report (null: it
@@ -251,6 +271,42 @@ export const clusterRules: Rule[] = [
             `${v.vm} is an HA VM (cluster.ha.vms[${k}]) with a local disk: no other member could restart it`,
             "give it store: { name: <a cluster.storage name>, volume: ... }",
           );
+      });
+    },
+  ),
+  rule(
+    "cluster.vm-member",
+    "in a cluster answer each VM names the member that runs it, or is an HA VM that pacemaker places",
+    ({ answer }, emit) => {
+      const c = answer.cluster;
+      const ha = new Set((c?.ha?.vms ?? []).map((v) => v.vm));
+      const members = (c?.members ?? []).map((m) => m.host);
+      answer.vms.forEach((vm, i) => {
+        if (!c) {
+          if (vm.member !== undefined)
+            emit.error(
+              `vms[${i}].member`,
+              "member: names a cluster member, and this answer has no cluster: section",
+            );
+          return;
+        }
+        if (ha.has(vm.name)) {
+          if (vm.member !== undefined)
+            emit.error(
+              `vms[${i}].member`,
+              `${vm.name} is an HA VM: pacemaker decides where it runs`,
+              "drop member: and set cluster.ha.vms[].prefer instead",
+            );
+          return;
+        }
+        if (vm.member === undefined)
+          emit.error(
+            `vms[${i}]`,
+            `${vm.name} names no member: every member given this answer would deploy and start it (on a shared disk, twice)`,
+            `add member: <one of ${members.join(", ")}>, or list it in cluster.ha.vms`,
+          );
+        else if (!members.some((m) => m === vm.member || shortName(m) === shortName(vm.member as string)))
+          emit.error(`vms[${i}].member`, `${vm.member} is not a member (members: ${members.join(", ")})`);
       });
     },
   ),

@@ -4,7 +4,7 @@
 // `explain` lists the same match rules. Pure: the answer and the host report in, findings out.
 import type { HostReport } from "../../detect/types.js";
 import { type Answer, type AnswerInput, answerSchema } from "../schema.js";
-import { clusterRules } from "./cluster.js";
+import { clusterRules, deploysHere } from "./cluster.js";
 import { consoleRules } from "./consoles.js";
 import { gatherFacts } from "./facts.js";
 import { hostRules } from "./host.js";
@@ -51,9 +51,39 @@ export const RULES: readonly Rule[] = [
 ];
 
 /** Runs the registry; findings come out grouped by rule, in the registry's order. */
-export function runRules(answer: Answer, report: HostReport): Finding[] {
+const check = (rules: readonly Rule[], answer: Answer, report: HostReport): Finding[] => {
   const input = { answer, report, facts: gatherFacts(answer, report) };
-  return RULES.flatMap((r) => r.check(input));
+  return rules.flatMap((r) => r.check(input));
+};
+
+/** Rules about the answer as every member shares it, not about this host. */
+const SHARED_RULE = /^(cluster|names)\./;
+
+export function runRules(answer: Answer, report: HostReport): Finding[] {
+  // A cluster answer goes to every member; a VM another member runs is checked there, against its
+  // report, not against this one (its passthrough device, its hugepages). The host-bound rules see
+  // this host's VMs only, and their findings keep the answer file's own vms[i] numbering.
+  const here = answer.cluster
+    ? answer.vms.flatMap((vm, i) => (deploysHere(answer, report, vm) ? [i] : []))
+    : null;
+  if (!here || here.length === answer.vms.length) return check(RULES, answer, report);
+  const local: Answer = { ...answer, vms: here.map((i) => answer.vms[i] as Answer["vms"][number]) };
+  const renumber = (f: Finding): Finding => ({
+    ...f,
+    path: f.path.replace(/^vms\[(\d+)\]/, (_, j: string) => `vms[${here[Number(j)]}]`),
+  });
+  return [
+    ...check(
+      RULES.filter((r) => SHARED_RULE.test(r.id)),
+      answer,
+      report,
+    ),
+    ...check(
+      RULES.filter((r) => !SHARED_RULE.test(r.id)),
+      local,
+      report,
+    ).map(renumber),
+  ];
 }
 
 export const errorsOf = (findings: readonly Finding[]) => findings.filter((f) => f.level === "error");

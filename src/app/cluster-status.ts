@@ -6,7 +6,7 @@
 // longer (a libvirtd's first capabilities call probes its qemu binaries: seconds on a busy host).
 // Where the cluster has HA, pacemaker's own view comes beside it (one crm_mon snapshot, bounded too):
 // quorum, each node's state, where each HA VM runs, and the fencing history.
-import { existsSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -17,7 +17,7 @@ import { CRM_MON_ARGV, CRM_MON_MAX_BYTES, type CrmStatus, parseCrmMon } from "..
 import { realPath } from "../host/pki/layout.js";
 import { CLUSTER_PATHS } from "../plan/cluster-plan.js";
 import { vmResourceId } from "../plan/render/cib.js";
-import { COROSYNC_CONF } from "../plan/render/corosync-conf.js";
+import { COROSYNC_CONF, COROSYNC_CONF_MARK } from "../plan/render/corosync-conf.js";
 import { adaptersFor } from "./adapters.js";
 import { readClusterState } from "./cluster-trust.js";
 
@@ -135,7 +135,23 @@ export async function haStatus(runner: CommandRunner, timeoutMs = HA_TIMEOUT_MS)
  * asking a pacemaker that is not running would turn every status of a plain cluster into an error.
  */
 export const wantsHa = (root: string, answerHasHa?: boolean): boolean =>
-  answerHasHa ?? existsSync(path.join(root, COROSYNC_CONF));
+  answerHasHa ?? writtenByKvmstrap(path.join(root, COROSYNC_CONF));
+
+// Debian's corosync package installs a corosync.conf of its own: only kvmstrap's says HA is on.
+function writtenByKvmstrap(file: string): boolean {
+  try {
+    const fd = openSync(file, "r");
+    try {
+      const head = Buffer.alloc(COROSYNC_CONF_MARK.length);
+      readSync(fd, head, 0, head.length, 0);
+      return head.toString("utf8") === COROSYNC_CONF_MARK;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
 
 export const CONNECT_TIMEOUT_MS = 3000;
 export const PROBE_TIMEOUT_MS = 20_000;

@@ -12,7 +12,7 @@ import { haFault } from "../../src/cli/cluster-command.js";
 import type { CommandOptions, CommandResult, CommandRunner } from "../../src/host/commands.js";
 import { CRM_MON_ARGV, CRM_MON_MAX_BYTES } from "../../src/host/crm-mon.js";
 import { CLUSTER_PATHS } from "../../src/plan/cluster-plan.js";
-import { COROSYNC_CONF } from "../../src/plan/render/corosync-conf.js";
+import { COROSYNC_CONF, COROSYNC_CONF_MARK } from "../../src/plan/render/corosync-conf.js";
 
 const FIXTURES = path.join(import.meta.dirname, "../host/fixtures/crm-mon");
 let root = "";
@@ -141,7 +141,7 @@ describe("cluster status with HA, from real crm_mon output", () => {
     );
   });
 
-  it("asks pacemaker only where the cluster has HA: the answer's word, else kvmstrap's corosync.conf", async () => {
+  it("asks pacemaker only where the cluster has HA: the answer's word, else kvmstrap's corosync.conf (not a package's)", async () => {
     const r1 = crmReplay({ stdout: await fixture("running-on-a.xml") });
     const none = await clusterStatus({ root, members: [], ha: false, runner: r1.runner });
     expect(none.ha).toBeUndefined();
@@ -149,8 +149,12 @@ describe("cluster status with HA, from real crm_mon output", () => {
     expect(r1.calls).toEqual([]);
     const conf = path.join(root, COROSYNC_CONF);
     await mkdir(path.dirname(conf), { recursive: true });
-    await writeFile(conf, "totem {}\n");
+    // Debian's corosync package installs a corosync.conf of its own: that one is not kvmstrap's HA.
+    await writeFile(conf, "# Please read the corosync.conf.5 manual page\ntotem {}\n");
     try {
+      expect((await clusterStatus({ root, members: [], runner: r1.runner })).ha).toBeUndefined();
+      expect(r1.calls).toEqual([]);
+      await writeFile(conf, `${COROSYNC_CONF_MARK} (rack1); edits are replaced.\ntotem {}\n`);
       expect((await clusterStatus({ root, members: [], runner: r1.runner })).ha?.dc).toBe("kvmcl-a");
       expect(r1.calls).toHaveLength(1);
     } finally {

@@ -7,6 +7,8 @@
 import type { Cluster } from "../../answer/schema-cluster.js";
 
 export const COROSYNC_CONF = "/etc/corosync/corosync.conf";
+/** The first words of the file kvmstrap writes: what tells it from a package's default corosync.conf. */
+export const COROSYNC_CONF_MARK = "# Written by kvmstrap from the answer's cluster: section";
 export const COROSYNC_AUTHKEY = "/etc/corosync/authkey";
 
 /** two_node: the answer's ha.twoNode, else on exactly when the cluster has two members. */
@@ -20,7 +22,7 @@ export function renderCorosyncConf(c: Cluster): string {
   );
   const quorum = ["\tprovider: corosync_votequorum"];
   if (twoNodeQuorum(c)) quorum.push("\ttwo_node: 1", "\twait_for_all: 1");
-  return `# Written by kvmstrap from the answer's cluster: section (${c.name}); edits are replaced.
+  return `${COROSYNC_CONF_MARK} (${c.name}); edits are replaced.
 totem {
 \tversion: 2
 \tcluster_name: ${c.name}

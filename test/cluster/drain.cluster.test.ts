@@ -9,22 +9,17 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { projectRoot } from "../helpers/shared-hosts.js";
+import { BIN, reportOf, serialOf, virsh } from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
 
-const BIN = path.join(projectRoot, "bin/kvmstrap.js");
 const MOVABLE = [`kvdr-one-${process.pid}`, `kvdr-two-${process.pid}`];
 const STUCK = `kvdr-stuck-${process.pid}`;
 const SHARED_BRIDGE = "kvguest0";
 const A_ONLY_BRIDGE = "kvonlya0";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-const virsh = (h: ClusterHost, ...args: string[]) =>
-  execa("virsh", ["-c", h.localUri, ...args], { reject: false, env: { LC_ALL: "C" } });
 const names = async (h: ClusterHost) =>
   (await virsh(h, "list", "--all", "--name")).stdout.split("\n").filter(Boolean).sort();
-const serialOf = (h: ClusterHost, vm: string) =>
-  readFile(path.join(h.daemon.dirs.log, `qemu/${vm}-serial.log`), "utf8").catch(() => "");
 
 let c: Cluster;
 const disks = new Map<string, Buffer>();
@@ -62,14 +57,7 @@ afterAll(async () => {
 
 describe("kvmstrap host drain between two TLS hosts", () => {
   it("moves both movable guests to B with their disks, lists the one B cannot take and leaves it on A", async () => {
-    // B's report as kvmstrap detect --json prints it inside B's namespaces.
-    const det = await execa(
-      "nsenter",
-      ["-t", String(c.b.daemon.pid), "-n", "-m", "-u", "node", BIN, "detect", "--json"],
-      { reject: false },
-    );
-    const report = path.join(c.dir, "b-report.json");
-    await writeFile(report, det.stdout);
+    const report = await reportOf(c.b, path.join(c.dir, "b-report.json"));
     await sleep(500); // the counters are under way on A
 
     const r = await execa(

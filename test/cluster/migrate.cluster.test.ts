@@ -7,36 +7,17 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { projectRoot } from "../helpers/shared-hosts.js";
+import { migrateCli, reportOf, serialOf, virsh } from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
-import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
+import { type Cluster, startCluster } from "./hosts.js";
 
-const BIN = path.join(projectRoot, "bin/kvmstrap.js");
 const VM = `kvmcl-guest-${process.pid}`;
 const BRIDGE = "kvguest0";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-const virsh = (h: ClusterHost, ...args: string[]) =>
-  execa("virsh", ["-c", h.localUri, ...args], { reject: false, env: { LC_ALL: "C" } });
-
-/** The target's report as kvmstrap detect --json prints it, run inside host B's namespaces. */
-async function reportOf(h: ClusterHost, file: string): Promise<string> {
-  const r = await execa(
-    "nsenter",
-    ["-t", String(h.daemon.pid), "-n", "-m", "-u", "node", BIN, "detect", "--json"],
-    {
-      reject: false,
-    },
-  );
-  await writeFile(file, r.stdout);
-  return file;
-}
 
 let c: Cluster;
 let disk: Buffer;
-const serialOf = (h: ClusterHost) =>
-  readFile(path.join(h.daemon.dirs.log, `qemu/${VM}-serial.log`), "utf8").catch(() => "");
 
 beforeAll(async () => {
   c = await startCluster();
@@ -62,26 +43,7 @@ afterAll(async () => {
   await c?.stop();
 });
 
-const migrate = (report: string, ...more: string[]) =>
-  execa(
-    "node",
-    [
-      BIN,
-      "vm",
-      "migrate",
-      VM,
-      "--to",
-      c.b.address,
-      "--to-connect",
-      c.b.tlsUri,
-      "--connect",
-      c.a.localUri,
-      "--target-report",
-      report,
-      ...more,
-    ],
-    { reject: false, env: { LC_ALL: "C" } },
-  );
+const migrate = (report: string, ...more: string[]) => migrateCli(c, VM, report, ...more);
 
 describe("kvmstrap vm migrate between two TLS hosts", () => {
   it("refuses before starting when the target lacks the bridge the VM's NIC names", async () => {
@@ -108,7 +70,7 @@ describe("kvmstrap vm migrate between two TLS hosts", () => {
   it("moves the running guest with its disk copied: it runs on B, is gone from A, no counter gap, same data", async () => {
     const report = path.join(c.dir, "b-report-2.json"); // B with the bridge, from the test before
     await sleep(1000); // the counter is well under way on A
-    const before = counters(await serialOf(c.a));
+    const before = counters(await serialOf(c.a, VM));
     expect(before.length).toBeGreaterThan(10);
     const r = await migrate(report, "--copy-storage", "--max-downtime", "300", "--json");
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
@@ -123,8 +85,8 @@ describe("kvmstrap vm migrate between two TLS hosts", () => {
     expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
     expect((await virsh(c.a, "list", "--all", "--name")).stdout.trim()).toBe("");
     await sleep(1000);
-    const onA = await serialOf(c.a);
-    const onB = await serialOf(c.b);
+    const onA = await serialOf(c.a, VM);
+    const onB = await serialOf(c.b, VM);
     const all = counters(onA, onB);
     expect(counters(onB).length).toBeGreaterThan(10); // still counting, on B
     expect(gaps(all)).toEqual([]);

@@ -12,9 +12,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
+import { migrateNoCopy, migrateResult, reportOf, serialOf, virsh } from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, startCluster } from "./hosts.js";
-import { applyStorePlan, migrateNoCopy, reportOf, serialOf, sharedDomain, virsh } from "./shared-store.js";
+import { applyStorePlan, sharedDomain } from "./shared-store.js";
 import { type StoreHost, startStoreHost, until } from "./store-host.js";
 
 const VM = `kvmcl-nfs-${process.pid}`;
@@ -129,11 +130,7 @@ describe("live migration on an NFS store (nfs-ganesha + qemu's libnfs)", () => {
     expect(counters(await serialOf(c.a, VM)).length).toBeGreaterThan(10);
     const r = await migrateNoCopy(c, VM, reports[c.b.name] as string);
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const result = r.stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l))
-      .find((e) => e.event === "result");
+    const result = migrateResult(r.stdout);
     expect(result).toMatchObject({ outcome: "migrated", target: "kvmcl-b", copiedDisks: [] });
     expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
     expect((await virsh(c.a, "list", "--all", "--name")).stdout.trim()).toBe("");

@@ -21,20 +21,17 @@ import { PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
 import type { PlanContext } from "../../src/plan/context.js";
 import { planRbdStorage, planRbdVmDisk, type RbdStore } from "../../src/plan/rbd-plan.js";
 import { type NetworkDisk, renderNetworkDiskXml, secretUuidFor } from "../../src/vm/network-disk.js";
-import { projectRoot } from "../helpers/shared-hosts.js";
 import { cephCidrFor, startTestCeph, type TestCeph } from "./ceph.js";
+import { BIN, migrateNoCopy, migrateResult, serialOf, virsh } from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
 
-const BIN = path.join(projectRoot, "bin/kvmstrap.js");
 const VM = `kvrbd-guest-${process.pid}`;
 const IMAGE = `${VM}-root`; // planRbdVmDisk's name for the VM's clone
 const SIZE = 8 * 1024 * 1024; // the clone grown past the 4 MiB base
 const CLUSTER = "rack-test";
 const STORE = "ceph1";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-const virsh = (h: ClusterHost, ...args: string[]) =>
-  execa("virsh", ["-c", h.localUri, ...args], { reject: false, env: { LC_ALL: "C" } });
 /** A program inside a host's network, mount and UTS namespaces (its /run/libvirt is its daemon's). */
 const inHost = (h: ClusterHost, args: string[]) =>
   execa("nsenter", ["-t", String(h.daemon.pid), "-n", "-m", "-u", ...args], {
@@ -47,9 +44,7 @@ let ceph: TestCeph;
 let disk: Buffer;
 let work: string;
 const seen: string[] = []; // every output and file the key must not appear in
-const timings: Record<string, number> = {};
-const serialOf = (h: ClusterHost) =>
-  readFile(path.join(h.daemon.dirs.log, `qemu/${VM}-serial.log`), "utf8").catch(() => "");
+const timings: Record<string, number | null> = {};
 
 const planOf = (ctx: PlanContext): Plan => ({
   schema: PLAN_SCHEMA_ID,
@@ -209,42 +204,19 @@ describe("a live migration on Ceph RBD", () => {
     expect(def.exitCode, def.stderr).toBe(0);
     const start = await virsh(c.a, "start", VM);
     expect(start.exitCode, start.stderr).toBe(0);
-    for (let i = 0; i < 50 && counters(await serialOf(c.a)).length < 20; i++) await sleep(100);
-    expect(counters(await serialOf(c.a)).length).toBeGreaterThanOrEqual(20);
+    for (let i = 0; i < 50 && counters(await serialOf(c.a, VM)).length < 20; i++) await sleep(100);
+    expect(counters(await serialOf(c.a, VM)).length).toBeGreaterThanOrEqual(20);
   });
 
   it("kvmstrap vm migrate without --copy-storage moves it live to B: no counter gap, the image intact", async () => {
     const report = path.join(work, "b-report.json");
     const det = await inHost(c.b, ["node", BIN, "detect", "--json"]);
     await writeFile(report, det.stdout);
-    const r = await execa(
-      "node",
-      [
-        BIN,
-        "vm",
-        "migrate",
-        VM,
-        "--to",
-        c.b.address,
-        "--to-connect",
-        c.b.tlsUri,
-        "--connect",
-        c.a.localUri,
-        "--target-report",
-        report,
-        "--max-downtime",
-        "300",
-        "--json",
-      ],
-      { reject: false, env: { LC_ALL: "C" } },
-    );
+    const r = await migrateNoCopy(c, VM, report);
+
     seen.push(r.stdout, r.stderr);
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const result = r.stdout
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l))
-      .find((e) => e.event === "result");
+    const result = migrateResult(r.stdout);
     expect(result).toMatchObject({ outcome: "migrated", target: "kvmcl-b", copiedDisks: [] });
     timings.migrateWall = result.wallMs;
     timings.downtime = result.downtimeMs;
@@ -252,8 +224,8 @@ describe("a live migration on Ceph RBD", () => {
     expect((await virsh(c.b, "domstate", VM)).stdout.trim()).toBe("running");
     expect((await virsh(c.a, "list", "--all", "--name")).stdout.trim()).toBe("");
     await sleep(1000);
-    const all = counters(await serialOf(c.a), await serialOf(c.b));
-    expect(counters(await serialOf(c.b)).length).toBeGreaterThan(10); // still counting, on B
+    const all = counters(await serialOf(c.a, VM), await serialOf(c.b, VM));
+    expect(counters(await serialOf(c.b, VM)).length).toBeGreaterThan(10); // still counting, on B
     expect(gaps(all)).toEqual([]);
     expect(all[0]).toBe(1);
 

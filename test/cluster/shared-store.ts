@@ -1,7 +1,7 @@
-// What the shared-storage cluster tests share: the host report from the built CLI inside a host's
-// namespaces, kvmstrap's plan for the cluster's stores carried out on a test host, the counter guest
-// with its disk on a store, and the built `kvmstrap vm migrate` without --copy-storage.
-import { readFile, writeFile } from "node:fs/promises";
+// What the shared-storage cluster tests share: kvmstrap's plan for the cluster's stores carried out on
+// a test host, and the counter guest with its disk on a store (cli.ts has virsh, the host report and
+// the built `kvmstrap vm migrate`).
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import type { Answer } from "../../src/answer/schema.js";
@@ -15,29 +15,7 @@ import {
   renderNetworkDiskXml,
   renderPoolVolumeDiskXml,
 } from "../../src/vm/network-disk.js";
-import { projectRoot } from "../helpers/shared-hosts.js";
-import type { Cluster, ClusterHost } from "./hosts.js";
-
-export const BIN = path.join(projectRoot, "bin/kvmstrap.js");
-
-export const virsh = (h: ClusterHost, ...args: string[]) =>
-  execa("virsh", ["-c", h.localUri, ...args], { reject: false, env: { LC_ALL: "C" } });
-
-export const serialOf = (h: ClusterHost, vm: string) =>
-  readFile(path.join(h.daemon.dirs.log, `qemu/${vm}-serial.log`), "utf8").catch(() => "");
-
-/** `kvmstrap detect --json` run inside the host's namespaces, saved to `file`. */
-export async function reportOf(h: ClusterHost, file: string): Promise<string> {
-  const r = await execa(
-    "nsenter",
-    ["-t", String(h.daemon.pid), "-n", "-m", "-u", "node", BIN, "detect", "--json"],
-    {
-      reject: false,
-    },
-  );
-  await writeFile(file, r.stdout);
-  return file;
-}
+import type { ClusterHost } from "./hosts.js";
 
 /**
  * planSharedStorage for this member, carried out against its libvirtd: each write-file action's
@@ -97,27 +75,3 @@ export function sharedDomain(
     .replace(/ *<disk type='file'[\s\S]*?<\/disk>/, xml)
     .replace(/ *<interface[\s\S]*?<\/interface>\n/, "");
 }
-
-/** The built `kvmstrap vm migrate VM --to B` without --copy-storage, JSON lines on stdout. */
-export const migrateNoCopy = (c: Cluster, vm: string, report: string) =>
-  execa(
-    "node",
-    [
-      BIN,
-      "vm",
-      "migrate",
-      vm,
-      "--to",
-      c.b.address,
-      "--to-connect",
-      c.b.tlsUri,
-      "--connect",
-      c.a.localUri,
-      "--target-report",
-      report,
-      "--max-downtime",
-      "300",
-      "--json",
-    ],
-    { reject: false, env: { LC_ALL: "C" } },
-  );

@@ -14,11 +14,20 @@ const tmux = (...args: string[]) => execFileSync("tmux", ["-L", socket, ...args]
 const capture = () => tmux("capture-pane", "-p", "-t", "tui");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The pane once `test` holds and the frame has settled: the same on two captures 100 ms apart. A
+ * title can be on the pane before the rest of the frame is drawn (a loaded machine caught a half-drawn
+ * bottom border once); a frame that never settles intact still fails the assertions after this.
+ */
 async function waitFor(test: (screen: string) => boolean, what: string, ms = 30_000): Promise<string> {
   const t0 = Date.now();
   for (;;) {
     const s = capture();
-    if (test(s)) return s;
+    if (test(s)) {
+      await sleep(100);
+      const again = capture();
+      if (again === s) return s;
+    }
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}; the pane shows:\n${s}`);
     await sleep(50);
   }

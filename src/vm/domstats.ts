@@ -137,14 +137,69 @@ export async function readDomstats(
   return parseReply(r, command, limits);
 }
 
+/** What the passes ask of a kept virsh (a VirshSession). */
+export type DomstatsSession = Pick<VirshSession, "run">;
+
 /** The same pass as readDomstats, asked of a long-lived virsh (its connection kept between scrapes). */
 export async function readDomstatsOver(
-  session: VirshSession,
+  session: DomstatsSession,
   options: Omit<DomstatsOptions, "virsh"> = {},
 ): Promise<DomainStats[]> {
   const limits = limitsOf(options);
   const words = ["domstats", ...DOMSTATS_GROUPS];
   return parseReply(await session.run(words, limits), ["virsh", ...words], limits);
+}
+
+/** A domain name virsh's shell takes as a positional word (not an option, nothing to quote). */
+const SHARDABLE_NAME = /^[\w.:@+][\w.,:=@/+-]*$/;
+
+/**
+ * The same pass with the domains split over the sessions given, each session asked for its share at
+ * the same time. Each domain is still asked once per pass; the split is for time: libvirtd answers
+ * one domstats call domain after domain, and most of a domain's time is spent waiting for its own
+ * qemu to answer monitor queries (block stats, block node capacity, balloon), which other qemus and
+ * other libvirtd workers can do meanwhile. Measured on 20 running domains here: 74.5 ms in one call,
+ * 47 ms over 3-4 (bench:vm). The names come from `list --all --name` on the first session; when a
+ * domain goes away between the list and its share (virsh fails on a name it cannot find) the pass
+ * is made once more on a new list. Names virsh's shell would not take as plain words, or fewer than
+ * two domains, give the one-call pass.
+ */
+export async function readDomstatsSharded(
+  sessions: readonly DomstatsSession[],
+  options: Omit<DomstatsOptions, "virsh"> = {},
+): Promise<DomainStats[]> {
+  const first = sessions[0];
+  if (!first) throw new Error("readDomstatsSharded needs at least one virsh session");
+  const limits = limitsOf(options);
+  for (let attempt = 0; ; attempt++) {
+    const listWords = ["list", "--all", "--name"];
+    const listed = await first.run(listWords, limits);
+    if (listed.exitCode !== 0 || listed.timedOut || listed.overflowed) {
+      parseReply(listed, ["virsh", ...listWords], limits); // throws the reason
+    }
+    const names = listed.stdout.split("\n").filter((n) => n.trim() !== "");
+    const shards = Math.min(sessions.length, names.length);
+    if (shards < 2 || !names.every((n) => SHARDABLE_NAME.test(n))) return readDomstatsOver(first, options);
+    const shares = Array.from({ length: shards }, (_, i) => names.filter((_, j) => j % shards === i));
+    try {
+      const parts = await Promise.all(
+        shares.map(async (share, i) => {
+          const words = ["domstats", ...DOMSTATS_GROUPS, ...share];
+          const session = sessions[i] as DomstatsSession;
+          return parseReply(
+            await session.run(words, limits),
+            ["virsh", "domstats", ...DOMSTATS_GROUPS],
+            limits,
+          );
+        }),
+      );
+      const byName = new Map(parts.flat().map((d) => [d.name, d]));
+      return names.flatMap((n) => byName.get(n) ?? []);
+    } catch (e) {
+      if (attempt === 0 && e instanceof LibvirtError && e.code === "no-domain") continue;
+      throw e;
+    }
+  }
 }
 
 function limitsOf(options: DomstatsOptions) {

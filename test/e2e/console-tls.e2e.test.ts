@@ -14,7 +14,9 @@
 //   `vm console --ticket --ttl N` sets a one-time password: gvnccapture with the client certificate
 //   and a wrong password is refused, with the ticket it captures the screen, after the TTL the same
 //   ticket is refused; the ticket is in no file of libvirtd's (definition, logs) and not in
-//   `dumpxml --inactive`; an unlocked console refuses --ticket (exit 2).
+//   `dumpxml --inactive`; an unlocked console refuses --ticket (exit 2). SPICE's ticket is enforced
+//   by spice-server: its link handshake (spice-link.mjs) is denied while locked and with a wrong
+//   ticket, and accepted with the one `vm console --spice --ticket` set.
 // The guest is a diskless-by-content machine: SeaBIOS finds nothing to boot on an empty disk and
 // keeps running (and keeps drawing its VGA text screen), which is all a console needs.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -51,6 +53,7 @@ describe.skipIf(missing.length > 0 || !isRoot)(
     let vncPort = 0;
     let spiceTlsPort = 0;
     let lockedVncPort = 0;
+    let lockedSpiceTlsPort = 0;
     const started = Date.now();
     const virsh = (...args: string[]) => execa("virsh", ["-c", lv.uri, ...args], { env: { LC_ALL: "C" } });
     /** A program in libvirtd's network namespace (where the management address is). */
@@ -182,6 +185,7 @@ describe.skipIf(missing.length > 0 || !isRoot)(
       await virsh("start", LOCKED);
       const lockedLive = (await virsh("dumpxml", LOCKED)).stdout;
       lockedVncPort = Number(/<graphics type='vnc' port='(\d+)'/.exec(lockedLive)?.[1]);
+      lockedSpiceTlsPort = Number(/<graphics type='spice'[^>]*tlsPort='(\d+)'/.exec(lockedLive)?.[1]);
       const live = (await virsh("dumpxml", NAME)).stdout;
       vncPort = Number(/<graphics type='vnc' port='(\d+)'/.exec(live)?.[1]);
       spiceTlsPort = Number(/<graphics type='spice'[^>]*tlsPort='(\d+)'/.exec(live)?.[1]);
@@ -285,10 +289,34 @@ describe.skipIf(missing.length > 0 || !isRoot)(
       expect(expired.exitCode, expired.all).not.toBe(0);
       expect(expired.all).not.toContain("Saved display");
 
-      // SPICE takes a ticket too (24 characters), in the .vv.
+      // SPICE takes a ticket too (24 characters), in the .vv, and spice-server enforces it: the link
+      // handshake (test/e2e/spice-link.mjs, over TLS verified against the host's CA) is denied (7)
+      // while locked and with a wrong ticket, and accepted (0) with the ticket.
+      const spiceAuth = async (password: string) => {
+        const r = await execa(
+          "nsenter",
+          [
+            "-t",
+            String(lv.pid),
+            "-n",
+            "node",
+            path.join(import.meta.dirname, "spice-link.mjs"),
+            MGMT,
+            String(lockedSpiceTlsPort),
+            path.join(pki, consoleCertDir("spice"), "ca-cert.pem"),
+          ],
+          { input: password, reject: false, timeout: 20_000, env: { LC_ALL: "C" } },
+        );
+        expect(r.exitCode, r.stderr).toBe(0);
+        return JSON.parse(r.stdout) as { linkError: number; authResult: number | null };
+      };
+      expect(await spiceAuth("guess123")).toEqual({ linkError: 0, authResult: 7 });
       const spice = await cli(LOCKED, "--spice", "--ticket", "--ttl", "30");
       expect(spice.exitCode, spice.stderr).toBe(0);
-      expect(spice.stdout).toMatch(/^password=[A-Za-z0-9]{24}$/m);
+      const spiceTicket = /^password=([A-Za-z0-9]{24})$/m.exec(spice.stdout)?.[1] ?? "";
+      expect(spiceTicket).not.toBe("");
+      expect(await spiceAuth("wrong-ticket-0123456789ab")).toEqual({ linkError: 0, authResult: 7 });
+      expect(await spiceAuth(spiceTicket)).toEqual({ linkError: 0, authResult: 0 });
       // An unlocked console would take the password and never ask for it: refused.
       const open = await cli(NAME, "--vnc", "--ticket");
       expect(open.exitCode).toBe(2);

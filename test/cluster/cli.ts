@@ -1,9 +1,11 @@
 // What every cluster test does with the hosts of test/cluster/hosts.ts: virsh on a host's own
-// libvirtd, a guest's serial log, the host report from the built CLI run inside a host's namespaces,
-// and the built `kvmstrap vm migrate` from host A to host B with its JSON result.
-import { readFile, writeFile } from "node:fs/promises";
+// libvirtd, a guest's serial log, the host report and `kvmstrap apply --plan` from the built CLI run
+// inside a host's namespaces, and the built `kvmstrap vm migrate` from host A to host B with its JSON
+// result.
+import { mkdir, readdir, readFile, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
+import { type Action, PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
 import { projectRoot } from "../helpers/shared-hosts.js";
 import type { Cluster, ClusterHost } from "./hosts.js";
 
@@ -26,6 +28,87 @@ export async function reportOf(h: ClusterHost, file: string): Promise<string> {
   );
   await writeFile(file, r.stdout);
   return file;
+}
+
+/** A program inside a host's network, mount and UTS namespaces (its /run/libvirt is its daemon's). */
+export const inHost = (h: ClusterHost, args: string[]) =>
+  execa("nsenter", ["-t", String(h.daemon.pid), "-n", "-m", "-u", ...args], {
+    reject: false,
+    env: { LC_ALL: "C" },
+  });
+
+/** Planned actions as a plan file holds them (`kvmstrap apply --plan` reads it; no answer digested). */
+export const planOf = (actions: Action[]): Plan => ({
+  schema: PLAN_SCHEMA_ID,
+  answerDigest: "",
+  actions,
+  refusals: [],
+  needsReboot: false,
+});
+
+export type Applied = {
+  planText: string;
+  output: string;
+  stateDir: string;
+  /** The plan file, apply's stdout and stderr, and every file of its state dir (journal, event log). */
+  texts: string[];
+};
+
+let madeEtcKvmstrap = false;
+
+/**
+ * The plan written to a file in `dir` and applied by the built `kvmstrap apply --plan FILE --yes
+ * --events -` inside the host's namespaces, its journal in `dir`/HOST-`journal`. Plans write under
+ * /etc/kvmstrap: in the host's mount namespace a directory of the test's is mounted there, so the
+ * machine's /etc is never written (only an empty /etc/kvmstrap made as the mount point if missing:
+ * removeEtcKvmstrapMountPoint after the hosts stopped). Throws with apply's output unless it exits 0.
+ */
+export async function applyPlanOn(
+  h: ClusterHost,
+  plan: Plan,
+  dir: string,
+  journal = "state",
+): Promise<Applied> {
+  const own = path.join(dir, `${h.name}-etc-kvmstrap`);
+  const stateDir = path.join(dir, `${h.name}-${journal}`);
+  if (!(await stat(own).catch(() => null))) {
+    await mkdir(own, { recursive: true });
+    await mkdir("/etc/kvmstrap").then(
+      () => {
+        madeEtcKvmstrap = true;
+      },
+      () => {},
+    );
+    await h.daemon.nsExec("mount", ["--bind", own, "/etc/kvmstrap"]);
+  }
+  await mkdir(stateDir, { recursive: true });
+  const planText = JSON.stringify(plan, null, 2);
+  const file = path.join(dir, `${h.name}-${journal}-plan.json`);
+  await writeFile(file, planText);
+  const r = await inHost(h, [
+    "node",
+    BIN,
+    "apply",
+    "--plan",
+    file,
+    "--yes",
+    "--state-dir",
+    stateDir,
+    "--events",
+    "-",
+  ]);
+  const output = `${r.stdout}\n${r.stderr}`;
+  const texts = [planText, output];
+  for (const f of await readdir(stateDir, { recursive: true }))
+    texts.push(await readFile(path.join(stateDir, String(f)), "utf8").catch(() => ""));
+  if (r.exitCode !== 0) throw new Error(`${h.name}: kvmstrap apply exited ${r.exitCode}:\n${output}`);
+  return { planText, output, stateDir, texts };
+}
+
+/** Removes the empty /etc/kvmstrap applyPlanOn made as a mount point, if it made it. */
+export async function removeEtcKvmstrapMountPoint(): Promise<void> {
+  if (madeEtcKvmstrap) await rmdir("/etc/kvmstrap").catch(() => {});
+  madeEtcKvmstrap = false;
 }
 
 /** The built `kvmstrap vm migrate VM` from A to B over TLS, with B's report and any further options. */

@@ -2,8 +2,9 @@
 // (package tgt) in a storage namespace on the migration network serves the counter guest's disk as
 // LUN 1; both hosts carry out kvmstrap's plan for the store (planSharedStorage: mode auto on their
 // own report, which on a kernel without iscsi_tcp is an iscsi-direct pool, libiscsi in libvirt and
-// qemu; `vm migrate` refuses while B lacks it), with CHAP: the target asks for a password that
-// kvmstrap's plan sets on a libvirt secret from the answer's passwordFile (never in the plan or the
+// qemu; `vm migrate` refuses while B lacks it), applied by the built `kvmstrap apply --plan` inside
+// each host's namespaces, with CHAP: the target asks for a password that kvmstrap's plan sets on a
+// libvirt secret from the answer's passwordFile (never in the plan, apply's output or journal, or the
 // domain XML); the guest runs on A from the pool's volume, and the built `kvmstrap vm migrate --to
 // B` without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
 // copied, and the LUN holds the same bytes.
@@ -14,7 +15,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
-import { migrateNoCopy, migrateResult, reportOf, serialOf, virsh } from "./cli.js";
+import {
+  migrateNoCopy,
+  migrateResult,
+  removeEtcKvmstrapMountPoint,
+  reportOf,
+  serialOf,
+  virsh,
+} from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
 import { applyStorePlan, sharedDomain } from "./shared-store.js";
@@ -78,8 +86,12 @@ beforeAll(async () => {
   planOn = async (h: ClusterHost) => {
     reports[h.name] = await reportOf(h, path.join(c.dir, `${h.name}-report.json`));
     const report = hostReport.parse(JSON.parse(await readFile(reports[h.name] as string, "utf8")).report);
+    const t = Date.now();
     const applied = await applyStorePlan(h, answer, report, c.dir);
+    console.log(`${h.name}: store plan applied by kvmstrap apply in ${Date.now() - t} ms`);
     expect(applied.planJson).not.toContain(CHAP_PASSWORD);
+    expect(applied.texts.length).toBeGreaterThan(2); // the plan, apply's output, its journal
+    for (const t of applied.texts) expect(t.includes(CHAP_PASSWORD)).toBe(false);
     expect(applied.poolTypes).toEqual({ [POOL]: report.storageClients?.iscsiTcp ? "iscsi" : "iscsi-direct" });
   };
   await planOn(c.a);
@@ -98,6 +110,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await c?.stop();
   await store?.stop();
+  await removeEtcKvmstrapMountPoint(); // the hosts' mounts on it went with their namespaces
 });
 
 describe("live migration on an iSCSI store (tgtd + iscsi-direct, CHAP)", () => {
@@ -139,6 +152,7 @@ describe("live migration on an iSCSI store (tgtd + iscsi-direct, CHAP)", () => {
     const live = (await virsh(c.b, "dumpxml", VM)).stdout;
     expect(live).toContain(`<source pool='${POOL}' volume='unit:0:0:1'`);
     expect(live).not.toContain(CHAP_PASSWORD);
+    expect((await virsh(c.b, "dumpxml", "--security-info", VM)).stdout).not.toContain(CHAP_PASSWORD);
     await sleep(1000);
     const onB = await serialOf(c.b, VM);
     const all = counters(await serialOf(c.a, VM), onB);

@@ -1,8 +1,8 @@
 // Live migration on a shared NFS store where the kernel has no NFS client: nfs-ganesha (user space,
 // FSAL VFS, NFSv3 with rpcbind) in a storage namespace on the migration network exports a directory
 // holding the counter guest's disk. kvmstrap's plan for the store on each host (mode auto on the
-// host's report) has nothing to do there: no pool, because the VM's disk is a qemu libnfs network
-// disk (package qemu-block-extra). The guest runs on A, and the built `kvmstrap vm migrate --to B`
+// host's report, applied by the built `kvmstrap apply --plan`) has nothing to do there: no pool,
+// because the VM's disk is a qemu libnfs network disk (package qemu-block-extra). The guest runs on A, and the built `kvmstrap vm migrate --to B`
 // without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
 // copied, and the file on the export holds the same bytes.
 import { createHash } from "node:crypto";
@@ -12,7 +12,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
-import { migrateNoCopy, migrateResult, reportOf, serialOf, virsh } from "./cli.js";
+import {
+  migrateNoCopy,
+  migrateResult,
+  removeEtcKvmstrapMountPoint,
+  reportOf,
+  serialOf,
+  virsh,
+} from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, startCluster } from "./hosts.js";
 import { applyStorePlan, sharedDomain } from "./shared-store.js";
@@ -90,7 +97,9 @@ beforeAll(async () => {
     const report = hostReport.parse(JSON.parse(await readFile(reports[h.name] as string, "utf8")).report);
     // This kernel has no NFS client: mode auto plans no netfs pool (libnfs disks instead).
     if (report.storageClients?.nfsClient === false) {
+      const t = Date.now();
       expect((await applyStorePlan(h, answer, report, c.dir)).poolTypes).toEqual({});
+      console.log(`${h.name}: store plan (empty) applied by kvmstrap apply in ${Date.now() - t} ms`);
     }
     await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   }
@@ -112,6 +121,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await c?.stop();
   await store?.stop();
+  await removeEtcKvmstrapMountPoint(); // the hosts' mounts on it went with their namespaces
 });
 
 describe("live migration on an NFS store (nfs-ganesha + qemu's libnfs)", () => {

@@ -11,18 +11,27 @@
 // host's domain XML (even with --security-info); the secret is private (its value cannot be read).
 // Then `kvmstrap undo` on A, which the VM left, takes A's secret and pool away; B keeps running it.
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rmdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAnswerText } from "../../src/answer/load.js";
-import { PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
+import type { Plan } from "../../src/plan/actions.js";
 import type { PlanContext } from "../../src/plan/context.js";
 import { planRbdStorage, planRbdVmDisk, type RbdStore } from "../../src/plan/rbd-plan.js";
 import { type NetworkDisk, renderNetworkDiskXml, secretUuidFor } from "../../src/vm/network-disk.js";
 import { cephCidrFor, startTestCeph, type TestCeph } from "./ceph.js";
-import { BIN, migrateNoCopy, migrateResult, serialOf, virsh } from "./cli.js";
+import {
+  applyPlanOn,
+  BIN,
+  inHost,
+  migrateNoCopy,
+  migrateResult,
+  planOf,
+  removeEtcKvmstrapMountPoint,
+  serialOf,
+  virsh,
+} from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, type ClusterHost, startCluster } from "./hosts.js";
 
@@ -32,12 +41,6 @@ const SIZE = 8 * 1024 * 1024; // the clone grown past the 4 MiB base
 const CLUSTER = "rack-test";
 const STORE = "ceph1";
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-/** A program inside a host's network, mount and UTS namespaces (its /run/libvirt is its daemon's). */
-const inHost = (h: ClusterHost, args: string[]) =>
-  execa("nsenter", ["-t", String(h.daemon.pid), "-n", "-m", "-u", ...args], {
-    reject: false,
-    env: { LC_ALL: "C" },
-  });
 
 let c: Cluster;
 let ceph: TestCeph;
@@ -45,14 +48,6 @@ let disk: Buffer;
 let work: string;
 const seen: string[] = []; // every output and file the key must not appear in
 const timings: Record<string, number | null> = {};
-
-const planOf = (ctx: PlanContext): Plan => ({
-  schema: PLAN_SCHEMA_ID,
-  answerDigest: "",
-  actions: ctx.actions,
-  refusals: [],
-  needsReboot: false,
-});
 
 /** The store's plan, as a member plans it (the same on every member). */
 function rbdPlan(store: string): { plan: Plan; store: RbdStore } {
@@ -78,50 +73,21 @@ cluster:
   } as unknown as PlanContext;
   planRbdStorage(ctx);
   const rbd = answer.cluster?.storage[0] as RbdStore;
-  return { plan: planOf(ctx), store: rbd };
+  return { plan: planOf(ctx.actions), store: rbd };
 }
 
 /** The VM's disk on the store as the member deploying it plans it: base converted in, clone, size. */
 function vmDiskPlan(store: RbdStore, imagePath: string): { plan: Plan; disk: NetworkDisk } {
   const ctx = { actions: [], current: new Map() } as unknown as PlanContext;
   const disk = planRbdVmDisk(ctx, CLUSTER, store, { name: VM, imagePath, sizeBytes: SIZE });
-  return { plan: planOf(ctx), disk };
+  return { plan: planOf(ctx.actions), disk };
 }
 
-/**
- * Applies the plan with the built CLI inside the host's namespaces. The plan writes under
- * /etc/kvmstrap: in the host's mount namespace a directory of its own is mounted there, so the
- * machine's /etc is never written (an empty /etc/kvmstrap is made as the mount point if missing).
- */
-async function applyOn(h: ClusterHost, planFile: string, journal = "state"): Promise<string> {
-  const own = path.join(work, `${h.name}-etc-kvmstrap`);
-  const state = path.join(work, `${h.name}-${journal}`);
-  if (!(await stat(own).catch(() => null))) {
-    await mkdir(own, { recursive: true });
-    await h.daemon.nsExec("mount", ["--bind", own, "/etc/kvmstrap"]);
-  }
-  await mkdir(state, { recursive: true });
-  const r = await inHost(h, [
-    "node",
-    BIN,
-    "apply",
-    "--plan",
-    planFile,
-    "--yes",
-    "--state-dir",
-    state,
-    "--events",
-    "-",
-  ]);
-  const out = `${r.stdout}\n${r.stderr}`;
-  seen.push(out);
-  for (const f of await readdir(state, { recursive: true }))
-    seen.push(await readFile(path.join(state, String(f)), "utf8").catch(() => ""));
-  expect(r.exitCode, out).toBe(0);
-  return out;
+/** Applies the plan on the host with the built CLI (cli.ts); what it showed and wrote joins `seen`. */
+async function applyOn(h: ClusterHost, plan: Plan, journal = "state"): Promise<void> {
+  seen.push(...(await applyPlanOn(h, plan, work, journal)).texts);
 }
 
-let madeEtcKvmstrap = false;
 beforeAll(async () => {
   const t0 = Date.now();
   c = await startCluster();
@@ -129,12 +95,6 @@ beforeAll(async () => {
   work = await mkdtemp(path.join(c.dir, "rbd-"));
   ceph = await startTestCeph({ bridge: c.bridge, cidr: cephCidrFor(c.a.address) });
   timings.ceph = ceph.startMs;
-  await mkdir("/etc/kvmstrap").then(
-    () => {
-      madeEtcKvmstrap = true;
-    },
-    () => {},
-  );
   for (const h of [c.a, c.b]) await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   disk = counterDisk();
   await writeFile(path.join(work, "base.raw"), disk); // the base image the VM's disk is cloned from
@@ -143,8 +103,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await c?.stop();
   await ceph?.stop();
-  // Only the empty mount point this test made (the hosts' mounts went with their namespaces).
-  if (madeEtcKvmstrap) await rmdir("/etc/kvmstrap").catch(() => {});
+  await removeEtcKvmstrapMountPoint(); // the hosts' mounts on it went with their namespaces
   console.log(`rbd test timings (ms): ${JSON.stringify(timings)}`);
 });
 
@@ -155,12 +114,8 @@ describe("a live migration on Ceph RBD", () => {
   it("kvmstrap apply defines the cephx secret and the rbd pool on both hosts; the key is in no plan and no output", async () => {
     const { plan, store: s } = rbdPlan(ceph.keyFile);
     store = s;
-    const planText = JSON.stringify(plan, null, 2);
-    seen.push(planText);
-    const file = path.join(work, "plan.json");
-    await writeFile(file, planText);
     const t = Date.now();
-    await Promise.all([applyOn(c.a, file), applyOn(c.b, file)]);
+    await Promise.all([applyOn(c.a, plan), applyOn(c.b, plan)]);
     timings.apply = Date.now() - t;
     const uuid = secretUuidFor(CLUSTER, STORE);
     for (const h of [c.a, c.b]) {
@@ -178,11 +133,7 @@ describe("a live migration on Ceph RBD", () => {
   it("kvmstrap apply on A makes the VM's disk: the base converted into Ceph, a clone of it grown to size; B's pool lists it", async () => {
     const { plan, disk: d } = vmDiskPlan(store, path.join(work, "base.raw"));
     guestDisk = d;
-    const text = JSON.stringify(plan, null, 2);
-    seen.push(text);
-    const file = path.join(work, "vm-disk-plan.json");
-    await writeFile(file, text);
-    await applyOn(c.a, file, "vm-state"); // its own journal: the store's run stays the one undo reverts
+    await applyOn(c.a, plan, "vm-state"); // its own journal: the store's run stays the one undo reverts
     const info = JSON.parse(await ceph.rbd("info", IMAGE, "--format", "json"));
     expect(info.size).toBe(SIZE);
     expect(info.parent?.image).toMatch(/^kvmstrap-base-base\.raw-/); // copy-on-write, not a copy

@@ -1,9 +1,6 @@
-// What the shared-storage cluster tests share: kvmstrap's plan for the cluster's stores carried out on
-// a test host, and the counter guest with its disk on a store (cli.ts has virsh, the host report and
-// the built `kvmstrap vm migrate`).
-import { writeFile } from "node:fs/promises";
-import path from "node:path";
-import { execa } from "execa";
+// What the shared-storage cluster tests share: kvmstrap's plan for the cluster's stores applied on a
+// test host by the built CLI, and the counter guest with its disk on a store (cli.ts has virsh, the
+// host report, `kvmstrap apply --plan` in a host's namespaces and the built `kvmstrap vm migrate`).
 import type { Answer } from "../../src/answer/schema.js";
 import type { Cluster as ClusterAnswer } from "../../src/answer/schema-cluster.js";
 import type { HostReport } from "../../src/detect/types.js";
@@ -15,20 +12,21 @@ import {
   renderNetworkDiskXml,
   renderPoolVolumeDiskXml,
 } from "../../src/vm/network-disk.js";
+import { applyPlanOn, planOf } from "./cli.js";
 import type { ClusterHost } from "./hosts.js";
 
 /**
- * planSharedStorage for this member, carried out against its libvirtd: each write-file action's
- * content goes to a file of the test's own (the plan's /etc/kvmstrap paths are the host's), and each
- * virsh command runs as planned, with that file's path, on the member's libvirtd (LIBVIRT_DEFAULT_URI,
- * as a plan's plain `virsh` reaches the local daemon). A command's check skips it when it passes.
+ * planSharedStorage for this member, written as a plan file and applied by the built `kvmstrap apply
+ * --plan` inside the member's namespaces (applyPlanOn: its journal in `dir`/HOST-store-state).
+ * poolTypes: each planned pool's type, from its XML; texts: the plan, apply's output and its state
+ * files (journal, event log), for the tests' secret checks.
  */
 export async function applyStorePlan(
   h: ClusterHost,
   cluster: ClusterAnswer,
   report: HostReport,
   dir: string,
-): Promise<{ poolTypes: Record<string, string>; planJson: string }> {
+): Promise<{ poolTypes: Record<string, string>; planJson: string; texts: string[] }> {
   const ctx: PlanContext = {
     report,
     answer: { cluster } as unknown as Answer,
@@ -38,28 +36,13 @@ export async function applyStorePlan(
     findings: [],
   };
   planSharedStorage(ctx, h.name);
-  const files = new Map<string, string>();
   const poolTypes: Record<string, string> = {};
-  const env = { LC_ALL: "C", LIBVIRT_DEFAULT_URI: h.localUri };
   for (const a of ctx.actions) {
-    if (a.kind === "write-file") {
-      const local = path.join(dir, `${h.name}-${path.basename(a.path)}`);
-      await writeFile(local, a.content, { mode: a.mode });
-      files.set(a.path, local);
-      const pool = /<pool type="([^"]+)">\s*<name>([^<]+)<\/name>/.exec(a.content);
-      if (pool) poolTypes[pool[2] as string] = pool[1] as string;
-    } else if (a.kind === "run-command") {
-      const [cmd, ...args] = a.argv.map((x) => files.get(x) ?? x) as [string, ...string[]];
-      if (cmd !== "virsh") throw new Error(`${a.id}: the store plan runs only virsh here, not ${cmd}`);
-      if (a.check) {
-        const [c0, ...cargs] = a.check as [string, ...string[]];
-        if ((await execa(c0, cargs, { reject: false, env })).exitCode === 0) continue;
-      }
-      const r = await execa(cmd, args, { reject: false, env });
-      if (r.exitCode !== 0) throw new Error(`${h.name}: ${a.id} (${a.argv.join(" ")}): ${r.stderr}`);
-    } else throw new Error(`${a.id}: unexpected ${a.kind} action in a store plan`);
+    const pool = a.kind === "write-file" && /<pool type="([^"]+)">\s*<name>([^<]+)<\/name>/.exec(a.content);
+    if (pool) poolTypes[pool[2] as string] = pool[1] as string;
   }
-  return { poolTypes, planJson: JSON.stringify(ctx.actions) };
+  const applied = await applyPlanOn(h, planOf(ctx.actions), dir, "store-state");
+  return { poolTypes, planJson: applied.planText, texts: applied.texts };
 }
 
 /** The counter guest's domain with its disk on a store (virtio) and no NIC. */

@@ -46,10 +46,10 @@ const alive = (pid: number) => {
 
 export async function startPowerController(address: string, hosts: ClusterHost[]): Promise<PowerController> {
   const events: PowerEvent[] = [];
-  const byName = new Map(hosts.map((h) => [h.name, h]));
   const server = createServer(async (req, res) => {
     const [, verb, name] = (req.url ?? "/").split("/");
-    const host = name ? byName.get(name) : undefined;
+    // Looked up per request: a caller may add hosts once they are up (the controller comes first).
+    const host = name ? hosts.find((h) => h.name === name) : undefined;
     if (!verb) return res.end("ok\n");
     if (verb === "list") return res.end(`${hosts.map((h) => h.name).join("\n")}\n`);
     if (!host) {

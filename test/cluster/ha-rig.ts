@@ -64,7 +64,7 @@ export async function qemuStartedAt(vm: string): Promise<{ at: number; processes
   return { at: Date.now() - uptime * 1000 + (ticks / hz) * 1000, processes: pids.length };
 }
 
-const fileOf = (actions: Action[], id: string) => {
+export const fileOf = (actions: Action[], id: string) => {
   const a = actions.find((x) => x.id === id);
   if (a?.kind !== "write-file") throw new Error(`no write-file action ${id}`);
   return a;

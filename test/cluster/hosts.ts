@@ -1,4 +1,5 @@
-// Two test-owned libvirtd "hosts" that reach each other over TLS, for migration tests and benches.
+// Test-owned libvirtd "hosts" (two unless asked for more) that reach each other over TLS, for
+// migration tests and benches.
 //
 // Each is a startTestLibvirtd (test/e2e/libvirtd.ts) with its own UTS namespace and hostname, its own
 // host_uuid, and libvirtd listening for TLS only (16514) on its address of a migration network: a
@@ -6,8 +7,8 @@
 // itself has an address on that bridge, so the CLI under test (run here) reaches both daemons.
 //
 // Trust comes from kvmstrap's own PKI (src/host/pki through src/app/pki.ts): `pki init` for host A
-// makes the CA; host B's root is given A's CA first, so its `pki init` keeps that CA and issues B's
-// server and client certificates from it. The files stay in each host's root (libvirt's layout under
+// makes the CA; host B's (and any further host's) root is given A's CA first, so its `pki init`
+// keeps that CA and issues its server and client certificates from it. The files stay in each host's root (libvirt's layout under
 // ROOT/pki-root); libvirtd.conf names its server files, and qemu.conf's TLS directory (migration and
 // NBD streams) is made of the same files under the names qemu reads. Clients pass pkipath= in the
 // URI: the host's own /etc/pki is never touched. The names carry this process id and are removed.
@@ -29,7 +30,15 @@ export type ClusterHost = {
   /** The machine root holding this host's PKI (etc/pki/...). */
   pkiRoot: string;
 };
-export type Cluster = { a: ClusterHost; b: ClusterHost; bridge: string; dir: string; stop(): Promise<void> };
+export type Cluster = {
+  a: ClusterHost;
+  b: ClusterHost;
+  /** Every host in order (a, b, then c... when `hosts` asked for more). */
+  hosts: ClusterHost[];
+  bridge: string;
+  dir: string;
+  stop(): Promise<void>;
+};
 
 /** A host's trust as a `pki` option made it: the root, libvirt's pkipath= and qemu's x509 directory. */
 export type HostPki = {
@@ -42,11 +51,13 @@ export type HostPki = {
   qemuConf?: string;
 };
 export type ClusterOptions = {
+  /** How many hosts: kvmcl-a, kvmcl-b, kvmcl-c... at NET.1, NET.2, NET.3... (default 2). */
+  hosts?: number;
   /**
-   * Makes both hosts' trust instead of `pki init` with a shared CA (the cluster join test runs
-   * `kvmstrap cluster init|join` here). NET is the /24's first three octets (.1 is A, .2 is B).
+   * Makes every host's trust, in the hosts' order, instead of `pki init` with a shared CA (the
+   * cluster tests run `kvmstrap cluster init|join` here). NET is the /24's first three octets.
    */
-  pki?: (dir: string, hosts: { name: string; address: string }[], net: string) => Promise<[HostPki, HostPki]>;
+  pki?: (dir: string, hosts: { name: string; address: string }[], net: string) => Promise<HostPki[]>;
 };
 
 const run = (file: string, args: string[]) => execa(file, args, { env: { LC_ALL: "C" } });
@@ -148,7 +159,7 @@ async function startHost(
   return { name, address, daemon, localUri: daemon.uri, tlsUri, pkiRoot };
 }
 
-/** Starts hosts "kvmcl-a" (NET.1) and "kvmcl-b" (NET.2) on a fresh bridge; the host is NET.254. */
+/** Starts hosts "kvmcl-a" (NET.1), "kvmcl-b" (NET.2)... on a fresh bridge; the host is NET.254. */
 export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
   const dir = await mkdtemp(path.join(tmpdir(), `kvmstrap-cluster-${process.pid}-`));
   const bridge = `kvclbr${(process.pid % 0xffff).toString(16)}`;
@@ -163,25 +174,26 @@ export async function startCluster(o: ClusterOptions = {}): Promise<Cluster> {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const hosts = [
-      { name: "kvmcl-a", address: `${net}.1` },
-      { name: "kvmcl-b", address: `${net}.2` },
-    ];
-    const [aRoot, bRoot] = o.pki
+    const hosts = Array.from({ length: o.hosts ?? 2 }, (_, i) => ({
+      name: `kvmcl-${String.fromCharCode(97 + i)}`,
+      address: `${net}.${i + 1}`,
+      uuid: `6a0b3f7e-0000-4000-8000-00000000000${String.fromCharCode(97 + i)}`,
+    }));
+    const roots = o.pki
       ? await o.pki(dir, hosts, net)
-      : await (async (): Promise<[HostPki, HostPki]> => {
-          const a = await hostPki(dir, "kvmcl-a", `${net}.1`);
-          return [a, await hostPki(dir, "kvmcl-b", `${net}.2`, a.root)];
+      : await (async () => {
+          const out: HostPki[] = [];
+          for (const h of hosts) out.push(await hostPki(dir, h.name, h.address, out[0]?.root));
+          return out;
         })();
-    const settled = await Promise.allSettled([
-      startHost("kvmcl-a", `${net}.1`, "6a0b3f7e-0000-4000-8000-00000000000a", bridge, aRoot),
-      startHost("kvmcl-b", `${net}.2`, "6a0b3f7e-0000-4000-8000-00000000000b", bridge, bRoot),
-    ]);
+    const settled = await Promise.allSettled(
+      hosts.map((h, i) => startHost(h.name, h.address, h.uuid, bridge, roots[i] as HostPki)),
+    );
     for (const s of settled) if (s.status === "fulfilled") started.push(s.value);
     const failed = settled.find((s) => s.status === "rejected");
     if (failed) throw failed.reason;
     const [a, b] = started as [ClusterHost, ClusterHost];
-    return { a, b, bridge, dir, stop };
+    return { a, b, hosts: [...started], bridge, dir, stop };
   } catch (e) {
     await stop();
     throw e;

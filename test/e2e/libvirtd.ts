@@ -14,7 +14,7 @@
 // written to files directly (stdio_handler = "file"), so no virtlogd is needed.
 import { type ChildProcess, spawn } from "node:child_process";
 import { openSync } from "node:fs";
-import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -135,6 +135,9 @@ async function reapStale(): Promise<void> {
     const read = (f: string) => readFile(path.join(dir, f), "utf8").then(Number, () => 0);
     const [owner, init] = [await read("owner.pid"), await read("init.pid")];
     if (owner && alive(owner)) continue;
+    // No owner yet: one being started right now (hosts.ts starts several at once) unless it is old.
+    const age = Date.now() - ((await stat(dir).catch(() => null))?.mtimeMs ?? 0);
+    if (!owner && age < 60_000) continue;
     if (init && alive(init)) process.kill(init, "SIGKILL");
     await rm(dir, { recursive: true, force: true }).catch(() => {});
   }

@@ -104,6 +104,16 @@ describe("HA renderers", () => {
     expect(forced).toMatch(/two_node: 1/);
   });
 
+  it("a VM with policy migrate migrates over TLS (qemu.conf's migrate_tls_force refuses it otherwise)", () => {
+    const cib = renderCib(cases[0]?.[1] as Cluster);
+    expect(cib).toContain(
+      '<nvpair id="vm-db1-params-migrate_options" name="migrate_options" value="--p2p --tls"/>',
+    );
+    expect(cib).toContain('<nvpair id="vm-db1-meta-allow-migrate" name="allow-migrate" value="true"/>');
+    // policy restart: no migration, so no options for one.
+    expect(cib).not.toContain("vm-web1-params-migrate_options");
+  });
+
   it("no fence password in the CIB: password_script reads the answer's file", () => {
     const cib = renderCib(cases[0]?.[1] as Cluster);
     expect(cib).not.toMatch(/name="password"/);

@@ -104,7 +104,14 @@ function vmPrimitive(vm: { vm: string; policy: "restart" | "migrate" }): string 
     ["monitor", "10s", "30s"],
   ];
   const meta: Pairs = [["allow-migrate", vm.policy === "migrate" ? "true" : "false"]];
-  if (vm.policy === "migrate") list.push(["migrate_to", "0s", "120s"], ["migrate_from", "0s", "120s"]);
+  if (vm.policy === "migrate") {
+    // The agent runs `virsh migrate --live` with only these options added, and every member's qemu.conf
+    // has migrate_tls_force (cluster-plan.ts): without --tls libvirt refuses the migration, and
+    // pacemaker's planned move (standby, crm_resource --move) fails. --p2p as `kvmstrap vm migrate`:
+    // the source's libvirtd, with the member's client certificate, drives it.
+    params.push(["migrate_options", "--p2p --tls"]);
+    list.push(["migrate_to", "0s", "120s"], ["migrate_from", "0s", "120s"]);
+  }
   return [
     `      <primitive id="${e(id)}" class="ocf" provider="heartbeat" type="VirtualDomain">`,
     nvset("instance_attributes", `${id}-params`, params, "        "),

@@ -317,10 +317,10 @@ describe("the README's cluster walk-through on three hosts from one answer file"
     expect(counters(await serialOf(target, DB)).length).toBeGreaterThan(10);
     expect(all[0]).toBe(1);
     expect(gaps(all)).toEqual([]);
-    // Pacemaker's own record: a migrate_to on A, a migrate_from on the target.
+    // Pacemaker's own record: a migrate_to on A and a migrate_from on the target, both succeeded.
     const cib = await (nodes[1] as HaNode).exec("cibadmin", ["--query", "--scope", "status"]);
-    expect(cib).toMatch(/operation="migrate_to"[^>]*on_node="kvmcl-a"/);
-    expect(cib).toMatch(new RegExp(`operation="migrate_from"[^>]*on_node="${to}"`));
+    expect(cib).toMatch(/operation="migrate_to"[^>]*on_node="kvmcl-a"[^>]*rc-code="0"/);
+    expect(cib).toMatch(new RegExp(`operation="migrate_from"[^>]*on_node="${to}"[^>]*rc-code="0"`));
     figures.push(
       `standby kvmcl-a: db1 live-migrated to ${to} in ${movedMs} ms (standby set to crm_mon's started)`,
     );

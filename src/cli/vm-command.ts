@@ -25,7 +25,7 @@ import { EXIT, UsageError } from "./errors.js";
 
 export const DEFAULT_URI = "qemu:///system";
 
-export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|console|snapshot|backup|restore|migrate> [options]
+export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|console|snapshot|backup|restore|migrate|fill-disk> [options]
 
   deploy --name N --image I   Deploy a VM: a qcow2 overlay on the base image (never a copy), a
                               cloud-init NoCloud seed, a q35 domain; started at once. Deploying the
@@ -50,6 +50,9 @@ export const VM_HELP = `Usage: kvmstrap vm <deploy|list|show|start|stop|delete|c
   restore DIR --name NEW      A VM rebuilt from a backup chain (vm restore --help)
   migrate NAME --to HOST      Live migration over TLS, refused first if HOST
                               lacks what the VM needs (vm migrate --help)
+  fill-disk --image I --disk JSON
+                              A VM's image onto its blank disk on a cluster store
+                              (the plan runs it; vm fill-disk --help)
 
 Deploy options:
   --name N          VM name (also the guest's host name unless --hostname)
@@ -222,6 +225,8 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
   if (argv[0] === "console" && argv.some((a) => a === "--vnc" || a === "--spice"))
     return (await import("./vm-console-command.js")).vmConsoleCommand(argv.slice(1));
   if (argv[0] === "migrate") return (await import("./vm-migrate-command.js")).vmMigrateCommand(argv.slice(1));
+  if (argv[0] === "fill-disk")
+    return (await import("./vm-fill-disk-command.js")).vmFillDiskCommand(argv.slice(1));
   // Snapshots, backups and restores have their own options (vm-protect-command.ts).
   const protect = argv[0] === "snapshot" || argv[0] === "backup" || argv[0] === "restore" ? argv[0] : null;
   if (protect) {

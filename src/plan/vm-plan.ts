@@ -16,6 +16,7 @@ import { DEFAULT_VM_DIR, type VmRecord, vmPaths } from "../vm/vm-state.js";
 import type { Action } from "./actions.js";
 import { currentOf, type PlanContext, planFile, refuse } from "./context.js";
 import { haDomainPath } from "./render/cib.js";
+import { planStoreDiskFill } from "./store-disk-plan.js";
 
 export interface VmPlanOptions {
   /** Where overlays, seeds, logs and records go (default /var/lib/kvmstrap/vms). */
@@ -201,6 +202,8 @@ export function planVms(ctx: PlanContext, o: VmPlanOptions = {}): void {
     const record = vmPaths(o.vmDir ?? DEFAULT_VM_DIR, spec.name).record;
     const decided = { placement: placements[k] ?? null, vhostNet };
     try {
+      const entry = ctx.answer.vms.find((v) => v.name === spec.name);
+      if (entry?.store) planStoreDiskFill(ctx, ctx.answer, entry, ctx.report, o);
       const { actions } = vmActions(spec, ctx.report, o, currentOf(ctx, record), decided);
       if (ha.has(spec.name)) haVmActions(ctx, spec.name, actions);
       else ctx.actions.push(...actions);

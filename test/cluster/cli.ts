@@ -2,6 +2,7 @@
 // libvirtd, a guest's serial log, the host report and `kvmstrap apply --plan` from the built CLI run
 // inside a host's namespaces, and the built `kvmstrap vm migrate` from host A to host B with its JSON
 // result.
+import { existsSync, mkdirSync, symlinkSync } from "node:fs";
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
@@ -10,6 +11,11 @@ import { projectRoot } from "../helpers/shared-hosts.js";
 import type { Cluster, ClusterHost } from "./hosts.js";
 
 export const BIN = path.join(projectRoot, "bin/kvmstrap.js");
+
+/** A directory holding `kvmstrap` (a link to the built CLI), put first on PATH inside a host. */
+const PATH_DIR = path.join(projectRoot, ".cache/cluster-path");
+mkdirSync(PATH_DIR, { recursive: true });
+if (!existsSync(path.join(PATH_DIR, "kvmstrap"))) symlinkSync(BIN, path.join(PATH_DIR, "kvmstrap"));
 
 export const virsh = (h: ClusterHost, ...args: string[]) =>
   execa("virsh", ["-c", h.localUri, ...args], { reject: false, env: { LC_ALL: "C" } });
@@ -30,11 +36,14 @@ export async function reportOf(h: ClusterHost, file: string): Promise<string> {
   return file;
 }
 
-/** A program inside a host's network, mount and UTS namespaces (its /run/libvirt is its daemon's). */
+/**
+ * A program inside a host's network, mount and UTS namespaces (its /run/libvirt is its daemon's). The
+ * built CLI is on its PATH as `kvmstrap`, as on an installed host: plans run `kvmstrap ...` steps.
+ */
 export const inHost = (h: ClusterHost, args: string[]) =>
   execa("nsenter", ["-t", String(h.daemon.pid), "-n", "-m", "-u", ...args], {
     reject: false,
-    env: { LC_ALL: "C" },
+    env: { LC_ALL: "C", PATH: `${PATH_DIR}:${process.env.PATH ?? "/usr/bin:/bin"}` },
   });
 
 /** Planned actions as a plan file holds them (`kvmstrap apply --plan` reads it; no answer digested). */

@@ -1,7 +1,6 @@
 // An NFS export for the cluster tests where the kernel has no NFS client: nfs-ganesha (user space,
 // FSAL VFS, NFSv3 with rpcbind) in a storage namespace (store-host.ts) on the migration network, the
-// guests' disks then qemu libnfs network disks. (shared-nfs.cluster.test.ts starts the same daemons
-// inline; the two could share this.)
+// guests' disks then qemu libnfs network disks (shared-nfs and the walk-through).
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { StoreHost } from "./store-host.js";

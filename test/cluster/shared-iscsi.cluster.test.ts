@@ -1,6 +1,7 @@
 // Live migration on shared iSCSI storage without copying a byte of disk: a user-space tgtd target
-// (package tgt) in a storage namespace on the migration network serves the counter guest's disk as
-// LUN 1; both hosts carry out kvmstrap's plan for the store (planSharedStorage: mode auto on their
+// (package tgt) in a storage namespace on the migration network serves a blank LUN 1, onto which the
+// VM's plan on A writes the counter guest's image (kvmstrap vm fill-disk over libiscsi with CHAP; run
+// again it leaves the LUN as it is, and a LUN 2 holding data is never written); both hosts carry out kvmstrap's plan for the store (planSharedStorage: mode auto on their
 // own report, which on a kernel without iscsi_tcp is an iscsi-direct pool, libiscsi in libvirt and
 // qemu; `vm migrate` refuses while B lacks it), applied by the built `kvmstrap apply --plan` inside
 // each host's namespaces, with CHAP: the target asks for a password that kvmstrap's plan sets on a
@@ -8,16 +9,21 @@
 // domain XML); the guest runs on A from the pool's volume, and the built `kvmstrap vm migrate --to
 // B` without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
 // copied, and the LUN holds the same bytes.
-import { createHash } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
+import type { Answer } from "../../src/answer/schema.js";
+import { type Cluster as ClusterAnswer, cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
+import type { PlanContext } from "../../src/plan/context.js";
+import { planStoreDiskFill } from "../../src/plan/store-disk-plan.js";
 import {
+  applyPlanOn,
   migrateNoCopy,
   migrateResult,
+  planOf,
   removeEtcKvmstrapMountPoint,
   reportOf,
   serialOf,
@@ -40,15 +46,26 @@ let planOn: (h: ClusterHost) => Promise<void>;
 let store: StoreHost;
 let disk: Buffer;
 let lun: string;
+let lun2: string;
+let lun2Data: Buffer;
+let image: string;
+let answer: ClusterAnswer;
+const timings: Record<string, number> = {};
 const reports: Record<string, string> = {};
 
 beforeAll(async () => {
   c = await startCluster();
   store = await startStoreHost(c.bridge, c.a.address.replace(/\.\d+$/, ".3"));
-  // The LUN: the counter guest's disk in a file that tgtd serves.
+  // The LUNs: 1 blank (the plan writes the guest's image onto it), 2 holding someone's data. The
+  // image is the counter guest's disk, a raw file as an answer's vms[].image may name one.
   disk = counterDisk();
+  image = path.join(c.dir, "counter.raw");
+  await writeFile(image, disk);
   lun = path.join(c.dir, "lun1.raw");
-  await writeFile(lun, disk);
+  await writeFile(lun, Buffer.alloc(disk.length));
+  lun2 = path.join(c.dir, "lun2.raw");
+  lun2Data = randomBytes(disk.length);
+  await writeFile(lun2, lun2Data);
   const t0 = Date.now();
   store.daemon("tgtd", ["-f", "--iscsi", `portal=${store.address}:3260`]);
   const tgtadm = (...args: string[]) => store.exec("tgtadm", ["--lld", "iscsi", ...args]);
@@ -58,6 +75,7 @@ beforeAll(async () => {
   });
   await tgtadm("--op", "new", "--mode", "target", "--tid", "1", "-T", IQN);
   await tgtadm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", lun);
+  await tgtadm("--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "2", "-b", lun2);
   await tgtadm("--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL");
   await tgtadm("--op", "new", "--mode", "account", "--user", CHAP_USER, "--password", CHAP_PASSWORD);
   await tgtadm("--op", "bind", "--mode", "account", "--tid", "1", "--user", CHAP_USER);
@@ -65,7 +83,7 @@ beforeAll(async () => {
   await writeFile(passwordFile, CHAP_PASSWORD, { mode: 0o600 });
   console.log(`iSCSI target ready in ${Date.now() - t0} ms`);
 
-  const answer = clusterSchema.parse({
+  answer = clusterSchema.parse({
     name: "kvmcl",
     members: [
       { host: c.a.name, address: c.a.address },
@@ -95,6 +113,40 @@ beforeAll(async () => {
     expect(applied.poolTypes).toEqual({ [POOL]: report.storageClients?.iscsiTcp ? "iscsi" : "iscsi-direct" });
   };
   await planOn(c.a);
+  // The VM's plan on its member A: the image onto its blank LUN (kvmstrap vm fill-disk, over
+  // libiscsi with CHAP), and nothing onto LUN 2, which holds data.
+  const reportA = hostReport.parse(JSON.parse(await readFile(reports[c.a.name] as string, "utf8")).report);
+  const fill = async () => {
+    const ctx = { actions: [], refusals: [], findings: [], current: new Map() } as unknown as PlanContext;
+    for (const [name, volume] of [
+      [VM, "unit:0:0:1"],
+      [`${VM}-2`, "unit:0:0:2"],
+    ] as const) {
+      const entry = { name, image, diskGiB: 1, store: { name: POOL, volume }, member: c.a.name };
+      planStoreDiskFill(ctx, { cluster: answer, vms: [entry] } as unknown as Answer, entry as never, reportA);
+    }
+    expect(ctx.actions.map((a) => a.id)).toEqual([`vm.${VM}.disk-fill`, `vm.${VM}-2.disk-fill`]);
+    const applied = await applyPlanOn(c.a, planOf(ctx.actions), c.dir, "fill-state");
+    for (const t of applied.texts) expect(t.includes(CHAP_PASSWORD)).toBe(false);
+    return applied;
+  };
+  let t = Date.now();
+  const first = await fill();
+  timings.fill = Date.now() - t;
+  expect(first.output).toContain(`vm.${VM}.disk-fill`);
+  expect(sha(await readFile(lun))).toBe(sha(disk));
+  expect(sha(await readFile(lun2))).toBe(sha(lun2Data));
+  // Again: LUN 1 now holds data (the image) and is left as it is, as LUN 2 is: not a byte written.
+  const written = (await stat(lun)).mtimeMs;
+  t = Date.now();
+  await fill();
+  expect((await stat(lun)).mtimeMs).toBe(written);
+  timings.fillAgain = Date.now() - t;
+  expect(sha(await readFile(lun))).toBe(sha(disk));
+  expect(sha(await readFile(lun2))).toBe(sha(lun2Data));
+  console.log(
+    `iscsi: image written onto the blank LUN by kvmstrap apply in ${timings.fill} ms; run again (left as it is) ${timings.fillAgain} ms`,
+  );
   reports[c.b.name] = await reportOf(c.b, path.join(c.dir, `${c.b.name}-report.json`));
   for (const h of [c.a, c.b]) await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   const vols = await virsh(c.a, "vol-list", POOL);

@@ -1,6 +1,7 @@
 // Live migration on a shared NFS store where the kernel has no NFS client: nfs-ganesha (user space,
-// FSAL VFS, NFSv3 with rpcbind) in a storage namespace on the migration network exports a directory
-// holding the counter guest's disk. kvmstrap's plan for the store on each host (mode auto on the
+// FSAL VFS, NFSv3 with rpcbind; nfs-export.ts) in a storage namespace on the migration network exports
+// an empty directory, where the VM's plan on A makes its disk file and writes the counter guest's
+// image onto it over libnfs (kvmstrap vm fill-disk). kvmstrap's plan for the store on each host (mode auto on the
 // host's report, applied by the built `kvmstrap apply --plan`) has nothing to do there: no pool,
 // because the VM's disk is a qemu libnfs network disk (package qemu-block-extra). The guest runs on A, and the built `kvmstrap vm migrate --to B`
 // without --copy-storage moves it: it runs on B, its counter continued without a gap, no disk was
@@ -10,11 +11,16 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Answer } from "../../src/answer/schema.js";
 import { cluster as clusterSchema } from "../../src/answer/schema-cluster.js";
 import { hostReport } from "../../src/detect/types.js";
+import type { PlanContext } from "../../src/plan/context.js";
+import { planStoreDiskFill } from "../../src/plan/store-disk-plan.js";
 import {
+  applyPlanOn,
   migrateNoCopy,
   migrateResult,
+  planOf,
   removeEtcKvmstrapMountPoint,
   reportOf,
   serialOf,
@@ -22,65 +28,31 @@ import {
 } from "./cli.js";
 import { counterDisk, counterDomain, counters, gaps } from "./counter-guest.js";
 import { type Cluster, startCluster } from "./hosts.js";
+import { startNfsExport } from "./nfs-export.js";
 import { applyStorePlan, sharedDomain } from "./shared-store.js";
 import { type StoreHost, startStoreHost, until } from "./store-host.js";
 
 const VM = `kvmcl-nfs-${process.pid}`;
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-/** NFSv3 only (libnfs's default), no NLM or rquota, root not squashed (qemu runs as root here). */
-const ganeshaConf = (dir: string) => `NFS_CORE_PARAM {
-  Protocols = 3;
-  Enable_NLM = false;
-  Enable_RQUOTA = false;
-}
-NFSV4 { Graceless = true; }
-EXPORT {
-  Export_Id = 1;
-  Path = ${dir};
-  Pseudo = ${dir};
-  Access_Type = RW;
-  Squash = No_Root_Squash;
-  Protocols = 3;
-  Transports = TCP;
-  SecType = sys;
-  FSAL { Name = VFS; }
-}
-`;
-
 let c: Cluster;
 let store: StoreHost;
 let disk: Buffer;
 let exported: string;
 let file: string;
+let image: string;
 const reports: Record<string, string> = {};
 
 beforeAll(async () => {
   c = await startCluster();
   store = await startStoreHost(c.bridge, c.a.address.replace(/\.\d+$/, ".3"));
   exported = path.join(c.dir, "export");
-  await mkdir(exported);
   disk = counterDisk();
-  file = path.join(exported, `${VM}.raw`);
-  await writeFile(file, disk);
-  const conf = path.join(c.dir, "ganesha.conf");
-  await writeFile(conf, ganeshaConf(exported));
+  image = path.join(c.dir, "counter.raw"); // the image, a raw file as an answer's vms[].image may name
+  await writeFile(image, disk);
+  file = path.join(exported, `${VM}.raw`); // made by the VM's plan below
   const t0 = Date.now();
-  store.daemon("rpcbind", ["-f", "-w"]);
-  await until("rpcbind", 10_000, async () => (await store.exec("rpcinfo", ["-p"])).includes("portmapper"));
-  store.daemon("ganesha.nfsd", [
-    "-F",
-    "-L",
-    path.join(c.dir, "ganesha.log"),
-    "-f",
-    conf,
-    "-p",
-    "/run/ganesha.pid",
-  ]);
-  await until("ganesha's mountd and nfs", 20_000, async () => {
-    const p = await store.exec("rpcinfo", ["-p"]);
-    return p.includes("mountd") && /100003\s+3\s+tcp/.test(p);
-  });
+  await startNfsExport(store, exported, c.dir);
   console.log(`NFS export ready in ${Date.now() - t0} ms`);
 
   const answer = clusterSchema.parse({
@@ -103,6 +75,24 @@ beforeAll(async () => {
     }
     await mkdir(path.join(h.daemon.dirs.log, "qemu"), { recursive: true });
   }
+  // The VM's plan on its member A: its disk file made on the export and the image written onto it,
+  // both over libnfs (kvmstrap vm fill-disk); nothing on the host mounts the export.
+  const reportA = hostReport.parse(JSON.parse(await readFile(reports[c.a.name] as string, "utf8")).report);
+  const ctx = { actions: [], refusals: [], findings: [], current: new Map() } as unknown as PlanContext;
+  const entry = {
+    name: VM,
+    image,
+    diskGiB: 1 / 128,
+    store: { name: "nas1", volume: `${VM}.raw` },
+    member: c.a.name,
+  };
+  planStoreDiskFill(ctx, { cluster: answer, vms: [entry] } as unknown as Answer, entry as never, reportA);
+  const t = Date.now();
+  await applyPlanOn(c.a, planOf(ctx.actions), c.dir, "fill-state");
+  console.log(`nfs: disk made and the image written by kvmstrap apply in ${Date.now() - t} ms`);
+  const made = await readFile(file);
+  expect(made.length).toBe(8 * 2 ** 20); // diskGiB 1/128: a file of the VM's disk size
+  expect(sha(made.subarray(0, disk.length))).toBe(sha(disk));
   const xml = path.join(c.dir, "guest.xml");
   await writeFile(
     xml,
@@ -150,7 +140,7 @@ describe("live migration on an NFS store (nfs-ganesha + qemu's libnfs)", () => {
     expect(counters(onB).length).toBeGreaterThan(10);
     expect(gaps(all)).toEqual([]);
     expect(all[0]).toBe(1);
-    expect(sha(await readFile(file))).toBe(sha(disk));
+    expect(sha((await readFile(file)).subarray(0, disk.length))).toBe(sha(disk));
     console.log(`nfs: migrated in ${result.wallMs} ms, downtime ${result.downtimeMs} ms`);
   });
 });

@@ -61,7 +61,13 @@ describe("the VM plan leaves HA VMs to pacemaker", () => {
     const plan = buildPlan(lab, answer(["db1"]));
     expect(plan.refusals).toEqual([]);
     const db = ofVm(plan.actions, "db1");
-    expect(db.map((a) => a.id)).toEqual(["vm.db1.ha-domain", "vm.db1.seed", "vm.db1.record"]);
+    // kvm-a is the cluster's first member: it writes the image onto the HA VM's blank volume.
+    expect(db.map((a) => a.id)).toEqual([
+      "vm.db1.disk-fill",
+      "vm.db1.ha-domain",
+      "vm.db1.seed",
+      "vm.db1.record",
+    ]);
     expect(db.some((a) => a.kind === "libvirt")).toBe(false);
     const file = db.find((a) => a.id === "vm.db1.ha-domain");
     expect(file).toMatchObject({ kind: "write-file", path: haDomainPath("db1") });
@@ -87,6 +93,7 @@ describe("the VM plan leaves HA VMs to pacemaker", () => {
   it("the same VM outside cluster.ha is defined and started by the VM plan", () => {
     const plan = buildPlan(lab, answer([]));
     expect(ofVm(plan.actions, "db1").map((a) => a.id)).toEqual([
+      "vm.db1.disk-fill",
       "vm.db1.define",
       "vm.db1.seed",
       "vm.db1.record",

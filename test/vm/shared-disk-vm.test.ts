@@ -58,13 +58,19 @@ const domainOf = (report: HostReport, vms: string[], name: string) => {
 };
 
 describe("VMs on shared storage", () => {
-  it("an iSCSI volume: the pool's volume as the disk, no overlay", () => {
+  it("an iSCSI volume: the pool's volume as the disk, no overlay; the image goes onto it first (once, while blank)", () => {
     const d = domainOf(
       { ...lab, storageClients: NONE },
       [vm("web", "{ name: san1, volume: 'unit:0:0:1' }")],
       "web",
     );
-    expect(d.ids).toEqual(["vm.web.define", "vm.web.seed", "vm.web.record", "vm.web.start"]);
+    expect(d.ids).toEqual([
+      "vm.web.disk-fill",
+      "vm.web.define",
+      "vm.web.seed",
+      "vm.web.record",
+      "vm.web.start",
+    ]);
     expect(d.xml).toContain('<disk type="volume" device="disk">');
     expect(d.xml).toContain('<source pool="san1" volume="unit:0:0:1"/>');
     expect(d.xml).not.toContain(".qcow2");

@@ -16,8 +16,21 @@
 // VirtualDomain agent owns the domain: it undefines a persistent definition and starts the domain
 // transient (`virsh create` of the XML file), so libvirt's autostart can never start it outside
 // pacemaker, and pacemaker's probes find the domain wherever it runs before any start.
+//
+// Two members (two_node quorum): when only the ring between them breaks, each keeps quorum and each
+// asks to fence the other at once, and with BMCs on another network both requests can land: both
+// hosts off. priority-fencing-delay holds back the fencing of the member that runs the HA VMs (each
+// has priority 1), so that member fences the other first and keeps its VMs running. The price: when
+// that member really dies, the survivor fences it PRIORITY_FENCING_DELAY later.
 import type { Cluster, ClusterMember, FenceDevice } from "../../answer/schema-cluster.js";
+import { twoNodeQuorum } from "./corosync-conf.js";
 import { xmlEscape as e } from "./libvirt-xml.js";
+
+/**
+ * Longer than a BMC takes to power a host off (fence_ipmilan's off, then status: a few seconds), so
+ * the member running the VMs wins the race; well under pacemaker's stonith-timeout (60 s).
+ */
+export const PRIORITY_FENCING_DELAY = "10s";
 
 /** Where each member keeps the domain XML the VirtualDomain resource starts (the same on every member). */
 export const HA_DOMAIN_DIR = "/etc/kvmstrap/ha";
@@ -103,7 +116,11 @@ function vmPrimitive(vm: { vm: string; policy: "restart" | "migrate" }): string 
     ["stop", "0s", "90s"],
     ["monitor", "10s", "30s"],
   ];
-  const meta: Pairs = [["allow-migrate", vm.policy === "migrate" ? "true" : "false"]];
+  const meta: Pairs = [
+    ["allow-migrate", vm.policy === "migrate" ? "true" : "false"],
+    // What priority-fencing-delay weighs: the member running it is the one to keep.
+    ["priority", "1"],
+  ];
   if (vm.policy === "migrate") {
     // The agent runs `virsh migrate --live` with only these options added, and every member's qemu.conf
     // has migrate_tls_force (cluster-plan.ts): without --tls libvirt refuses the migration, and
@@ -130,6 +147,7 @@ export function renderCibConfiguration(c: Cluster): string {
     ["stonith-enabled", "true"],
     ["no-quorum-policy", "stop"],
   ];
+  if (twoNodeQuorum(c) && vms.length > 0) options.push(["priority-fencing-delay", PRIORITY_FENCING_DELAY]);
   const constraints = [
     // A member never runs the device that fences it (it could not fence itself once lost).
     ...fenced.map(

@@ -143,10 +143,10 @@ export function planRbdVmDisk(
   ctx: PlanContext,
   cluster: string,
   store: RbdStore,
-  vm: { name: string; imagePath: string; sizeBytes: number; target?: string },
+  vm: { name: string; imagePath: string; sizeBytes: number; target?: string; volume?: string },
 ): NetworkDisk {
   const base = rbdBaseName(vm.imagePath);
-  const volume = `${vm.name}-root`;
+  const volume = vm.volume ?? `${vm.name}-root`;
   const baseId = `cluster.storage.${store.name}.base.${base}`;
   if (!ctx.actions.some((a) => a.id === baseId)) {
     planCommand(ctx, {

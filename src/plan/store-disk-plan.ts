@@ -1,12 +1,15 @@
-// A VM whose disk is a volume of a cluster store (vms[].store on an iSCSI or NFS store) gets its image
-// written onto that volume, once, by `kvmstrap vm fill-disk` (src/vm/fill-disk.ts): only while the
-// volume is blank, so a run again, another member's run, or a volume the store's admin filled leaves
-// it as it is. RBD disks are clones of a base image instead (rbd-plan.ts).
+// A VM whose disk is a volume of a cluster store (vms[].store) gets its image there from the plan.
+// On an iSCSI or NFS store it is written onto that volume, once, by `kvmstrap vm fill-disk`
+// (src/vm/fill-disk.ts): only while the volume is blank, so a run again, another member's run, or a
+// volume the store's admin filled leaves it as it is. On RBD the volume is a copy-on-write clone of
+// the image converted into Ceph once (rbd-plan.ts's planRbdVmDisk), made unless it exists.
 //
 // One member writes: a VM that is not HA is deployed by its `member:` only; an HA VM is planned on
 // every member (pacemaker places it), so the cluster's first member writes its disk, never two at a
 // time. The action has no inverse: undo leaves the guest's disk as it is (it may hold the guest's data
 // by then), and the volume was the store's before.
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { selfMember } from "../answer/rules/cluster.js";
 import type { Answer, VmEntry } from "../answer/schema.js";
 import type { SharedStore } from "../answer/schema-cluster.js";
@@ -14,9 +17,24 @@ import type { HostReport } from "../detect/types.js";
 import { describeTarget, type FillTarget } from "../vm/fill-disk.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
 import { type PlanContext, planCommand } from "./context.js";
+import { planRbdVmDisk } from "./rbd-plan.js";
 import { initiatorIqn, iscsiMode, nfsMode, nfsMountPoint } from "./shared-storage-plan.js";
 
 const GiB = 2 ** 30;
+
+/** The image's file, as a deploy finds it: a path as given, else the cache's index entry. */
+function imageFile(image: string, cacheDir: string): string | null {
+  if (image.includes("/")) return image;
+  try {
+    const index = JSON.parse(readFileSync(path.join(cacheDir, "index.json"), "utf8")) as {
+      images?: Record<string, { file?: unknown }>;
+    };
+    const file = index.images?.[image]?.file;
+    return typeof file === "string" ? path.join(cacheDir, file) : null;
+  } catch {
+    return null;
+  }
+}
 /** A LUN as libvirt names it in an iSCSI pool: unit:BUS:TARGET:LUN. */
 const LUN_VOLUME = /^unit:\d+:\d+:(\d+)$/;
 
@@ -61,10 +79,21 @@ export function planStoreDiskFill(
 ): void {
   const c = answer.cluster;
   const store = c?.storage.find((s) => s.name === vm.store?.name);
-  if (!c || !store || !vm.store || store.type === "rbd") return;
+  if (!c || !store || !vm.store) return;
   const self = selfMember(c, report)?.host;
   const ha = (c.ha?.vms ?? []).some((v) => v.vm === vm.name);
   if (!self || (ha && self !== c.members[0]?.host)) return;
+  if (store.type === "rbd") {
+    const imagePath = imageFile(vm.image, o.cacheDir ?? DEFAULT_CACHE_DIR);
+    if (imagePath === null) return; // the rule set reported the unknown image
+    planRbdVmDisk(ctx, c.name, store, {
+      name: vm.name,
+      imagePath,
+      sizeBytes: Math.round(vm.diskGiB * GiB),
+      volume: vm.store.volume,
+    });
+    return;
+  }
   const target = fillTargetFor(store, vm.store.volume, c.name, self, report);
   if (target === null) return;
   const secret = store.type === "iscsi" && store.chap ? ["--secret-file", store.chap.passwordFile] : [];

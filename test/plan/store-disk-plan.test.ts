@@ -1,11 +1,12 @@
 // The fill of a VM's store volume in the plan (src/plan/store-disk-plan.ts): where qemu finds the
 // volume for each store and mode (the same names the pools and disks use), and which member writes it:
-// a non-HA VM's own member, an HA VM's first cluster member only, never for RBD (clones instead).
+// a non-HA VM's own member, an HA VM's first cluster member only; on RBD a clone of the image in Ceph.
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAnswerText } from "../../src/answer/load.js";
 import type { SharedStore } from "../../src/answer/schema-cluster.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { buildPlan } from "../../src/plan/index.js";
+import { rbdBaseName } from "../../src/plan/rbd-plan.js";
 import { initiatorIqn } from "../../src/plan/shared-storage-plan.js";
 import { fillTargetFor } from "../../src/plan/store-disk-plan.js";
 import { fillTargetSchema } from "../../src/vm/fill-disk.js";
@@ -72,6 +73,7 @@ describe("where qemu finds a store volume", () => {
   });
 });
 
+const IMAGE = "/var/lib/kvmstrap/images/debian-12.qcow2";
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@kvmstrap";
 const answer = (ha: boolean, store = "san1", volume = "unit:0:0:1") =>
   parseAnswerText(
@@ -131,7 +133,21 @@ describe("which member writes the volume", () => {
     expect(fillOf({ ...lab, hostname: "kvm-b" }, answer(true))).toEqual([]);
   });
 
-  it("an RBD store: no fill (its disks are clones of a base image)", () => {
-    expect(fillOf({ ...lab, hostname: "kvm-b" }, answer(false, "ceph1", "db1-root"))).toEqual([]);
+  it("an RBD store: no fill; the volume is a clone of the image converted into Ceph once, grown to diskGiB", () => {
+    const on = (host: string) =>
+      buildPlan({ ...lab, hostname: host }, answer(false, "ceph1", "db1-root")).actions;
+    const steps = on("kvm-b");
+    expect(steps.filter((x) => x.id === "vm.db1.disk-fill")).toEqual([]);
+    const argvOf = (suffix: string) => {
+      const a = steps.find((x) => x.id.endsWith(suffix));
+      return a?.kind === "run-command" ? a.argv.join(" ") : "";
+    };
+    const base = rbdBaseName(IMAGE);
+    expect(argvOf(`.base.${base}`)).toMatch(new RegExp(`^qemu-img convert -O raw ${IMAGE} rbd:vms/${base}:`));
+    expect(argvOf("disk-clone")).toBe(`virsh vol-clone --pool ceph1 ${base} db1-root`);
+    expect(argvOf("disk-size")).toBe(`virsh vol-resize --pool ceph1 db1-root ${4 * 2 ** 30}`);
+    const at = (id: string) => steps.findIndex((a) => a.id === id);
+    expect(at("vm.db1.disk-clone")).toBeLessThan(at("vm.db1.define"));
+    expect(on("kvm-a").filter((a) => a.id === "vm.db1.disk-clone")).toEqual([]);
   });
 });

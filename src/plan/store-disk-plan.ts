@@ -8,13 +8,13 @@
 // every member (pacemaker places it), so the cluster's first member writes its disk, never two at a
 // time. The action has no inverse: undo leaves the guest's disk as it is (it may hold the guest's data
 // by then), and the volume was the store's before.
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { selfMember } from "../answer/rules/cluster.js";
 import type { Answer, VmEntry } from "../answer/schema.js";
 import type { SharedStore } from "../answer/schema-cluster.js";
 import type { HostReport } from "../detect/types.js";
 import { describeTarget, type FillTarget } from "../vm/fill-disk.js";
+import { readIndexSync } from "../vm/image-index.js";
 import { DEFAULT_CACHE_DIR } from "../vm/images.js";
 import { type PlanContext, planCommand } from "./context.js";
 import { planRbdVmDisk } from "./rbd-plan.js";
@@ -22,19 +22,13 @@ import { initiatorIqn, iscsiMode, nfsMode, nfsMountPoint } from "./shared-storag
 
 const GiB = 2 ** 30;
 
-/** The image's file, as a deploy finds it: a path as given, else the cache's index entry. */
+/** The image's file, as a deploy finds it (resolveImage): a path as given, else the cache's entry. */
 function imageFile(image: string, cacheDir: string): string | null {
   if (image.includes("/")) return image;
-  try {
-    const index = JSON.parse(readFileSync(path.join(cacheDir, "index.json"), "utf8")) as {
-      images?: Record<string, { file?: unknown }>;
-    };
-    const file = index.images?.[image]?.file;
-    return typeof file === "string" ? path.join(cacheDir, file) : null;
-  } catch {
-    return null;
-  }
+  const cached = readIndexSync(cacheDir)[image];
+  return cached ? path.join(cacheDir, cached.file) : null;
 }
+
 /** A LUN as libvirt names it in an iSCSI pool: unit:BUS:TARGET:LUN. */
 const LUN_VOLUME = /^unit:\d+:\d+:(\d+)$/;
 

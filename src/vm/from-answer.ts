@@ -2,8 +2,7 @@
 // an sriov NIC takes a VF from the hostdev network the planner defines for its PF, a macvtap NIC sits
 // on the matched interface, passthrough rules become PCI addresses. The checks are validateVms' (the
 // same ones `kvmstrap answer validate` runs); an entry with an error yields no spec.
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
+import { existsSync } from "node:fs";
 import { matchNics, matchPci } from "../answer/match.js";
 import { deploysHere } from "../answer/rules/cluster.js";
 import { consoleRules, reportManagementAddresses } from "../answer/rules/consoles.js";
@@ -23,6 +22,7 @@ import { nfsMode } from "../plan/shared-storage-plan.js";
 import { loadSeedTemplates } from "./cloud-init.js";
 import { consoleGraphicsFor } from "./console-xml.js";
 import type { VmNic } from "./domain-xml.js";
+import { readIndexSync } from "./image-index.js";
 import type { SharedDisk } from "./network-disk.js";
 import type { VmSpec } from "./vm-spec.js";
 
@@ -76,15 +76,7 @@ export function vmSpecsFromAnswer(
 }
 
 function checkImages(answer: Answer, cacheDir: string, out: ValidationResult): void {
-  let names: Set<string>;
-  try {
-    const index = JSON.parse(readFileSync(path.join(cacheDir, "index.json"), "utf8")) as {
-      images?: Record<string, unknown>;
-    };
-    names = new Set(Object.keys(index.images ?? {}));
-  } catch {
-    names = new Set();
-  }
+  const names = new Set(Object.keys(readIndexSync(cacheDir)));
   answer.vms.forEach((vm, i) => {
     const ok = vm.image.startsWith("/") ? existsSync(vm.image) : names.has(vm.image);
     if (!ok)

@@ -1,6 +1,7 @@
 // The image cache's metadata: CACHE/index.json, rewritten atomically (temporary file + fsync +
 // rename), so a crash leaves the old or the new index, never half of one. Writers in one process are
 // serialised; two kvmstrap processes pulling into one cache at once are not (last writer wins).
+import { readFileSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "../core/atomic-write.js";
@@ -40,6 +41,18 @@ export async function readIndex(cacheDir: string): Promise<Record<string, Cached
   }
   const parsed = JSON.parse(text) as Partial<IndexFile>;
   return parsed.images ?? {};
+}
+
+/**
+ * The index read synchronously, for the planner and the answer's checks (both synchronous): empty
+ * when there is no cache or its index cannot be read, so an image in it counts as unknown.
+ */
+export function readIndexSync(cacheDir: string): Record<string, CachedImage> {
+  try {
+    return (JSON.parse(readFileSync(indexPath(cacheDir), "utf8")) as Partial<IndexFile>).images ?? {};
+  } catch {
+    return {};
+  }
 }
 
 let chain: Promise<unknown> = Promise.resolve();

@@ -35,6 +35,7 @@ apt_packages=(
   ceph-mon ceph-mgr ceph-osd ceph-common      # test/cluster/ceph.ts: a one-node Ceph 16 (memstore) for the rbd store's migration test
   libvirt-daemon-driver-storage-rbd            # libvirt's rbd pool (qemu-block-extra above has qemu's rbd driver for network disks)
   corosync pacemaker pacemaker-cli-utils resource-agents # test/cluster/ha: corosync+pacemaker per test host, VirtualDomain; crm_verify checks the rendered CIB
+  systemd-container                            # test/cluster/applied: systemd-nspawn boots a systemd per test host (the cluster plan's units applied for real)
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -86,8 +86,14 @@ function printMember(r: ClusterResult): void {
       : `certificates: ${r.certs.written.length} files written\n`,
   );
   for (const a of r.plan.actions) out(`  ${a.id}: ${a.summary}\n`);
-  if (r.applied) out(`cluster ${r.cluster}: ${r.self} ${r.applied.status} (run ${r.applied.runId})\n`);
-  else out(`cluster ${r.cluster}: ${r.self}: trust in place; apply with kvmstrap apply --answer FILE\n`);
+  if (!r.applied)
+    out(`cluster ${r.cluster}: ${r.self}: trust in place; apply with kvmstrap apply --answer FILE\n`);
+  else {
+    out(`cluster ${r.cluster}: ${r.self} ${r.applied.status} (run ${r.applied.runId})\n`);
+    // The step that failed and why: nothing else prints the run's events here.
+    if (r.applied.error)
+      err(`${r.applied.error}\n${r.applied.remediation ? `fix: ${r.applied.remediation}\n` : ""}`);
+  }
 }
 
 function printStatus(s: ClusterStatus): void {

@@ -17,6 +17,7 @@ import type { Cluster, ClusterMember } from "../answer/schema-cluster.js";
 import { CA_CERT, PKI_DIRS } from "../host/pki/layout.js";
 import { currentOf, isRefused, type PlanContext, planCommand, planFile } from "./context.js";
 import { planHa } from "./ha-plan.js";
+import { LIBVIRTD_SOCKETS_RESTART, TLS_SOCKET_LISTENS } from "./libvirtd-sockets.js";
 import { type ConfSetting, managedBlock, withManagedBlock } from "./managed-conf-block.js";
 import { planRbdStorage } from "./rbd-plan.js";
 import { planSharedStorage } from "./shared-storage-plan.js";
@@ -148,9 +149,9 @@ export function planCluster(ctx: PlanContext): void {
     planCommand(ctx, {
       id: "cluster.libvirtd-restart-on-undo",
       argv: ["true"],
-      undo: ["systemctl", "try-restart", "libvirtd.service"],
+      undo: [...LIBVIRTD_SOCKETS_RESTART],
       effect: "none",
-      summary: "on undo: restart libvirtd once libvirtd.conf and qemu.conf are restored",
+      summary: "on undo: restart libvirtd and its sockets once libvirtd.conf and qemu.conf are restored",
     });
   if (libvirtdContent !== libvirtdBase)
     planFile(ctx, {
@@ -173,28 +174,30 @@ export function planCluster(ctx: PlanContext): void {
   planCommand(ctx, {
     id: "cluster.tcp-socket",
     argv: ["systemctl", "disable", "--now", "libvirtd-tcp.socket"],
-    undo: ["systemctl", "enable", "--now", "libvirtd-tcp.socket"],
+    // Started again by the restart on undo (systemd starts no socket of a running libvirtd).
+    undo: ["systemctl", "enable", "libvirtd-tcp.socket"],
     check: ["sh", "-c", "! systemctl is-enabled --quiet libvirtd-tcp.socket"],
     effect: "none",
     summary: "libvirtd-tcp.socket disabled: never plain TCP (16509) between members",
   });
   planCommand(ctx, {
     id: "cluster.tls-socket",
-    argv: ["systemctl", "enable", "--now", "libvirtd-tls.socket"],
+    // Enabled only: it starts with the restart below (systemd starts no socket of a running libvirtd).
+    argv: ["systemctl", "enable", "libvirtd-tls.socket"],
     undo: ["systemctl", "disable", "--now", "libvirtd-tls.socket"],
     check: isEnabled("libvirtd-tls.socket"),
     effect: "none",
     summary: "libvirtd-tls.socket enabled: members reach each other's libvirtd over TLS (16514)",
   });
-  // A socket unit enabled while libvirtd runs reaches it only when it starts again (systemd hands it
-  // the listening sockets then); the settings too are read at start.
-  if (changes)
-    planCommand(ctx, {
-      id: "cluster.libvirtd-restart",
-      argv: ["systemctl", "try-restart", "libvirtd.service"],
-      effect: "none",
-      summary: "restart libvirtd so it listens for TLS with the cluster's certificates",
-    });
+  // The TLS socket starts and libvirtd, if running, starts again with it and the settings just
+  // written. With no file changed, only where the socket does not listen yet.
+  planCommand(ctx, {
+    id: "cluster.libvirtd-restart",
+    argv: [...LIBVIRTD_SOCKETS_RESTART],
+    check: changes ? null : [...TLS_SOCKET_LISTENS],
+    effect: "none",
+    summary: "restart libvirtd with the TLS socket so it listens for TLS with the cluster's certificates",
+  });
   // After the trust they need: the shared pools (the same on every member, so a VM on them migrates
   // without copying its disk), then HA (corosync.conf uses the authkey placed above; pacemaker's
   // VirtualDomain migrates over the TLS set up above).

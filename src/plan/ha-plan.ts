@@ -48,6 +48,30 @@ export type HaPlanInput = {
   domainXml?: ReadonlyMap<string, string>;
 };
 
+/**
+ * UNIT enabled (ID-enable) and started (ID) as two steps, each with its own check, so undo reverts
+ * only what the run changed: Debian's packages enable corosync and pacemaker when installed, and a
+ * host that leaves gets them back enabled, only stopped.
+ */
+function planUnit(ctx: PlanContext, id: string, unit: string, name: string): void {
+  planCommand(ctx, {
+    id: `${id}-enable`,
+    argv: ["systemctl", "enable", unit],
+    undo: ["systemctl", "disable", unit],
+    check: ["systemctl", "is-enabled", "--quiet", unit],
+    effect: "none",
+    summary: `enable ${name} (started at boot)`,
+  });
+  planCommand(ctx, {
+    id,
+    argv: ["systemctl", "start", unit],
+    undo: ["systemctl", "stop", unit],
+    check: ["systemctl", "is-active", "--quiet", unit],
+    effect: "none",
+    summary: `start ${name}`,
+  });
+}
+
 export function planHa(ctx: PlanContext, input: HaPlanInput): void {
   const c = input.cluster;
   if (!c.ha) return;
@@ -85,18 +109,7 @@ export function planHa(ctx: PlanContext, input: HaPlanInput): void {
     effect: "none",
     summary: `the CIB: ${c.members.filter((m) => m.fence).length} fence devices, ${c.ha.vms.length} HA VMs`,
   });
-  planCommand(ctx, {
-    id: "ha.corosync",
-    argv: ["systemctl", "enable", "--now", "corosync.service"],
-    undo: ["systemctl", "disable", "--now", "corosync.service"],
-    check: [
-      "sh",
-      "-c",
-      "systemctl is-enabled --quiet corosync.service && systemctl is-active --quiet corosync.service",
-    ],
-    effect: "none",
-    summary: "enable and start corosync",
-  });
+  planUnit(ctx, "ha.corosync", "corosync.service", "corosync");
   if (confChanged)
     planCommand(ctx, {
       id: "ha.corosync-reload",
@@ -106,19 +119,9 @@ export function planHa(ctx: PlanContext, input: HaPlanInput): void {
       effect: "none",
       summary: "corosync rereads corosync.conf",
     });
-  planCommand(ctx, {
-    id: "ha.pacemaker",
-    argv: ["systemctl", "enable", "--now", "pacemaker.service"],
-    // Stopping pacemaker first moves this member's VMs to the others (a clean shutdown, no fence).
-    undo: ["systemctl", "disable", "--now", "pacemaker.service"],
-    check: [
-      "sh",
-      "-c",
-      "systemctl is-enabled --quiet pacemaker.service && systemctl is-active --quiet pacemaker.service",
-    ],
-    effect: "none",
-    summary: "enable and start pacemaker",
-  });
+  // Stopping pacemaker first (undo runs in reverse) moves this member's VMs to the others (a clean
+  // shutdown, no fence).
+  planUnit(ctx, "ha.pacemaker", "pacemaker.service", "pacemaker");
   planCommand(ctx, {
     id: "ha.wait-cib",
     argv: WAIT_FOR_CIB,

@@ -6,6 +6,7 @@
 // `kvmstrap verify`'s hardening.* checks are what proves it on the host.
 import type { Hardening } from "../answer/schema-hardening.js";
 import { currentOf, type PlanContext, planCommand, planFile } from "./context.js";
+import { LIBVIRTD_SOCKETS_RESTART, TLS_SOCKET_LISTENS } from "./libvirtd-sockets.js";
 import { type ConfSetting, managedBlock, withManagedBlock } from "./managed-conf-block.js";
 
 export const HARDENING_PATHS = {
@@ -49,7 +50,9 @@ function planSockets(ctx: PlanContext, mode: "off" | "tls"): void {
   planCommand(ctx, {
     id: "hardening.tcp-socket",
     argv: ["systemctl", "disable", "--now", "libvirtd-tcp.socket"],
-    undo: ["systemctl", "enable", "--now", "libvirtd-tcp.socket"],
+    // Enabling only, here and below: the restart (on undo: the restart on undo) starts the enabled
+    // sockets, as systemd starts no socket of a running libvirtd (libvirtd-sockets.ts).
+    undo: ["systemctl", "enable", "libvirtd-tcp.socket"],
     check: ["sh", "-c", "! systemctl is-enabled --quiet libvirtd-tcp.socket"],
     effect: "none",
     summary: "libvirtd-tcp.socket disabled: never plain TCP",
@@ -57,7 +60,7 @@ function planSockets(ctx: PlanContext, mode: "off" | "tls"): void {
   if (mode === "tls") {
     planCommand(ctx, {
       id: "hardening.tls-socket",
-      argv: ["systemctl", "enable", "--now", "libvirtd-tls.socket"],
+      argv: ["systemctl", "enable", "libvirtd-tls.socket"],
       undo: ["systemctl", "disable", "--now", "libvirtd-tls.socket"],
       check: isEnabled("libvirtd-tls.socket"),
       effect: "none",
@@ -67,7 +70,7 @@ function planSockets(ctx: PlanContext, mode: "off" | "tls"): void {
     planCommand(ctx, {
       id: "hardening.tls-socket",
       argv: ["systemctl", "disable", "--now", "libvirtd-tls.socket"],
-      undo: ["systemctl", "enable", "--now", "libvirtd-tls.socket"],
+      undo: ["systemctl", "enable", "libvirtd-tls.socket"],
       check: ["sh", "-c", "! systemctl is-enabled --quiet libvirtd-tls.socket"],
       effect: "none",
       summary: "libvirtd-tls.socket disabled: no remote libvirt",
@@ -100,7 +103,7 @@ export function planHardening(ctx: PlanContext): void {
     planCommand(ctx, {
       id: "hardening.libvirtd-restart-on-undo",
       argv: ["true"],
-      undo: ["systemctl", "try-restart", "libvirtd.service"],
+      undo: [...LIBVIRTD_SOCKETS_RESTART],
       effect: "none",
       summary: "on undo: restart libvirtd once qemu.conf and libvirtd.conf are restored",
     });
@@ -127,12 +130,14 @@ export function planHardening(ctx: PlanContext): void {
           : "libvirtd.conf: no network listener",
     });
   if (h.remoteLibvirt) planSockets(ctx, h.remoteLibvirt);
-  // Only with a file changed: an apply that changes nothing must not restart libvirtd. (A socket unit
-  // changed by hand since, with both files in place, is put right but takes effect at the next start.)
-  if (changes)
+  // With a file changed; else only where the TLS socket asked for does not listen yet: an apply
+  // that changes nothing must not restart libvirtd.
+  const tlsCheck = h.remoteLibvirt === "tls" ? [...TLS_SOCKET_LISTENS] : null;
+  if (changes || tlsCheck)
     planCommand(ctx, {
       id: "hardening.libvirtd-restart",
-      argv: ["systemctl", "try-restart", "libvirtd.service"],
+      argv: [...LIBVIRTD_SOCKETS_RESTART],
+      check: changes ? null : tlsCheck,
       effect: "none",
       summary:
         "restart libvirtd so it reads the hardening (running guests keep their sandbox state until restarted)",

@@ -13,7 +13,7 @@ import type { Cluster, ClusterHost } from "./hosts.js";
 export const BIN = path.join(projectRoot, "bin/kvmstrap.js");
 
 /** A directory holding `kvmstrap` (a link to the built CLI), put first on PATH inside a host. */
-const PATH_DIR = path.join(projectRoot, ".cache/cluster-path");
+export const PATH_DIR = path.join(projectRoot, ".cache/cluster-path");
 mkdirSync(PATH_DIR, { recursive: true });
 if (!existsSync(path.join(PATH_DIR, "kvmstrap"))) symlinkSync(BIN, path.join(PATH_DIR, "kvmstrap"));
 

@@ -1,7 +1,7 @@
 // The cluster: section's plan on a member: its certificates from the cluster CA, corosync's authkey,
 // libvirtd.conf (TLS only) and qemu.conf (migration and NBD over TLS) in a managed block whose undo
-// restores each file, the TLS socket on and the TCP socket off, libvirtd restarted after the write
-// and on undo after the restore; nothing when the rule set refused the section.
+// restores each file, the TLS socket on and the TCP socket off, libvirtd restarted with its sockets
+// after the write and on undo after the restore; nothing when the rule set refused the section.
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadAnswerFile } from "../../src/answer/load.js";
@@ -9,6 +9,7 @@ import type { Answer } from "../../src/answer/schema.js";
 import type { HostReport } from "../../src/detect/types.js";
 import { CLUSTER_PATHS, withClusterBlock } from "../../src/plan/cluster-plan.js";
 import { buildPlan } from "../../src/plan/index.js";
+import { LIBVIRTD_SOCKETS_RESTART } from "../../src/plan/libvirtd-sockets.js";
 import { labReport } from "../answer/hosts.js";
 
 const cases = path.join(import.meta.dirname, "../answer/cluster-cases");
@@ -51,6 +52,23 @@ describe("the cluster plan", () => {
       "--address",
       "198.51.100.12",
     ]);
+    // The TLS socket is only enabled: systemd refuses to start a socket of a running libvirtd, so
+    // the restart stops libvirtd with its sockets, starts the enabled ones, then libvirtd again.
+    expect(cluster.find((a) => a.id === "cluster.tls-socket")).toMatchObject({
+      argv: ["systemctl", "enable", "libvirtd-tls.socket"],
+      undo: ["systemctl", "disable", "--now", "libvirtd-tls.socket"],
+    });
+    expect(cluster.find((a) => a.id === "cluster.tcp-socket")).toMatchObject({
+      argv: ["systemctl", "disable", "--now", "libvirtd-tcp.socket"],
+      undo: ["systemctl", "enable", "libvirtd-tcp.socket"],
+    });
+    expect(cluster.find((a) => a.id === "cluster.libvirtd-restart")).toMatchObject({
+      argv: LIBVIRTD_SOCKETS_RESTART,
+      check: null,
+    });
+    expect(cluster.find((a) => a.id === "cluster.libvirtd-restart-on-undo")).toMatchObject({
+      undo: LIBVIRTD_SOCKETS_RESTART,
+    });
     const key = cluster[1];
     expect(key?.kind === "run-command" && key.undo).toEqual(["rm", "-f", "/etc/corosync/authkey"]);
     const conf = cluster.find((a) => a.id === "cluster.libvirtd-conf");
@@ -75,19 +93,21 @@ describe("the cluster plan", () => {
     expect(JSON.stringify(plan)).not.toMatch(/PRIVATE KEY/);
   });
 
-  it("a second plan over the written files changes no file and restarts nothing", () => {
+  it("a second plan over the written files changes no file, and restarts only where TLS does not listen", () => {
     const first = buildPlan(lab, answer, current());
     const written = new Map<string, string>(current());
     for (const a of first.actions) if (a.kind === "write-file") written.set(a.path, a.content);
-    const ids = buildPlan(lab, answer, written)
-      .actions.map((a) => a.id)
-      .filter((id) => id.startsWith("cluster."));
-    expect(ids).toEqual([
+    const actions = buildPlan(lab, answer, written).actions.filter((a) => a.id.startsWith("cluster."));
+    expect(actions.map((a) => a.id)).toEqual([
       "cluster.certs",
       "cluster.corosync-authkey",
       "cluster.tcp-socket",
       "cluster.tls-socket",
+      "cluster.libvirtd-restart",
     ]);
+    expect(actions.at(-1)).toMatchObject({
+      check: ["systemctl", "is-active", "--quiet", "libvirtd-tls.socket"],
+    });
   });
 
   it("a host that is not a member plans nothing of the section", () => {

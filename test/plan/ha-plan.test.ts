@@ -32,7 +32,7 @@ function plan(current: Map<string, string | null>, cl = c): Action[] {
 }
 
 describe("planHa", () => {
-  it("writes corosync.conf (keeping the original), the domain XML and the CIB, then starts the stack and loads the CIB", () => {
+  it("writes corosync.conf (keeping the original), the domain XML and the CIB, then enables and starts the stack and loads the CIB", () => {
     const original = "totem { cluster_name: debian }\n";
     const actions = plan(new Map([[COROSYNC_CONF, original]]));
     expect(actions.map((a) => a.id)).toEqual([
@@ -40,8 +40,10 @@ describe("planHa", () => {
       "ha.domain.db1",
       "ha.no-autostart.db1",
       "ha.cib-file",
+      "ha.corosync-enable",
       "ha.corosync",
       "ha.corosync-reload",
+      "ha.pacemaker-enable",
       "ha.pacemaker",
       "ha.wait-cib",
       "ha.cib-load",
@@ -54,8 +56,20 @@ describe("planHa", () => {
       mode: 0o600,
     });
     const cmd = (id: string) => actions.find((a) => a.id === id) as Extract<Action, { kind: "run-command" }>;
-    expect(cmd("ha.corosync").undo).toEqual(["systemctl", "disable", "--now", "corosync.service"]);
-    expect(cmd("ha.pacemaker").undo).toEqual(["systemctl", "disable", "--now", "pacemaker.service"]);
+    // Enabled and started apart: undo disables only a unit the run enabled (Debian's packages enable
+    // both at install), and stops what it started.
+    for (const u of ["corosync", "pacemaker"]) {
+      expect(cmd(`ha.${u}-enable`)).toMatchObject({
+        argv: ["systemctl", "enable", `${u}.service`],
+        undo: ["systemctl", "disable", `${u}.service`],
+        check: ["systemctl", "is-enabled", "--quiet", `${u}.service`],
+      });
+      expect(cmd(`ha.${u}`)).toMatchObject({
+        argv: ["systemctl", "start", `${u}.service`],
+        undo: ["systemctl", "stop", `${u}.service`],
+        check: ["systemctl", "is-active", "--quiet", `${u}.service`],
+      });
+    }
     expect(cmd("ha.cib-load").argv).toEqual([
       "cibadmin",
       "--replace",

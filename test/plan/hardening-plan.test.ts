@@ -12,6 +12,7 @@ import type { Action } from "../../src/plan/actions.js";
 import { withQemuSettings } from "../../src/plan/console-plan.js";
 import { HARDENING_PATHS, withHardeningBlock } from "../../src/plan/hardening-plan.js";
 import { buildPlan } from "../../src/plan/index.js";
+import { LIBVIRTD_SOCKETS_RESTART } from "../../src/plan/libvirtd-sockets.js";
 import { labReport } from "../answer/hosts.js";
 
 let lab: HostReport;
@@ -72,12 +73,20 @@ describe("hardening: in the plan", () => {
     const tcp = actions.find((a) => a.id === "hardening.tcp-socket");
     expect(tcp).toMatchObject({
       argv: ["systemctl", "disable", "--now", "libvirtd-tcp.socket"],
-      undo: ["systemctl", "enable", "--now", "libvirtd-tcp.socket"],
+      undo: ["systemctl", "enable", "libvirtd-tcp.socket"],
       check: ["sh", "-c", "! systemctl is-enabled --quiet libvirtd-tcp.socket"],
     });
     expect(actions.find((a) => a.id === "hardening.tls-socket")).toMatchObject({
-      argv: ["systemctl", "enable", "--now", "libvirtd-tls.socket"],
+      argv: ["systemctl", "enable", "libvirtd-tls.socket"],
       check: ["systemctl", "is-enabled", "--quiet", "libvirtd-tls.socket"],
+    });
+    // systemd starts no socket of a running libvirtd: the restart starts the enabled ones with it.
+    expect(actions.find((a) => a.id === "hardening.libvirtd-restart")).toMatchObject({
+      argv: LIBVIRTD_SOCKETS_RESTART,
+      check: null,
+    });
+    expect(actions.find((a) => a.id === "hardening.libvirtd-restart-on-undo")).toMatchObject({
+      undo: LIBVIRTD_SOCKETS_RESTART,
     });
     expect(actions.find((a) => a.id === "hardening.pki")).toMatchObject({
       argv: ["kvmstrap", "pki", "init"],
@@ -85,14 +94,22 @@ describe("hardening: in the plan", () => {
     });
   });
 
-  it("a second plan on the applied files changes no file and restarts nothing", () => {
+  it("a second plan on the applied files changes no file, and restarts only where TLS does not listen", () => {
     const first = plan("{ remoteLibvirt: tls }");
     const applied = {
       [HARDENING_PATHS.qemuConf]: file(first, "hardening.qemu-conf").content,
       [HARDENING_PATHS.libvirtdConf]: file(first, "hardening.libvirtd-conf").content,
     };
     const again = plan("{ remoteLibvirt: tls }", applied);
-    expect(again.map((a) => a.id)).toEqual(["hardening.pki", "hardening.tcp-socket", "hardening.tls-socket"]);
+    expect(again.map((a) => a.id)).toEqual([
+      "hardening.pki",
+      "hardening.tcp-socket",
+      "hardening.tls-socket",
+      "hardening.libvirtd-restart",
+    ]);
+    expect(again.at(-1)).toMatchObject({
+      check: ["systemctl", "is-active", "--quiet", "libvirtd-tls.socket"],
+    });
   });
 
   it("remoteLibvirt off: no listener at all, no PKI; seccompSandbox false leaves qemu.conf alone", () => {
@@ -102,6 +119,7 @@ describe("hardening: in the plan", () => {
     expect(file(actions, "hardening.libvirtd-conf").content).toContain("listen_tcp = 0\nlisten_tls = 0\n");
     expect(actions.find((a) => a.id === "hardening.tls-socket")).toMatchObject({
       argv: ["systemctl", "disable", "--now", "libvirtd-tls.socket"],
+      undo: ["systemctl", "enable", "libvirtd-tls.socket"],
     });
   });
 

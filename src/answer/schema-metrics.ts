@@ -23,6 +23,12 @@ export const metrics = z
       .max(65535)
       .default(METRICS_PORT_DEFAULT)
       .describe("the TCP port of GET /metrics"),
+    vcpuStats: z
+      .boolean()
+      .default(false)
+      .describe(
+        "also per-vCPU time, wait and delay and the vCPU counts (kvmstrap metrics --vcpu-stats): one more qemu monitor query per running VM per scrape",
+      ),
   })
   .describe("kvmstrap metrics as a systemd service: Prometheus figures of the host's VMs and of kvmstrap");
 

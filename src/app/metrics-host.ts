@@ -1,6 +1,7 @@
 // kvmstrap's own figures for `kvmstrap metrics`: the last apply run (its journal), the last verify
 // result (verify.json), VFs per SR-IOV physical function and free hugepages per NUMA node (sysfs
-// through the host port). Each source is read on every scrape and fails alone: a corrupt journal
+// through the host port). Each source is read on every scrape (only which PCI devices are physical
+// functions is kept, while the device list stays the same) and fails alone: a corrupt journal
 // drops the apply series and says so (source up 0), it never fails the scrape.
 import { readFile, stat } from "node:fs/promises";
 import { Journal } from "../apply/journal.js";
@@ -71,15 +72,36 @@ const intOf = (text: string | null) => {
   return Number.isInteger(n) && n >= 0 ? n : null;
 };
 
-/** Physical functions: the PCI devices that have sriov_totalvfs. */
-export async function sriovPfs(fs: HostFs): Promise<SriovPf[]> {
+/** Which devices were physical functions, for the device list it was found in. */
+export interface PfCache {
+  devices?: string;
+  pfs?: string[];
+}
+
+/**
+ * Physical functions: the PCI devices that have sriov_totalvfs. A server has a few hundred PCI
+ * devices and a handful of PFs, so with a cache only the PFs are read again while the device list is
+ * the same: the kernel gives a device sriov_totalvfs when it enumerates it (its SR-IOV capability),
+ * not when a driver binds. A device list that changed, or a PF that no longer reads as one (swapped
+ * at the same address), probes every device.
+ */
+export async function sriovPfs(fs: HostFs, cache: PfCache = {}): Promise<SriovPf[]> {
   const dir = "/sys/bus/pci/devices";
+  const devices = ((await fs.readDir(dir)) ?? []).sort();
+  const listing = devices.join(" ");
+  const known = cache.devices === listing ? cache.pfs : undefined;
   const out: SriovPf[] = [];
-  for (const pf of (await fs.readDir(dir)) ?? []) {
+  let stale = false;
+  for (const pf of known ?? devices) {
     const total = intOf(await fs.readText(`${dir}/${pf}/sriov_totalvfs`));
-    if (total === null) continue;
+    if (total === null) {
+      stale = known !== undefined;
+      continue;
+    }
     out.push({ pf, totalVfs: total, numVfs: intOf(await fs.readText(`${dir}/${pf}/sriov_numvfs`)) ?? 0 });
   }
+  cache.devices = stale ? undefined : listing;
+  cache.pfs = out.map((p) => p.pf);
   return out;
 }
 
@@ -102,6 +124,8 @@ export async function hostFigures(o: {
   stateDir: string;
   verifyFile: string;
   fs: HostFs;
+  /** Kept between scrapes by the collector. */
+  pfCache?: PfCache;
 }): Promise<HostFigures> {
   const failed: HostFigures["failed"] = [];
   const guard = async <T>(source: HostFigures["failed"][number]["source"], f: () => Promise<T>, none: T) => {
@@ -115,7 +139,7 @@ export async function hostFigures(o: {
   const [apply, verify, sriov, hugepages] = await Promise.all([
     guard("journal", () => lastApply(o.stateDir), null),
     guard("verify", () => lastVerify(o.verifyFile), null),
-    guard("sysfs", () => sriovPfs(o.fs), []),
+    guard("sysfs", () => sriovPfs(o.fs, o.pfCache), []),
     guard("sysfs", () => numaHugepages(o.fs), []),
   ]);
   return { apply, verify, sriov, hugepages, failed };

@@ -1,5 +1,5 @@
 // `kvmstrap metrics`: a Prometheus exporter of this host's domains (one `virsh domstats` pass per
-// scrape) and of kvmstrap's own figures (last apply, last verify, VFs, hugepages per NUMA node).
+// scrape; the vCPU group only when asked, see DOMSTATS_VCPU_GROUP) and of kvmstrap's own figures (last apply, last verify, VFs, hugepages per NUMA node).
 // Scrapes that arrive while one is being collected share it: two Prometheus servers (or a retry)
 // never make two virsh passes at once, and each answer is at most one collection old. The pass is
 // asked of a few long-lived virsh processes (src/vm/virsh-session.ts), each for a share of the
@@ -14,7 +14,7 @@ import { type DomstatsOptions, readDomstats, readDomstatsSharded } from "../vm/d
 import { VirshSession } from "../vm/virsh-session.js";
 import { SYSTEM_LIBVIRT, stateDirOf } from "./adapters.js";
 import { renderScrape } from "./metrics-exposition.js";
-import { hostFigures } from "./metrics-host.js";
+import { hostFigures, type PfCache } from "./metrics-host.js";
 import { verifyFileOf } from "./verify.js";
 
 /**
@@ -85,6 +85,8 @@ export function metricsCollector(o: MetricsOptions = {}): Collector {
     ? []
     : Array.from({ length: DOMSTATS_SESSIONS }, () => new VirshSession(uri, o.domstats?.virsh));
   const runner = o.runner ?? new ExecaRunner();
+  // A RootedHostFs is one pass's (its listings and read budget): a new one per scrape.
+  const pfCache: PfCache = {};
   const domstats = () =>
     sessions.length > 0 ? readDomstatsSharded(sessions, o.domstats) : readDomstats(runner, uri, o.domstats);
   const log = o.log ?? ((line: string) => process.stderr.write(`kvmstrap metrics: ${line}\n`));
@@ -107,7 +109,7 @@ export function metricsCollector(o: MetricsOptions = {}): Collector {
         (domains) => ({ domains, error: null }),
         (e: Error) => ({ domains: null, error: e.message }),
       ),
-      hostFigures({ stateDir, verifyFile, fs: new RootedHostFs(root) }),
+      hostFigures({ stateDir, verifyFile, fs: new RootedHostFs(root), pfCache }),
     ]);
     report("libvirt", libvirt.error);
     for (const source of ["journal", "verify", "sysfs"]) {

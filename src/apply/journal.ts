@@ -206,12 +206,18 @@ export class Journal {
   }
 
   /** The most recent run (by creation time), or null. */
+  /**
+   * The run created last. A run's id begins with its creation time (newRunId), so the last name is
+   * the last run: only it is read, not the host's whole history (kvmstrap metrics asks this on every
+   * scrape). A run removed since the listing is passed over.
+   */
   async latestRun(): Promise<JournalRun | null> {
-    const runs = await Promise.all((await this.runIds()).map((id) => this.load(id)));
-    const sorted = runs
-      .filter((r): r is JournalRun => r !== null)
-      .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.runId.localeCompare(b.runId));
-    return sorted.at(-1) ?? null;
+    const ids = await this.runIds();
+    for (let i = ids.length - 1; i >= 0; i--) {
+      const run = await this.load(ids[i] as string);
+      if (run) return run;
+    }
+    return null;
   }
 
   private entry(run: JournalRun, id: string): JournalAction {

@@ -21,7 +21,7 @@ export const listenArg = (address: string, port: number) =>
  * The exporter runs as root (qemu:///system), so systemd fences it in: it reads libvirt's socket,
  * sysfs and kvmstrap's state dir and writes nothing but virsh's cache (an empty history file).
  */
-export function renderMetricsService(listen: string): string {
+export function renderMetricsService(listen: string, o: { vcpuStats?: boolean } = {}): string {
   return `# Written by kvmstrap from the answer's metrics: section.
 [Unit]
 Description=kvmstrap metrics: Prometheus exporter of this host's VMs on ${listen}
@@ -30,7 +30,7 @@ After=libvirtd.service network-online.target
 
 [Service]
 Type=simple
-ExecStart=/usr/bin/env kvmstrap metrics --listen ${listen}
+ExecStart=/usr/bin/env kvmstrap metrics --listen ${listen}${o.vcpuStats ? " --vcpu-stats" : ""}
 Restart=on-failure
 RestartSec=5
 CacheDirectory=kvmstrap-metrics
@@ -82,7 +82,7 @@ export function planMetrics(ctx: PlanContext): void {
     return;
   }
   const listen = listenArg(address, m.port);
-  const content = renderMetricsService(listen);
+  const content = renderMetricsService(listen, { vcpuStats: m.vcpuStats });
   const previous = currentOf(ctx, METRICS_UNIT_PATH);
   const changed = previous !== null && previous !== content;
   if (changed) {
@@ -106,7 +106,7 @@ export function planMetrics(ctx: PlanContext): void {
     path: METRICS_UNIT_PATH,
     content,
     effect: "none",
-    summary: `${METRICS_UNIT}: kvmstrap metrics listening on ${listen}${m.listen ? "" : " (the management address)"}`,
+    summary: `${METRICS_UNIT}: kvmstrap metrics listening on ${listen}${m.listen ? "" : " (the management address)"}${m.vcpuStats ? ", per-vCPU figures" : ""}`,
   });
   if (changed)
     planCommand(ctx, {

@@ -156,6 +156,43 @@ describe("a scrape of captured domstats and a machine tree", () => {
     },
   );
 
+  it("VF counts are read on every scrape; a device list that changed, or a PF gone, is probed again", async () => {
+    const tree = await mkdtemp(path.join(tmpdir(), `kvmstrap-metrics-pf-${process.pid}-`));
+    try {
+      const devices = path.join(tree, "sys/bus/pci/devices");
+      const pf = async (addr: string, total: string, num: string) => {
+        await mkdir(path.join(devices, addr), { recursive: true });
+        await writeFile(path.join(devices, addr, "sriov_totalvfs"), total);
+        await writeFile(path.join(devices, addr, "sriov_numvfs"), num);
+      };
+      await pf("0000:3b:00.0", "64\n", "8\n");
+      await mkdir(path.join(devices, "0000:00:1f.0"), { recursive: true });
+      const collect = metricsCollector({ root: tree, runner: virshReplay().runner, log: () => {} });
+      const vfs = async () => [...samples((await collect()).text, "kvmstrap_sriov_vfs")];
+      expect(await vfs()).toEqual([['{pf="0000:3b:00.0"}', 8]]);
+      await writeFile(path.join(devices, "0000:3b:00.0", "sriov_numvfs"), "16\n");
+      expect(await vfs()).toEqual([['{pf="0000:3b:00.0"}', 16]]);
+      await pf("0000:af:00.0", "32\n", "4\n");
+      expect(await vfs()).toEqual([
+        ['{pf="0000:3b:00.0"}', 16],
+        ['{pf="0000:af:00.0"}', 4],
+      ]);
+      // Same device list, but the device at an address swapped for one without SR-IOV between two
+      // scrapes: gone from this scrape...
+      await rm(path.join(devices, "0000:3b:00.0", "sriov_totalvfs"));
+      expect(await vfs()).toEqual([['{pf="0000:af:00.0"}', 4]]);
+      // ...and every device is probed again on the next, so one that became a PF is found.
+      await writeFile(path.join(devices, "0000:00:1f.0", "sriov_totalvfs"), "8\n");
+      expect(await vfs()).toEqual([
+        ['{pf="0000:00:1f.0"}', 0],
+        ['{pf="0000:af:00.0"}', 4],
+      ]);
+      await collect.close();
+    } finally {
+      await rm(tree, { recursive: true, force: true });
+    }
+  });
+
   it("scrapes during a collection share its one virsh pass; the next one makes a new pass", async () => {
     let release = () => {};
     const gate = new Promise<void>((r) => {

@@ -59,6 +59,17 @@ describe("metrics: in the plan", () => {
     await expect(renderPlanText(wildcard)).toMatchFileSnapshot("./golden-metrics/wildcard.txt");
   });
 
+  it("vcpuStats: the service asks for the vCPU figures; turning it on later restarts it", async () => {
+    const first = buildPlan(addressed, answer("metrics: {}\n"));
+    expect(unitOf(first)).not.toContain("--vcpu-stats");
+    const current = new Map([[METRICS_UNIT_PATH, unitOf(first)]]);
+    const on = buildPlan(addressed, answer("metrics: { vcpuStats: true }\n"), current);
+    expect(unitOf(on)).toContain(
+      "ExecStart=/usr/bin/env kvmstrap metrics --listen 192.0.2.10:9178 --vcpu-stats\n",
+    );
+    expect(ids(on)).toContain("metrics.restart");
+  });
+
   it("no address given and none to be found: refused, nothing planned", async () => {
     const p = buildPlan(lab, answer("metrics: {}\n"));
     expect(p.refusals.map((r) => r.path)).toEqual(["metrics.listen"]);

@@ -133,7 +133,7 @@ describe("the split pass's bookkeeping", () => {
     const { sessions, asked } = scripted(4, [["only"]]);
     expect((await readDomstatsSharded(sessions)).map((d) => d.name)).toEqual(["only"]);
     expect(asked.filter((w) => w[0] === "domstats")).toEqual([
-      ["domstats", "--state", "--cpu-total", "--balloon", "--vcpu", "--interface", "--block"],
+      ["domstats", "--state", "--cpu-total", "--balloon", "--interface", "--block"],
     ]);
   });
 });

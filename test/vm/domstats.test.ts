@@ -90,12 +90,24 @@ describe("readDomstats", () => {
           "--state",
           "--cpu-total",
           "--balloon",
-          "--vcpu",
           "--interface",
           "--block",
         ],
         options: { timeoutMs: 1234, maxBytes: 1 << 20 },
       },
+    ]);
+  });
+
+  it("asks for the vCPU group only when told to", async () => {
+    const { runner, calls } = replay({ stdout: captured("three-domains.txt") });
+    await readDomstats(runner, "qemu:///system", { vcpu: true });
+    expect(calls[0]?.args.slice(3)).toEqual([
+      "--state",
+      "--cpu-total",
+      "--balloon",
+      "--interface",
+      "--block",
+      "--vcpu",
     ]);
   });
 

@@ -151,7 +151,8 @@ describe("kvmstrap metrics on a test-owned libvirtd", () => {
       { reject: false, env: { LC_ALL: "C" } },
     );
     expect(r.exitCode, r.stderr).toBe(0);
-    const check = await execa("promtool", ["check", "metrics"], { input: r.stdout, reject: false });
+    // execa strips the last newline, which the exposition format requires.
+    const check = await execa("promtool", ["check", "metrics"], { input: `${r.stdout}\n`, reject: false });
     expect(check.exitCode, `${check.stdout}${check.stderr}`).toBe(0);
     for (const d of RUNNING) {
       expect(one(r.stdout, "kvmstrap_domain_vcpus", `{domain="${d}"}`), d).toBe(1);

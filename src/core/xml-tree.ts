@@ -3,7 +3,7 @@
 // libvirt's XML (domains, capabilities) and of pacemaker's crm_mon share this one configuration, so a
 // leaf reads the same everywhere: without attributes it is its text itself, with attributes its text
 // is under "#text".
-import { XMLParser } from "fast-xml-parser";
+import { XMLParser, XMLValidator } from "fast-xml-parser";
 
 export type XmlNode = { [key: string]: XmlNode[] | string | undefined };
 
@@ -20,6 +20,16 @@ const parser = new XMLParser({
 
 export function parseXmlTree(xml: string): XmlNode {
   return parser.parse(xml) as XmlNode;
+}
+
+/**
+ * parseXmlTree for XML that must be whole before anything is decided from it (the parser itself reads
+ * a truncated or unbalanced document without complaint): throws "line N: what is wrong" otherwise.
+ */
+export function parseWellFormedXmlTree(xml: string): XmlNode {
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new Error(`line ${valid.err.line}: ${valid.err.msg}`);
+  return parseXmlTree(xml);
 }
 
 /** The elements named `key` under `n` (a leaf without attributes comes back as its text: textOf reads both). */

@@ -11,8 +11,8 @@
 // reverted to it comes back with the configuration that had those addresses.
 import { rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { XMLParser } from "fast-xml-parser";
 import { InputError } from "../core/errors.js";
+import { attribute, child, children, parseXmlTree, textOf } from "../core/xml-tree.js";
 import { type CommandRunner, ExecaRunner } from "../host/commands.js";
 import {
   type AddressSource,
@@ -52,11 +52,6 @@ export type CreateResult = {
 };
 export type RevertResult = { vm: string; snapshot: string; restarted: boolean; disks: SnapshotDisk[] };
 
-const xml = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: "@",
-  isArray: (n) => n === "disk",
-});
 const esc = (s: string) =>
   s.replace(
     /[<>&'"]/g,
@@ -77,10 +72,11 @@ export type VmDisk = DomainDisk & { readonly: boolean };
 
 /** The targets of the disks a domain XML marks <readonly/> (a cloud-init seed, an ISO). */
 export function readonlyTargets(domainXml: string): Set<string> {
+  const devices = child(child(parseXmlTree(domainXml), "domain"), "devices");
   const out = new Set<string>();
-  for (const block of domainXml.match(/<disk\b[\s\S]*?<\/disk>/g) ?? []) {
-    const dev = /<target\s[^>]*dev=['"]([^'"]+)['"]/.exec(block)?.[1];
-    if (dev && /<readonly\s*\/>/.test(block)) out.add(dev);
+  for (const disk of children(devices, "disk")) {
+    const dev = attribute(child(disk, "target"), "dev");
+    if (dev && children(disk, "readonly").length) out.add(dev);
   }
   return out;
 }
@@ -168,21 +164,26 @@ export function snapshotXmlFor(
 
 /** The parts of `snapshot-dumpxml` kvmstrap uses. */
 export function parseSnapshotXml(text: string): SnapshotInfo {
-  const s = xml.parse(text)?.domainsnapshot;
-  if (!s?.name) throw new Error("not a domainsnapshot document");
-  const created = Number(s.creationTime);
+  const s = child(parseXmlTree(text), "domainsnapshot");
+  // Text as written: a snapshot named "1.0" or "0" is that name, not a number.
+  const name = textOf(child(s, "name"));
+  if (!name) throw new Error("not a domainsnapshot document");
+  const created = Number(textOf(child(s, "creationTime")) ?? Number.NaN);
   const disks: SnapshotDisk[] = [];
-  for (const d of s.disks?.disk ?? []) {
-    const file = d.source?.["@file"];
-    if (d["@snapshot"] === "external" && typeof file === "string") disks.push({ target: d["@name"], file });
+  for (const d of children(child(s, "disks"), "disk")) {
+    const file = attribute(child(d, "source"), "file");
+    if (attribute(d, "snapshot") === "external" && file !== null)
+      disks.push({ target: attribute(d, "name") ?? "", file });
   }
+  const parent = child(s, "parent");
+  const description = textOf(child(s, "description"));
   return {
-    name: String(s.name),
+    name,
     createdAt: Number.isFinite(created) ? new Date(created * 1000).toISOString() : "",
-    domainState: String(s.state ?? ""),
-    parent: s.parent?.name !== undefined ? String(s.parent.name) : null,
+    domainState: textOf(child(s, "state")) ?? "",
+    parent: parent === undefined ? null : (textOf(child(parent, "name")) ?? null),
     disks,
-    addresses: typeof s.description === "string" ? addressesOf(s.description) : null,
+    addresses: description !== null ? addressesOf(description) : null,
   };
 }
 

@@ -9,7 +9,7 @@
 // their bridges, before qemu runs, and a failing hook aborts the start. An incoming migration starts
 // its qemu the same way, so the destination's port gets its VLAN before the guest sends a frame there.
 // A refusal is the safe side: a VM must never run on an untagged port it was meant to be isolated from.
-import { XMLParser, XMLValidator } from "fast-xml-parser";
+import { attribute, child, children, parseWellFormedXmlTree, type XmlNode } from "../core/xml-tree.js";
 import { KVMSTRAP_XMLNS } from "./domain-xml.js";
 
 /** What sysfs says of a bridge: vlan_filtering absent (the kernel has none), 0 or 1; default_pvid. */
@@ -23,26 +23,18 @@ export type HookDecision =
   | { kind: "run"; commands: string[][]; notes: string[] }
   | { kind: "refuse"; reason: string };
 
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: "@",
-  isArray: (name) => name === "interface" || name.endsWith(":port"),
-});
-
-type Node = Record<string, unknown>;
-const obj = (v: unknown): Node => (v && typeof v === "object" && !Array.isArray(v) ? (v as Node) : {});
-const list = (v: unknown): Node[] => (Array.isArray(v) ? v.map(obj) : v === undefined ? [] : [obj(v)]);
-const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
+/** A non-empty attribute, or null. */
+const attr = (n: XmlNode | undefined, key: string): string | null => attribute(n, key) || null;
 
 /** The kvmstrap ports of the metadata, whatever prefix libvirt keeps for the namespace. */
-function metadataPorts(metadata: Node): { mac: string; vlan: number }[] {
-  for (const [key, value] of Object.entries(metadata)) {
-    const el = obj(Array.isArray(value) ? value[0] : value);
-    const prefix = key.includes(":") ? key.slice(0, key.indexOf(":")) : null;
-    if (!prefix || el[`@xmlns:${prefix}`] !== KVMSTRAP_XMLNS) continue;
-    return list(el[`${prefix}:port`]).flatMap((p) => {
-      const mac = str(p["@mac"])?.toLowerCase();
-      const vlan = Number(p["@vlan"]);
+function metadataPorts(metadata: XmlNode | undefined): { mac: string; vlan: number }[] {
+  for (const key of Object.keys(metadata ?? {})) {
+    const prefix = key.startsWith("@") || !key.includes(":") ? null : key.slice(0, key.indexOf(":"));
+    const el = child(metadata, key);
+    if (!prefix || attribute(el, `xmlns:${prefix}`) !== KVMSTRAP_XMLNS) continue;
+    return children(el, `${prefix}:port`).flatMap((p) => {
+      const mac = attr(p, "mac")?.toLowerCase();
+      const vlan = Number(attribute(p, "vlan") ?? Number.NaN);
       return mac && Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094 ? [{ mac, vlan }] : [];
     });
   }
@@ -51,19 +43,17 @@ function metadataPorts(metadata: Node): { mac: string; vlan: number }[] {
 
 /** The domain's tagged NICs, each matched by MAC with its live tap and bridge. Throws on bad XML. */
 export function taggedPorts(domainXml: string): TaggedPort[] {
-  const valid = XMLValidator.validate(domainXml);
-  if (valid !== true) throw new Error(`line ${valid.err.line}: ${valid.err.msg}`);
-  const domain = obj(parser.parse(domainXml).domain);
-  const ports = metadataPorts(obj(domain.metadata));
-  const ifaces = list(obj(domain.devices).interface);
+  const domain = child(parseWellFormedXmlTree(domainXml), "domain");
+  const ports = metadataPorts(child(domain, "metadata"));
+  const ifaces = children(child(domain, "devices"), "interface");
   return ports.map(({ mac, vlan }) => {
-    const iface = ifaces.find((i) => str(obj(i.mac)["@address"])?.toLowerCase() === mac);
-    const ovs = obj(iface?.virtualport)["@type"] === "openvswitch";
+    const iface = ifaces.find((i) => attr(child(i, "mac"), "address")?.toLowerCase() === mac);
+    const ovs = attribute(child(iface, "virtualport"), "type") === "openvswitch";
     return {
       mac,
       vlan,
-      tap: iface ? str(obj(iface.target)["@dev"]) : null,
-      bridge: iface && !ovs ? str(obj(iface.source)["@bridge"]) : null,
+      tap: iface ? attr(child(iface, "target"), "dev") : null,
+      bridge: iface && !ovs ? attr(child(iface, "source"), "bridge") : null,
     };
   });
 }

@@ -291,6 +291,25 @@ describe("what libvirt answers", () => {
       addresses: null, // no description with them (test/vm/snapshot-addresses.test.ts has them)
     });
   });
+  it("snapshot names that look like numbers stay as written (the names allow a leading digit)", () => {
+    const s = parseSnapshotXml(
+      "<domainsnapshot><name>1.0</name><state>shutoff</state><parent><name>0</name></parent></domainsnapshot>",
+    );
+    expect([s.name, s.parent]).toEqual(["1.0", "0"]);
+    expect(parseSnapshotXml("<domainsnapshot><name>0</name></domainsnapshot>").name).toBe("0");
+    expect(parseSnapshotXml("<domainsnapshot><name>007</name></domainsnapshot>").name).toBe("007");
+    expect(() => parseSnapshotXml("<domain><name>web</name></domain>")).toThrow(/not a domainsnapshot/);
+  });
+  it("a read-only disk however the element is written; a <disk> outside <devices> is not the domain's", () => {
+    const xml = `<domain type="kvm"><metadata><app xmlns="urn:other"><disk><target dev="vdz"/><readonly/></disk></app></metadata>
+  <devices>
+    <disk device="disk" type="file"><target bus="virtio" dev="vda"/></disk>
+    <disk device="cdrom" type="file"><target bus="sata" dev="sda"></target><readonly></readonly></disk>
+    <disk type='file' device='disk'><target dev='vdb' bus='virtio'/><readonly/></disk>
+  </devices>
+</domain>`;
+    expect(readonlyTargets(xml)).toEqual(new Set(["sda", "vdb"]));
+  });
   it("domblklist --details and domjobinfo", () => {
     expect(
       parseDomBlkList(` Type   Device   Target   Source

@@ -241,6 +241,10 @@ describe("runLibvirtHook (sysfs from a directory, commands recorded)", () => {
     await expect(
       runLibvirtHook({ driver: "qemu", args: START, stdin: Readable.from(["<domain><metadata>"]) }),
     ).rejects.toThrow(/does not parse/);
+    // The parser alone would read a truncated document; the hook names the line that is wrong.
+    expect(() => taggedPorts("<domain>\n  <metadata>\n</domain>")).toThrow(
+      /^line 3: Expected closing tag 'metadata' \(opened in line 2, col 3\) instead of closing tag 'domain'\.$/,
+    );
     await expect(runLibvirtHook({ driver: "lxc", args: START, stdin: Readable.from([""]) })).rejects.toThrow(
       /only qemu/,
     );

@@ -4,6 +4,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces } from "node:os";
+import { attribute, child, children, parseXmlTree } from "../core/xml-tree.js";
 import type { VmNic } from "./domain-xml.js";
 import type { Libvirt } from "./libvirt.js";
 
@@ -103,9 +104,11 @@ export async function phoneHomeAddress(
   const nic = nics[0];
   const v4 = (dev: string) => interfaces[dev]?.find((a) => a.family === "IPv4" && !a.internal)?.address;
   if (nic?.kind === "network") {
-    const xml = await libvirt.netXml(nic.network);
-    const ip = /<ip\b[^>]*\baddress=['"](\d+\.\d+\.\d+\.\d+)['"]/.exec(xml)?.[1];
-    const bridge = /<bridge\b[^>]*\bname=['"]([^'"]+)['"]/.exec(xml)?.[1];
+    const net = child(parseXmlTree(await libvirt.netXml(nic.network)), "network");
+    const ip = children(net, "ip")
+      .map((i) => attribute(i, "address"))
+      .find((a) => a !== null && /^\d+\.\d+\.\d+\.\d+$/.test(a));
+    const bridge = attribute(child(net, "bridge"), "name");
     const address = ip ?? (bridge ? v4(bridge) : undefined);
     return address
       ? { address }

@@ -111,7 +111,11 @@ async function prepareRoot(root: string, name: string, hostUuid: string): Promis
   for (const p of FRESH) await rm(path.join(root, p), { recursive: true, force: true });
   // libvirt's host uuid comes from SMBIOS, the same in every container: each host names its own.
   const conf = etc("libvirt/libvirtd.conf");
-  await writeFile(conf, `${await readFile(conf, "utf8")}host_uuid = "${hostUuid}"\n`);
+  const text = await readFile(conf, "utf8");
+  await writeFile(
+    conf,
+    `${text}${text === "" || text.endsWith("\n") ? "" : "\n"}host_uuid = "${hostUuid}"\n`,
+  );
 }
 
 /** The PID of nspawn's child that is systemd (the container's PID 1). */

@@ -42,6 +42,27 @@ export function child(n: XmlNode | string | undefined, key: string): XmlNode | u
   return children(n, key)[0];
 }
 
+/**
+ * The elements named `key` at any depth under `n`, each group of siblings in document order: for a
+ * reader whose element libvirt puts in one place (<graphics>, <vcpupin>) and that is handed either the
+ * whole document or only the part around it.
+ */
+export function descendants(n: XmlNode | string | undefined, key: string): XmlNode[] {
+  const out: XmlNode[] = [];
+  const walk = (m: XmlNode | string | undefined): void => {
+    if (typeof m !== "object") return;
+    for (const [k, v] of Object.entries(m)) {
+      if (!Array.isArray(v)) continue; // attributes and text
+      for (const c of v) {
+        if (k === key) out.push(c);
+        walk(c);
+      }
+    }
+  };
+  walk(n);
+  return out;
+}
+
 export function attribute(n: XmlNode | string | undefined, key: string): string | null {
   const v = typeof n === "object" ? n[`@${key}`] : undefined;
   return typeof v === "string" ? v : null;

@@ -4,6 +4,7 @@
 // TLS with the host's PKI is the console's protection (src/plan/console-plan.ts). The one password
 // it may carry is a one-time ticket (src/vm/console-ticket.ts), printed for the viewer and kept
 // nowhere else.
+import { attribute, children, descendants, parseXmlTree } from "../core/xml-tree.js";
 
 export interface GraphicsPorts {
   type: "vnc" | "spice";
@@ -14,8 +15,6 @@ export interface GraphicsPorts {
   tlsPort: number | null;
 }
 
-const attrOf = (tag: string, name: string): string | null =>
-  new RegExp(`\\s${name}=(['"])([^'"]*)\\1`).exec(tag)?.[2] ?? null;
 const portOf = (v: string | null): number | null => {
   const n = v === null ? Number.NaN : Number(v);
   return Number.isInteger(n) && n > 0 && n < 65536 ? n : null;
@@ -24,17 +23,15 @@ const portOf = (v: string | null): number | null => {
 /** The <graphics> elements of a running domain's XML. */
 export function graphicsOf(xml: string): GraphicsPorts[] {
   const out: GraphicsPorts[] = [];
-  for (const m of xml.matchAll(/<graphics\s[^>]*?(\/>|>[\s\S]*?<\/graphics>)/g)) {
-    const whole = m[0];
-    const open = /^<graphics\s[^>]*>/.exec(whole)?.[0] ?? whole;
-    const type = attrOf(open, "type");
+  for (const g of descendants(parseXmlTree(xml), "graphics")) {
+    const type = attribute(g, "type");
     if (type !== "vnc" && type !== "spice") continue;
-    const inner = /<listen\s[^>]*type=(['"])address\1[^>]*>/.exec(whole)?.[0];
+    const inner = children(g, "listen").find((l) => attribute(l, "type") === "address");
     out.push({
       type,
-      listen: attrOf(open, "listen") ?? (inner ? attrOf(inner, "address") : null),
-      port: portOf(attrOf(open, "port")),
-      tlsPort: portOf(attrOf(open, "tlsPort")),
+      listen: attribute(g, "listen") ?? attribute(inner, "address"),
+      port: portOf(attribute(g, "port")),
+      tlsPort: portOf(attribute(g, "tlsPort")),
     });
   }
   return out;

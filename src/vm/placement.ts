@@ -3,6 +3,7 @@
 // are allocated across VMs: each vCPU goes to the node's CPU that the fewest vCPUs of other domains
 // are already pinned to (lowest number first on a tie), so a second pinned VM lands beside the first,
 // not on top of it. Pure, over the host report and the CPUs other domains hold.
+import { attribute, descendants, parseXmlTree } from "../core/xml-tree.js";
 import { parseCpuList } from "../detect/sysfs.js";
 import type { HostReport } from "../detect/types.js";
 
@@ -38,8 +39,9 @@ export function pinnedLoad(domainXmls: Iterable<string>, claimed: Iterable<numbe
     for (const c of cpus) load.set(c, (load.get(c) ?? 0) + 1);
   };
   for (const xml of domainXmls) {
-    for (const m of xml.matchAll(/<vcpupin\b[^>]*\bcpuset=["']([^"']+)["']/g)) {
-      add(parseCpuset(m[1] as string) ?? []);
+    for (const pin of descendants(parseXmlTree(xml), "vcpupin")) {
+      const cpuset = attribute(pin, "cpuset");
+      if (cpuset) add(parseCpuset(cpuset) ?? []);
     }
   }
   for (const cpus of claimed) add(cpus);

@@ -185,17 +185,21 @@ export async function clusterNewCa(r: { root?: string; bundleOut: string }) {
 
 export interface LeaveResult {
   cluster: string | null;
-  /** The cluster run undone, or null when none was applied (a join with --no-apply). */
-  undoneRun: string | null;
+  /** The cluster runs undone, newest first (none when none was applied: a join with --no-apply). */
+  undoneRuns: string[];
+  /** The run whose undo failed. */
+  failedRun?: string;
   status: "left" | "failed";
   error?: string;
 }
 
 /**
- * `cluster leave`: undoes the newest applied cluster run through the journal (libvirtd.conf and
- * qemu.conf restored, the sockets put back, the authkey removed, libvirtd restarted), then gives the
- * host a lone CA of its own again (the cluster CA's key leaves the host; the members no longer
- * trust this host's certificates once the cluster CA is rotated) and forgets the cluster's files.
+ * `cluster leave`: undoes every applied cluster run not undone yet through the journal, newest first
+ * (libvirtd.conf and qemu.conf restored, the sockets put back, the authkey removed, libvirtd
+ * restarted), then gives the host a lone CA of its own again (the cluster CA's key leaves the host;
+ * the members no longer trust this host's certificates once the cluster CA is rotated) and forgets
+ * the cluster's files. Every run, not only the newest: a join run again on a converged member skips
+ * the steps already done, so its run holds none of the first run's inverses.
  */
 export async function clusterLeave(r: { root?: string; bus?: EventBus }): Promise<LeaveResult> {
   const root = rootOf(r);
@@ -214,11 +218,10 @@ export async function clusterLeave(r: { root?: string; bus?: EventBus }): Promis
         x.actions.some((a) => a.status === "done" || a.status === "started"),
     )
     .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  const run = runs[0];
-  if (!state && !run) throw new InputError("this host is in no cluster: nothing to leave");
-  let undoneRun: string | null = null;
-  if (run) {
-    const { target, runner, libvirt } = adaptersFor(root);
+  if (!state && runs.length === 0) throw new InputError("this host is in no cluster: nothing to leave");
+  const undoneRuns: string[] = [];
+  const { target, runner, libvirt } = adaptersFor(root);
+  for (const run of runs) {
     const u = await undoLastRun({
       target,
       runner,
@@ -230,11 +233,12 @@ export async function clusterLeave(r: { root?: string; bus?: EventBus }): Promis
     if (u.status === "failed")
       return {
         cluster: state?.cluster ?? null,
-        undoneRun: run.runId,
+        undoneRuns,
+        failedRun: run.runId,
         status: "failed",
         ...(u.error ? { error: u.error } : {}),
       };
-    undoneRun = run.runId;
+    undoneRuns.push(run.runId);
   }
   if (state) {
     const owner = await qemuKeyOwner(root);
@@ -246,7 +250,7 @@ export async function clusterLeave(r: { root?: string; bus?: EventBus }): Promis
     await rotatePki(id, o);
   }
   await forgetTrust(root);
-  return { cluster: state?.cluster ?? null, undoneRun, status: "left" };
+  return { cluster: state?.cluster ?? null, undoneRuns, status: "left" };
 }
 
 /**

@@ -35,8 +35,9 @@ certificates (never plain TCP), qemu's migration and NBD streams over TLS, and c
            one member, then rotate-certs --bundle F on each other member; certificates from the
            old CA stop working on a member once it has rotated. libvirtd reloads its files
            (virt-admin server-update-tls) without a restart; running guests are not touched.
-  leave    Undo this host's cluster run through the journal (libvirtd.conf, qemu.conf, the
-           sockets, the authkey), give it a lone CA again and forget the cluster's files.
+  leave    Undo this host's cluster runs through the journal, newest first (libvirtd.conf,
+           qemu.conf, the sockets, the authkey, corosync and pacemaker), give it a lone CA
+           again and forget the cluster's files.
 
 Options:
   --answer FILE       The answer file holding the cluster: section (the same on every member)
@@ -248,8 +249,8 @@ export async function clusterCommand(argv: string[]): Promise<number> {
       else
         out(
           r.status === "left"
-            ? `left cluster ${r.cluster ?? "?"}${r.undoneRun ? ` (run ${r.undoneRun} undone)` : " (no applied run to undo)"}\n`
-            : `leave failed: ${r.error ?? "undo failed"}\n`,
+            ? `left cluster ${r.cluster ?? "?"}${r.undoneRuns.length ? ` (${r.undoneRuns.length === 1 ? "run" : "runs"} ${r.undoneRuns.join(", ")} undone)` : " (no applied run to undo)"}\n`
+            : `leave failed: ${r.failedRun ? `run ${r.failedRun}: ` : ""}${r.error ?? "undo failed"}\n`,
         );
       return r.status === "left" ? EXIT.ok : EXIT.failed;
     }

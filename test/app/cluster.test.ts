@@ -2,17 +2,21 @@
 // join takes it and issues the member's certificates from that CA; a bundle that is not one, or is
 // another cluster's, and an answer that does not list this host, are input errors naming the file
 // and key, with nothing written; `certs --check` sees a certificate that lacks an address; leave
-// gives the host a lone CA again and forgets the cluster's files. Status's reasons come from
+// gives the host a lone CA again and forgets the cluster's files, and undoes every cluster run of the
+// journal, not only the newest. Status's reasons come from
 // libvirt's own messages.
 import { X509Certificate } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runApply } from "../../src/app/apply.js";
 import { clusterCerts, clusterInit, clusterJoin, clusterLeave } from "../../src/app/cluster.js";
 import { reasonOf } from "../../src/app/cluster-status.js";
+import { EventBus } from "../../src/apply/events.js";
 import { InputError } from "../../src/core/errors.js";
 import { pemBlocks } from "../../src/host/pki/pki.js";
+import { PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
 import { CLUSTER_PATHS } from "../../src/plan/cluster-plan.js";
 
 let dir = "";
@@ -96,13 +100,48 @@ describe("cluster init, join, certs and leave on machine roots", () => {
     const b = path.join(dir, "kvm-b");
     const clusterCa = await readFile(at(b, CLUSTER_PATHS.caCert), "utf8");
     const r = await clusterLeave({ root: b });
-    expect(r).toEqual({ cluster: "lab", undoneRun: null, status: "left" });
+    expect(r).toEqual({ cluster: "lab", undoneRuns: [], status: "left" });
     const trust = pemBlocks(await readFile(at(b, "/etc/pki/CA/cacert.pem"), "utf8"));
     expect(trust).toHaveLength(1);
     expect(trust[0]?.trim()).not.toBe(clusterCa.trim());
     await expect(stat(at(b, CLUSTER_PATHS.dir))).rejects.toThrow(/ENOENT/);
     await expect(stat(at(b, "/etc/pki/qemu/server-key.pem"))).rejects.toThrow(/ENOENT/);
     await expect(clusterLeave({ root: b })).rejects.toThrow("this host is in no cluster: nothing to leave");
+  }, 30_000);
+});
+
+describe("cluster leave and the journal", () => {
+  // A join run again on a converged member skips what the first did: its run holds none of the first
+  // run's inverses, so leave undoes every cluster run not undone yet, newest first.
+  it("undoes every applied cluster run, newest first", async () => {
+    const root = path.join(dir, "two-runs");
+    await mkdir(at(root, "/etc"), { recursive: true });
+    await writeFile(at(root, "/etc/one.conf"), "before\n");
+    const write = (id: string, p: string, content: string, previous: string | null): Plan => ({
+      schema: PLAN_SCHEMA_ID,
+      answerDigest: "",
+      actions: [
+        { kind: "write-file", id, path: p, content, mode: 0o644, previous, effect: "none", summary: id },
+      ],
+      refusals: [],
+      needsReboot: false,
+    });
+    const first = await runApply(write("cluster.one", "/etc/one.conf", "cluster\n", "before\n"), {
+      root,
+      bus: new EventBus(),
+      answer: null,
+    });
+    const second = await runApply(write("cluster.two", "/etc/two.conf", "two\n", null), {
+      root,
+      bus: new EventBus(),
+      answer: null,
+    });
+    expect([first.status, second.status]).toEqual(["succeeded", "succeeded"]);
+    const r = await clusterLeave({ root });
+    expect(r).toEqual({ cluster: null, undoneRuns: [second.runId, first.runId], status: "left" });
+    expect(await readFile(at(root, "/etc/one.conf"), "utf8")).toBe("before\n");
+    await expect(stat(at(root, "/etc/two.conf"))).rejects.toThrow(/ENOENT/);
+    await expect(clusterLeave({ root })).rejects.toThrow("this host is in no cluster: nothing to leave");
   }, 30_000);
 });
 

@@ -7,7 +7,8 @@
 // - `cluster rotate-certs` on B: libvirtd re-reads its files through `virt-admin server-update-tls`
 //   (libvirt's default /etc/pki paths, which these hosts have): the same libvirtd process serves the
 //   new certificate;
-// - `cluster leave` on B: the journal's inverses run in B's systemd (corosync and pacemaker stopped
+// - `cluster join` again on B converges (the same libvirtd and corosync processes, no file written);
+// - `cluster leave` on B: the inverses of both its runs run in B's systemd (corosync and pacemaker stopped
 //   and back to the enablement they had, the TLS socket off), libvirtd.conf, qemu.conf and
 //   corosync.conf byte-identical to before init, the cluster's files and CA gone; A goes on alone,
 //   quorate (two_node), B left cleanly (offline, not fenced).
@@ -41,8 +42,9 @@ const kvmstrap = (h: SystemdHost, ...args: string[]) => h.exec(["node", BIN, ...
 const fileIn = (h: SystemdHost, p: string) => readFile(path.join(h.root, p), "utf8").catch(() => null);
 const unit = async (h: SystemdHost, verb: "is-active" | "is-enabled", u: string) =>
   (await h.exec(["systemctl", verb, u])).stdout.trim();
-const libvirtdPid = async (h: SystemdHost) =>
-  (await h.exec(["systemctl", "show", "--value", "-p", "MainPID", "libvirtd.service"])).stdout.trim();
+const mainPid = async (h: SystemdHost, u: string) =>
+  (await h.exec(["systemctl", "show", "--value", "-p", "MainPID", u])).stdout.trim();
+const libvirtdPid = (h: SystemdHost) => mainPid(h, "libvirtd.service");
 const timed = async <T>(what: string, f: () => Promise<T>) => {
   const t = Date.now();
   const r = await f();
@@ -214,11 +216,25 @@ describe("the cluster plan applied by the engine in each host's own systemd", ()
     expect(s.members.map((m) => m.reachable)).toEqual([true, true]);
   });
 
+  it("join again on B converges: nothing written or restarted (the same libvirtd and corosync)", async () => {
+    const pids = async () => [await libvirtdPid(b), await mainPid(b, "corosync.service")];
+    const was = await pids();
+    const files = await Promise.all(FILES.map((f) => fileIn(b, f)));
+    const r = await timed("cluster join again on B", () =>
+      kvmstrap(b, "cluster", "join", "--answer", answer, "--bundle", bundle),
+    );
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stderr).toContain("certificates: kept (complete)");
+    expect(await pids()).toEqual(was);
+    expect(await Promise.all(FILES.map((f) => fileIn(b, f)))).toEqual(files);
+  });
+
   it("leave on B: its inverses run in B's systemd, its files as before init; A goes on alone", async () => {
     const clusterCa = (await fileIn(b, CLUSTER_PATHS.caCert)) ?? "";
     const r = await timed("cluster leave on B", () => kvmstrap(b, "cluster", "leave"));
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stdout).toMatch(/left cluster rack1 \(run .* undone\)/);
+    // Both B's runs (the join and the converged one after it), newest first.
+    expect(r.stdout).toMatch(/left cluster rack1 \(runs \S+, \S+ undone\)/);
     for (const u of ["corosync.service", "pacemaker.service", "libvirtd-tls.socket"])
       expect([u, await unit(b, "is-active", u)]).toEqual([u, "inactive"]);
     for (const u of UNITS) expect([u, await unit(b, "is-enabled", u)]).toEqual([u, before[u]]);

@@ -436,8 +436,8 @@ export async function vmCommand(argv: string[], inject: VmCommandDeps = {}): Pro
       case "console": {
         const name = needName();
         const xml = await libvirt.domainXml(name);
-        // A serial console logged to a file (how kvmstrap defines it) has no pty for virsh console:
-        // follow the log instead, read-only.
+        // kvmstrap's VMs have a pty serial (with a log file): virsh console. A serial of type file
+        // only (a domain defined elsewhere) has no pty: follow its file instead, read-only.
         const file = /<serial type='file'>\s*<source path='([^']+)'/.exec(xml)?.[1];
         const [cmd, args] = file
           ? ["tail", ["-n", "100", "-F", file]]

@@ -9,7 +9,8 @@
 //   new certificate;
 // - `cluster join` again on B converges (the same libvirtd and corosync processes, no file written);
 // - `cluster leave` on B: the inverses of both its runs run in B's systemd (corosync and pacemaker stopped
-//   and back to the enablement they had, the TLS socket off), libvirtd.conf, qemu.conf and
+//   and back to the enablement they had: corosync still enabled as its package left it, pacemaker,
+//   disabled by hand before, disabled again; the TLS socket off), libvirtd.conf, qemu.conf and
 //   corosync.conf byte-identical to before init, the cluster's files and CA gone; A goes on alone,
 //   quorate (two_node), B left cleanly (offline, not fenced).
 import { X509Certificate } from "node:crypto";
@@ -129,6 +130,9 @@ beforeAll(async () => {
   );
   // A running host's libvirtd (socket activation starts it on first use, as on a host).
   for (const h of rig.hosts) expect((await h.exec(["virsh", "-q", "hostname"])).stdout.trim()).toBe(h.name);
+  // B's pacemaker disabled by hand, its corosync enabled as the package left it: leave must disable
+  // only the unit the plan enabled.
+  expect((await b.exec(["systemctl", "disable", "pacemaker.service"])).exitCode).toBe(0);
   for (const f of FILES) before[f] = await fileIn(b, f);
   for (const u of UNITS) before[u] = await unit(b, "is-enabled", u);
 }, 90_000);
@@ -154,6 +158,7 @@ describe("the cluster plan applied by the engine in each host's own systemd", ()
       expect([h.name, await unit(h, "is-active", "corosync.service")]).toEqual([h.name, "active"]);
       expect([h.name, await unit(h, "is-active", "pacemaker.service")]).toEqual([h.name, "active"]);
       expect(await fileIn(h, CLUSTER_PATHS.libvirtdConf)).toContain("# BEGIN kvmstrap cluster");
+      expect(await fileIn(h, CLUSTER_PATHS.qemuConf)).toContain("# BEGIN kvmstrap cluster");
       expect(await fileIn(h, CLUSTER_PATHS.qemuConf)).toContain(`migration_address = "${h.address}"`);
       expect(await tcp(h.address, 16509)).toBe("ECONNREFUSED");
     }
@@ -237,6 +242,7 @@ describe("the cluster plan applied by the engine in each host's own systemd", ()
     expect(r.stdout).toMatch(/left cluster rack1 \(runs \S+, \S+ undone\)/);
     for (const u of ["corosync.service", "pacemaker.service", "libvirtd-tls.socket"])
       expect([u, await unit(b, "is-active", u)]).toEqual([u, "inactive"]);
+    expect([before["corosync.service"], before["pacemaker.service"]]).toEqual(["enabled", "disabled"]);
     for (const u of UNITS) expect([u, await unit(b, "is-enabled", u)]).toEqual([u, before[u]]);
     for (const f of FILES) expect([f, await fileIn(b, f)]).toEqual([f, before[f]]);
     expect(await stat(path.join(b.root, CLUSTER_PATHS.dir)).catch(() => null)).toBeNull();

@@ -168,9 +168,11 @@ type Started = {
   root: string;
   netns: string;
   nspawn?: ChildProcess;
+  leader?: number;
 };
 
-/** Halts the container (nspawn's SIGTERM: a clean poweroff; SIGKILL after 15 s), then its mounts. */
+/** Halts the container (nspawn's SIGTERM: a clean poweroff; after 15 s SIGKILL to its PID 1 and
+ *  nspawn), then unmounts its overlay and tmpfs and deletes its network namespace. */
 async function stopHost(s: Started): Promise<void> {
   const p = s.nspawn;
   if (p && p.exitCode === null && p.signalCode === null) {
@@ -178,6 +180,12 @@ async function stopHost(s: Started): Promise<void> {
     p.kill("SIGTERM");
     const killed = await Promise.race([exited.then(() => false), sleep(15_000).then(() => true)]);
     if (killed) {
+      // The container's PID 1 killed takes its whole PID namespace with it.
+      try {
+        if (s.leader) process.kill(s.leader, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
       p.kill("SIGKILL");
       await exited;
     }
@@ -274,6 +282,7 @@ export async function startSystemdHosts(o: { hosts?: number } = {}): Promise<Sys
         );
         closeSync(log);
         const leader = await leaderOf(s.nspawn.pid ?? 0, Date.now() + 20_000);
+        s.leader = leader;
         const exec = execIn(leader);
         await bootedIn(h.name, exec, Date.now() + 30_000);
         return {

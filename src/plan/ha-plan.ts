@@ -114,7 +114,9 @@ export function planHa(ctx: PlanContext, input: HaPlanInput): void {
     planCommand(ctx, {
       id: "ha.corosync-reload",
       argv: ["corosync-cfgtool", "-R"],
-      // Skipped when corosync was not running before: its start above read the new file.
+      // A corosync that ran before the plan reads the new file only on -R. The check runs at this
+      // step, after the start above, so a corosync that this plan started rereads the file it just
+      // read (harmless); only one that is not running at all skips it.
       check: ["sh", "-c", "! corosync-cfgtool -s >/dev/null 2>&1"],
       effect: "none",
       summary: "corosync rereads corosync.conf",

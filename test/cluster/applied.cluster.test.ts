@@ -15,14 +15,13 @@
 //   quorate (two_node), B left cleanly (offline, not fenced).
 import { X509Certificate } from "node:crypto";
 import { readFile, stat, writeFile } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ClusterStatus } from "../../src/app/cluster-status.js";
 import { CLUSTER_PATHS } from "../../src/plan/cluster-plan.js";
 import { COROSYNC_AUTHKEY, COROSYNC_CONF } from "../../src/plan/render/corosync-conf.js";
-import { BIN } from "./cli.js";
+import { BIN, tcpProbe } from "./cli.js";
 import { FENCE_AGENT } from "./ha-hosts.js";
 import { until } from "./ha-rig.js";
 import { type SystemdHost, type SystemdHosts, startSystemdHosts } from "./systemd-host.js";
@@ -87,21 +86,6 @@ function served(
   );
 }
 
-/** What a plain TCP connection to ADDRESS:PORT meets. */
-const tcp = (address: string, port: number) =>
-  new Promise<string>((resolve) => {
-    const s = net.connect({ host: address, port });
-    s.setTimeout(3000, () => {
-      s.destroy();
-      resolve("timeout");
-    });
-    s.on("connect", () => {
-      s.destroy();
-      resolve("connected");
-    });
-    s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-  });
-
 beforeAll(async () => {
   rig = await startSystemdHosts();
   [a, b] = rig.hosts as [SystemdHost, SystemdHost];
@@ -160,7 +144,7 @@ describe("the cluster plan applied by the engine in each host's own systemd", ()
       expect(await fileIn(h, CLUSTER_PATHS.libvirtdConf)).toContain("# BEGIN kvmstrap cluster");
       expect(await fileIn(h, CLUSTER_PATHS.qemuConf)).toContain("# BEGIN kvmstrap cluster");
       expect(await fileIn(h, CLUSTER_PATHS.qemuConf)).toContain(`migration_address = "${h.address}"`);
-      expect(await tcp(h.address, 16509)).toBe("ECONNREFUSED");
+      expect(await tcpProbe(h.address, 16509)).toBe("ECONNREFUSED");
     }
   });
 
@@ -247,7 +231,7 @@ describe("the cluster plan applied by the engine in each host's own systemd", ()
     for (const f of FILES) expect([f, await fileIn(b, f)]).toEqual([f, before[f]]);
     expect(await stat(path.join(b.root, CLUSTER_PATHS.dir)).catch(() => null)).toBeNull();
     expect(await fileIn(b, "/etc/pki/CA/cacert.pem")).not.toBe(clusterCa);
-    expect(await tcp(b.address, 16514)).toBe("ECONNREFUSED");
+    expect(await tcpProbe(b.address, 16514)).toBe("ECONNREFUSED");
     // A alone: corosync's two_node keeps it quorate; B left cleanly (offline, never fenced).
     const s = await until(
       "A sees B offline",

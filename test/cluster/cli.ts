@@ -4,6 +4,7 @@
 // result.
 import { existsSync, mkdirSync, symlinkSync } from "node:fs";
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { type Action, PLAN_SCHEMA_ID, type Plan } from "../../src/plan/actions.js";
@@ -167,3 +168,18 @@ export function migrateResult(stdout: string): MigrateResultLine {
   if (!found) throw new Error(`vm migrate --json printed no result line:\n${stdout}`);
   return found as MigrateResultLine;
 }
+
+/** What a plain TCP connection to ADDRESS:PORT meets: "connected", "timeout" (3 s) or the error code. */
+export const tcpProbe = (address: string, port: number) =>
+  new Promise<string>((resolve) => {
+    const s = net.connect({ host: address, port });
+    s.setTimeout(3000, () => {
+      s.destroy();
+      resolve("timeout");
+    });
+    s.on("connect", () => {
+      s.destroy();
+      resolve("connected");
+    });
+    s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });

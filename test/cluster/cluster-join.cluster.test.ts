@@ -11,7 +11,6 @@
 // without writing the machine's own /etc: so here the daemons restart instead.)
 import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import tls from "node:tls";
@@ -26,6 +25,7 @@ import {
   clusterQemuSettings,
   withClusterBlock,
 } from "../../src/plan/cluster-plan.js";
+import { tcpProbe } from "./cli.js";
 import { type Cluster, type HostPki, startCluster } from "./hosts.js";
 
 const run = promisify(execFile);
@@ -234,18 +234,7 @@ describe("kvmstrap cluster init and join on two hosts", () => {
 
   it("nothing listens on plain TCP 16509", async () => {
     for (const address of [cluster.a.address, cluster.b.address]) {
-      const result = await new Promise<string>((resolve) => {
-        const s = net.connect({ host: address, port: 16509 });
-        s.setTimeout(3000, () => {
-          s.destroy();
-          resolve("timeout");
-        });
-        s.on("connect", () => {
-          s.destroy();
-          resolve("connected");
-        });
-        s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-      });
+      const result = await tcpProbe(address, 16509);
       expect(result, address).toBe("ECONNREFUSED");
     }
   });

@@ -6,7 +6,7 @@
 // or unparsable field is absent, never a zero.
 import type { CommandResult, CommandRunner } from "../host/commands.js";
 import { classifyVirshError, LibvirtError, virshErrorMessage } from "./libvirt-error.js";
-import type { VirshSession } from "./virsh-session.js";
+import { isPositionalName, type VirshSession } from "./virsh-session.js";
 
 /** virDomainState, in libvirt's order (state.state=N), as Prometheus label values. */
 export const DOMAIN_STATES = [
@@ -164,9 +164,6 @@ export async function readDomstatsOver(
   return parseReply(await session.run(words, limits), ["virsh", ...words], limits);
 }
 
-/** A domain name virsh's shell takes as a positional word (not an option, nothing to quote). */
-const SHARDABLE_NAME = /^[\w.:@+][\w.,:=@/+-]*$/;
-
 /**
  * The same pass with the domains split over the sessions given, each session asked for its share at
  * the same time. Each domain is still asked once per pass; the split is for time: libvirtd answers
@@ -194,7 +191,7 @@ export async function readDomstatsSharded(
     }
     const names = listed.stdout.split("\n").filter((n) => n.trim() !== "");
     const shards = Math.min(sessions.length, names.length);
-    if (shards < 2 || !names.every((n) => SHARDABLE_NAME.test(n))) return readDomstatsOver(first, options);
+    if (shards < 2 || !names.every(isPositionalName)) return readDomstatsOver(first, options);
     const shares = Array.from({ length: shards }, (_, i) => names.filter((_, j) => j % shards === i));
     try {
       const parts = await Promise.all(

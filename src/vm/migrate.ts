@@ -1,7 +1,8 @@
 // A live migration through libvirt (`virsh migrate --live --p2p --tls`): the source libvirtd talks
 // to the target's over TLS and qemu's migration (and, with copied storage, NBD) streams use TLS
-// too. While virsh runs, the source's job is read once a second (domjobinfo) and handed to
-// onProgress; the first time the job is seen, the bounded downtime is set on it
+// too. While virsh runs, the source's job is read once a second (domjobinfo, asked of one kept virsh:
+// on a busy host a virsh started each second takes CPU from the migration it watches) and handed
+// to onProgress; the first time the job is seen, the bounded downtime is set on it
 // (migrate-setmaxdowntime). The VM is made persistent on the target and undefined on the source, so
 // it exists on exactly one host. A failure leaves it where libvirt leaves it: running on the source.
 //
@@ -12,6 +13,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type JobInfo, parseJobCompletedEvent, parseJobInfo } from "./migrate-progress.js";
 import type { Virsh } from "./virsh-exec.js";
+import { isPositionalName, VirshSession } from "./virsh-session.js";
 
 export interface MigrateOptions {
   vm: string;
@@ -60,6 +62,14 @@ export async function migrate(source: Virsh, target: Virsh, o: MigrateOptions): 
   // would add up to a second to every run.
   const stopPolling = new AbortController();
   let downtimeSet = o.maxDowntimeMs === undefined;
+  const watcher = isPositionalName(o.vm) ? new VirshSession(source.uri) : null;
+  const jobInfo = (): Promise<string | null> =>
+    watcher
+      ? watcher.run(["domjobinfo", o.vm], { timeoutMs: 10_000, maxBytes: 2 ** 20 }).then(
+          (r) => (r.exitCode === 0 ? r.stdout : null),
+          () => null,
+        )
+      : source.run(["domjobinfo", o.vm], 10_000).catch(() => null);
   const poll = (async () => {
     while (!done) {
       // Quick polls until the bounded downtime is on the job, then one a second.
@@ -67,7 +77,7 @@ export async function migrate(source: Virsh, target: Virsh, o: MigrateOptions): 
         () => {},
       );
       if (done) break;
-      const info = await source.run(["domjobinfo", o.vm], 10_000).catch(() => null);
+      const info = await jobInfo();
       if (!info || done) continue;
       const job = parseJobInfo(info);
       if (job.type !== "Unbounded") continue;
@@ -88,6 +98,7 @@ export async function migrate(source: Virsh, target: Virsh, o: MigrateOptions): 
     done = true;
     stopPolling.abort();
     await poll;
+    await watcher?.close();
   }
   const wallMs = Date.now() - started;
   const grace = setTimeout(() => stopEvent.abort(), EVENT_GRACE_MS);

@@ -29,6 +29,9 @@ export interface SessionLimits {
 
 /** Words virsh's shell parser takes as they are: no quoting, so nothing to get wrong. */
 const PLAIN_WORD = /^[\w.,:=@/+-]+$/;
+
+/** A domain name a session can pass to virsh as a positional word: plain, and not read as an option. */
+export const isPositionalName = (name: string): boolean => /^[\w.:@+][\w.,:=@/+-]*$/.test(name);
 const PROMPT_LINE = /^virsh [#$] /;
 const ERROR_LINE = /^error: /m;
 

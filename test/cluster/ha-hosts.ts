@@ -16,7 +16,7 @@
 // PID namespace init with SIGKILL (the kernel then kills every process in it) and answers "off" only
 // once the init is gone; GET /status/NAME says on or off from the init's liveness.
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, chown, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdir, readdir, readFile, readlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -44,6 +44,26 @@ const alive = (pid: number) => {
   }
 };
 
+/**
+ * What keeps a killed namespace's init from going: its own state and every process still in its PID
+ * namespace, with the kernel function each sleeps in (a process in D state holds the namespace up).
+ */
+async function whatHoldsOn(pid: number): Promise<string> {
+  const line = async (p: string) => {
+    const stat = await readFile(`/proc/${p}/stat`, "utf8").catch(() => "");
+    const wchan = await readFile(`/proc/${p}/wchan`, "utf8").catch(() => "?");
+    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+    return `${p} ${stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))} state ${state} wchan ${wchan}`;
+  };
+  const ns = await readlink(`/proc/${pid}/ns/pid`).catch(() => null);
+  const inNs: string[] = [];
+  for (const p of await readdir("/proc")) {
+    if (!/^\d+$/.test(p) || Number(p) === pid) continue;
+    if (ns && (await readlink(`/proc/${p}/ns/pid`).catch(() => null)) === ns) inNs.push(await line(p));
+  }
+  return [`init ${await line(String(pid))}`, ...inNs].join("; ");
+}
+
 export async function startPowerController(address: string, hosts: ClusterHost[]): Promise<PowerController> {
   const events: PowerEvent[] = [];
   const server = createServer(async (req, res) => {
@@ -62,6 +82,10 @@ export async function startPowerController(address: string, hosts: ClusterHost[]
       if (alive(host.daemon.pid)) process.kill(host.daemon.pid, "SIGKILL");
       for (let i = 0; i < 200 && alive(host.daemon.pid); i++) await sleep(50);
       if (alive(host.daemon.pid)) {
+        // Said where the test's output shows it: a fence that cannot complete is otherwise silent.
+        console.error(
+          `power controller: ${host.name} still on 10 s after SIGKILL: ${await whatHoldsOn(host.daemon.pid)}`,
+        );
         res.statusCode = 500;
         return res.end("still on");
       }

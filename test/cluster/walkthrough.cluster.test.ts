@@ -359,7 +359,10 @@ describe("the README's cluster walk-through on three hosts from one answer file"
         const on = await where();
         return on.length === 1 && on[0] !== "kvmcl-a" ? await mon() : undefined;
       },
-      60_000,
+      // Fenced in 8-9 s as a rule; the bound leaves room for pacemaker's retry of the fence on
+      // another member (once, a killed host's namespace took over 40 s to go: the power controller
+      // now says what held it).
+      150_000,
       nodes[1],
     );
     const recoveredMs = Date.now() - killedAt;
@@ -384,5 +387,5 @@ describe("the README's cluster walk-through on three hosts from one answer file"
         `${Math.round(q.at - killedAt)} ms, started per crm_mon ${recoveredMs} ms`,
     );
     console.log(`walk-through figures:\n  ${figures.join("\n  ")}`);
-  });
+  }, 180_000);
 });
